@@ -1,0 +1,159 @@
+//! The bus contract: every subject, stream, durable consumer and KV bucket name, the payloads that
+//! travel on them, and the two ways to touch them (publish with a JetStream ack, and a durable
+//! consume loop). `subjects.md` documents exactly these names; a test keeps the two in step.
+
+mod consume;
+mod payload;
+mod topology;
+mod trace;
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use async_nats::jetstream::message::PublishMessage;
+
+pub use consume::{Delivery, Outcome, consume};
+pub use payload::*;
+pub use topology::{Change, SetupItem, SetupReport, setup};
+
+/// Subjects carried by the streams.
+pub mod subject {
+    pub const LEAD_RECEIVED: &str = "lead.received";
+    pub const LEAD_FINALIZED: &str = "lead.finalized";
+    pub const CALL_ANSWER: &str = "call.answer";
+    pub const CALL_COMPLETED: &str = "call.completed";
+    pub const AGENT_STATUS: &str = "agent.status";
+    pub const AGENT_ACTIVITY: &str = "agent.activity";
+    pub const AGENT_ALERT: &str = "agent.alert";
+    pub const ALL: [&str; 7] = [
+        LEAD_RECEIVED,
+        LEAD_FINALIZED,
+        CALL_ANSWER,
+        CALL_COMPLETED,
+        AGENT_STATUS,
+        AGENT_ACTIVITY,
+        AGENT_ALERT,
+    ];
+}
+
+/// JetStream streams (file storage).
+pub mod stream {
+    pub const LEADS: &str = "LEADS";
+    pub const CALLS: &str = "CALLS";
+    pub const AGENT: &str = "AGENT";
+    pub const STATUS: &str = "STATUS";
+    pub const ALL: [&str; 4] = [LEADS, CALLS, AGENT, STATUS];
+}
+
+/// Durable pull consumers; replicas of a role share one and split its messages.
+pub mod consumer {
+    pub const CALLER: &str = "caller";
+    pub const FINALIZER: &str = "finalizer";
+    pub const SMS: &str = "sms";
+    pub const ACTIVITY: &str = "activity";
+    pub const ALL: [&str; 4] = [CALLER, FINALIZER, SMS, ACTIVITY];
+}
+
+/// JetStream key-value buckets.
+pub mod bucket {
+    pub const EMAILS_SEEN: &str = "emails_seen";
+    pub const CALLS: &str = "calls";
+    pub const AGENT: &str = "agent";
+    pub const CONFIG: &str = "config";
+    pub const ALL: [&str; 4] = [EMAILS_SEEN, CALLS, AGENT, CONFIG];
+}
+
+/// Header JetStream uses to drop a repeated publish within the stream's duplicate window.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url} (LEADQ_NATS_URL): {source}")]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("publishing to {subject}: {source}")]
+    Publish {
+        subject: &'static str,
+        source: async_nats::jetstream::context::PublishError,
+    },
+    #[error("encoding a {subject} payload: {source}")]
+    Encode {
+        subject: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("JetStream {what}: {detail}")]
+    JetStream { what: String, detail: String },
+}
+
+impl BusError {
+    pub(crate) fn jetstream(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self::JetStream {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// One connection to NATS and its JetStream context; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+}
+
+impl Bus {
+    /// Connects once (no retry loop), so a wrong URL fails fast at start with the setting named.
+    pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|source| BusError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        let js = jetstream::new(client.clone());
+        Ok(Self { client, js })
+    }
+
+    /// Publishes a payload with its idempotency key and the current trace, and waits for the
+    /// stream's ack: once this returns, the message is stored (or was a duplicate).
+    pub async fn publish<P: Payload>(
+        &self,
+        payload: &P,
+    ) -> Result<jetstream::publish::PublishAck, BusError> {
+        let body = payload::encode(payload).map_err(|source| BusError::Encode {
+            subject: P::SUBJECT,
+            source,
+        })?;
+        let mut headers = HeaderMap::new();
+        trace::inject(&mut headers);
+        let publish = PublishMessage::build()
+            .headers(headers)
+            .message_id(payload.msg_id())
+            .payload(body.into());
+        let publish_err = |source| BusError::Publish {
+            subject: P::SUBJECT,
+            source,
+        };
+        self.js
+            .send_publish(P::SUBJECT, publish)
+            .await
+            .map_err(publish_err)?
+            .await
+            .map_err(publish_err)
+    }
+
+    /// Whether the server answers JetStream API requests right now.
+    pub async fn ping(&self) -> Result<(), BusError> {
+        self.js
+            .query_account()
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::jetstream("account info", e))
+    }
+}

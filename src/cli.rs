@@ -1,0 +1,92 @@
+//! The command line: one binary, a subcommand per role, and the operator's commands.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "leadq",
+    version,
+    about = "Lead qualification agent: reads landing-page leads from IMAP, calls them through Twilio, \
+             scores the answers, records them in the CRM and texts a booking link",
+    after_help = "Settings come from embedded defaults, then --config FILE (TOML), then LEADQ_* \
+                  environment variables; see leadq.example.toml."
+)]
+pub struct Cli {
+    /// A TOML settings file (see leadq.example.toml); environment variables override it.
+    #[arg(long, global = true, env = "LEADQ_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role (api, poller, caller, finalizer, sms) in one process.
+    All,
+    /// Run the HTTP API: CMO and admin routes, Twilio webhooks, the admin page, the activity log writer.
+    Api,
+    /// Run the IMAP poller: lead emails to lead.received, within a second (IMAP IDLE).
+    Poller,
+    /// Run the caller: lead.received to one Twilio call per lead.
+    Caller,
+    /// Run the finalizer: call.completed to verdict, lead record and CRM row.
+    Finalizer,
+    /// Run the SMS sender: lead.finalized to one SMS with the booking link.
+    Sms,
+    /// Create or update the NATS streams, consumers and KV buckets; safe to repeat (also done on start).
+    Setup,
+    /// Operator commands on the store: activity log (users and API keys follow).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Print the newest activity-log entries as JSON lines (opens the store directly: with the
+    /// embedded store, stop the agent first).
+    Activity {
+        /// How many entries to print.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_role_and_operator_command_is_a_subcommand_with_help() {
+        let cli = Cli::command();
+        for name in [
+            "all",
+            "api",
+            "poller",
+            "caller",
+            "finalizer",
+            "sms",
+            "setup",
+            "admin",
+        ] {
+            let sub = cli
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("no `{name}` subcommand"));
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(about.len() > 20, "`{name}` has no useful --help: {about:?}");
+        }
+    }
+
+    #[test]
+    fn config_flag_is_global() {
+        let cli = Cli::try_parse_from(["leadq", "setup", "--config", "x.toml"]).expect("parses");
+        assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
+    }
+}

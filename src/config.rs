@@ -1,0 +1,401 @@
+//! Settings in layers: embedded defaults, then an optional TOML file, then `LEADQ_*` environment
+//! variables (nested keys with `__`, e.g. `LEADQ_BUS__MAX_DELIVER`). Loaded and validated once at
+//! start, so a bad value stops the process with one line that names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// What went wrong while reading the settings; always names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: {setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        // Name each bad key as the environment variable that sets it, whichever layer it came from.
+        let lines: Vec<String> = err
+            .into_iter()
+            .map(|e| {
+                let source = e
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.to_string())
+                    .unwrap_or_default();
+                if e.path.is_empty() {
+                    format!("{} ({source})", e.kind)
+                } else {
+                    let var = format!("LEADQ_{}", e.path.join("__")).to_uppercase();
+                    format!("{var}: {} (from {source})", e.kind)
+                }
+            })
+            .collect();
+        Self::Parse(lines.join("; "))
+    }
+}
+
+/// The raw shape read from the layers, before it is checked.
+#[derive(Debug, Serialize, Deserialize)]
+struct RawSettings {
+    nats_url: String,
+    data_dir: PathBuf,
+    db: Option<String>,
+    db_user: Option<String>,
+    db_pass: Option<String>,
+    http_addr: String,
+    public_url: Option<String>,
+    log: String,
+    log_format: LogFormat,
+    otlp_endpoint: Option<String>,
+    instance: Option<String>,
+    shutdown_grace: String,
+    max_body_bytes: usize,
+    bus: BusSettings,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            data_dir: PathBuf::from("./data"),
+            db: None,
+            db_user: None,
+            db_pass: None,
+            http_addr: "127.0.0.1:8000".into(),
+            public_url: None,
+            log: "info,leadq=info".into(),
+            log_format: LogFormat::Pretty,
+            otlp_endpoint: None,
+            instance: None,
+            shutdown_grace: "20s".into(),
+            max_body_bytes: 1024 * 1024,
+            bus: BusSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Delivery limits of the durable consumers and storage of the streams; what `leadq setup` applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BusSettings {
+    /// How many times JetStream delivers a message before the consumer gives up on it.
+    pub max_deliver: i64,
+    /// Wait before each redelivery of a message that was not acked (the first also serves as ack wait).
+    #[serde(with = "duration_list")]
+    pub backoff: Vec<Duration>,
+    /// Stream and bucket copies kept by a JetStream cluster (1 for a single server, 3 in production).
+    pub replicas: usize,
+    /// How long `lead.*` and `call.*` messages are kept in their streams.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Window in which a repeated `Nats-Msg-Id` is dropped by the server.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            max_deliver: 10,
+            backoff: [5, 30, 60, 300, 900].map(Duration::from_secs).to_vec(),
+            replicas: 1,
+            retention: Duration::from_secs(14 * 24 * 3600),
+            duplicate_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Where the store lives; parsed from `LEADQ_DB`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbLocation {
+    Memory,
+    File(PathBuf),
+    Server(Url),
+}
+
+impl DbLocation {
+    /// The endpoint string SurrealDB's `any` engine understands.
+    pub fn endpoint(&self) -> String {
+        match self {
+            Self::Memory => "mem://".into(),
+            Self::File(path) => format!("surrealkv://{}", path.display()),
+            Self::Server(url) => url.to_string(),
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, String> {
+        let Some((scheme, rest)) = raw.split_once("://") else {
+            return Err(format!(
+                "`{raw}` is not a URL; use mem://, surrealkv://PATH or ws://HOST:PORT"
+            ));
+        };
+        match scheme {
+            "mem" | "memory" => Ok(Self::Memory),
+            "surrealkv" if rest.is_empty() => Err("surrealkv:// needs a path".into()),
+            "surrealkv" => Ok(Self::File(PathBuf::from(rest))),
+            "ws" | "wss" => Url::parse(raw)
+                .map(Self::Server)
+                .map_err(|e| format!("`{raw}`: {e}")),
+            other => Err(format!(
+                "unsupported scheme `{other}`; use mem://, surrealkv://PATH, ws:// or wss://"
+            )),
+        }
+    }
+}
+
+/// Validated settings; every role reads only these.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub nats_url: String,
+    pub data_dir: PathBuf,
+    pub db: DbLocation,
+    pub db_user: Option<String>,
+    pub db_pass: Option<SecretString>,
+    pub http_addr: SocketAddr,
+    pub public_url: Url,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: Option<Url>,
+    /// Names this process in `agent.status` and logs; several replicas of a role differ here.
+    pub instance: String,
+    pub shutdown_grace: Duration,
+    pub max_body_bytes: usize,
+    pub bus: BusSettings,
+}
+
+impl Settings {
+    /// Reads the layers; `file` is the `--config` path (a missing explicit file is an error).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid {
+                    setting: "--config",
+                    reason: format!("{} is not a readable file", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let raw: RawSettings = figment
+            .merge(Env::prefixed("LEADQ_").split("__"))
+            .extract()?;
+        Self::validate(raw)
+    }
+
+    /// Defaults with an in-memory store and the given NATS server; for tests and tools.
+    pub fn for_tests(nats_url: &str) -> Self {
+        let mut settings =
+            Self::validate(RawSettings::default()).expect("the embedded defaults are valid");
+        settings.nats_url = nats_url.into();
+        settings.db = DbLocation::Memory;
+        settings
+    }
+
+    fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
+        let invalid = |setting, reason: String| ConfigError::Invalid { setting, reason };
+        let http_addr: SocketAddr = raw.http_addr.parse().map_err(|_| {
+            invalid(
+                "LEADQ_HTTP_ADDR",
+                format!(
+                    "`{}` is not an address such as 127.0.0.1:8000",
+                    raw.http_addr
+                ),
+            )
+        })?;
+        if !raw.nats_url.contains("://") && raw.nats_url.contains(' ') {
+            return Err(invalid(
+                "LEADQ_NATS_URL",
+                format!("`{}` is not a NATS URL", raw.nats_url),
+            ));
+        }
+        Url::parse(&raw.nats_url).map_err(|e| {
+            invalid(
+                "LEADQ_NATS_URL",
+                format!("`{}` is not a NATS URL: {e}", raw.nats_url),
+            )
+        })?;
+        let db = match raw.db.as_deref() {
+            Some(db) => DbLocation::parse(db).map_err(|reason| invalid("LEADQ_DB", reason))?,
+            None => DbLocation::File(raw.data_dir.join("db")),
+        };
+        let public_url = match raw.public_url.as_deref() {
+            Some(url) => {
+                Url::parse(url).map_err(|e| invalid("LEADQ_PUBLIC_URL", format!("`{url}`: {e}")))?
+            }
+            None => Url::parse(&format!("http://{http_addr}"))
+                .map_err(|e| invalid("LEADQ_HTTP_ADDR", e.to_string()))?,
+        };
+        let otlp_endpoint = raw
+            .otlp_endpoint
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Url::parse(s).map_err(|e| invalid("LEADQ_OTLP_ENDPOINT", format!("`{s}`: {e}")))
+            })
+            .transpose()?;
+        let shutdown_grace = humantime::parse_duration(&raw.shutdown_grace).map_err(|e| {
+            invalid(
+                "LEADQ_SHUTDOWN_GRACE",
+                format!("`{}`: {e}", raw.shutdown_grace),
+            )
+        })?;
+        if raw.bus.max_deliver < 1 || (raw.bus.max_deliver as usize) <= raw.bus.backoff.len() {
+            return Err(invalid(
+                "LEADQ_BUS__MAX_DELIVER",
+                format!(
+                    "{} must be greater than the number of back-off steps ({})",
+                    raw.bus.max_deliver,
+                    raw.bus.backoff.len()
+                ),
+            ));
+        }
+        if raw.bus.replicas == 0 || raw.bus.replicas > 5 {
+            return Err(invalid(
+                "LEADQ_BUS__REPLICAS",
+                format!("{} is not 1 to 5", raw.bus.replicas),
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&raw.log)
+            .map_err(|e| invalid("LEADQ_LOG", format!("`{}`: {e}", raw.log)))?;
+        let instance = raw.instance.unwrap_or_else(default_instance);
+        Ok(Self {
+            nats_url: raw.nats_url,
+            data_dir: raw.data_dir,
+            db,
+            db_user: raw.db_user,
+            db_pass: raw.db_pass.map(SecretString::from),
+            http_addr,
+            public_url,
+            log: raw.log,
+            log_format: raw.log_format,
+            otlp_endpoint,
+            instance,
+            shutdown_grace,
+            max_body_bytes: raw.max_body_bytes,
+            bus: raw.bus,
+        })
+    }
+}
+
+/// A list of human-readable durations (`["5s", "1m"]`), as humantime-serde does for one.
+mod duration_list {
+    use std::time::Duration;
+
+    use humantime_serde::Serde;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[Duration], serializer: S) -> Result<S::Ok, S::Error> {
+        list.iter()
+            .map(|d| Serde::from(*d))
+            .collect::<Vec<_>>()
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Duration>, D::Error> {
+        Ok(Vec::<Serde<Duration>>::deserialize(deserializer)?
+            .into_iter()
+            .map(Serde::into_inner)
+            .collect())
+    }
+}
+
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_with(jail_setup: impl FnOnce(&mut Jail)) -> Result<Settings, ConfigError> {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            jail_setup(jail);
+            out = Some(Settings::load(None));
+            Ok(())
+        });
+        out.expect("jail ran")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_use_the_data_dir() {
+        let s = load_with(|_| {}).expect("defaults load");
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.db, DbLocation::File(PathBuf::from("./data/db")));
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8000/");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "leadq.toml",
+                "http_addr = \"0.0.0.0:9000\"\n[bus]\nmax_deliver = 7\n",
+            )?;
+            jail.set_env("LEADQ_DB", "mem://");
+            jail.set_env("LEADQ_HTTP_ADDR", "127.0.0.1:9100");
+            out = Some(Settings::load(Some(Path::new("leadq.toml"))));
+            Ok(())
+        });
+        let s = out.expect("jail ran").expect("settings load");
+        assert_eq!(s.http_addr.port(), 9100);
+        assert_eq!(s.bus.max_deliver, 7);
+        assert_eq!(s.db, DbLocation::Memory);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            ("LEADQ_HTTP_ADDR", "not-an-address", "LEADQ_HTTP_ADDR"),
+            ("LEADQ_DB", "postgres://x", "LEADQ_DB"),
+            ("LEADQ_DB", "nonsense", "LEADQ_DB"),
+            ("LEADQ_PUBLIC_URL", "::", "LEADQ_PUBLIC_URL"),
+            ("LEADQ_BUS__MAX_DELIVER", "2", "LEADQ_BUS__MAX_DELIVER"),
+            ("LEADQ_BUS__MAX_DELIVER", "many", "LEADQ_BUS__MAX_DELIVER"),
+            ("LEADQ_LOG_FORMAT", "xml", "LEADQ_LOG_FORMAT"),
+        ];
+        for (var, value, named) in cases {
+            let err = load_with(|jail| jail.set_env(var, value)).expect_err(var);
+            let line = err.to_string();
+            assert!(
+                line.contains(named),
+                "{var}={value}: `{line}` does not name {named}"
+            );
+            assert!(!line.contains('\n'), "{var}: error spans lines: {line}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s =
+            load_with(|jail| jail.set_env("LEADQ_DB_PASS", "hunter2-very-secret")).expect("load");
+        assert!(!format!("{s:?}").contains("hunter2-very-secret"));
+    }
+}

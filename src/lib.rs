@@ -1,0 +1,20 @@
+//! leadq, the lead qualification agent. A map of the parts:
+//!
+//! - [`config`]: layered settings (defaults, TOML file, `LEADQ_*`), validated once.
+//! - [`telemetry`]: logs and OpenTelemetry traces.
+//! - [`bus`]: the NATS JetStream contract (subjects, streams, consumers, buckets, payloads),
+//!   publish-with-ack and the durable consume loop. `subjects.md` documents it.
+//! - [`store`]: SurrealDB, the system of record.
+//! - [`runtime`]: roles started from one context, shut down together.
+//! - [`http`]: the api role's routes.
+//! - [`activity`]: the activity log writer.
+//! - [`cli`]: the command line.
+
+pub mod activity;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;

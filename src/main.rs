@@ -1,0 +1,71 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use leadq::cli::{AdminCommand, Cli, Command};
+use leadq::config::{ConfigError, Settings};
+use leadq::runtime::{self, Role, RuntimeError};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a usage or configuration mistake (as clap uses for bad arguments).
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => return fail(&anyhow::Error::new(err)),
+    };
+    let _telemetry = match leadq::telemetry::init(&settings) {
+        Ok(guard) => guard,
+        Err(err) => return fail(&anyhow::Error::new(err)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => return fail(&anyhow::Error::new(err).context("starting the async runtime")),
+    };
+    match runtime.block_on(dispatch(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let roles: &[Role] = match command {
+        Command::All => &Role::ALL,
+        Command::Api => &[Role::Api],
+        Command::Poller => &[Role::Poller],
+        Command::Caller => &[Role::Caller],
+        Command::Finalizer => &[Role::Finalizer],
+        Command::Sms => &[Role::Sms],
+        Command::Setup => {
+            let bus = leadq::bus::Bus::connect(&settings.nats_url, "leadq setup").await?;
+            let report = leadq::bus::setup(&bus.js, &settings.bus).await?;
+            println!("{report}");
+            return Ok(());
+        }
+        Command::Admin(AdminCommand::Activity { limit }) => {
+            let store = leadq::store::Store::open(&settings).await?;
+            for row in store.recent_activity(limit).await? {
+                println!("{}", serde_json::to_string(&row)?);
+            }
+            return Ok(());
+        }
+    };
+    runtime::run(settings, roles, shutdown).await?;
+    Ok(())
+}
+
+/// One line on stderr, the whole cause chain, no backtrace; usage mistakes exit 2.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("leadq: error: {err:#}");
+    let usage = err.downcast_ref::<ConfigError>().is_some()
+        || matches!(
+            err.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::RoleNotBuilt(..))
+        );
+    ExitCode::from(if usage { EXIT_USAGE } else { 1 })
+}

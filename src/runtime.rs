@@ -1,0 +1,239 @@
+//! Starts roles from one [`Context`] and stops them together. Shutdown is a token handed to every
+//! role: on SIGINT/SIGTERM each finishes the message it holds (or leaves it unacked) and returns.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{self, Bus, BusError};
+use crate::config::Settings;
+use crate::store::{Store, StoreError};
+use crate::{activity, http};
+
+/// A unit of leadq that can run in its own process or beside the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Role {
+    /// HTTP API, webhooks, admin page, and the activity log writer.
+    Api,
+    /// IMAP IDLE on the lead inbox, publishes lead.received.
+    Poller,
+    /// Consumes lead.received, places the Twilio call.
+    Caller,
+    /// Consumes call.completed, scores, records, syncs the CRM.
+    Finalizer,
+    /// Consumes lead.finalized, sends the Calendly SMS.
+    Sms,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Api,
+        Role::Poller,
+        Role::Caller,
+        Role::Finalizer,
+        Role::Sms,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Poller => "poller",
+            Role::Caller => "caller",
+            Role::Finalizer => "finalizer",
+            Role::Sms => "sms",
+        }
+    }
+
+    /// Roles that keep the system of record open; only these may open the embedded store.
+    fn uses_store(self) -> bool {
+        matches!(self, Role::Api | Role::Finalizer)
+    }
+
+    /// The issue whose landing brings this role's work; `None` once it is built.
+    fn pending_issue(self) -> Option<u32> {
+        match self {
+            Role::Api => None,
+            Role::Poller => Some(3),
+            Role::Caller => Some(4),
+            Role::Finalizer | Role::Sms => Some(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr} (LEADQ_HTTP_ADDR): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the {role} role stopped: {detail}")]
+    RoleFailed { role: &'static str, detail: String },
+    #[error("the {0} role is not built yet (issue {1}); its messages wait on its durable consumer")]
+    RoleNotBuilt(&'static str, u32),
+}
+
+/// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub settings: Arc<Settings>,
+    pub bus: Bus,
+    pub store: Option<Store>,
+    pub started: Instant,
+}
+
+impl Context {
+    /// Connects to NATS, makes the topology match (idempotent), and opens the store if needed.
+    pub async fn build(settings: Settings, with_store: bool) -> Result<Self, RuntimeError> {
+        let bus = Bus::connect(&settings.nats_url, &format!("leadq {}", settings.instance)).await?;
+        let report = bus::setup(&bus.js, &settings.bus).await?;
+        tracing::info!(
+            changed = report.changed(),
+            items = report.items.len(),
+            "bus topology checked"
+        );
+        let store = if with_store {
+            Some(Store::open(&settings).await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            settings: Arc::new(settings),
+            bus,
+            store,
+            started: Instant::now(),
+        })
+    }
+}
+
+/// Runs `roles` until a signal or `shutdown` fires, or one role fails (which stops the rest).
+pub async fn run(
+    settings: Settings,
+    roles: &[Role],
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError> {
+    if let [only] = roles
+        && let Some(issue) = only.pending_issue()
+    {
+        return Err(RuntimeError::RoleNotBuilt(only.name(), issue));
+    }
+    let ctx = Context::build(settings, roles.iter().any(|r| r.uses_store())).await?;
+    let mut tasks = JoinSet::new();
+    for &role in roles {
+        if let Some(issue) = role.pending_issue() {
+            tracing::warn!(
+                role = role.name(),
+                issue,
+                "role not built yet; its messages wait on the bus"
+            );
+            continue;
+        }
+        start(role, &ctx, &shutdown, &mut tasks).await?;
+    }
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let mut failure = None;
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        Some(joined) = tasks.join_next() => {
+            record_failure(joined, &mut failure);
+            shutdown.cancel();
+        }
+    }
+    // Bound the wait so a stuck role cannot keep the process alive forever.
+    let drain = async {
+        while let Some(joined) = tasks.join_next().await {
+            record_failure(joined, &mut failure);
+        }
+    };
+    if tokio::time::timeout(ctx.settings.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace elapsed; aborting the remaining roles");
+    }
+    tracing::info!("stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+fn record_failure(
+    joined: Result<Result<(), RuntimeError>, tokio::task::JoinError>,
+    failure: &mut Option<RuntimeError>,
+) {
+    let result = joined.unwrap_or_else(|e| {
+        Err(RuntimeError::RoleFailed {
+            role: "?",
+            detail: e.to_string(),
+        })
+    });
+    if let Err(err) = result {
+        tracing::error!(%err, "role failed; stopping the others");
+        failure.get_or_insert(err);
+    }
+}
+
+async fn start(
+    role: Role,
+    ctx: &Context,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<Result<(), RuntimeError>>,
+) -> Result<(), RuntimeError> {
+    match role {
+        Role::Api => {
+            let server = http::HttpServer::bind(ctx.clone())
+                .await
+                .map_err(|source| RuntimeError::Listen {
+                    addr: ctx.settings.http_addr,
+                    source,
+                })?;
+            let addr = server.local_addr().map_err(|source| RuntimeError::Listen {
+                addr: ctx.settings.http_addr,
+                source,
+            })?;
+            tracing::info!(%addr, "HTTP API listening");
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                server
+                    .serve(token)
+                    .await
+                    .map_err(|e| RuntimeError::RoleFailed {
+                        role: "api",
+                        detail: e.to_string(),
+                    })
+            });
+            let (ctx, token) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { activity::run(ctx, token).await.map_err(RuntimeError::from) });
+        }
+        Role::Poller | Role::Caller | Role::Finalizer | Role::Sms => {}
+    }
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+        () = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+}

