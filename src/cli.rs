@@ -37,6 +37,12 @@ pub enum Command {
     Sms,
     /// Create or update the NATS streams, consumers and KV buckets; safe to repeat (also done on start).
     Setup,
+    /// Parse a lead notification email (FILE, or - for stdin) and print the lead as JSON; exit 2
+    /// with {"error": "not_a_lead" | "invalid_lead", ...} when it is not a callable lead.
+    ParseEmail {
+        /// The raw email (RFC 5322), or - to read standard input.
+        file: PathBuf,
+    },
     /// Operator commands on the store: activity log (users and API keys follow).
     #[command(subcommand)]
     Admin(AdminCommand),

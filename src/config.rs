@@ -63,6 +63,7 @@ struct RawSettings {
     instance: Option<String>,
     shutdown_grace: String,
     max_body_bytes: usize,
+    default_region: String,
     bus: BusSettings,
 }
 
@@ -82,6 +83,7 @@ impl Default for RawSettings {
             instance: None,
             shutdown_grace: "20s".into(),
             max_body_bytes: 1024 * 1024,
+            default_region: "US".into(),
             bus: BusSettings::default(),
         }
     }
@@ -180,6 +182,8 @@ pub struct Settings {
     pub instance: String,
     pub shutdown_grace: Duration,
     pub max_body_bytes: usize,
+    /// Country whose numbering a phone number without a country code is read in.
+    pub default_region: phonenumber::country::Id,
     pub bus: BusSettings,
 }
 
@@ -277,6 +281,16 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&raw.log)
             .map_err(|e| invalid("LEADQ_LOG", format!("`{}`: {e}", raw.log)))?;
+        let default_region =
+            crate::domain::lead::parse_region(&raw.default_region).ok_or_else(|| {
+                invalid(
+                    "LEADQ_DEFAULT_REGION",
+                    format!(
+                        "`{}` is not a region code such as US or GB",
+                        raw.default_region
+                    ),
+                )
+            })?;
         let instance = raw.instance.unwrap_or_else(default_instance);
         Ok(Self {
             nats_url: raw.nats_url,
@@ -292,6 +306,7 @@ impl Settings {
             instance,
             shutdown_grace,
             max_body_bytes: raw.max_body_bytes,
+            default_region,
             bus: raw.bus,
         })
     }
@@ -380,6 +395,7 @@ mod tests {
             ("LEADQ_BUS__MAX_DELIVER", "2", "LEADQ_BUS__MAX_DELIVER"),
             ("LEADQ_BUS__MAX_DELIVER", "many", "LEADQ_BUS__MAX_DELIVER"),
             ("LEADQ_LOG_FORMAT", "xml", "LEADQ_LOG_FORMAT"),
+            ("LEADQ_DEFAULT_REGION", "Atlantis", "LEADQ_DEFAULT_REGION"),
         ];
         for (var, value, named) in cases {
             let err = load_with(|jail| jail.set_env(var, value)).expect_err(var);

@@ -4,6 +4,7 @@
 //! - [`telemetry`]: logs and OpenTelemetry traces.
 //! - [`bus`]: the NATS JetStream contract (subjects, streams, consumers, buckets, payloads),
 //!   publish-with-ack and the durable consume loop. `subjects.md` documents it.
+//! - [`domain`]: pure logic: the `Lead` type and notification-email parsing.
 //! - [`store`]: SurrealDB, the system of record.
 //! - [`runtime`]: roles started from one context, shut down together.
 //! - [`http`]: the api role's routes.
@@ -14,6 +15,7 @@ pub mod activity;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod http;
 pub mod runtime;
 pub mod store;

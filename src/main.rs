@@ -47,6 +47,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{report}");
             return Ok(());
         }
+        Command::ParseEmail { file } => return parse_email(&file, &settings),
         Command::Admin(AdminCommand::Activity { limit }) => {
             let store = leadq::store::Store::open(&settings).await?;
             for row in store.recent_activity(limit).await? {
@@ -59,10 +60,38 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the lead, or the reason it is none; a non-lead is a usage outcome, not a crash.
+fn parse_email(file: &std::path::Path, settings: &Settings) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut raw)?;
+    } else {
+        raw = std::fs::read(file)
+            .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+    }
+    match leadq::domain::parse_notification(&raw, settings.default_region) {
+        Ok(lead) => {
+            println!("{}", serde_json::to_string(&lead)?);
+            Ok(())
+        }
+        Err(err) => {
+            println!("{}", err.to_json());
+            Err(UsageError(err.to_string()).into())
+        }
+    }
+}
+
+/// A mistake in what the user gave (a file, an argument): exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
 /// One line on stderr, the whole cause chain, no backtrace; usage mistakes exit 2.
 fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("leadq: error: {err:#}");
     let usage = err.downcast_ref::<ConfigError>().is_some()
+        || err.downcast_ref::<UsageError>().is_some()
         || matches!(
             err.downcast_ref::<RuntimeError>(),
             Some(RuntimeError::RoleNotBuilt(..))

@@ -4,4 +4,5 @@
 mod bus;
 mod cli;
 mod helpers;
+mod intake;
 mod store;

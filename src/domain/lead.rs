@@ -1,0 +1,274 @@
+//! The Lead: one parse-only type for every way a lead enters (email, CMO trigger, admin test email).
+//! A `Lead` exists only if it can be called: its phone is a valid E.164 number and its email, when
+//! given, is a valid address. Unknown form fields are kept, never dropped.
+
+use std::collections::BTreeMap;
+
+use phonenumber::country;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// Why an input is not a lead we can call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeadError {
+    /// Not a form notification at all (an invoice, a person's mail): skipped without alarm.
+    #[error("not a lead notification: {0}")]
+    NotALead(String),
+    /// A form notification that cannot be called; `field` names what is missing or bad.
+    #[error("invalid lead: {field}: {detail}")]
+    Invalid { field: &'static str, detail: String },
+}
+
+impl LeadError {
+    fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            detail: detail.into(),
+        }
+    }
+
+    /// The JSON the CLI and the API answer with.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::NotALead(detail) => {
+                serde_json::json!({ "error": "not_a_lead", "detail": detail })
+            }
+            Self::Invalid { field, detail } => {
+                serde_json::json!({ "error": "invalid_lead", "field": field, "detail": detail })
+            }
+        }
+    }
+}
+
+/// A phone number in E.164 form, built only by parsing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Phone(String);
+
+impl Phone {
+    /// Parses what a person typed (`(415) 555-0142`, `+1 212-555-0199`), reading numbers without a
+    /// country code as numbers of `region`.
+    pub fn parse(raw: &str, region: country::Id) -> Result<Self, LeadError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(LeadError::invalid("phone", "missing"));
+        }
+        let number = phonenumber::parse(Some(region), trimmed).map_err(|e| {
+            LeadError::invalid("phone", format!("`{trimmed}` is not a phone number: {e}"))
+        })?;
+        if !phonenumber::is_valid(&number) {
+            return Err(LeadError::invalid(
+                "phone",
+                format!("`{trimmed}` is not a valid phone number"),
+            ));
+        }
+        Ok(Self(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parses a region code such as `US` or `GB` (the `LEADQ_DEFAULT_REGION` setting).
+pub fn parse_region(code: &str) -> Option<country::Id> {
+    code.trim().to_ascii_uppercase().parse().ok()
+}
+
+/// A checked email address.
+fn parse_email_address(raw: &str) -> Result<String, LeadError> {
+    let trimmed = raw.trim();
+    email_address::EmailAddress::parse_with_options(
+        trimmed,
+        email_address::Options::default().with_required_tld(),
+    )
+    .map(|address| address.as_str().to_owned())
+    .map_err(|e| LeadError::invalid("email", format!("`{trimmed}` is not an email address: {e}")))
+}
+
+/// The landing page a lead came from: consent evidence, with the time of the submission.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PageDetails {
+    pub page_name: Option<String>,
+    pub page_url: Option<String>,
+    pub variant: Option<String>,
+}
+
+/// A callable lead.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lead {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Phone,
+    pub office_space: Option<String>,
+    pub message: Option<String>,
+    pub campaign_id: Option<String>,
+    #[serde(flatten)]
+    pub page: PageDetails,
+    /// Message-ID of the notification email, without angle brackets.
+    pub message_id: Option<String>,
+    /// When the form was submitted, as the notification's Date header says (UTC).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub received_at: Option<OffsetDateTime>,
+    pub extras: BTreeMap<String, String>,
+}
+
+/// Form field names (lowercased) that mean each known field; the first is Unbounce's.
+const NAME_FIELDS: &[&str] = &["fname", "name", "full_name", "first_name", "firstname"];
+const LAST_NAME_FIELDS: &[&str] = &["lname", "last_name", "lastname"];
+const EMAIL_FIELDS: &[&str] = &["email", "email_address", "e-mail"];
+const PHONE_FIELDS: &[&str] = &["phone", "phone_number", "telephone", "tel", "mobile"];
+const OFFICE_FIELDS: &[&str] = &[
+    "what_kind_of_office_space_are_you_interested_in",
+    "office_space",
+];
+const MESSAGE_FIELDS: &[&str] = &["message", "comments", "comment"];
+const CAMPAIGN_FIELDS: &[&str] = &["campaignid", "campaign_id", "campaign"];
+
+impl Lead {
+    /// Builds a lead from submitted form fields in the order they came; the same rules for email
+    /// intake, the CMO trigger and the admin test email.
+    pub fn from_form(
+        fields: Vec<(String, String)>,
+        page: PageDetails,
+        region: country::Id,
+    ) -> Result<Self, LeadError> {
+        let mut known: BTreeMap<&'static str, String> = BTreeMap::new();
+        let mut extras = BTreeMap::new();
+        for (key, value) in fields {
+            let lower = key.trim().to_ascii_lowercase();
+            let slot = [
+                ("name", NAME_FIELDS),
+                ("last_name", LAST_NAME_FIELDS),
+                ("email", EMAIL_FIELDS),
+                ("phone", PHONE_FIELDS),
+                ("office_space", OFFICE_FIELDS),
+                ("message", MESSAGE_FIELDS),
+                ("campaign_id", CAMPAIGN_FIELDS),
+            ]
+            .into_iter()
+            .find(|(_, names)| names.contains(&lower.as_str()))
+            .map(|(slot, _)| slot);
+            match slot {
+                Some(slot) if !known.contains_key(slot) => {
+                    known.insert(slot, value);
+                }
+                _ => {
+                    extras.insert(key.trim().to_owned(), value);
+                }
+            }
+        }
+        let present = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let phone = Phone::parse(known.get("phone").map(String::as_str).unwrap_or(""), region)?;
+        let email = present(known.remove("email"))
+            .map(|e| parse_email_address(&e))
+            .transpose()?;
+        let name = match (
+            present(known.remove("name")),
+            present(known.remove("last_name")),
+        ) {
+            (Some(first), Some(last)) => Some(format!("{first} {last}")),
+            (first, last) => first.or(last),
+        };
+        Ok(Self {
+            name,
+            email,
+            phone,
+            office_space: present(known.remove("office_space")),
+            message: present(known.remove("message")),
+            campaign_id: present(known.remove("campaign_id")),
+            page,
+            message_id: None,
+            received_at: None,
+            extras,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(raw: &str) -> Result<String, LeadError> {
+        Phone::parse(raw, country::Id::US).map(|p| p.as_str().to_owned())
+    }
+
+    #[test]
+    fn phones_become_e164() {
+        assert_eq!(us("201-555-0123").as_deref(), Ok("+12015550123"));
+        assert_eq!(us("(415) 555-0142").as_deref(), Ok("+14155550142"));
+        assert_eq!(us("+1 212-555-0199").as_deref(), Ok("+12125550199"));
+        assert_eq!(us("+44 20 7946 0958").as_deref(), Ok("+442079460958"));
+        assert_eq!(
+            Phone::parse("020 7946 0958", country::Id::GB)
+                .map(|p| p.as_str().to_owned())
+                .as_deref(),
+            Ok("+442079460958")
+        );
+    }
+
+    #[test]
+    fn bad_phones_name_the_field() {
+        for raw in ["", "12345", "not a number", "+1 000 000 0000", "555-0123"] {
+            match us(raw) {
+                Err(LeadError::Invalid { field: "phone", .. }) => {}
+                other => panic!("{raw:?} gave {other:?}"),
+            }
+        }
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn known_fields_map_and_unknown_ones_are_kept() {
+        let lead = Lead::from_form(
+            form(&[
+                ("fname", "Ada"),
+                ("email", "ada@example.com"),
+                ("phone", "415 555 0142"),
+                ("company", "Engines Ltd"),
+                ("how_did_you_hear", "a friend"),
+            ]),
+            PageDetails::default(),
+            country::Id::US,
+        )
+        .expect("lead");
+        assert_eq!(lead.name.as_deref(), Some("Ada"));
+        assert_eq!(lead.phone.as_str(), "+14155550142");
+        assert_eq!(
+            lead.extras.get("company").map(String::as_str),
+            Some("Engines Ltd")
+        );
+        assert_eq!(lead.extras.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_email_is_named_and_a_missing_one_is_allowed() {
+        let bad = Lead::from_form(
+            form(&[
+                ("fname", "A"),
+                ("email", "not-an-email"),
+                ("phone", "4155550142"),
+            ]),
+            PageDetails::default(),
+            country::Id::US,
+        );
+        assert!(
+            matches!(bad, Err(LeadError::Invalid { field: "email", .. })),
+            "{bad:?}"
+        );
+        let none = Lead::from_form(
+            form(&[("phone", "4155550142")]),
+            PageDetails::default(),
+            country::Id::US,
+        );
+        assert!(none.expect("lead").email.is_none());
+    }
+}

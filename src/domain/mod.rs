@@ -1,0 +1,7 @@
+//! Pure logic, no I/O: what a lead is and how a notification email becomes one.
+
+pub mod lead;
+pub mod notification;
+
+pub use lead::{Lead, LeadError, Phone};
+pub use notification::parse_notification;
