@@ -65,6 +65,7 @@ struct RawSettings {
     max_body_bytes: usize,
     default_region: String,
     bus: BusSettings,
+    imap: RawImap,
 }
 
 impl Default for RawSettings {
@@ -85,8 +86,73 @@ impl Default for RawSettings {
             max_body_bytes: 1024 * 1024,
             default_region: "US".into(),
             bus: BusSettings::default(),
+            imap: RawImap::default(),
         }
     }
+}
+
+/// The lead inbox as read from the layers; validated into [`ImapSettings`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct RawImap {
+    host: Option<String>,
+    port: Option<u16>,
+    tls: bool,
+    username: Option<String>,
+    password: Option<String>,
+    auth: ImapAuth,
+    mailbox: String,
+    fallback_interval: String,
+    idle_timeout: String,
+    retry_base: String,
+    retry_max: String,
+}
+
+impl Default for RawImap {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            tls: true,
+            username: None,
+            password: None,
+            auth: ImapAuth::Password,
+            mailbox: "INBOX".into(),
+            fallback_interval: "30s".into(),
+            idle_timeout: "25m".into(),
+            retry_base: "1s".into(),
+            retry_max: "60s".into(),
+        }
+    }
+}
+
+/// How the poller signs in: an app password (LOGIN) or an OAuth2 access token (XOAUTH2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapAuth {
+    Password,
+    Xoauth2,
+}
+
+/// The lead inbox (Gmail: imap.gmail.com:993 over TLS with an app password or an OAuth2 token).
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    /// Plain TCP is allowed only to a loopback host (a local test server).
+    pub tls: bool,
+    pub username: String,
+    /// The app password, or the OAuth2 access token with `auth = "xoauth2"`.
+    pub password: SecretString,
+    pub auth: ImapAuth,
+    pub mailbox: String,
+    /// How often to search for unseen mail besides IDLE pushes (and instead of them without IDLE).
+    pub fallback_interval: Duration,
+    /// Re-issue IDLE this often; servers drop an IDLE after 30 minutes.
+    pub idle_timeout: Duration,
+    /// First reconnect delay; doubles per failure (with jitter) up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +251,8 @@ pub struct Settings {
     /// Country whose numbering a phone number without a country code is read in.
     pub default_region: phonenumber::country::Id,
     pub bus: BusSettings,
+    /// `None` until `LEADQ_IMAP__HOST` is set: the poller has no inbox to read.
+    pub imap: Option<ImapSettings>,
 }
 
 impl Settings {
@@ -257,12 +325,7 @@ impl Settings {
                 Url::parse(s).map_err(|e| invalid("LEADQ_OTLP_ENDPOINT", format!("`{s}`: {e}")))
             })
             .transpose()?;
-        let shutdown_grace = humantime::parse_duration(&raw.shutdown_grace).map_err(|e| {
-            invalid(
-                "LEADQ_SHUTDOWN_GRACE",
-                format!("`{}`: {e}", raw.shutdown_grace),
-            )
-        })?;
+        let shutdown_grace = duration("LEADQ_SHUTDOWN_GRACE", &raw.shutdown_grace)?;
         if raw.bus.max_deliver < 1 || (raw.bus.max_deliver as usize) <= raw.bus.backoff.len() {
             return Err(invalid(
                 "LEADQ_BUS__MAX_DELIVER",
@@ -291,6 +354,7 @@ impl Settings {
                     ),
                 )
             })?;
+        let imap = validate_imap(raw.imap)?;
         let instance = raw.instance.unwrap_or_else(default_instance);
         Ok(Self {
             nats_url: raw.nats_url,
@@ -308,8 +372,56 @@ impl Settings {
             max_body_bytes: raw.max_body_bytes,
             default_region,
             bus: raw.bus,
+            imap,
         })
     }
+}
+
+fn duration(setting: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(raw).map_err(|e| ConfigError::Invalid {
+        setting,
+        reason: format!("`{raw}`: {e}"),
+    })
+}
+
+fn validate_imap(raw: RawImap) -> Result<Option<ImapSettings>, ConfigError> {
+    let Some(host) = raw.host.filter(|h| !h.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = |setting, reason: String| ConfigError::Invalid { setting, reason };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !raw.tls && !loopback {
+        return Err(invalid(
+            "LEADQ_IMAP__TLS",
+            format!("plain IMAP is allowed only to a loopback host, not {host}"),
+        ));
+    }
+    let username = raw
+        .username
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| invalid("LEADQ_IMAP__USERNAME", "missing (the inbox's login)".into()))?;
+    let password = raw.password.filter(|p| !p.is_empty()).ok_or_else(|| {
+        invalid(
+            "LEADQ_IMAP__PASSWORD",
+            "missing (app password or OAuth2 token)".into(),
+        )
+    })?;
+    Ok(Some(ImapSettings {
+        port: raw.port.unwrap_or(if raw.tls { 993 } else { 143 }),
+        host,
+        tls: raw.tls,
+        username,
+        password: SecretString::from(password),
+        auth: raw.auth,
+        mailbox: raw.mailbox,
+        fallback_interval: duration("LEADQ_IMAP__FALLBACK_INTERVAL", &raw.fallback_interval)?,
+        idle_timeout: duration("LEADQ_IMAP__IDLE_TIMEOUT", &raw.idle_timeout)?,
+        retry_base: duration("LEADQ_IMAP__RETRY_BASE", &raw.retry_base)?,
+        retry_max: duration("LEADQ_IMAP__RETRY_MAX", &raw.retry_max)?,
+    }))
 }
 
 /// A list of human-readable durations (`["5s", "1m"]`), as humantime-serde does for one.
@@ -396,6 +508,11 @@ mod tests {
             ("LEADQ_BUS__MAX_DELIVER", "many", "LEADQ_BUS__MAX_DELIVER"),
             ("LEADQ_LOG_FORMAT", "xml", "LEADQ_LOG_FORMAT"),
             ("LEADQ_DEFAULT_REGION", "Atlantis", "LEADQ_DEFAULT_REGION"),
+            (
+                "LEADQ_IMAP__HOST",
+                "imap.example.com",
+                "LEADQ_IMAP__USERNAME",
+            ),
         ];
         for (var, value, named) in cases {
             let err = load_with(|jail| jail.set_env(var, value)).expect_err(var);
@@ -406,6 +523,18 @@ mod tests {
             );
             assert!(!line.contains('\n'), "{var}: error spans lines: {line}");
         }
+    }
+
+    #[test]
+    fn plain_imap_is_refused_to_a_remote_host() {
+        let err = load_with(|jail| {
+            jail.set_env("LEADQ_IMAP__HOST", "imap.gmail.com");
+            jail.set_env("LEADQ_IMAP__TLS", "false");
+            jail.set_env("LEADQ_IMAP__USERNAME", "leads@example.com");
+            jail.set_env("LEADQ_IMAP__PASSWORD", "app-password");
+        })
+        .expect_err("plain to gmail");
+        assert!(err.to_string().contains("LEADQ_IMAP__TLS"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`store`]: SurrealDB, the system of record.
 //! - [`runtime`]: roles started from one context, shut down together.
 //! - [`http`]: the api role's routes.
+//! - [`poller`]: the IMAP inbox to `lead.received`, exactly once.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod poller;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;

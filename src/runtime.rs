@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{self, Bus, BusError};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
-use crate::{activity, http};
+use crate::{activity, http, poller};
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -54,8 +54,7 @@ impl Role {
     /// The issue whose landing brings this role's work; `None` once it is built.
     fn pending_issue(self) -> Option<u32> {
         match self {
-            Role::Api => None,
-            Role::Poller => Some(3),
+            Role::Api | Role::Poller => None,
             Role::Caller => Some(4),
             Role::Finalizer | Role::Sms => Some(5),
         }
@@ -77,6 +76,13 @@ pub enum RuntimeError {
     RoleFailed { role: &'static str, detail: String },
     #[error("the {0} role is not built yet (issue {1}); its messages wait on its durable consumer")]
     RoleNotBuilt(&'static str, u32),
+    #[error("the {role} role needs {setting}")]
+    NotConfigured {
+        role: &'static str,
+        setting: &'static str,
+    },
+    #[error(transparent)]
+    Poller(#[from] poller::PollerError),
 }
 
 /// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
@@ -122,6 +128,12 @@ pub async fn run(
         && let Some(issue) = only.pending_issue()
     {
         return Err(RuntimeError::RoleNotBuilt(only.name(), issue));
+    }
+    if roles == [Role::Poller] && settings.imap.is_none() {
+        return Err(RuntimeError::NotConfigured {
+            role: "poller",
+            setting: "LEADQ_IMAP__HOST (the lead inbox)",
+        });
     }
     let ctx = Context::build(settings, roles.iter().any(|r| r.uses_store())).await?;
     let mut tasks = JoinSet::new();
@@ -209,7 +221,14 @@ async fn start(
             let (ctx, token) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { activity::run(ctx, token).await.map_err(RuntimeError::from) });
         }
-        Role::Poller | Role::Caller | Role::Finalizer | Role::Sms => {}
+        Role::Poller if ctx.settings.imap.is_none() => {
+            tracing::warn!("no inbox configured (LEADQ_IMAP__HOST): the poller is not started");
+        }
+        Role::Poller => {
+            let (ctx, token) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { poller::run(ctx, token).await.map_err(RuntimeError::from) });
+        }
+        Role::Caller | Role::Finalizer | Role::Sms => {}
     }
     Ok(())
 }

@@ -1,14 +1,13 @@
 //! Payloads on the bus. Each is JSON with a `v` field naming its schema version; a consumer refuses
 //! (and terminates) a message from a newer schema it does not know rather than misreading it.
 
-use std::collections::BTreeMap;
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::subject;
+use crate::domain::Lead;
 
 /// A message type bound to its subject. `msg_id` becomes `Nats-Msg-Id`, so publishing the same
 /// fact twice is stored once.
@@ -66,24 +65,20 @@ pub enum LeadSource {
 pub struct LeadReceived {
     pub lead_id: Uuid,
     pub source: LeadSource,
-    pub name: String,
-    pub email: Option<String>,
-    /// E.164, e.g. `+14155550123`.
-    pub phone: String,
-    pub office_space: Option<String>,
-    pub message: Option<String>,
-    pub campaign_id: Option<String>,
-    pub page_name: Option<String>,
-    pub page_url: Option<String>,
-    pub variant: Option<String>,
-    /// Message-ID of the notification email, without angle brackets; consent evidence.
-    pub message_id: Option<String>,
-    /// Form fields leadq does not know by name; kept, never dropped.
-    #[serde(default)]
-    pub extras: BTreeMap<String, String>,
-    /// Speed-to-lead clock: when the lead was submitted, received and put on the bus.
+    #[serde(flatten)]
+    pub lead: Lead,
+    pub timestamps: IntakeTimestamps,
+}
+
+/// The speed-to-lead clock up to the bus; the form's submission time is the lead's `received_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntakeTimestamps {
+    /// IMAP INTERNALDATE: when the email reached the inbox.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub inbox_at: Option<OffsetDateTime>,
+    /// When leadq first read it.
     #[serde(with = "time::serde::rfc3339")]
-    pub received_at: OffsetDateTime,
+    pub seen_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub published_at: OffsetDateTime,
 }

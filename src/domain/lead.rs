@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use phonenumber::country;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// Why an input is not a lead we can call.
@@ -41,9 +41,30 @@ impl LeadError {
 }
 
 /// A phone number in E.164 form, built only by parsing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Phone(String);
+
+impl TryFrom<String> for Phone {
+    type Error = LeadError;
+
+    /// From the bus or the store: already E.164, so no default region applies.
+    fn try_from(e164: String) -> Result<Self, LeadError> {
+        if !e164.starts_with('+') {
+            return Err(LeadError::invalid(
+                "phone",
+                format!("`{e164}` is not in E.164 form"),
+            ));
+        }
+        Self::parse(&e164, country::Id::US)
+    }
+}
+
+impl From<Phone> for String {
+    fn from(phone: Phone) -> String {
+        phone.0
+    }
+}
 
 impl Phone {
     /// Parses what a person typed (`(415) 555-0142`, `+1 212-555-0199`), reading numbers without a
@@ -89,7 +110,7 @@ fn parse_email_address(raw: &str) -> Result<String, LeadError> {
 }
 
 /// The landing page a lead came from: consent evidence, with the time of the submission.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageDetails {
     pub page_name: Option<String>,
     pub page_url: Option<String>,
@@ -97,7 +118,7 @@ pub struct PageDetails {
 }
 
 /// A callable lead.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lead {
     pub name: Option<String>,
     pub email: Option<String>,
@@ -110,8 +131,9 @@ pub struct Lead {
     /// Message-ID of the notification email, without angle brackets.
     pub message_id: Option<String>,
     /// When the form was submitted, as the notification's Date header says (UTC).
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "time::serde::rfc3339::option", default)]
     pub received_at: Option<OffsetDateTime>,
+    #[serde(default)]
     pub extras: BTreeMap<String, String>,
 }
 

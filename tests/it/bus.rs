@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::AckPolicy;
 use async_nats::jetstream::stream::StorageType;
 use futures::StreamExt;
-use leadq::bus::{self, Bus, LeadReceived, LeadSource, Outcome};
+use leadq::bus::{self, Bus, IntakeTimestamps, LeadReceived, LeadSource, Outcome};
+use leadq::domain::Lead;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -15,22 +16,21 @@ use uuid::Uuid;
 use crate::helpers::{NatsServer, eventually, leadq};
 
 fn lead(n: usize) -> LeadReceived {
+    let form = vec![
+        ("fname".to_owned(), format!("Lead {n}")),
+        ("email".to_owned(), format!("lead{n}@example.com")),
+        ("phone".to_owned(), "+14155550123".to_owned()),
+    ];
     LeadReceived {
         lead_id: Uuid::now_v7(),
         source: LeadSource::Email,
-        name: format!("Lead {n}"),
-        email: Some(format!("lead{n}@example.com")),
-        phone: "+14155550123".into(),
-        office_space: None,
-        message: None,
-        campaign_id: None,
-        page_name: None,
-        page_url: None,
-        variant: None,
-        message_id: Some(format!("msg-{n}@example.com")),
-        extras: Default::default(),
-        received_at: OffsetDateTime::now_utc(),
-        published_at: OffsetDateTime::now_utc(),
+        lead: Lead::from_form(form, Default::default(), phonenumber::country::Id::US)
+            .expect("lead"),
+        timestamps: IntakeTimestamps {
+            inbox_at: None,
+            seen_at: OffsetDateTime::now_utc(),
+            published_at: OffsetDateTime::now_utc(),
+        },
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod bus;
 mod cli;
+mod dovecot;
 mod helpers;
 mod intake;
+mod poller;
 mod store;

@@ -1,0 +1,364 @@
+//! The poller: the lead inbox to `lead.received`, within a second. On connect it handles every
+//! unseen email, then waits in IMAP IDLE so the server pushes new mail; a periodic search is the
+//! fallback (and the only way for servers without IDLE). Emails that are not lead notifications
+//! are never touched (the inbox is shared with people); `\Seen` is set only on leads that are on
+//! the stream. Connection failures back off exponentially with jitter; the third in a row raises
+//! an `agent.alert`, and the recovery is logged.
+
+pub mod intake;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_imap::extensions::idle::IdleResponse;
+use async_nats::jetstream::kv;
+use futures::TryStreamExt;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use time::OffsetDateTime;
+use tokio::net::TcpStream;
+use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::bus::{self, Activity, Alert, Bus, BusError};
+use crate::config::{ImapAuth, ImapSettings};
+use crate::domain::{LeadError, parse_notification};
+use crate::runtime::Context;
+use intake::{Delivered, deliver, email_identity, remember_invalid};
+
+type Connection = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+type Session = async_imap::Session<Connection>;
+
+/// Consecutive connection failures after which an operator is alerted.
+const ALERT_AFTER_FAILURES: u32 = 3;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollerError {
+    #[error("IMAP {host}: {detail}")]
+    Connect { host: String, detail: String },
+    #[error("IMAP: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// What the poller needs besides its session; shared by the scan and the IDLE wait.
+struct Poller {
+    bus: Bus,
+    seen: kv::Store,
+    imap: ImapSettings,
+    region: phonenumber::country::Id,
+}
+
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), PollerError> {
+    let Some(imap) = ctx.settings.imap.clone() else {
+        return Ok(());
+    };
+    let seen = ctx
+        .bus
+        .js
+        .get_key_value(bus::bucket::EMAILS_SEEN)
+        .await
+        .map_err(|e| BusError::jetstream("bucket emails_seen", e))?;
+    let poller = Arc::new(Poller {
+        bus: ctx.bus.clone(),
+        seen,
+        imap,
+        region: ctx.settings.default_region,
+    });
+    let mut failures: u32 = 0;
+    while !shutdown.is_cancelled() {
+        match poller.session(&shutdown, &mut failures).await {
+            Ok(()) => break,
+            Err(err) => {
+                failures += 1;
+                tracing::warn!(%err, failures, "poller: connection failed");
+                if failures == ALERT_AFTER_FAILURES {
+                    poller.alert_down(&err, failures).await;
+                }
+                let delay = backoff(&poller.imap, failures);
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Exponential back-off with full jitter, capped at `retry_max`.
+fn backoff(imap: &ImapSettings, failures: u32) -> Duration {
+    let ceiling = imap
+        .retry_base
+        .saturating_mul(1 << failures.min(16))
+        .min(imap.retry_max);
+    let half = ceiling / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
+}
+
+impl Poller {
+    /// One connection's life: connect, catch up, then IDLE and scan until shutdown or an error.
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        failures: &mut u32,
+    ) -> Result<(), PollerError> {
+        let mut session = self.connect().await?;
+        if *failures > 0 {
+            tracing::info!(failures = *failures, "poller: IMAP connection recovered");
+            self.report(Activity::new(
+                "imap.recovered",
+                "poller",
+                format!("IMAP connection recovered after {failures} failed attempts"),
+            ))
+            .await;
+        }
+        *failures = 0;
+        let idle = session.capabilities().await?.has_str("IDLE");
+        tracing::info!(host = %self.imap.host, mailbox = %self.imap.mailbox, idle, "poller: watching the inbox");
+        // Per connection: UIDs of emails that are not leads, so they are read once, not every scan.
+        let mut ignored = HashSet::new();
+        loop {
+            self.scan(&mut session, &mut ignored, shutdown).await?;
+            if shutdown.is_cancelled() {
+                break;
+            }
+            session = if idle {
+                self.idle(session, shutdown).await?
+            } else {
+                self.sleep(session, shutdown).await
+            };
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        if let Err(err) = session.logout().await {
+            tracing::debug!(%err, "poller: logout failed");
+        }
+        Ok(())
+    }
+
+    async fn connect(&self) -> Result<Session, PollerError> {
+        let imap = &self.imap;
+        let fail = |detail: String| PollerError::Connect {
+            host: format!("{}:{}", imap.host, imap.port),
+            detail,
+        };
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((imap.host.as_str(), imap.port)),
+        )
+        .await
+        .map_err(|_| fail("connect timed out".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+        let stream = if imap.tls {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::try_from(imap.host.clone())
+                .map_err(|e| fail(e.to_string()))?;
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| fail(format!("TLS: {e}")))?;
+            Either::Right(tls)
+        } else {
+            Either::Left(tcp)
+        };
+        let mut client = async_imap::Client::new(stream);
+        client
+            .read_response()
+            .await
+            .map_err(|e| fail(format!("no greeting: {e}")))?;
+        let password = imap.password.expose_secret();
+        let mut session = match imap.auth {
+            ImapAuth::Password => client.login(&imap.username, password).await,
+            ImapAuth::Xoauth2 => {
+                client
+                    .authenticate(
+                        "XOAUTH2",
+                        XOAuth2 {
+                            user: &imap.username,
+                            token: password,
+                        },
+                    )
+                    .await
+            }
+        }
+        .map_err(|(e, _)| fail(format!("sign-in refused for {}: {e}", imap.username)))?;
+        session.select(&imap.mailbox).await?;
+        Ok(session)
+    }
+
+    /// Handles every unseen email not known to be a non-lead.
+    async fn scan(
+        &self,
+        session: &mut Session,
+        ignored: &mut HashSet<u32>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), PollerError> {
+        let mut uids: Vec<u32> = session
+            .uid_search("UNSEEN")
+            .await?
+            .into_iter()
+            .filter(|uid| !ignored.contains(uid))
+            .collect();
+        uids.sort_unstable();
+        for uid in uids {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // PEEK: reading must not set \Seen; only a published lead gets it.
+            let fetches: Vec<_> = session
+                .uid_fetch(uid.to_string(), "(UID INTERNALDATE BODY.PEEK[])")
+                .await?
+                .try_collect()
+                .await?;
+            for fetch in fetches {
+                let Some(raw) = fetch.body() else { continue };
+                let inbox_at = fetch
+                    .internal_date()
+                    .and_then(|d| OffsetDateTime::from_unix_timestamp(d.timestamp()).ok());
+                let span = tracing::info_span!("email", uid, lead_id = tracing::field::Empty);
+                let mark_seen = self.handle_email(raw, inbox_at).instrument(span).await?;
+                if mark_seen {
+                    let _: Vec<_> = session
+                        .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Seen)")
+                        .await?
+                        .try_collect()
+                        .await?;
+                } else {
+                    ignored.insert(uid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns whether the email is a published lead (and so may be marked seen).
+    async fn handle_email(
+        &self,
+        raw: &[u8],
+        inbox_at: Option<OffsetDateTime>,
+    ) -> Result<bool, PollerError> {
+        let seen_at = OffsetDateTime::now_utc();
+        match parse_notification(raw, self.region) {
+            Ok(lead) => {
+                let identity = email_identity(lead.message_id.as_deref(), raw);
+                tracing::Span::current().record("lead_id", tracing::field::display(identity));
+                match deliver(&self.bus, &self.seen, identity, lead, inbox_at, seen_at).await? {
+                    Delivered::Published(id) => tracing::info!(lead_id = %id, "lead published"),
+                    Delivered::AlreadyPublished(id) => {
+                        tracing::info!(lead_id = %id, "lead was published before")
+                    }
+                }
+                Ok(true)
+            }
+            Err(LeadError::NotALead(reason)) => {
+                tracing::debug!(%reason, "not a lead notification; left untouched");
+                Ok(false)
+            }
+            Err(LeadError::Invalid { field, detail }) => {
+                let message_id = mail_parser::MessageParser::default()
+                    .parse_headers(raw)
+                    .and_then(|m| m.message_id().map(str::to_owned));
+                if remember_invalid(&self.seen, email_identity(message_id.as_deref(), raw)).await? {
+                    tracing::warn!(field, %detail, "invalid lead; reported and not retried");
+                    let detail = serde_json::json!({ "field": field, "detail": detail, "message_id": message_id });
+                    let mut entry =
+                        Activity::new("lead.invalid", "poller", format!("invalid lead: {field}"));
+                    entry.detail = detail.clone();
+                    self.report(entry).await;
+                    self.raise(Alert::new(
+                        "poller",
+                        format!("a lead email cannot be called: {field}"),
+                        detail,
+                    ))
+                    .await;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Waits in IDLE until the server reports a change, the fallback interval passes, or shutdown.
+    async fn idle(
+        &self,
+        session: Session,
+        shutdown: &CancellationToken,
+    ) -> Result<Session, PollerError> {
+        let mut handle = session.idle();
+        handle.init().await?;
+        let (wait, interrupt) =
+            handle.wait_with_timeout(self.imap.fallback_interval.min(self.imap.idle_timeout));
+        let response = tokio::select! {
+            response = wait => Some(response?),
+            () = shutdown.cancelled() => None,
+        };
+        drop(interrupt);
+        match response {
+            Some(IdleResponse::NewData(_)) => tracing::debug!("IDLE: the server reported a change"),
+            Some(IdleResponse::Timeout) => tracing::debug!("IDLE: fallback interval; searching"),
+            Some(IdleResponse::ManualInterrupt) | None => {}
+        }
+        Ok(handle.done().await?)
+    }
+
+    async fn sleep(&self, session: Session, shutdown: &CancellationToken) -> Session {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(self.imap.fallback_interval) => {}
+        }
+        session
+    }
+
+    async fn alert_down(&self, err: &PollerError, failures: u32) {
+        let summary = format!("IMAP unreachable after {failures} attempts: {err}");
+        let mut entry = Activity::new("imap.down", "poller", summary.clone());
+        entry.detail = serde_json::json!({ "host": self.imap.host, "failures": failures });
+        self.report(entry).await;
+        self.raise(Alert::new(
+            "poller",
+            summary,
+            serde_json::json!({ "host": self.imap.host }),
+        ))
+        .await;
+    }
+
+    async fn report(&self, entry: Activity) {
+        if let Err(err) = self.bus.publish(&entry).await {
+            tracing::error!(%err, kind = %entry.kind, "activity entry not published");
+        }
+    }
+
+    async fn raise(&self, alert: Alert) {
+        if let Err(err) = self.bus.publish(&alert).await {
+            tracing::error!(%err, message = %alert.message, "alert not published");
+        }
+    }
+}
+
+/// SASL XOAUTH2 for Gmail with an OAuth2 access token.
+struct XOAuth2<'a> {
+    user: &'a str,
+    token: &'a str,
+}
+
+impl async_imap::Authenticator for XOAuth2<'_> {
+    type Response = String;
+
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
+    }
+}

@@ -1,0 +1,306 @@
+//! The poller against a real Dovecot and a real nats-server.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use leadq::bus::{self, Bus, LeadReceived};
+use leadq::runtime::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::dovecot::{Dovecot, fixture};
+use crate::helpers::{NatsServer, eventually};
+
+const FIXTURES: [&str; 5] = [
+    "01-plain-private-office.eml",
+    "02-multipart-html-qp.eml",
+    "03-html-only.eml",
+    "04-missing-phone.eml",
+    "05-not-a-lead.eml",
+];
+
+struct Running {
+    ctx: Context,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), leadq::poller::PollerError>>,
+}
+
+impl Running {
+    async fn start(nats: &NatsServer, dovecot: &Dovecot, fallback: Duration) -> Self {
+        let mut settings = nats.settings();
+        dovecot.settings(&mut settings, fallback);
+        let ctx = Context::build(settings, false).await.expect("context");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(leadq::poller::run(ctx.clone(), shutdown.clone()));
+        Self {
+            ctx,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("poller stops on shutdown")
+            .expect("join")
+            .expect("poller result");
+    }
+}
+
+/// Every `lead.received` on the stream, in order.
+async fn leads_on_stream(bus: &Bus) -> Vec<LeadReceived> {
+    let mut stream = bus.js.get_stream(bus::stream::LEADS).await.expect("LEADS");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(message) = stream.get_raw_message(seq).await
+            && message.subject.as_str() == bus::subject::LEAD_RECEIVED
+        {
+            out.push(bus::decode(&message.payload).expect("a LeadReceived"));
+        }
+    }
+    out
+}
+
+async fn wait_for_leads(bus: &Bus, count: usize, within: Duration) -> Vec<LeadReceived> {
+    eventually(within, &format!("{count} lead.received"), || {
+        let bus = bus.clone();
+        async move { leads_on_stream(&bus).await.len() >= count }
+    })
+    .await;
+    leads_on_stream(bus).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_emails_in_the_inbox_become_leads_and_the_rest_stay_unread() {
+    let nats = NatsServer::start();
+    let dovecot = Dovecot::start();
+    for name in FIXTURES {
+        dovecot.append(&fixture(name)).await;
+    }
+    let mut activity = nats
+        .bus()
+        .await
+        .client
+        .subscribe(bus::subject::AGENT_ACTIVITY)
+        .await
+        .expect("sub");
+    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let leads = wait_for_leads(&poller.ctx.bus, 3, Duration::from_secs(20)).await;
+
+    let expected: serde_json::Value =
+        serde_json::from_slice(&fixture("expected.json")).expect("expected.json");
+    for name in &FIXTURES[..3] {
+        let want = &expected[*name]["lead"];
+        let got = leads
+            .iter()
+            .find(|l| l.lead.message_id.as_deref() == want["message_id"].as_str())
+            .unwrap_or_else(|| panic!("{name} not published"));
+        let got = serde_json::to_value(&got.lead).expect("json");
+        for (key, value) in want.as_object().expect("object") {
+            assert_eq!(got[key], *value, "{name}: {key}");
+        }
+    }
+    let invalid = tokio::time::timeout(Duration::from_secs(10), activity.next())
+        .await
+        .expect("activity")
+        .expect("msg");
+    let invalid: serde_json::Value = serde_json::from_slice(&invalid.payload).expect("json");
+    assert_eq!(invalid["kind"], "lead.invalid");
+    assert_eq!(invalid["detail"]["field"], "phone");
+
+    eventually(Duration::from_secs(10), "leads marked seen", || async {
+        let flags = dovecot.seen_flags().await;
+        flags.get("html-only-7781@mail.unbounce.com") == Some(&true)
+    })
+    .await;
+    let flags = dovecot.seen_flags().await;
+    assert_eq!(
+        flags.get("20261124140311.1a2b3c@mail.unbounce.com"),
+        Some(&true)
+    );
+    assert_eq!(flags.get("CAF=k2x9v+Q@mail.unbounce.com"), Some(&true));
+    assert_eq!(
+        flags.get("invoice-2026-11@mail.unbounce.com"),
+        Some(&false),
+        "a non-lead was touched"
+    );
+    assert_eq!(
+        flags.get("no-phone-1@mail.unbounce.com"),
+        Some(&false),
+        "an invalid lead was marked read"
+    );
+    poller.stop().await;
+    assert_eq!(leads_on_stream(&nats.bus().await).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_arriving_while_idle_is_pushed_not_found_by_the_fallback_timer() {
+    let nats = NatsServer::start();
+    let dovecot = Dovecot::start();
+    // The fallback search would come only after ten minutes: anything sooner is IDLE's push.
+    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let appended = std::time::Instant::now();
+    dovecot
+        .append(&fixture("01-plain-private-office.eml"))
+        .await;
+    let leads = wait_for_leads(&poller.ctx.bus, 1, Duration::from_secs(15)).await;
+    assert!(appended.elapsed() < Duration::from_secs(15));
+    assert_eq!(leads[0].lead.phone.as_str(), "+12015550123");
+    let timestamps = &leads[0].timestamps;
+    assert!(timestamps.inbox_at.is_some(), "INTERNALDATE kept");
+    assert!(timestamps.seen_at <= timestamps.published_at);
+    poller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_email_delivered_twice_gives_one_lead() {
+    let nats = NatsServer::start();
+    let dovecot = Dovecot::start();
+    dovecot.append(&fixture("02-multipart-html-qp.eml")).await;
+    dovecot.append(&fixture("02-multipart-html-qp.eml")).await;
+    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    wait_for_leads(&poller.ctx.bus, 1, Duration::from_secs(20)).await;
+    // A third copy while it watches.
+    dovecot.append(&fixture("02-multipart-html-qp.eml")).await;
+    eventually(Duration::from_secs(15), "all three copies seen", || async {
+        let mut session_flags = dovecot.seen_flags().await;
+        session_flags.remove("CAF=k2x9v+Q@mail.unbounce.com") == Some(true)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    poller.stop().await;
+    assert_eq!(leads_on_stream(&nats.bus().await).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poller_killed_between_publish_and_seen_does_not_publish_again() {
+    let nats = NatsServer::start();
+    let dovecot = Dovecot::start();
+    let raw = fixture("01-plain-private-office.eml");
+    dovecot.append(&raw).await;
+    // The first poller's life up to its crash: the lead is published, \Seen is never set.
+    let bus = nats.ready_bus().await;
+    let seen = bus
+        .js
+        .get_key_value(bus::bucket::EMAILS_SEEN)
+        .await
+        .expect("bucket");
+    let lead = leadq::domain::parse_notification(&raw, phonenumber::country::Id::US).expect("lead");
+    let identity = leadq::poller::intake::email_identity(lead.message_id.as_deref(), &raw);
+    let now = time::OffsetDateTime::now_utc();
+    leadq::poller::intake::deliver(&bus, &seen, identity, lead, None, now)
+        .await
+        .expect("publish");
+    assert_eq!(
+        dovecot
+            .seen_flags()
+            .await
+            .get("20261124140311.1a2b3c@mail.unbounce.com"),
+        Some(&false)
+    );
+
+    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    eventually(
+        Duration::from_secs(15),
+        "the email marked seen by the restarted poller",
+        || async {
+            dovecot
+                .seen_flags()
+                .await
+                .get("20261124140311.1a2b3c@mail.unbounce.com")
+                == Some(&true)
+        },
+    )
+    .await;
+    poller.stop().await;
+    let leads = leads_on_stream(&bus).await;
+    assert_eq!(leads.len(), 1, "published twice");
+    assert_eq!(leads[0].lead_id, identity);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_restarted_the_poller_reconnects_alerts_and_catches_up() {
+    let nats = NatsServer::start();
+    let mut dovecot = Dovecot::start();
+    let mut alerts = nats
+        .bus()
+        .await
+        .client
+        .subscribe(bus::subject::AGENT_ALERT)
+        .await
+        .expect("sub");
+    let mut activity = nats
+        .bus()
+        .await
+        .client
+        .subscribe(bus::subject::AGENT_ACTIVITY)
+        .await
+        .expect("sub");
+    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    dovecot.stop();
+    let alert = tokio::time::timeout(Duration::from_secs(30), alerts.next())
+        .await
+        .expect("an alert")
+        .expect("msg");
+    let alert: serde_json::Value = serde_json::from_slice(&alert.payload).expect("json");
+    assert_eq!(alert["source"], "poller");
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("after 3 attempts"),
+        "{alert}"
+    );
+
+    // Mail that lands while the poller cannot connect.
+    dovecot.deliver_file(&fixture("03-html-only.eml"), "while-down");
+    dovecot.restart();
+    let leads = wait_for_leads(&poller.ctx.bus, 1, Duration::from_secs(30)).await;
+    assert_eq!(
+        leads[0].lead.message_id.as_deref(),
+        Some("html-only-7781@mail.unbounce.com")
+    );
+    let mut kinds = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_secs(5), activity.next()).await
+    {
+        let entry: serde_json::Value = serde_json::from_slice(&message.payload).expect("json");
+        kinds.push(entry["kind"].as_str().unwrap_or("").to_owned());
+        if kinds.iter().any(|k| k == "imap.recovered") {
+            break;
+        }
+    }
+    assert!(kinds.contains(&"imap.down".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"imap.recovered".to_owned()), "{kinds:?}");
+    poller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_mail_never_stops_the_poller() {
+    let nats = NatsServer::start();
+    let dovecot = Dovecot::start();
+    let mut huge = b"Subject: huge\r\nMessage-ID: <huge@x>\r\nContent-Type: text/plain\r\n\r\nSubmitted Form Data\r\n\r\nmessage\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 20 * 1024 * 1024));
+    let junk: Vec<u8> = (1..=255u8).cycle().take(8192).collect();
+    for raw in [
+        junk,
+        b"Subject: header only\r\nMessage-ID: <hdr@x>\r\n".to_vec(),
+        b"Subject: broken\r\nMessage-ID: <mime@x>\r\nContent-Type: multipart/mixed; boundary=\"a\"\r\n\r\n--b\r\nSubmitted Form Data\r\n--a".to_vec(),
+        huge,
+    ] {
+        dovecot.append(&raw).await;
+    }
+    dovecot
+        .append(&fixture("01-plain-private-office.eml"))
+        .await;
+    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let leads = wait_for_leads(&poller.ctx.bus, 1, Duration::from_secs(60)).await;
+    assert_eq!(leads[0].lead.name.as_deref(), Some("John Doe"));
+    assert!(!poller.task.is_finished(), "the poller stopped");
+    poller.stop().await;
+}
