@@ -160,6 +160,11 @@ impl Dovecot {
         session
     }
 
+    /// A signed-in session to APPEND many messages without a login each.
+    pub async fn appender(&self) -> async_imap::Session<tokio::net::TcpStream> {
+        self.session().await
+    }
+
     /// IMAP APPEND, as mail arriving while the poller watches.
     pub async fn append(&self, raw: &[u8]) {
         let mut session = self.session().await;
