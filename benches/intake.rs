@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let template = String::from_utf8(dovecot::fixture("01-plain-private-office.eml"))?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let mut appender = dovecot.appender().await;
+    let mut appender = dovecot.session().await;
     let (mut totals, mut pushes, mut own) = (Vec::new(), Vec::new(), Vec::new());
     eprintln!("intake benchmark: {count} emails, one at a time, after {WARM_UP} to warm up");
     for n in 0..count + WARM_UP {

@@ -66,6 +66,8 @@ struct RawSettings {
     default_region: String,
     bus: BusSettings,
     imap: RawImap,
+    twilio_api_base: String,
+    twilio: RawTwilio,
 }
 
 impl Default for RawSettings {
@@ -87,6 +89,8 @@ impl Default for RawSettings {
             default_region: "US".into(),
             bus: BusSettings::default(),
             imap: RawImap::default(),
+            twilio_api_base: "https://api.twilio.com".into(),
+            twilio: RawTwilio::default(),
         }
     }
 }
@@ -124,6 +128,34 @@ impl Default for RawImap {
             retry_max: "60s".into(),
         }
     }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct RawTwilio {
+    account_sid: Option<String>,
+    auth_token: Option<String>,
+    from_number: Option<String>,
+    confidence_threshold: f32,
+}
+
+impl Default for RawTwilio {
+    fn default() -> Self {
+        Self { account_sid: None, auth_token: None, from_number: None, confidence_threshold: 0.4 }
+    }
+}
+
+/// Twilio: the REST API the caller and SMS roles use, and the token that signs its webhooks.
+#[derive(Debug, Clone)]
+pub struct TwilioSettings {
+    /// `LEADQ_TWILIO_API_BASE`: Twilio's API, or a stand-in in tests.
+    pub api_base: Url,
+    pub account_sid: Option<String>,
+    /// Signs every webhook; without it every webhook is refused.
+    pub auth_token: Option<SecretString>,
+    pub from_number: Option<String>,
+    /// Speech recognised with less confidence than this counts as not heard.
+    pub confidence_threshold: f32,
 }
 
 /// How the poller signs in: an app password (LOGIN) or an OAuth2 access token (XOAUTH2).
@@ -253,6 +285,7 @@ pub struct Settings {
     pub bus: BusSettings,
     /// `None` until `LEADQ_IMAP__HOST` is set: the poller has no inbox to read.
     pub imap: Option<ImapSettings>,
+    pub twilio: TwilioSettings,
 }
 
 impl Settings {
@@ -355,6 +388,17 @@ impl Settings {
                 )
             })?;
         let imap = validate_imap(raw.imap)?;
+        let twilio = TwilioSettings {
+            api_base: Url::parse(&raw.twilio_api_base)
+                .map_err(|e| invalid("LEADQ_TWILIO_API_BASE", format!("`{}`: {e}", raw.twilio_api_base)))?,
+            account_sid: raw.twilio.account_sid.filter(|s| !s.is_empty()),
+            auth_token: raw.twilio.auth_token.filter(|s| !s.is_empty()).map(SecretString::from),
+            from_number: raw.twilio.from_number.filter(|s| !s.is_empty()),
+            confidence_threshold: raw.twilio.confidence_threshold,
+        };
+        if !(0.0..=1.0).contains(&twilio.confidence_threshold) {
+            return Err(invalid("LEADQ_TWILIO__CONFIDENCE_THRESHOLD", "must be between 0 and 1".into()));
+        }
         let instance = raw.instance.unwrap_or_else(default_instance);
         Ok(Self {
             nats_url: raw.nats_url,
@@ -373,6 +417,7 @@ impl Settings {
             default_region,
             bus: raw.bus,
             imap,
+            twilio,
         })
     }
 }

@@ -9,11 +9,14 @@
 //! - [`runtime`]: roles started from one context, shut down together.
 //! - [`http`]: the api role's routes.
 //! - [`poller`]: the IMAP inbox to `lead.received`, exactly once.
+//! - [`calls`]: call state (compare-and-set) and the do-not-contact list, in KV buckets.
+//! - [`twilio`]: webhook signatures and TwiML.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
 pub mod activity;
 pub mod bus;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -22,3 +25,4 @@ pub mod poller;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod twilio;

@@ -61,7 +61,8 @@ pub mod bucket {
     pub const CALLS: &str = "calls";
     pub const AGENT: &str = "agent";
     pub const CONFIG: &str = "config";
-    pub const ALL: [&str; 4] = [EMAILS_SEEN, CALLS, AGENT, CONFIG];
+    pub const DNC: &str = "dnc";
+    pub const ALL: [&str; 5] = [EMAILS_SEEN, CALLS, AGENT, CONFIG, DNC];
 }
 
 /// Header JetStream uses to drop a repeated publish within the stream's duplicate window.

@@ -2,6 +2,7 @@
 
 pub mod lead;
 pub mod notification;
+pub mod script;
 
 pub use lead::{Lead, LeadError, Phone};
 pub use notification::parse_notification;

@@ -1,7 +1,8 @@
-//! The api role's HTTP surface. Today: liveness and readiness; the CMO, admin, auth and Twilio
-//! routes plug in here as their modules land.
+//! The api role's HTTP surface: liveness and readiness, and Twilio's webhooks; the CMO, admin and
+//! auth routes plug in here as their modules land.
 
 mod error;
+mod twilio;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub fn router(ctx: Context) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(twilio::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))

@@ -143,7 +143,8 @@ impl Dovecot {
         });
     }
 
-    async fn session(&self) -> async_imap::Session<tokio::net::TcpStream> {
+    /// A signed-in session with INBOX selected (the benchmark APPENDs through one).
+    pub async fn session(&self) -> async_imap::Session<tokio::net::TcpStream> {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .expect("connect imap");
@@ -158,11 +159,6 @@ impl Dovecot {
             panic!("select: {err}; dovecot log: {}", self.log());
         }
         session
-    }
-
-    /// A signed-in session to APPEND many messages without a login each.
-    pub async fn appender(&self) -> async_imap::Session<tokio::net::TcpStream> {
-        self.session().await
     }
 
     /// IMAP APPEND, as mail arriving while the poller watches.

@@ -1,0 +1,175 @@
+//! Call state in the `calls` bucket, one entry per lead, moved only by compare-and-set: two
+//! webhook deliveries (or a webhook and the caller) racing on one call cannot both win, and the
+//! loser re-reads and decides again. Also the do-not-contact list in the `dnc` bucket.
+
+use async_nats::jetstream::kv;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::bus::{self, BusError};
+
+/// Where a call stands. The caller moves `queued → dialing → dialed` around the Twilio request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallPhase {
+    Queued,
+    Dialing,
+    Dialed,
+    Completed,
+}
+
+/// One question's answer as heard; `captured` is false when nothing usable was heard twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeardAnswer {
+    pub question_id: String,
+    pub speech: Option<String>,
+    pub confidence: Option<f32>,
+    pub captured: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallState {
+    pub lead_id: Uuid,
+    pub phone: String,
+    pub name: Option<String>,
+    pub phase: CallPhase,
+    pub call_sid: Option<String>,
+    #[serde(default)]
+    pub answered_by: Option<String>,
+    #[serde(default)]
+    pub answers: Vec<HeardAnswer>,
+    /// Questions already asked a second time after silence or low confidence.
+    #[serde(default)]
+    pub reprompted: Vec<String>,
+    #[serde(default)]
+    pub opted_out: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl CallState {
+    pub fn queued(lead_id: Uuid, phone: &str, name: Option<&str>) -> Self {
+        Self {
+            lead_id,
+            phone: phone.to_owned(),
+            name: name.map(str::to_owned),
+            phase: CallPhase::Queued,
+            call_sid: None,
+            answered_by: None,
+            answers: Vec::new(),
+            reprompted: Vec::new(),
+            opted_out: false,
+            updated_at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    pub fn answer(&self, question_id: &str) -> Option<&HeardAnswer> {
+        self.answers.iter().find(|a| a.question_id == question_id)
+    }
+}
+
+fn kv_error(what: &str, err: impl std::fmt::Display) -> BusError {
+    BusError::jetstream(format!("calls {what}"), err)
+}
+
+/// A compare-and-set loop can lose only to another writer of the same call; a few tries suffice.
+const CAS_TRIES: usize = 8;
+
+#[derive(Clone, Debug)]
+pub struct CallBook {
+    kv: kv::Store,
+}
+
+impl CallBook {
+    pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, BusError> {
+        let kv = js.get_key_value(bus::bucket::CALLS).await.map_err(|e| kv_error("bucket", e))?;
+        Ok(Self { kv })
+    }
+
+    fn key(lead_id: Uuid) -> String {
+        lead_id.simple().to_string()
+    }
+
+    pub async fn get(&self, lead_id: Uuid) -> Result<Option<(CallState, u64)>, BusError> {
+        let Some(entry) = self.kv.entry(Self::key(lead_id)).await.map_err(|e| kv_error("get", e))? else {
+            return Ok(None);
+        };
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        let state = serde_json::from_slice(&entry.value).map_err(|e| kv_error("decode", e))?;
+        Ok(Some((state, entry.revision)))
+    }
+
+    /// Creates the entry if there is none; returns whether this call created it.
+    pub async fn create(&self, state: &CallState) -> Result<bool, BusError> {
+        let body = serde_json::to_vec(state).map_err(|e| kv_error("encode", e))?;
+        match self.kv.create(Self::key(state.lead_id), body.into()).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(err) => Err(kv_error("create", err)),
+        }
+    }
+
+    /// Applies `change` by compare-and-set, re-reading and re-deciding when another writer got
+    /// there first. `change` returns its decision and whether the state changed; an unchanged state
+    /// is not written. `None` when the lead has no call entry.
+    pub async fn update<T>(
+        &self,
+        lead_id: Uuid,
+        mut change: impl FnMut(&mut CallState) -> (T, bool),
+    ) -> Result<Option<(CallState, T)>, BusError> {
+        for _ in 0..CAS_TRIES {
+            let Some((mut state, revision)) = self.get(lead_id).await? else {
+                return Ok(None);
+            };
+            let (decision, changed) = change(&mut state);
+            if !changed {
+                return Ok(Some((state, decision)));
+            }
+            state.updated_at = OffsetDateTime::now_utc();
+            let body = serde_json::to_vec(&state).map_err(|e| kv_error("encode", e))?;
+            match self.kv.update(Self::key(lead_id), body.into(), revision).await {
+                Ok(_) => return Ok(Some((state, decision))),
+                Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(err) => return Err(kv_error("update", err)),
+            }
+        }
+        Err(kv_error("update", format!("lead {lead_id}: too many concurrent writers")))
+    }
+}
+
+/// The do-not-contact list: E.164 numbers that are never called or texted again.
+#[derive(Clone, Debug)]
+pub struct DoNotContact {
+    kv: kv::Store,
+}
+
+impl DoNotContact {
+    pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, BusError> {
+        let kv = js
+            .get_key_value(bus::bucket::DNC)
+            .await
+            .map_err(|e| BusError::jetstream("bucket dnc", e))?;
+        Ok(Self { kv })
+    }
+
+    fn key(phone: &str) -> String {
+        phone.chars().filter(char::is_ascii_digit).collect()
+    }
+
+    pub async fn add(&self, phone: &str, reason: &str) -> Result<(), BusError> {
+        let body = serde_json::json!({ "phone": phone, "reason": reason, "at": OffsetDateTime::now_utc().unix_timestamp() });
+        self.kv
+            .put(Self::key(phone), body.to_string().into())
+            .await
+            .map_err(|e| BusError::jetstream("dnc put", e))?;
+        Ok(())
+    }
+
+    pub async fn contains(&self, phone: &str) -> Result<bool, BusError> {
+        let entry = self.kv.get(Self::key(phone)).await.map_err(|e| BusError::jetstream("dnc get", e))?;
+        Ok(entry.is_some())
+    }
+}

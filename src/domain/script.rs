@@ -1,0 +1,140 @@
+//! The call script as data: what the agent says, the questions it asks (each with the kind of answer
+//! it expects and speech-recognition hints), the voicemail and the closing. Admins edit it; the
+//! default suits a coworking space.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum AnswerType {
+    /// One of `options` (ids), said in any of many ways.
+    Choice { options: Vec<String> },
+    Number,
+    Date,
+    /// Money per month.
+    Money,
+    YesNo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    pub id: String,
+    pub prompt: String,
+    pub answer: AnswerType,
+    /// Phrases that help Twilio's recognizer (`<Gather hints>`).
+    #[serde(default)]
+    pub hints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Script {
+    /// `{name}` is replaced by the lead's name (or left out when there is none).
+    pub greeting: String,
+    pub questions: Vec<Question>,
+    /// Said before a question is asked the second time.
+    pub reprompt: String,
+    pub voicemail: String,
+    pub closing: String,
+    /// Said when the person asks not to be called again.
+    pub opt_out: String,
+}
+
+impl Script {
+    pub fn greeting_for(&self, name: Option<&str>) -> String {
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        match name {
+            Some(name) => self.greeting.replace("{name}", name),
+            None => self.greeting.replace(" {name}", "").replace("{name}", ""),
+        }
+    }
+
+    /// The question at 1-based position `n`, as the webhooks number them.
+    pub fn question(&self, n: usize) -> Option<&Question> {
+        n.checked_sub(1).and_then(|i| self.questions.get(i))
+    }
+}
+
+fn question(id: &str, prompt: &str, answer: AnswerType, hints: &[&str]) -> Question {
+    Question {
+        id: id.into(),
+        prompt: prompt.into(),
+        answer,
+        hints: hints.iter().map(|h| (*h).to_owned()).collect(),
+    }
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        let space_types = ["private_office", "dedicated_desk", "hot_desk", "meeting_room", "virtual_office"];
+        Self {
+            greeting: "Hi {name}, this is Mesh Cowork calling about the request you just sent us. \
+                       I have five quick questions to find the right space for you."
+                .into(),
+            questions: vec![
+                question(
+                    "space_type",
+                    "What kind of space are you looking for: a private office, a dedicated desk, a hot desk, \
+                     a meeting room, or a virtual office?",
+                    AnswerType::Choice { options: space_types.map(String::from).to_vec() },
+                    &["private office", "dedicated desk", "hot desk", "meeting room", "virtual office"],
+                ),
+                question(
+                    "team_size",
+                    "How many people will be using the space?",
+                    AnswerType::Number,
+                    &["just me", "two", "five", "ten", "twenty"],
+                ),
+                question(
+                    "move_in",
+                    "When would you like to move in?",
+                    AnswerType::Date,
+                    &["as soon as possible", "next month", "in two weeks", "January"],
+                ),
+                question(
+                    "budget",
+                    "What is your monthly budget for the space?",
+                    AnswerType::Money,
+                    &["dollars a month", "per month", "thousand"],
+                ),
+                question(
+                    "decision_maker",
+                    "And are you the person who makes the decision on the space?",
+                    AnswerType::YesNo,
+                    &["yes", "no", "I am", "my boss"],
+                ),
+            ],
+            reprompt: "Sorry, I didn't catch that.".into(),
+            voicemail: "Hi, this is Mesh Cowork returning your request for a workspace. \
+                        We'll text you a link to book a tour at a time that suits you. Talk soon!"
+                .into(),
+            closing: "Thank you! We'll text you a link to book your tour. Have a great day!".into(),
+            opt_out: "Understood, we won't call you again. Goodbye.".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_script_asks_the_five_agreed_questions() {
+        let ids: Vec<_> = Script::default().questions.iter().map(|q| q.id.clone()).collect();
+        assert_eq!(ids, ["space_type", "team_size", "move_in", "budget", "decision_maker"]);
+    }
+
+    #[test]
+    fn the_greeting_names_the_lead_or_reads_well_without() {
+        let script = Script::default();
+        assert!(script.greeting_for(Some("Ada")).starts_with("Hi Ada, this"));
+        assert!(script.greeting_for(None).starts_with("Hi, this"));
+        assert!(script.greeting_for(Some("  ")).starts_with("Hi, this"));
+    }
+
+    #[test]
+    fn questions_are_numbered_from_one() {
+        let script = Script::default();
+        assert_eq!(script.question(1).map(|q| q.id.as_str()), Some("space_type"));
+        assert!(script.question(0).is_none() && script.question(6).is_none());
+    }
+}

@@ -1,0 +1,289 @@
+//! Twilio's webhooks, all under `/webhooks/twilio/`. Every request must carry a valid
+//! `X-Twilio-Signature` over the public URL it was sent to and its form parameters; anything else
+//! is refused with 403 before it can change anything. Answers move the call's entry in the
+//! `calls` bucket by compare-and-set, so a webhook delivered twice is stored once.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use super::ApiError;
+use crate::bus::{self, Activity, CallAnswer, CallCompleted};
+use crate::calls::{CallBook, CallPhase, DoNotContact, HeardAnswer};
+use crate::domain::script::Script;
+use crate::runtime::Context;
+use crate::twilio::signature;
+use crate::twilio::twiml::{self, Verb};
+
+pub fn routes() -> Router<Context> {
+    Router::new()
+        .route("/webhooks/twilio/call-start", post(call_start))
+        .route("/webhooks/twilio/answer/{n}", post(answer))
+        .route("/webhooks/twilio/call-status", post(call_status))
+}
+
+/// A webhook whose signature checked out: its query and form parameters.
+pub struct TwilioRequest {
+    query: Vec<(String, String)>,
+    params: Vec<(String, String)>,
+}
+
+impl TwilioRequest {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn lead_id(&self) -> Result<Uuid, ApiError> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == "lead")
+            .and_then(|(_, v)| Uuid::parse_str(v).ok())
+            .ok_or_else(|| ApiError::BadRequest("the webhook URL has no valid `lead` parameter".into()))
+    }
+}
+
+impl FromRequest<Context> for TwilioRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, ctx: &Context) -> Result<Self, ApiError> {
+        let forbidden = |why: &str| ApiError::Forbidden(format!("Twilio signature {why}"));
+        let Some(token) = ctx.settings.twilio.auth_token.as_ref() else {
+            return Err(ApiError::Forbidden("Twilio is not configured (LEADQ_TWILIO__AUTH_TOKEN)".into()));
+        };
+        let given = request
+            .headers()
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| forbidden("missing"))?;
+        let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+        let query_string = request.uri().query().unwrap_or("").to_owned();
+        // Twilio signs the URL it was given: the public one, not the address we listen on.
+        let url = format!("{}{}", ctx.settings.public_url.as_str().trim_end_matches('/'), path_and_query);
+        let body = Bytes::from_request(request, ctx)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+        let params: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&body).map_err(|_| forbidden("does not match a malformed body"))?;
+        if !signature::verify(token.expose_secret(), &url, &params, &given) {
+            return Err(forbidden("invalid"));
+        }
+        let query = serde_urlencoded::from_str(&query_string).unwrap_or_default();
+        Ok(Self { query, params })
+    }
+}
+
+struct TwiML(String);
+
+impl IntoResponse for TwiML {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/xml")], self.0).into_response()
+    }
+}
+
+/// The script the api keeps in the `config` bucket, or the default when none was saved.
+async fn current_script(ctx: &Context) -> Script {
+    let stored = match ctx.bus.js.get_key_value(bus::bucket::CONFIG).await {
+        Ok(config) => config.get("script").await.ok().flatten(),
+        Err(err) => {
+            tracing::warn!(%err, "config bucket unavailable; using the default script");
+            None
+        }
+    };
+    stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+}
+
+fn action_url(ctx: &Context, path: &str, lead_id: Uuid) -> String {
+    format!("{}/webhooks/twilio/{path}?lead={lead_id}", ctx.settings.public_url.as_str().trim_end_matches('/'))
+}
+
+/// Asks question `n` (1-based), optionally after something said first.
+fn ask(ctx: &Context, script: &Script, n: usize, lead_id: Uuid, before: Vec<String>) -> Vec<Verb> {
+    let Some(question) = script.question(n) else {
+        return vec![Verb::Say(script.closing.clone()), Verb::Hangup];
+    };
+    let mut prompt = before;
+    prompt.push(question.prompt.clone());
+    vec![
+        Verb::Gather { action: action_url(ctx, &format!("answer/{n}"), lead_id), hints: question.hints.clone(), prompt },
+        // Reached only if the Gather ends without posting; Twilio then posts nothing, so ask on.
+        Verb::Redirect(action_url(ctx, &format!("answer/{n}"), lead_id)),
+    ]
+}
+
+async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
+    let lead_id = request.lead_id()?;
+    let book = CallBook::open(&ctx.bus.js).await?;
+    let answered_by = request.param("AnsweredBy").map(str::to_owned);
+    let machine = answered_by.as_deref().is_some_and(|a| a.starts_with("machine") || a == "fax");
+    let Some((state, ())) = book
+        .update(lead_id, |state| {
+            let changed = state.answered_by != answered_by || state.call_sid.is_none();
+            state.answered_by.clone_from(&answered_by);
+            if state.call_sid.is_none() {
+                state.call_sid = request.param("CallSid").map(str::to_owned);
+            }
+            ((), changed)
+        })
+        .await?
+    else {
+        tracing::warn!(%lead_id, "call-start for a call leadq does not know; hanging up");
+        return Ok(TwiML(twiml::render(&[Verb::Hangup])));
+    };
+    let script = current_script(&ctx).await;
+    let verbs = if machine {
+        vec![Verb::Pause(1), Verb::Say(script.voicemail.clone()), Verb::Hangup]
+    } else {
+        ask(&ctx, &script, 1, lead_id, vec![script.greeting_for(state.name.as_deref())])
+    };
+    Ok(TwiML(twiml::render(&verbs)))
+}
+
+/// Phrases that mean "do not call me again", matched as whole words in what was said.
+const OPT_OUT_PHRASES: &[&str] = &[
+    "stop calling",
+    "don't call",
+    "do not call",
+    "dont call",
+    "remove me",
+    "take me off",
+    "unsubscribe",
+    "never call",
+];
+
+fn asks_to_opt_out(speech: &str) -> bool {
+    let words: Vec<String> = speech
+        .to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let said = format!(" {} ", words.join(" "));
+    OPT_OUT_PHRASES.iter().any(|phrase| said.contains(&format!(" {phrase} ")))
+}
+
+/// What one answer webhook decided, under compare-and-set.
+enum Step {
+    Stored(HeardAnswer),
+    AlreadyStored,
+    AskAgain,
+    OptOut,
+}
+
+async fn answer(
+    State(ctx): State<Context>,
+    Path(n): Path<String>,
+    request: TwilioRequest,
+) -> Result<TwiML, ApiError> {
+    let lead_id = request.lead_id()?;
+    let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
+    let script = current_script(&ctx).await;
+    let question = script.question(n).ok_or(ApiError::NotFound)?.clone();
+    let speech = request.param("SpeechResult").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let confidence = request.param("Confidence").and_then(|c| c.parse::<f32>().ok());
+    let heard = speech.is_some() && confidence.unwrap_or(0.0) >= ctx.settings.twilio.confidence_threshold;
+    let opt_out = speech.as_deref().is_some_and(asks_to_opt_out);
+    let book = CallBook::open(&ctx.bus.js).await?;
+    let Some((state, step)) = book
+        .update(lead_id, |state| {
+            if state.answer(&question.id).is_some() {
+                return (Step::AlreadyStored, false);
+            }
+            if opt_out {
+                let changed = !state.opted_out;
+                state.opted_out = true;
+                return (Step::OptOut, changed);
+            }
+            if !heard && !state.reprompted.contains(&question.id) {
+                state.reprompted.push(question.id.clone());
+                return (Step::AskAgain, true);
+            }
+            let answer = HeardAnswer {
+                question_id: question.id.clone(),
+                speech: speech.clone(),
+                confidence,
+                captured: heard,
+            };
+            state.answers.push(answer.clone());
+            (Step::Stored(answer), true)
+        })
+        .await?
+    else {
+        return Ok(TwiML(twiml::render(&[Verb::Hangup])));
+    };
+    let verbs = match step {
+        Step::Stored(heard_answer) => {
+            let call_sid = state.call_sid.clone().or_else(|| request.param("CallSid").map(str::to_owned));
+            let message = CallAnswer {
+                lead_id,
+                call_sid: call_sid.unwrap_or_default(),
+                question_id: heard_answer.question_id,
+                speech: heard_answer.speech,
+                confidence: heard_answer.confidence,
+            };
+            ctx.bus.publish(&message).await?;
+            ask(&ctx, &script, n + 1, lead_id, Vec::new())
+        }
+        Step::AlreadyStored => ask(&ctx, &script, n + 1, lead_id, Vec::new()),
+        Step::AskAgain => ask(&ctx, &script, n, lead_id, vec![script.reprompt.clone()]),
+        Step::OptOut => {
+            DoNotContact::open(&ctx.bus.js).await?.add(&state.phone, "asked on the call").await?;
+            let mut entry = Activity::new("lead.opted_out", "api", "asked not to be called again");
+            entry.lead_id = Some(lead_id);
+            ctx.bus.publish(&entry).await?;
+            vec![Verb::Say(script.opt_out.clone()), Verb::Hangup]
+        }
+    };
+    Ok(TwiML(twiml::render(&verbs)))
+}
+
+/// Twilio's terminal call statuses; the others (queued, initiated, ringing, in-progress) pass.
+const TERMINAL: &[&str] = &["completed", "busy", "no-answer", "failed", "canceled"];
+
+async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Result<Response, ApiError> {
+    let lead_id = request.lead_id()?;
+    let status = request.param("CallStatus").unwrap_or("").to_owned();
+    if !TERMINAL.contains(&status.as_str()) {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    }
+    let book = CallBook::open(&ctx.bus.js).await?;
+    let answered_by = request.param("AnsweredBy").map(str::to_owned);
+    book.update(lead_id, |state| {
+        let changed = state.phase != CallPhase::Completed;
+        state.phase = CallPhase::Completed;
+        if state.answered_by.is_none() {
+            state.answered_by.clone_from(&answered_by);
+        }
+        ((), changed)
+    })
+    .await?;
+    let completed = CallCompleted {
+        lead_id,
+        call_sid: request.param("CallSid").unwrap_or_default().to_owned(),
+        status,
+        duration_secs: request.param("CallDuration").and_then(|d| d.parse().ok()),
+        answered_by,
+    };
+    // The message id is the CallSid: a repeated or late callback is dropped by the stream.
+    ctx.bus.publish(&completed).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opt_out_is_heard_in_whole_words_only() {
+        assert!(asks_to_opt_out("Please stop calling me"));
+        assert!(asks_to_opt_out("DON'T CALL this number again"));
+        assert!(asks_to_opt_out("just remove me from your list"));
+        assert!(!asks_to_opt_out("a private office please"));
+        assert!(!asks_to_opt_out("nonstop calling is fine"), "a word inside another");
+    }
+}

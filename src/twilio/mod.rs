@@ -1,0 +1,4 @@
+//! Twilio's wire formats: request signatures and TwiML.
+
+pub mod signature;
+pub mod twiml;
