@@ -83,7 +83,10 @@ pub struct CallBook {
 
 impl CallBook {
     pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, BusError> {
-        let kv = js.get_key_value(bus::bucket::CALLS).await.map_err(|e| kv_error("bucket", e))?;
+        let kv = js
+            .get_key_value(bus::bucket::CALLS)
+            .await
+            .map_err(|e| kv_error("bucket", e))?;
         Ok(Self { kv })
     }
 
@@ -92,7 +95,12 @@ impl CallBook {
     }
 
     pub async fn get(&self, lead_id: Uuid) -> Result<Option<(CallState, u64)>, BusError> {
-        let Some(entry) = self.kv.entry(Self::key(lead_id)).await.map_err(|e| kv_error("get", e))? else {
+        let Some(entry) = self
+            .kv
+            .entry(Self::key(lead_id))
+            .await
+            .map_err(|e| kv_error("get", e))?
+        else {
             return Ok(None);
         };
         if entry.operation != kv::Operation::Put {
@@ -130,13 +138,20 @@ impl CallBook {
             }
             state.updated_at = OffsetDateTime::now_utc();
             let body = serde_json::to_vec(&state).map_err(|e| kv_error("encode", e))?;
-            match self.kv.update(Self::key(lead_id), body.into(), revision).await {
+            match self
+                .kv
+                .update(Self::key(lead_id), body.into(), revision)
+                .await
+            {
                 Ok(_) => return Ok(Some((state, decision))),
                 Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(err) => return Err(kv_error("update", err)),
             }
         }
-        Err(kv_error("update", format!("lead {lead_id}: too many concurrent writers")))
+        Err(kv_error(
+            "update",
+            format!("lead {lead_id}: too many concurrent writers"),
+        ))
     }
 }
 
@@ -169,7 +184,11 @@ impl DoNotContact {
     }
 
     pub async fn contains(&self, phone: &str) -> Result<bool, BusError> {
-        let entry = self.kv.get(Self::key(phone)).await.map_err(|e| BusError::jetstream("dnc get", e))?;
+        let entry = self
+            .kv
+            .get(Self::key(phone))
+            .await
+            .map_err(|e| BusError::jetstream("dnc get", e))?;
         Ok(entry.is_some())
     }
 }

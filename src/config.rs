@@ -141,7 +141,12 @@ struct RawTwilio {
 
 impl Default for RawTwilio {
     fn default() -> Self {
-        Self { account_sid: None, auth_token: None, from_number: None, confidence_threshold: 0.4 }
+        Self {
+            account_sid: None,
+            auth_token: None,
+            from_number: None,
+            confidence_threshold: 0.4,
+        }
     }
 }
 
@@ -389,15 +394,26 @@ impl Settings {
             })?;
         let imap = validate_imap(raw.imap)?;
         let twilio = TwilioSettings {
-            api_base: Url::parse(&raw.twilio_api_base)
-                .map_err(|e| invalid("LEADQ_TWILIO_API_BASE", format!("`{}`: {e}", raw.twilio_api_base)))?,
+            api_base: Url::parse(&raw.twilio_api_base).map_err(|e| {
+                invalid(
+                    "LEADQ_TWILIO_API_BASE",
+                    format!("`{}`: {e}", raw.twilio_api_base),
+                )
+            })?,
             account_sid: raw.twilio.account_sid.filter(|s| !s.is_empty()),
-            auth_token: raw.twilio.auth_token.filter(|s| !s.is_empty()).map(SecretString::from),
+            auth_token: raw
+                .twilio
+                .auth_token
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from),
             from_number: raw.twilio.from_number.filter(|s| !s.is_empty()),
             confidence_threshold: raw.twilio.confidence_threshold,
         };
         if !(0.0..=1.0).contains(&twilio.confidence_threshold) {
-            return Err(invalid("LEADQ_TWILIO__CONFIDENCE_THRESHOLD", "must be between 0 and 1".into()));
+            return Err(invalid(
+                "LEADQ_TWILIO__CONFIDENCE_THRESHOLD",
+                "must be between 0 and 1".into(),
+            ));
         }
         let instance = raw.instance.unwrap_or_else(default_instance);
         Ok(Self {

@@ -135,6 +135,10 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
                 "Question script, rules and encrypted credentials for the workers",
             )
         },
+        base(
+            bucket::DNC,
+            "Do-not-contact numbers (E.164 digits): never called or texted again",
+        ),
     ]
 }
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum AnswerType {
     /// One of `options` (ids), said in any of many ways.
-    Choice { options: Vec<String> },
+    Choice {
+        options: Vec<String>,
+    },
     Number,
     Date,
     /// Money per month.
@@ -65,7 +67,13 @@ fn question(id: &str, prompt: &str, answer: AnswerType, hints: &[&str]) -> Quest
 
 impl Default for Script {
     fn default() -> Self {
-        let space_types = ["private_office", "dedicated_desk", "hot_desk", "meeting_room", "virtual_office"];
+        let space_types = [
+            "private_office",
+            "dedicated_desk",
+            "hot_desk",
+            "meeting_room",
+            "virtual_office",
+        ];
         Self {
             greeting: "Hi {name}, this is Mesh Cowork calling about the request you just sent us. \
                        I have five quick questions to find the right space for you."
@@ -75,8 +83,16 @@ impl Default for Script {
                     "space_type",
                     "What kind of space are you looking for: a private office, a dedicated desk, a hot desk, \
                      a meeting room, or a virtual office?",
-                    AnswerType::Choice { options: space_types.map(String::from).to_vec() },
-                    &["private office", "dedicated desk", "hot desk", "meeting room", "virtual office"],
+                    AnswerType::Choice {
+                        options: space_types.map(String::from).to_vec(),
+                    },
+                    &[
+                        "private office",
+                        "dedicated desk",
+                        "hot desk",
+                        "meeting room",
+                        "virtual office",
+                    ],
                 ),
                 question(
                     "team_size",
@@ -88,7 +104,12 @@ impl Default for Script {
                     "move_in",
                     "When would you like to move in?",
                     AnswerType::Date,
-                    &["as soon as possible", "next month", "in two weeks", "January"],
+                    &[
+                        "as soon as possible",
+                        "next month",
+                        "in two weeks",
+                        "January",
+                    ],
                 ),
                 question(
                     "budget",
@@ -119,8 +140,21 @@ mod tests {
 
     #[test]
     fn the_default_script_asks_the_five_agreed_questions() {
-        let ids: Vec<_> = Script::default().questions.iter().map(|q| q.id.clone()).collect();
-        assert_eq!(ids, ["space_type", "team_size", "move_in", "budget", "decision_maker"]);
+        let ids: Vec<_> = Script::default()
+            .questions
+            .iter()
+            .map(|q| q.id.clone())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "space_type",
+                "team_size",
+                "move_in",
+                "budget",
+                "decision_maker"
+            ]
+        );
     }
 
     #[test]
@@ -134,7 +168,10 @@ mod tests {
     #[test]
     fn questions_are_numbered_from_one() {
         let script = Script::default();
-        assert_eq!(script.question(1).map(|q| q.id.as_str()), Some("space_type"));
+        assert_eq!(
+            script.question(1).map(|q| q.id.as_str()),
+            Some("space_type")
+        );
         assert!(script.question(0).is_none() && script.question(6).is_none());
     }
 }

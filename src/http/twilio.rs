@@ -3,12 +3,12 @@
 //! is refused with 403 before it can change anything. Answers move the call's entry in the
 //! `calls` bucket by compare-and-set, so a webhook delivered twice is stored once.
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -35,7 +35,10 @@ pub struct TwilioRequest {
 
 impl TwilioRequest {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn lead_id(&self) -> Result<Uuid, ApiError> {
@@ -43,7 +46,9 @@ impl TwilioRequest {
             .iter()
             .find(|(k, _)| k == "lead")
             .and_then(|(_, v)| Uuid::parse_str(v).ok())
-            .ok_or_else(|| ApiError::BadRequest("the webhook URL has no valid `lead` parameter".into()))
+            .ok_or_else(|| {
+                ApiError::BadRequest("the webhook URL has no valid `lead` parameter".into())
+            })
     }
 }
 
@@ -53,7 +58,9 @@ impl FromRequest<Context> for TwilioRequest {
     async fn from_request(request: Request, ctx: &Context) -> Result<Self, ApiError> {
         let forbidden = |why: &str| ApiError::Forbidden(format!("Twilio signature {why}"));
         let Some(token) = ctx.settings.twilio.auth_token.as_ref() else {
-            return Err(ApiError::Forbidden("Twilio is not configured (LEADQ_TWILIO__AUTH_TOKEN)".into()));
+            return Err(ApiError::Forbidden(
+                "Twilio is not configured (LEADQ_TWILIO__AUTH_TOKEN)".into(),
+            ));
         };
         let given = request
             .headers()
@@ -61,15 +68,23 @@ impl FromRequest<Context> for TwilioRequest {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .ok_or_else(|| forbidden("missing"))?;
-        let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
         let query_string = request.uri().query().unwrap_or("").to_owned();
         // Twilio signs the URL it was given: the public one, not the address we listen on.
-        let url = format!("{}{}", ctx.settings.public_url.as_str().trim_end_matches('/'), path_and_query);
+        let url = format!(
+            "{}{}",
+            ctx.settings.public_url.as_str().trim_end_matches('/'),
+            path_and_query
+        );
         let body = Bytes::from_request(request, ctx)
             .await
             .map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
-        let params: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&body).map_err(|_| forbidden("does not match a malformed body"))?;
+        let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|_| forbidden("does not match a malformed body"))?;
         if !signature::verify(token.expose_secret(), &url, &params, &given) {
             return Err(forbidden("invalid"));
         }
@@ -95,11 +110,16 @@ async fn current_script(ctx: &Context) -> Script {
             None
         }
     };
-    stored.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+    stored
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
 }
 
 fn action_url(ctx: &Context, path: &str, lead_id: Uuid) -> String {
-    format!("{}/webhooks/twilio/{path}?lead={lead_id}", ctx.settings.public_url.as_str().trim_end_matches('/'))
+    format!(
+        "{}/webhooks/twilio/{path}?lead={lead_id}",
+        ctx.settings.public_url.as_str().trim_end_matches('/')
+    )
 }
 
 /// Asks question `n` (1-based), optionally after something said first.
@@ -110,7 +130,11 @@ fn ask(ctx: &Context, script: &Script, n: usize, lead_id: Uuid, before: Vec<Stri
     let mut prompt = before;
     prompt.push(question.prompt.clone());
     vec![
-        Verb::Gather { action: action_url(ctx, &format!("answer/{n}"), lead_id), hints: question.hints.clone(), prompt },
+        Verb::Gather {
+            action: action_url(ctx, &format!("answer/{n}"), lead_id),
+            hints: question.hints.clone(),
+            prompt,
+        },
         // Reached only if the Gather ends without posting; Twilio then posts nothing, so ask on.
         Verb::Redirect(action_url(ctx, &format!("answer/{n}"), lead_id)),
     ]
@@ -120,7 +144,9 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
     let lead_id = request.lead_id()?;
     let book = CallBook::open(&ctx.bus.js).await?;
     let answered_by = request.param("AnsweredBy").map(str::to_owned);
-    let machine = answered_by.as_deref().is_some_and(|a| a.starts_with("machine") || a == "fax");
+    let machine = answered_by
+        .as_deref()
+        .is_some_and(|a| a.starts_with("machine") || a == "fax");
     let Some((state, ())) = book
         .update(lead_id, |state| {
             let changed = state.answered_by != answered_by || state.call_sid.is_none();
@@ -137,9 +163,19 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
     };
     let script = current_script(&ctx).await;
     let verbs = if machine {
-        vec![Verb::Pause(1), Verb::Say(script.voicemail.clone()), Verb::Hangup]
+        vec![
+            Verb::Pause(1),
+            Verb::Say(script.voicemail.clone()),
+            Verb::Hangup,
+        ]
     } else {
-        ask(&ctx, &script, 1, lead_id, vec![script.greeting_for(state.name.as_deref())])
+        ask(
+            &ctx,
+            &script,
+            1,
+            lead_id,
+            vec![script.greeting_for(state.name.as_deref())],
+        )
     };
     Ok(TwiML(twiml::render(&verbs)))
 }
@@ -164,7 +200,9 @@ fn asks_to_opt_out(speech: &str) -> bool {
         .map(str::to_owned)
         .collect();
     let said = format!(" {} ", words.join(" "));
-    OPT_OUT_PHRASES.iter().any(|phrase| said.contains(&format!(" {phrase} ")))
+    OPT_OUT_PHRASES
+        .iter()
+        .any(|phrase| said.contains(&format!(" {phrase} ")))
 }
 
 /// What one answer webhook decided, under compare-and-set.
@@ -184,9 +222,16 @@ async fn answer(
     let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
     let script = current_script(&ctx).await;
     let question = script.question(n).ok_or(ApiError::NotFound)?.clone();
-    let speech = request.param("SpeechResult").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let confidence = request.param("Confidence").and_then(|c| c.parse::<f32>().ok());
-    let heard = speech.is_some() && confidence.unwrap_or(0.0) >= ctx.settings.twilio.confidence_threshold;
+    let speech = request
+        .param("SpeechResult")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let confidence = request
+        .param("Confidence")
+        .and_then(|c| c.parse::<f32>().ok());
+    let heard =
+        speech.is_some() && confidence.unwrap_or(0.0) >= ctx.settings.twilio.confidence_threshold;
     let opt_out = speech.as_deref().is_some_and(asks_to_opt_out);
     let book = CallBook::open(&ctx.bus.js).await?;
     let Some((state, step)) = book
@@ -218,7 +263,10 @@ async fn answer(
     };
     let verbs = match step {
         Step::Stored(heard_answer) => {
-            let call_sid = state.call_sid.clone().or_else(|| request.param("CallSid").map(str::to_owned));
+            let call_sid = state
+                .call_sid
+                .clone()
+                .or_else(|| request.param("CallSid").map(str::to_owned));
             let message = CallAnswer {
                 lead_id,
                 call_sid: call_sid.unwrap_or_default(),
@@ -232,7 +280,10 @@ async fn answer(
         Step::AlreadyStored => ask(&ctx, &script, n + 1, lead_id, Vec::new()),
         Step::AskAgain => ask(&ctx, &script, n, lead_id, vec![script.reprompt.clone()]),
         Step::OptOut => {
-            DoNotContact::open(&ctx.bus.js).await?.add(&state.phone, "asked on the call").await?;
+            DoNotContact::open(&ctx.bus.js)
+                .await?
+                .add(&state.phone, "asked on the call")
+                .await?;
             let mut entry = Activity::new("lead.opted_out", "api", "asked not to be called again");
             entry.lead_id = Some(lead_id);
             ctx.bus.publish(&entry).await?;
@@ -245,7 +296,10 @@ async fn answer(
 /// Twilio's terminal call statuses; the others (queued, initiated, ringing, in-progress) pass.
 const TERMINAL: &[&str] = &["completed", "busy", "no-answer", "failed", "canceled"];
 
-async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Result<Response, ApiError> {
+async fn call_status(
+    State(ctx): State<Context>,
+    request: TwilioRequest,
+) -> Result<Response, ApiError> {
     let lead_id = request.lead_id()?;
     let status = request.param("CallStatus").unwrap_or("").to_owned();
     if !TERMINAL.contains(&status.as_str()) {
@@ -284,6 +338,9 @@ mod tests {
         assert!(asks_to_opt_out("DON'T CALL this number again"));
         assert!(asks_to_opt_out("just remove me from your list"));
         assert!(!asks_to_opt_out("a private office please"));
-        assert!(!asks_to_opt_out("nonstop calling is fine"), "a word inside another");
+        assert!(
+            !asks_to_opt_out("nonstop calling is fine"),
+            "a word inside another"
+        );
     }
 }

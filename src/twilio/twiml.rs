@@ -12,7 +12,11 @@ pub enum Verb {
     Say(String),
     /// Listens for speech and posts `SpeechResult` and `Confidence` to `action`; `prompt` is said
     /// while listening.
-    Gather { action: String, hints: Vec<String>, prompt: Vec<String> },
+    Gather {
+        action: String,
+        hints: Vec<String>,
+        prompt: Vec<String>,
+    },
     Pause(u32),
     Redirect(String),
     Hangup,
@@ -33,7 +37,11 @@ fn write_say(writer: &mut Writer<Vec<u8>>, text: &str) -> io::Result<()> {
 fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
     match verb {
         Verb::Say(text) => write_say(writer, text)?,
-        Verb::Gather { action, hints, prompt } => {
+        Verb::Gather {
+            action,
+            hints,
+            prompt,
+        } => {
             let hints = hints.join(", ");
             let mut gather = writer.create_element("Gather").with_attributes([
                 ("input", "speech"),
@@ -46,13 +54,20 @@ fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
             if !hints.is_empty() {
                 gather = gather.with_attribute(("hints", hints.as_str()));
             }
-            gather.write_inner_content(|w| prompt.iter().try_for_each(|text| write_say(w, text)))?;
+            gather
+                .write_inner_content(|w| prompt.iter().try_for_each(|text| write_say(w, text)))?;
         }
         Verb::Pause(seconds) => {
-            writer.create_element("Pause").with_attribute(("length", seconds.to_string().as_str())).write_empty()?;
+            writer
+                .create_element("Pause")
+                .with_attribute(("length", seconds.to_string().as_str()))
+                .write_empty()?;
         }
         Verb::Redirect(url) => {
-            writer.create_element("Redirect").with_attribute(("method", "POST")).write_text_content(BytesText::new(url))?;
+            writer
+                .create_element("Redirect")
+                .with_attribute(("method", "POST"))
+                .write_text_content(BytesText::new(url))?;
         }
         Verb::Hangup => {
             writer.create_element("Hangup").write_empty()?;
@@ -65,9 +80,13 @@ fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
 pub fn render(verbs: &[Verb]) -> String {
     let mut writer = Writer::new(Vec::new());
     let written = writer
-        .write_event(quick_xml::events::Event::Decl(quick_xml::events::BytesDecl::new("1.0", Some("UTF-8"), None)))
+        .write_event(quick_xml::events::Event::Decl(
+            quick_xml::events::BytesDecl::new("1.0", Some("UTF-8"), None),
+        ))
         .and_then(|()| {
-            writer.create_element("Response").write_inner_content(|w| verbs.iter().try_for_each(|v| write_verb(w, v)))
+            writer
+                .create_element("Response")
+                .write_inner_content(|w| verbs.iter().try_for_each(|v| write_verb(w, v)))
         });
     // Writing into a Vec cannot fail; keep the type honest rather than unwrap.
     if let Err(err) = written {
@@ -97,7 +116,10 @@ mod tests {
             prompt: vec!["What kind of space?".into()],
         }]);
         assert!(xml.contains(r#"input="speech""#), "{xml}");
-        assert!(xml.contains(r#"action="https://x.test/webhooks/twilio/answer/1?lead=a&amp;b=c""#), "{xml}");
+        assert!(
+            xml.contains(r#"action="https://x.test/webhooks/twilio/answer/1?lead=a&amp;b=c""#),
+            "{xml}"
+        );
         assert!(xml.contains(r#"hints="private office, hot desk""#), "{xml}");
         assert!(xml.contains("What kind of space?</Say></Gather>"), "{xml}");
     }

@@ -8,3 +8,4 @@ mod helpers;
 mod intake;
 mod poller;
 mod store;
+mod webhooks;

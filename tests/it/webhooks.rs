@@ -1,0 +1,338 @@
+//! Twilio's webhooks on the real api role, with signed requests as Twilio sends them.
+
+use std::time::Duration;
+
+use leadq::bus::{self, Bus, CallAnswer, CallCompleted};
+use leadq::calls::{CallBook, CallState, DoNotContact};
+use leadq::twilio::signature;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::helpers::{NatsServer, free_port};
+
+const TOKEN: &str = "test-auth-token-0123456789abcdef";
+
+struct Api {
+    base: String,
+    bus: Bus,
+    book: CallBook,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    _nats: NatsServer,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let nats = NatsServer::start();
+        let mut settings = nats.settings();
+        let port = free_port();
+        settings.http_addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let base = format!("http://127.0.0.1:{port}");
+        settings.public_url = base.parse().expect("url");
+        settings.twilio.auth_token = Some(TOKEN.to_owned().into());
+        let ctx = leadq::runtime::Context::build(settings, true)
+            .await
+            .expect("context");
+        let server = leadq::http::HttpServer::bind(ctx.clone())
+            .await
+            .expect("bind");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.serve(shutdown.clone()));
+        let book = CallBook::open(&ctx.bus.js).await.expect("calls");
+        Self {
+            base,
+            bus: ctx.bus.clone(),
+            book,
+            http: reqwest::Client::new(),
+            shutdown,
+            _nats: nats,
+        }
+    }
+
+    async fn call(&self, name: &str) -> Uuid {
+        let lead_id = Uuid::now_v7();
+        let mut state = CallState::queued(lead_id, "+14155550142", Some(name));
+        state.call_sid = Some(format!("CA{}", lead_id.simple()));
+        assert!(self.book.create(&state).await.expect("create"));
+        lead_id
+    }
+
+    /// POSTs a webhook signed as Twilio signs it; returns status and body.
+    async fn post(
+        &self,
+        path_and_query: &str,
+        params: &[(&str, &str)],
+        sign: bool,
+    ) -> (u16, String) {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let url = format!("{}{path_and_query}", self.base);
+        let mut request = self.http.post(&url).form(&params);
+        if sign {
+            request = request.header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params));
+        }
+        let response = request.send().await.expect("post");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    }
+
+    async fn answer(&self, lead: Uuid, n: usize, speech: &str, confidence: &str) -> String {
+        let sid = format!("CA{}", lead.simple());
+        let (status, body) = self
+            .post(
+                &format!("/webhooks/twilio/answer/{n}?lead={lead}"),
+                &[
+                    ("CallSid", &sid),
+                    ("SpeechResult", speech),
+                    ("Confidence", confidence),
+                ],
+                true,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn messages<P: bus::Payload>(&self) -> Vec<P> {
+        let mut stream = self
+            .bus
+            .js
+            .get_stream(bus::stream::CALLS)
+            .await
+            .expect("CALLS");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await
+                && m.subject.as_str() == P::SUBJECT
+            {
+                out.push(bus::decode(&m.payload).expect("payload"));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_missing_and_altered_signatures_are_refused_and_change_nothing() {
+    let api = Api::start().await;
+    let lead = api.call("Ada").await;
+    let (_, revision) = api.book.get(lead).await.expect("get").expect("entry");
+    let path = format!("/webhooks/twilio/answer/1?lead={lead}");
+    let params = [
+        ("CallSid", "CA1"),
+        ("SpeechResult", "a hot desk"),
+        ("Confidence", "0.9"),
+    ];
+    assert_eq!(api.post(&path, &params, false).await.0, 403, "missing");
+    let url = format!("{}{path}", api.base);
+    let signed: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    let good = signature::sign(TOKEN, &url, &signed);
+    // Replayed with a changed parameter.
+    let altered = api
+        .http
+        .post(&url)
+        .header("X-Twilio-Signature", &good)
+        .form(&[
+            ("CallSid", "CA1"),
+            ("SpeechResult", "a private office"),
+            ("Confidence", "0.9"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(altered.status(), 403);
+    let forged = api
+        .http
+        .post(&url)
+        .header("X-Twilio-Signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .form(&signed)
+        .send();
+    assert_eq!(forged.await.expect("post").status(), 403);
+    let body: serde_json::Value = api
+        .http
+        .post(&url)
+        .form(&signed)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json error body");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("signature"),
+        "{body}"
+    );
+    let (state, after) = api.book.get(lead).await.expect("get").expect("entry");
+    assert_eq!(after, revision, "a refused webhook changed the call");
+    assert!(state.answers.is_empty());
+    assert!(api.messages::<CallAnswer>().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
+    let api = Api::start().await;
+    let lead = api.call(r#"<Say>& "Bob""#).await;
+    let sid = format!("CA{}", lead.simple());
+    let (status, start) = api
+        .post(
+            &format!("/webhooks/twilio/call-start?lead={lead}"),
+            &[("CallSid", &sid), ("AnsweredBy", "human")],
+            true,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        start.contains("Hi &lt;Say&gt;&amp; &quot;Bob&quot;, this is Mesh Cowork"),
+        "{start}"
+    );
+    assert!(start.contains(&format!("answer/1?lead={lead}")), "{start}");
+    let spoken = [
+        "a private office",
+        "about five of us",
+        "next month",
+        "two thousand a month",
+        "yes I am",
+    ];
+    let mut last = String::new();
+    for (i, speech) in spoken.iter().enumerate() {
+        last = api.answer(lead, i + 1, speech, "0.92").await;
+        if i + 1 < spoken.len() {
+            assert!(
+                last.contains(&format!("answer/{}?lead={lead}", i + 2)),
+                "next question: {last}"
+            );
+        }
+    }
+    assert!(
+        last.contains("Thank you") && last.contains("<Hangup/>"),
+        "{last}"
+    );
+    // Twilio delivers a webhook twice: nothing more is stored or published.
+    api.answer(lead, 5, "yes I am", "0.92").await;
+
+    let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
+    let got: Vec<_> = state
+        .answers
+        .iter()
+        .map(|a| a.speech.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(got, spoken);
+    let answers = api.messages::<CallAnswer>().await;
+    let ids: Vec<_> = answers.iter().map(|a| a.question_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "space_type",
+            "team_size",
+            "move_in",
+            "budget",
+            "decision_maker"
+        ]
+    );
+
+    for status in ["ringing", "completed", "completed"] {
+        let params = [
+            ("CallSid", sid.as_str()),
+            ("CallStatus", status),
+            ("CallDuration", "95"),
+            ("AnsweredBy", "human"),
+        ];
+        let (code, _) = api
+            .post(
+                &format!("/webhooks/twilio/call-status?lead={lead}"),
+                &params,
+                true,
+            )
+            .await;
+        assert_eq!(code, 204);
+    }
+    let completed = api.messages::<CallCompleted>().await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(
+        (completed[0].status.as_str(), completed[0].duration_secs),
+        ("completed", Some(95))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_is_asked_again_once_then_recorded_as_not_captured() {
+    let api = Api::start().await;
+    let lead = api.call("Ada").await;
+    let again = api.answer(lead, 1, "", "0").await;
+    assert!(
+        again.contains("didn&apos;t catch that") || again.contains("didn't catch that"),
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!("answer/1?lead={lead}")),
+        "the same question: {again}"
+    );
+    api.answer(lead, 1, "hot desk", "0.8").await;
+    api.answer(lead, 2, "mumble", "0.05").await;
+    let next = api.answer(lead, 2, "", "0").await;
+    assert!(
+        next.contains(&format!("answer/3?lead={lead}")),
+        "moves on: {next}"
+    );
+    let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
+    assert_eq!(state.answers.len(), 2);
+    assert!(state.answers[0].captured && state.answers[0].speech.as_deref() == Some("hot desk"));
+    assert!(!state.answers[1].captured, "{:?}", state.answers[1]);
+    assert_eq!(api.messages::<CallAnswer>().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answering_machine_hears_the_voicemail() {
+    let api = Api::start().await;
+    let lead = api.call("Ada").await;
+    let sid = format!("CA{}", lead.simple());
+    let (_, body) = api
+        .post(
+            &format!("/webhooks/twilio/call-start?lead={lead}"),
+            &[("CallSid", &sid), ("AnsweredBy", "machine_end_beep")],
+            true,
+        )
+        .await;
+    assert!(
+        body.contains("returning your request") && body.contains("<Hangup/>"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("<Gather"),
+        "asked a machine questions: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_calling_me_ends_the_call_and_lists_the_number() {
+    let api = Api::start().await;
+    let lead = api.call("Ada").await;
+    let body = api.answer(lead, 1, "please stop calling me", "0.9").await;
+    assert!(
+        body.contains("won&apos;t call you again") || body.contains("won't call you again"),
+        "{body}"
+    );
+    assert!(body.contains("<Hangup/>"));
+    let dnc = DoNotContact::open(&api.bus.js).await.expect("dnc");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !dnc.contains("+14155550142").await.expect("dnc get") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the number is on the do-not-contact list");
+}
