@@ -51,11 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = leadq::runtime::Context::build(settings, false).await?;
     let shutdown = CancellationToken::new();
     let poller = tokio::spawn(leadq::poller::run(ctx.clone(), shutdown.clone()));
-    let mut received = ctx
-        .bus
-        .client
-        .subscribe(bus::subject::LEAD_RECEIVED)
-        .await?;
+    let mut received = ctx.bus.client.subscribe(bus::subject::LEAD_RECEIVED).await?;
     let template = String::from_utf8(dovecot::fixture("01-plain-private-office.eml"))?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -100,9 +96,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
     println!();
-    println!(
-        "| {count} emails | total: APPEND -> lead.received | IMAP server push | leadq: read -> on the stream |"
-    );
+    println!("| {count} emails | total: APPEND -> lead.received | IMAP server push | leadq: read -> on the stream |");
     println!("|---|---|---|---|");
     for (name, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("max", 100.0)] {
         println!(
@@ -113,8 +107,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let met = |list: &[Duration]| {
-        percentile(list, 50.0) < Duration::from_millis(100)
-            && percentile(list, 99.0) < Duration::from_millis(500)
+        percentile(list, 50.0) < Duration::from_millis(100) && percentile(list, 99.0) < Duration::from_millis(500)
     };
     println!(
         "\ngoal p50 < 100 ms and p99 < 500 ms: total {}, leadq's own part {}",

@@ -138,11 +138,7 @@ impl CallBook {
             }
             state.updated_at = OffsetDateTime::now_utc();
             let body = serde_json::to_vec(&state).map_err(|e| kv_error("encode", e))?;
-            match self
-                .kv
-                .update(Self::key(lead_id), body.into(), revision)
-                .await
-            {
+            match self.kv.update(Self::key(lead_id), body.into(), revision).await {
                 Ok(_) => return Ok(Some((state, decision))),
                 Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(err) => return Err(kv_error("update", err)),
@@ -175,7 +171,8 @@ impl DoNotContact {
     }
 
     pub async fn add(&self, phone: &str, reason: &str) -> Result<(), BusError> {
-        let body = serde_json::json!({ "phone": phone, "reason": reason, "at": OffsetDateTime::now_utc().unix_timestamp() });
+        let body =
+            serde_json::json!({ "phone": phone, "reason": reason, "at": OffsetDateTime::now_utc().unix_timestamp() });
         self.kv
             .put(Self::key(phone), body.to_string().into())
             .await

@@ -72,16 +72,7 @@ mod tests {
     #[test]
     fn every_role_and_operator_command_is_a_subcommand_with_help() {
         let cli = Cli::command();
-        for name in [
-            "all",
-            "api",
-            "poller",
-            "caller",
-            "finalizer",
-            "sms",
-            "setup",
-            "admin",
-        ] {
+        for name in ["all", "api", "poller", "caller", "finalizer", "sms", "setup", "admin"] {
             let sub = cli
                 .find_subcommand(name)
                 .unwrap_or_else(|| panic!("no `{name}` subcommand"));

@@ -18,10 +18,7 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Parse(String),
     #[error("configuration: {setting}: {reason}")]
-    Invalid {
-        setting: &'static str,
-        reason: String,
-    },
+    Invalid { setting: &'static str, reason: String },
 }
 
 impl From<figment::Error> for ConfigError {
@@ -30,11 +27,7 @@ impl From<figment::Error> for ConfigError {
         let lines: Vec<String> = err
             .into_iter()
             .map(|e| {
-                let source = e
-                    .metadata
-                    .as_ref()
-                    .map(|m| m.name.to_string())
-                    .unwrap_or_default();
+                let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
                 if e.path.is_empty() {
                     format!("{} ({source})", e.kind)
                 } else {
@@ -258,9 +251,7 @@ impl DbLocation {
             "mem" | "memory" => Ok(Self::Memory),
             "surrealkv" if rest.is_empty() => Err("surrealkv:// needs a path".into()),
             "surrealkv" => Ok(Self::File(PathBuf::from(rest))),
-            "ws" | "wss" => Url::parse(raw)
-                .map(Self::Server)
-                .map_err(|e| format!("`{raw}`: {e}")),
+            "ws" | "wss" => Url::parse(raw).map(Self::Server).map_err(|e| format!("`{raw}`: {e}")),
             other => Err(format!(
                 "unsupported scheme `{other}`; use mem://, surrealkv://PATH, ws:// or wss://"
             )),
@@ -306,16 +297,13 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let raw: RawSettings = figment
-            .merge(Env::prefixed("LEADQ_").split("__"))
-            .extract()?;
+        let raw: RawSettings = figment.merge(Env::prefixed("LEADQ_").split("__")).extract()?;
         Self::validate(raw)
     }
 
     /// Defaults with an in-memory store and the given NATS server; for tests and tools.
     pub fn for_tests(nats_url: &str) -> Self {
-        let mut settings =
-            Self::validate(RawSettings::default()).expect("the embedded defaults are valid");
+        let mut settings = Self::validate(RawSettings::default()).expect("the embedded defaults are valid");
         settings.nats_url = nats_url.into();
         settings.db = DbLocation::Memory;
         settings
@@ -326,10 +314,7 @@ impl Settings {
         let http_addr: SocketAddr = raw.http_addr.parse().map_err(|_| {
             invalid(
                 "LEADQ_HTTP_ADDR",
-                format!(
-                    "`{}` is not an address such as 127.0.0.1:8000",
-                    raw.http_addr
-                ),
+                format!("`{}` is not an address such as 127.0.0.1:8000", raw.http_addr),
             )
         })?;
         if !raw.nats_url.contains("://") && raw.nats_url.contains(' ') {
@@ -338,30 +323,23 @@ impl Settings {
                 format!("`{}` is not a NATS URL", raw.nats_url),
             ));
         }
-        Url::parse(&raw.nats_url).map_err(|e| {
-            invalid(
-                "LEADQ_NATS_URL",
-                format!("`{}` is not a NATS URL: {e}", raw.nats_url),
-            )
-        })?;
+        Url::parse(&raw.nats_url)
+            .map_err(|e| invalid("LEADQ_NATS_URL", format!("`{}` is not a NATS URL: {e}", raw.nats_url)))?;
         let db = match raw.db.as_deref() {
             Some(db) => DbLocation::parse(db).map_err(|reason| invalid("LEADQ_DB", reason))?,
             None => DbLocation::File(raw.data_dir.join("db")),
         };
         let public_url = match raw.public_url.as_deref() {
-            Some(url) => {
-                Url::parse(url).map_err(|e| invalid("LEADQ_PUBLIC_URL", format!("`{url}`: {e}")))?
+            Some(url) => Url::parse(url).map_err(|e| invalid("LEADQ_PUBLIC_URL", format!("`{url}`: {e}")))?,
+            None => {
+                Url::parse(&format!("http://{http_addr}")).map_err(|e| invalid("LEADQ_HTTP_ADDR", e.to_string()))?
             }
-            None => Url::parse(&format!("http://{http_addr}"))
-                .map_err(|e| invalid("LEADQ_HTTP_ADDR", e.to_string()))?,
         };
         let otlp_endpoint = raw
             .otlp_endpoint
             .as_deref()
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                Url::parse(s).map_err(|e| invalid("LEADQ_OTLP_ENDPOINT", format!("`{s}`: {e}")))
-            })
+            .map(|s| Url::parse(s).map_err(|e| invalid("LEADQ_OTLP_ENDPOINT", format!("`{s}`: {e}"))))
             .transpose()?;
         let shutdown_grace = duration("LEADQ_SHUTDOWN_GRACE", &raw.shutdown_grace)?;
         if raw.bus.max_deliver < 1 || (raw.bus.max_deliver as usize) <= raw.bus.backoff.len() {
@@ -382,30 +360,18 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&raw.log)
             .map_err(|e| invalid("LEADQ_LOG", format!("`{}`: {e}", raw.log)))?;
-        let default_region =
-            crate::domain::lead::parse_region(&raw.default_region).ok_or_else(|| {
-                invalid(
-                    "LEADQ_DEFAULT_REGION",
-                    format!(
-                        "`{}` is not a region code such as US or GB",
-                        raw.default_region
-                    ),
-                )
-            })?;
+        let default_region = crate::domain::lead::parse_region(&raw.default_region).ok_or_else(|| {
+            invalid(
+                "LEADQ_DEFAULT_REGION",
+                format!("`{}` is not a region code such as US or GB", raw.default_region),
+            )
+        })?;
         let imap = validate_imap(raw.imap)?;
         let twilio = TwilioSettings {
-            api_base: Url::parse(&raw.twilio_api_base).map_err(|e| {
-                invalid(
-                    "LEADQ_TWILIO_API_BASE",
-                    format!("`{}`: {e}", raw.twilio_api_base),
-                )
-            })?,
+            api_base: Url::parse(&raw.twilio_api_base)
+                .map_err(|e| invalid("LEADQ_TWILIO_API_BASE", format!("`{}`: {e}", raw.twilio_api_base)))?,
             account_sid: raw.twilio.account_sid.filter(|s| !s.is_empty()),
-            auth_token: raw
-                .twilio
-                .auth_token
-                .filter(|s| !s.is_empty())
-                .map(SecretString::from),
+            auth_token: raw.twilio.auth_token.filter(|s| !s.is_empty()).map(SecretString::from),
             from_number: raw.twilio.from_number.filter(|s| !s.is_empty()),
             confidence_threshold: raw.twilio.confidence_threshold,
         };
@@ -450,10 +416,7 @@ fn validate_imap(raw: RawImap) -> Result<Option<ImapSettings>, ConfigError> {
         return Ok(None);
     };
     let invalid = |setting, reason: String| ConfigError::Invalid { setting, reason };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !raw.tls && !loopback {
         return Err(invalid(
             "LEADQ_IMAP__TLS",
@@ -464,12 +427,10 @@ fn validate_imap(raw: RawImap) -> Result<Option<ImapSettings>, ConfigError> {
         .username
         .filter(|u| !u.is_empty())
         .ok_or_else(|| invalid("LEADQ_IMAP__USERNAME", "missing (the inbox's login)".into()))?;
-    let password = raw.password.filter(|p| !p.is_empty()).ok_or_else(|| {
-        invalid(
-            "LEADQ_IMAP__PASSWORD",
-            "missing (app password or OAuth2 token)".into(),
-        )
-    })?;
+    let password = raw
+        .password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| invalid("LEADQ_IMAP__PASSWORD", "missing (app password or OAuth2 token)".into()))?;
     Ok(Some(ImapSettings {
         port: raw.port.unwrap_or(if raw.tls { 993 } else { 143 }),
         host,
@@ -499,9 +460,7 @@ mod duration_list {
             .serialize(serializer)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
         Ok(Vec::<Serde<Duration>>::deserialize(deserializer)?
             .into_iter()
             .map(Serde::into_inner)
@@ -543,10 +502,7 @@ mod tests {
     fn environment_overrides_the_file() {
         let mut out = None;
         Jail::expect_with(|jail| {
-            jail.create_file(
-                "leadq.toml",
-                "http_addr = \"0.0.0.0:9000\"\n[bus]\nmax_deliver = 7\n",
-            )?;
+            jail.create_file("leadq.toml", "http_addr = \"0.0.0.0:9000\"\n[bus]\nmax_deliver = 7\n")?;
             jail.set_env("LEADQ_DB", "mem://");
             jail.set_env("LEADQ_HTTP_ADDR", "127.0.0.1:9100");
             out = Some(Settings::load(Some(Path::new("leadq.toml"))));
@@ -569,19 +525,12 @@ mod tests {
             ("LEADQ_BUS__MAX_DELIVER", "many", "LEADQ_BUS__MAX_DELIVER"),
             ("LEADQ_LOG_FORMAT", "xml", "LEADQ_LOG_FORMAT"),
             ("LEADQ_DEFAULT_REGION", "Atlantis", "LEADQ_DEFAULT_REGION"),
-            (
-                "LEADQ_IMAP__HOST",
-                "imap.example.com",
-                "LEADQ_IMAP__USERNAME",
-            ),
+            ("LEADQ_IMAP__HOST", "imap.example.com", "LEADQ_IMAP__USERNAME"),
         ];
         for (var, value, named) in cases {
             let err = load_with(|jail| jail.set_env(var, value)).expect_err(var);
             let line = err.to_string();
-            assert!(
-                line.contains(named),
-                "{var}={value}: `{line}` does not name {named}"
-            );
+            assert!(line.contains(named), "{var}={value}: `{line}` does not name {named}");
             assert!(!line.contains('\n'), "{var}: error spans lines: {line}");
         }
     }
@@ -600,8 +549,7 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let s =
-            load_with(|jail| jail.set_env("LEADQ_DB_PASS", "hunter2-very-secret")).expect("load");
+        let s = load_with(|jail| jail.set_env("LEADQ_DB_PASS", "hunter2-very-secret")).expect("load");
         assert!(!format!("{s:?}").contains("hunter2-very-secret"));
     }
 }

@@ -11,12 +11,16 @@
 //! - [`poller`]: the IMAP inbox to `lead.received`, exactly once.
 //! - [`calls`]: call state (compare-and-set) and the do-not-contact list, in KV buckets.
 //! - [`twilio`]: webhook signatures and TwiML.
+//! - [`caller`]: `lead.received` to exactly one Twilio call.
+//! - [`clients`]: typed HTTP clients (Twilio).
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
 pub mod activity;
 pub mod bus;
+pub mod caller;
 pub mod calls;
+pub mod clients;
 pub mod cli;
 pub mod config;
 pub mod domain;

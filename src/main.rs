@@ -19,10 +19,7 @@ fn main() -> ExitCode {
         Ok(guard) => guard,
         Err(err) => return fail(&anyhow::Error::new(err)),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => return fail(&anyhow::Error::new(err).context("starting the async runtime")),
     };
@@ -67,8 +64,7 @@ fn parse_email(file: &std::path::Path, settings: &Settings) -> anyhow::Result<()
     if file.as_os_str() == "-" {
         std::io::stdin().read_to_end(&mut raw)?;
     } else {
-        raw = std::fs::read(file)
-            .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+        raw = std::fs::read(file).map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
     }
     match leadq::domain::parse_notification(&raw, settings.default_region) {
         Ok(lead) => {
@@ -92,9 +88,6 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("leadq: error: {err:#}");
     let usage = err.downcast_ref::<ConfigError>().is_some()
         || err.downcast_ref::<UsageError>().is_some()
-        || matches!(
-            err.downcast_ref::<RuntimeError>(),
-            Some(RuntimeError::RoleNotBuilt(..))
-        );
+        || matches!(err.downcast_ref::<RuntimeError>(), Some(RuntimeError::RoleNotBuilt(..)));
     ExitCode::from(if usage { EXIT_USAGE } else { 1 })
 }

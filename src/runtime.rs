@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{self, Bus, BusError};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
-use crate::{activity, http, poller};
+use crate::{activity, caller, http, poller};
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -28,13 +28,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Api,
-        Role::Poller,
-        Role::Caller,
-        Role::Finalizer,
-        Role::Sms,
-    ];
+    pub const ALL: [Role; 5] = [Role::Api, Role::Poller, Role::Caller, Role::Finalizer, Role::Sms];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,8 +48,7 @@ impl Role {
     /// The issue whose landing brings this role's work; `None` once it is built.
     fn pending_issue(self) -> Option<u32> {
         match self {
-            Role::Api | Role::Poller => None,
-            Role::Caller => Some(4),
+            Role::Api | Role::Poller | Role::Caller => None,
             Role::Finalizer | Role::Sms => Some(5),
         }
     }
@@ -77,12 +70,11 @@ pub enum RuntimeError {
     #[error("the {0} role is not built yet (issue {1}); its messages wait on its durable consumer")]
     RoleNotBuilt(&'static str, u32),
     #[error("the {role} role needs {setting}")]
-    NotConfigured {
-        role: &'static str,
-        setting: &'static str,
-    },
+    NotConfigured { role: &'static str, setting: &'static str },
     #[error(transparent)]
     Poller(#[from] poller::PollerError),
+    #[error(transparent)]
+    Caller(#[from] caller::CallerError),
 }
 
 /// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
@@ -119,11 +111,7 @@ impl Context {
 }
 
 /// Runs `roles` until a signal or `shutdown` fires, or one role fails (which stops the rest).
-pub async fn run(
-    settings: Settings,
-    roles: &[Role],
-    shutdown: CancellationToken,
-) -> Result<(), RuntimeError> {
+pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken) -> Result<(), RuntimeError> {
     if let [only] = roles
         && let Some(issue) = only.pending_issue()
     {
@@ -134,6 +122,9 @@ pub async fn run(
             role: "poller",
             setting: "LEADQ_IMAP__HOST (the lead inbox)",
         });
+    }
+    if roles == [Role::Caller] && !twilio_configured(&settings) {
+        return Err(RuntimeError::NotConfigured { role: "caller", setting: TWILIO_SETTINGS });
     }
     let ctx = Context::build(settings, roles.iter().any(|r| r.uses_store())).await?;
     let mut tasks = JoinSet::new();
@@ -163,14 +154,18 @@ pub async fn run(
             record_failure(joined, &mut failure);
         }
     };
-    if tokio::time::timeout(ctx.settings.shutdown_grace, drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(ctx.settings.shutdown_grace, drain).await.is_err() {
         tracing::warn!("shutdown grace elapsed; aborting the remaining roles");
     }
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+const TWILIO_SETTINGS: &str = "LEADQ_TWILIO__ACCOUNT_SID, LEADQ_TWILIO__AUTH_TOKEN and LEADQ_TWILIO__FROM_NUMBER";
+
+fn twilio_configured(settings: &Settings) -> bool {
+    let twilio = &settings.twilio;
+    twilio.account_sid.is_some() && twilio.auth_token.is_some() && twilio.from_number.is_some()
 }
 
 fn record_failure(
@@ -210,13 +205,10 @@ async fn start(
             tracing::info!(%addr, "HTTP API listening");
             let token = shutdown.clone();
             tasks.spawn(async move {
-                server
-                    .serve(token)
-                    .await
-                    .map_err(|e| RuntimeError::RoleFailed {
-                        role: "api",
-                        detail: e.to_string(),
-                    })
+                server.serve(token).await.map_err(|e| RuntimeError::RoleFailed {
+                    role: "api",
+                    detail: e.to_string(),
+                })
             });
             let (ctx, token) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { activity::run(ctx, token).await.map_err(RuntimeError::from) });
@@ -228,7 +220,14 @@ async fn start(
             let (ctx, token) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { poller::run(ctx, token).await.map_err(RuntimeError::from) });
         }
-        Role::Caller | Role::Finalizer | Role::Sms => {}
+        Role::Caller if !twilio_configured(&ctx.settings) => {
+            tracing::warn!("Twilio is not configured ({TWILIO_SETTINGS}): the caller is not started; leads wait");
+        }
+        Role::Caller => {
+            let (ctx, token) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { caller::run(ctx, token).await.map_err(RuntimeError::from) });
+        }
+        Role::Finalizer | Role::Sms => {}
     }
     Ok(())
 }

@@ -34,8 +34,8 @@ pub enum TelemetryError {
 
 /// Installs the global subscriber; logs go to stderr so command output on stdout stays parseable.
 pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
-    let mut provider = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name("leadq").build());
+    let mut provider =
+        SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name("leadq").build());
     if let Some(endpoint) = &settings.otlp_endpoint {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -53,11 +53,7 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .try_init()?,
         LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
             .try_init()?,
     }
     Ok(TelemetryGuard { provider })

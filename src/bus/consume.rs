@@ -58,12 +58,7 @@ where
         .js
         .get_consumer_from_stream(durable, stream)
         .await
-        .map_err(|e| {
-            BusError::jetstream(
-                format!("consumer {stream}/{durable} (run `leadq setup`)"),
-                e,
-            )
-        })?;
+        .map_err(|e| BusError::jetstream(format!("consumer {stream}/{durable} (run `leadq setup`)"), e))?;
     let max_deliver = consumer
         .info()
         .await
@@ -164,12 +159,7 @@ async fn handle_one<P, H, F>(
     .await;
 }
 
-async fn settle(
-    bus: &Bus,
-    durable: &str,
-    message: &async_nats::jetstream::Message,
-    outcome: Outcome,
-) {
+async fn settle(bus: &Bus, durable: &str, message: &async_nats::jetstream::Message, outcome: Outcome) {
     let result = match outcome {
         Outcome::Done => message.double_ack().await,
         Outcome::Retry { after, reason } => {

@@ -123,10 +123,7 @@ impl Bus {
 
     /// Publishes a payload with its idempotency key and the current trace, and waits for the
     /// stream's ack: once this returns, the message is stored (or was a duplicate).
-    pub async fn publish<P: Payload>(
-        &self,
-        payload: &P,
-    ) -> Result<jetstream::publish::PublishAck, BusError> {
+    pub async fn publish<P: Payload>(&self, payload: &P) -> Result<jetstream::publish::PublishAck, BusError> {
         let body = payload::encode(payload).map_err(|source| BusError::Encode {
             subject: P::SUBJECT,
             source,

@@ -256,13 +256,7 @@ mod tests {
             decode::<Activity>(bytes),
             Err(DecodeError::NewerVersion { found: 2, known: 1 })
         ));
-        assert!(matches!(
-            decode::<Activity>(b"{}"),
-            Err(DecodeError::NoVersion)
-        ));
-        assert!(matches!(
-            decode::<Activity>(b"\x00junk"),
-            Err(DecodeError::Json(_))
-        ));
+        assert!(matches!(decode::<Activity>(b"{}"), Err(DecodeError::NoVersion)));
+        assert!(matches!(decode::<Activity>(b"\x00junk"), Err(DecodeError::Json(_))));
     }
 }

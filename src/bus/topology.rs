@@ -6,9 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use async_nats::jetstream::stream::{
-    Config as StreamConfig, DiscardPolicy, RetentionPolicy, StorageType,
-};
+use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{Context, kv};
 
 use super::{BusError, bucket, consumer, stream, subject};
@@ -31,30 +29,19 @@ fn streams(settings: &BusSettings) -> Vec<StreamConfig> {
     vec![
         StreamConfig {
             description: Some("Leads received and finalized; Nats-Msg-Id is the lead id".into()),
-            ..base(
-                stream::LEADS,
-                &[subject::LEAD_RECEIVED, subject::LEAD_FINALIZED],
-            )
+            ..base(stream::LEADS, &[subject::LEAD_RECEIVED, subject::LEAD_FINALIZED])
         },
         StreamConfig {
             description: Some("Answers and terminal statuses of calls".into()),
-            ..base(
-                stream::CALLS,
-                &[subject::CALL_ANSWER, subject::CALL_COMPLETED],
-            )
+            ..base(stream::CALLS, &[subject::CALL_ANSWER, subject::CALL_COMPLETED])
         },
         StreamConfig {
             description: Some("Activity log entries and alerts".into()),
             max_age: 30 * DAY,
-            ..base(
-                stream::AGENT,
-                &[subject::AGENT_ACTIVITY, subject::AGENT_ALERT],
-            )
+            ..base(stream::AGENT, &[subject::AGENT_ACTIVITY, subject::AGENT_ALERT])
         },
         StreamConfig {
-            description: Some(
-                "Latest agent.status, so a late subscriber sees the state at once".into(),
-            ),
+            description: Some("Latest agent.status, so a late subscriber sees the state at once".into()),
             max_messages_per_subject: 1,
             max_age: DAY,
             duplicate_window: Duration::from_secs(60),
@@ -71,32 +58,16 @@ fn consumers(settings: &BusSettings) -> Vec<(&'static str, pull::Config)> {
         deliver_policy: DeliverPolicy::All,
         max_deliver: settings.max_deliver,
         // The server takes the first back-off step as the ack wait.
-        ack_wait: settings
-            .backoff
-            .first()
-            .copied()
-            .unwrap_or(Duration::from_secs(30)),
+        ack_wait: settings.backoff.first().copied().unwrap_or(Duration::from_secs(30)),
         backoff: settings.backoff.clone(),
         max_ack_pending: 1000,
         ..Default::default()
     };
     vec![
-        (
-            stream::LEADS,
-            durable(consumer::CALLER, &[subject::LEAD_RECEIVED]),
-        ),
-        (
-            stream::CALLS,
-            durable(consumer::FINALIZER, &[subject::CALL_COMPLETED]),
-        ),
-        (
-            stream::LEADS,
-            durable(consumer::SMS, &[subject::LEAD_FINALIZED]),
-        ),
-        (
-            stream::AGENT,
-            durable(consumer::ACTIVITY, &[subject::AGENT_ACTIVITY]),
-        ),
+        (stream::LEADS, durable(consumer::CALLER, &[subject::LEAD_RECEIVED])),
+        (stream::CALLS, durable(consumer::FINALIZER, &[subject::CALL_COMPLETED])),
+        (stream::LEADS, durable(consumer::SMS, &[subject::LEAD_FINALIZED])),
+        (stream::AGENT, durable(consumer::ACTIVITY, &[subject::AGENT_ACTIVITY])),
     ]
 }
 
@@ -119,10 +90,7 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
         },
         kv::Config {
             max_age: DAY,
-            ..base(
-                bucket::CALLS,
-                "Call state per lead id, moved by compare-and-set",
-            )
+            ..base(bucket::CALLS, "Call state per lead id, moved by compare-and-set")
         },
         kv::Config {
             history: 5,
@@ -163,10 +131,7 @@ pub struct SetupReport {
 
 impl SetupReport {
     pub fn changed(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|i| i.change != Change::Unchanged)
-            .count()
+        self.items.iter().filter(|i| i.change != Change::Unchanged).count()
     }
 }
 
@@ -234,11 +199,7 @@ pub async fn setup(js: &Context, settings: &BusSettings) -> Result<SetupReport, 
             .get_stream(stream_name)
             .await
             .map_err(|e| BusError::jetstream(format!("stream {stream_name}"), e))?;
-        let before = stream
-            .consumer_info(&name)
-            .await
-            .ok()
-            .map(|info| info.config);
+        let before = stream.consumer_info(&name).await.ok().map(|info| info.config);
         let what = || format!("consumer {stream_name}/{name}");
         let consumer = match before {
             None => stream
@@ -266,11 +227,7 @@ async fn existing_stream(js: &Context, name: &str) -> Result<Option<StreamConfig
     match js.get_stream(name).await {
         Ok(stream) => Ok(Some(stream.cached_info().config.clone())),
         Err(err) => match err.kind() {
-            GetStreamErrorKind::JetStream(api)
-                if api.error_code() == ErrorCode::STREAM_NOT_FOUND =>
-            {
-                Ok(None)
-            }
+            GetStreamErrorKind::JetStream(api) if api.error_code() == ErrorCode::STREAM_NOT_FOUND => Ok(None),
             _ => Err(BusError::jetstream(format!("stream {name}"), err)),
         },
     }

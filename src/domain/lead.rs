@@ -51,10 +51,7 @@ impl TryFrom<String> for Phone {
     /// From the bus or the store: already E.164, so no default region applies.
     fn try_from(e164: String) -> Result<Self, LeadError> {
         if !e164.starts_with('+') {
-            return Err(LeadError::invalid(
-                "phone",
-                format!("`{e164}` is not in E.164 form"),
-            ));
+            return Err(LeadError::invalid("phone", format!("`{e164}` is not in E.164 form")));
         }
         Self::parse(&e164, country::Id::US)
     }
@@ -74,18 +71,15 @@ impl Phone {
         if trimmed.is_empty() {
             return Err(LeadError::invalid("phone", "missing"));
         }
-        let number = phonenumber::parse(Some(region), trimmed).map_err(|e| {
-            LeadError::invalid("phone", format!("`{trimmed}` is not a phone number: {e}"))
-        })?;
+        let number = phonenumber::parse(Some(region), trimmed)
+            .map_err(|e| LeadError::invalid("phone", format!("`{trimmed}` is not a phone number: {e}")))?;
         if !phonenumber::is_valid(&number) {
             return Err(LeadError::invalid(
                 "phone",
                 format!("`{trimmed}` is not a valid phone number"),
             ));
         }
-        Ok(Self(
-            number.format().mode(phonenumber::Mode::E164).to_string(),
-        ))
+        Ok(Self(number.format().mode(phonenumber::Mode::E164).to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -101,12 +95,9 @@ pub fn parse_region(code: &str) -> Option<country::Id> {
 /// A checked email address.
 fn parse_email_address(raw: &str) -> Result<String, LeadError> {
     let trimmed = raw.trim();
-    email_address::EmailAddress::parse_with_options(
-        trimmed,
-        email_address::Options::default().with_required_tld(),
-    )
-    .map(|address| address.as_str().to_owned())
-    .map_err(|e| LeadError::invalid("email", format!("`{trimmed}` is not an email address: {e}")))
+    email_address::EmailAddress::parse_with_options(trimmed, email_address::Options::default().with_required_tld())
+        .map(|address| address.as_str().to_owned())
+        .map_err(|e| LeadError::invalid("email", format!("`{trimmed}` is not an email address: {e}")))
 }
 
 /// The landing page a lead came from: consent evidence, with the time of the submission.
@@ -142,21 +133,14 @@ const NAME_FIELDS: &[&str] = &["fname", "name", "full_name", "first_name", "firs
 const LAST_NAME_FIELDS: &[&str] = &["lname", "last_name", "lastname"];
 const EMAIL_FIELDS: &[&str] = &["email", "email_address", "e-mail"];
 const PHONE_FIELDS: &[&str] = &["phone", "phone_number", "telephone", "tel", "mobile"];
-const OFFICE_FIELDS: &[&str] = &[
-    "what_kind_of_office_space_are_you_interested_in",
-    "office_space",
-];
+const OFFICE_FIELDS: &[&str] = &["what_kind_of_office_space_are_you_interested_in", "office_space"];
 const MESSAGE_FIELDS: &[&str] = &["message", "comments", "comment"];
 const CAMPAIGN_FIELDS: &[&str] = &["campaignid", "campaign_id", "campaign"];
 
 impl Lead {
     /// Builds a lead from submitted form fields in the order they came; the same rules for email
     /// intake, the CMO trigger and the admin test email.
-    pub fn from_form(
-        fields: Vec<(String, String)>,
-        page: PageDetails,
-        region: country::Id,
-    ) -> Result<Self, LeadError> {
+    pub fn from_form(fields: Vec<(String, String)>, page: PageDetails, region: country::Id) -> Result<Self, LeadError> {
         let mut known: BTreeMap<&'static str, String> = BTreeMap::new();
         let mut extras = BTreeMap::new();
         for (key, value) in fields {
@@ -187,10 +171,7 @@ impl Lead {
         let email = present(known.remove("email"))
             .map(|e| parse_email_address(&e))
             .transpose()?;
-        let name = match (
-            present(known.remove("name")),
-            present(known.remove("last_name")),
-        ) {
+        let name = match (present(known.remove("name")), present(known.remove("last_name"))) {
             (Some(first), Some(last)) => Some(format!("{first} {last}")),
             (first, last) => first.or(last),
         };
@@ -242,10 +223,7 @@ mod tests {
     }
 
     fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -264,28 +242,18 @@ mod tests {
         .expect("lead");
         assert_eq!(lead.name.as_deref(), Some("Ada"));
         assert_eq!(lead.phone.as_str(), "+14155550142");
-        assert_eq!(
-            lead.extras.get("company").map(String::as_str),
-            Some("Engines Ltd")
-        );
+        assert_eq!(lead.extras.get("company").map(String::as_str), Some("Engines Ltd"));
         assert_eq!(lead.extras.len(), 2);
     }
 
     #[test]
     fn a_bad_email_is_named_and_a_missing_one_is_allowed() {
         let bad = Lead::from_form(
-            form(&[
-                ("fname", "A"),
-                ("email", "not-an-email"),
-                ("phone", "4155550142"),
-            ]),
+            form(&[("fname", "A"), ("email", "not-an-email"), ("phone", "4155550142")]),
             PageDetails::default(),
             country::Id::US,
         );
-        assert!(
-            matches!(bad, Err(LeadError::Invalid { field: "email", .. })),
-            "{bad:?}"
-        );
+        assert!(matches!(bad, Err(LeadError::Invalid { field: "email", .. })), "{bad:?}");
         let none = Lead::from_form(
             form(&[("phone", "4155550142")]),
             PageDetails::default(),

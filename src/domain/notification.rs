@@ -53,9 +53,7 @@ pub fn parse_notification(raw: &[u8], region: country::Id) -> Result<Lead, LeadE
         .or(text_form)
         .ok_or_else(|| LeadError::NotALead("no \"Submitted Form Data\" section".into()))?;
     let mut lead = Lead::from_form(form.fields, form.page, region)?;
-    lead.message_id = message
-        .message_id()
-        .map(|id| id.trim_matches(['<', '>']).to_owned());
+    lead.message_id = message.message_id().map(|id| id.trim_matches(['<', '>']).to_owned());
     lead.received_at = message
         .date()
         .and_then(|date| OffsetDateTime::from_unix_timestamp(date.to_timestamp()).ok());
@@ -75,11 +73,7 @@ fn looks_like_field_name(line: &str) -> bool {
 
 fn form_from_text(text: &str) -> Option<Form> {
     let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-    let heading = |name: &str| {
-        lines
-            .iter()
-            .position(|l| l.trim().eq_ignore_ascii_case(name))
-    };
+    let heading = |name: &str| lines.iter().position(|l| l.trim().eq_ignore_ascii_case(name));
     let form_start = heading(FORM_HEADING)?;
     let mut form = Form::default();
     if let Some(page_start) = heading(PAGE_HEADING).filter(|&p| p < form_start) {
@@ -209,10 +203,7 @@ mod tests {
         );
         let lead = parse(&raw).expect("lead");
         assert_eq!(lead.name.as_deref(), Some("Bo & Co"));
-        assert_eq!(
-            lead.extras.get("company_size").map(String::as_str),
-            Some("11-50")
-        );
+        assert_eq!(lead.extras.get("company_size").map(String::as_str), Some("11-50"));
     }
 
     #[test]

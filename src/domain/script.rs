@@ -104,12 +104,7 @@ impl Default for Script {
                     "move_in",
                     "When would you like to move in?",
                     AnswerType::Date,
-                    &[
-                        "as soon as possible",
-                        "next month",
-                        "in two weeks",
-                        "January",
-                    ],
+                    &["as soon as possible", "next month", "in two weeks", "January"],
                 ),
                 question(
                     "budget",
@@ -140,21 +135,8 @@ mod tests {
 
     #[test]
     fn the_default_script_asks_the_five_agreed_questions() {
-        let ids: Vec<_> = Script::default()
-            .questions
-            .iter()
-            .map(|q| q.id.clone())
-            .collect();
-        assert_eq!(
-            ids,
-            [
-                "space_type",
-                "team_size",
-                "move_in",
-                "budget",
-                "decision_maker"
-            ]
-        );
+        let ids: Vec<_> = Script::default().questions.iter().map(|q| q.id.clone()).collect();
+        assert_eq!(ids, ["space_type", "team_size", "move_in", "budget", "decision_maker"]);
     }
 
     #[test]
@@ -168,10 +150,7 @@ mod tests {
     #[test]
     fn questions_are_numbered_from_one() {
         let script = Script::default();
-        assert_eq!(
-            script.question(1).map(|q| q.id.as_str()),
-            Some("space_type")
-        );
+        assert_eq!(script.question(1).map(|q| q.id.as_str()), Some("space_type"));
         assert!(script.question(0).is_none() && script.question(6).is_none());
     }
 }

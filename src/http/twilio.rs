@@ -35,10 +35,7 @@ pub struct TwilioRequest {
 
 impl TwilioRequest {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn lead_id(&self) -> Result<Uuid, ApiError> {
@@ -46,9 +43,7 @@ impl TwilioRequest {
             .iter()
             .find(|(k, _)| k == "lead")
             .and_then(|(_, v)| Uuid::parse_str(v).ok())
-            .ok_or_else(|| {
-                ApiError::BadRequest("the webhook URL has no valid `lead` parameter".into())
-            })
+            .ok_or_else(|| ApiError::BadRequest("the webhook URL has no valid `lead` parameter".into()))
     }
 }
 
@@ -83,8 +78,8 @@ impl FromRequest<Context> for TwilioRequest {
         let body = Bytes::from_request(request, ctx)
             .await
             .map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
-        let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-            .map_err(|_| forbidden("does not match a malformed body"))?;
+        let params: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&body).map_err(|_| forbidden("does not match a malformed body"))?;
         if !signature::verify(token.expose_secret(), &url, &params, &given) {
             return Err(forbidden("invalid"));
         }
@@ -163,11 +158,7 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
     };
     let script = current_script(&ctx).await;
     let verbs = if machine {
-        vec![
-            Verb::Pause(1),
-            Verb::Say(script.voicemail.clone()),
-            Verb::Hangup,
-        ]
+        vec![Verb::Pause(1), Verb::Say(script.voicemail.clone()), Verb::Hangup]
     } else {
         ask(
             &ctx,
@@ -213,11 +204,7 @@ enum Step {
     OptOut,
 }
 
-async fn answer(
-    State(ctx): State<Context>,
-    Path(n): Path<String>,
-    request: TwilioRequest,
-) -> Result<TwiML, ApiError> {
+async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
     let script = current_script(&ctx).await;
@@ -227,11 +214,8 @@ async fn answer(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
-    let confidence = request
-        .param("Confidence")
-        .and_then(|c| c.parse::<f32>().ok());
-    let heard =
-        speech.is_some() && confidence.unwrap_or(0.0) >= ctx.settings.twilio.confidence_threshold;
+    let confidence = request.param("Confidence").and_then(|c| c.parse::<f32>().ok());
+    let heard = speech.is_some() && confidence.unwrap_or(0.0) >= ctx.settings.twilio.confidence_threshold;
     let opt_out = speech.as_deref().is_some_and(asks_to_opt_out);
     let book = CallBook::open(&ctx.bus.js).await?;
     let Some((state, step)) = book
@@ -296,10 +280,7 @@ async fn answer(
 /// Twilio's terminal call statuses; the others (queued, initiated, ringing, in-progress) pass.
 const TERMINAL: &[&str] = &["completed", "busy", "no-answer", "failed", "canceled"];
 
-async fn call_status(
-    State(ctx): State<Context>,
-    request: TwilioRequest,
-) -> Result<Response, ApiError> {
+async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Result<Response, ApiError> {
     let lead_id = request.lead_id()?;
     let status = request.param("CallStatus").unwrap_or("").to_owned();
     if !TERMINAL.contains(&status.as_str()) {
@@ -338,9 +319,6 @@ mod tests {
         assert!(asks_to_opt_out("DON'T CALL this number again"));
         assert!(asks_to_opt_out("just remove me from your list"));
         assert!(!asks_to_opt_out("a private office please"));
-        assert!(
-            !asks_to_opt_out("nonstop calling is fine"),
-            "a word inside another"
-        );
+        assert!(!asks_to_opt_out("nonstop calling is fine"), "a word inside another");
     }
 }

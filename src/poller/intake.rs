@@ -56,17 +56,9 @@ async fn state_of(seen: &kv::Store, key: &str) -> Result<Option<SeenEntry>, BusE
     Ok(value.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
-async fn mark(
-    seen: &kv::Store,
-    key: &str,
-    state: SeenState,
-    lead_id: Uuid,
-) -> Result<(), BusError> {
-    let body =
-        serde_json::to_vec(&SeenEntry { state, lead_id }).map_err(|e| kv_error("encode", e))?;
-    seen.put(key, body.into())
-        .await
-        .map_err(|e| kv_error("put", e))?;
+async fn mark(seen: &kv::Store, key: &str, state: SeenState, lead_id: Uuid) -> Result<(), BusError> {
+    let body = serde_json::to_vec(&SeenEntry { state, lead_id }).map_err(|e| kv_error("encode", e))?;
+    seen.put(key, body.into()).await.map_err(|e| kv_error("put", e))?;
     Ok(())
 }
 

@@ -102,11 +102,7 @@ fn backoff(imap: &ImapSettings, failures: u32) -> Duration {
 
 impl Poller {
     /// One connection's life: connect, catch up, then IDLE and scan until shutdown or an error.
-    async fn session(
-        &self,
-        shutdown: &CancellationToken,
-        failures: &mut u32,
-    ) -> Result<(), PollerError> {
+    async fn session(&self, shutdown: &CancellationToken, failures: &mut u32) -> Result<(), PollerError> {
         let mut session = self.connect().await?;
         if *failures > 0 {
             tracing::info!(failures = *failures, "poller: IMAP connection recovered");
@@ -148,26 +144,21 @@ impl Poller {
             host: format!("{}:{}", imap.host, imap.port),
             detail,
         };
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((imap.host.as_str(), imap.port)),
-        )
-        .await
-        .map_err(|_| fail("connect timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((imap.host.as_str(), imap.port)))
+            .await
+            .map_err(|_| fail("connect timed out".into()))?
+            .map_err(|e| fail(e.to_string()))?;
         let stream = if imap.tls {
             let roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| fail(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let name = rustls::pki_types::ServerName::try_from(imap.host.clone())
-                .map_err(|e| fail(e.to_string()))?;
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| fail(e.to_string()))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::try_from(imap.host.clone()).map_err(|e| fail(e.to_string()))?;
             let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
                 .connect(name, tcp)
                 .await
@@ -247,11 +238,7 @@ impl Poller {
     }
 
     /// Returns whether the email is a published lead (and so may be marked seen).
-    async fn handle_email(
-        &self,
-        raw: &[u8],
-        inbox_at: Option<OffsetDateTime>,
-    ) -> Result<bool, PollerError> {
+    async fn handle_email(&self, raw: &[u8], inbox_at: Option<OffsetDateTime>) -> Result<bool, PollerError> {
         let seen_at = OffsetDateTime::now_utc();
         match parse_notification(raw, self.region) {
             Ok(lead) => {
@@ -276,8 +263,7 @@ impl Poller {
                 if remember_invalid(&self.seen, email_identity(message_id.as_deref(), raw)).await? {
                     tracing::warn!(field, %detail, "invalid lead; reported and not retried");
                     let detail = serde_json::json!({ "field": field, "detail": detail, "message_id": message_id });
-                    let mut entry =
-                        Activity::new("lead.invalid", "poller", format!("invalid lead: {field}"));
+                    let mut entry = Activity::new("lead.invalid", "poller", format!("invalid lead: {field}"));
                     entry.detail = detail.clone();
                     self.report(entry).await;
                     self.raise(Alert::new(
@@ -293,15 +279,10 @@ impl Poller {
     }
 
     /// Waits in IDLE until the server reports a change, the fallback interval passes, or shutdown.
-    async fn idle(
-        &self,
-        session: Session,
-        shutdown: &CancellationToken,
-    ) -> Result<Session, PollerError> {
+    async fn idle(&self, session: Session, shutdown: &CancellationToken) -> Result<Session, PollerError> {
         let mut handle = session.idle();
         handle.init().await?;
-        let (wait, interrupt) =
-            handle.wait_with_timeout(self.imap.fallback_interval.min(self.imap.idle_timeout));
+        let (wait, interrupt) = handle.wait_with_timeout(self.imap.fallback_interval.min(self.imap.idle_timeout));
         let response = tokio::select! {
             response = wait => Some(response?),
             () = shutdown.cancelled() => None,

@@ -21,17 +21,11 @@ const DATABASE: &str = "leadq";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {endpoint} (LEADQ_DB): {source}")]
-    Open {
-        endpoint: String,
-        source: surrealdb::Error,
-    },
+    Open { endpoint: String, source: surrealdb::Error },
     #[error("store query failed: {0}")]
     Query(#[from] surrealdb::Error),
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
 }
 
 /// A handle on the store; clones share one connection.
@@ -67,16 +61,11 @@ impl Store {
             endpoint: endpoint.clone(),
             source,
         };
-        let db = tokio::time::timeout(
-            Duration::from_secs(10),
-            surrealdb::engine::any::connect(&endpoint),
-        )
-        .await
-        .map_err(|_| open_err(surrealdb::Error::internal("timed out after 10 s".into())))?
-        .map_err(open_err)?;
-        if let (DbLocation::Server(_), Some(user), Some(pass)) =
-            (&settings.db, &settings.db_user, &settings.db_pass)
-        {
+        let db = tokio::time::timeout(Duration::from_secs(10), surrealdb::engine::any::connect(&endpoint))
+            .await
+            .map_err(|_| open_err(surrealdb::Error::internal("timed out after 10 s".into())))?
+            .map_err(open_err)?;
+        if let (DbLocation::Server(_), Some(user), Some(pass)) = (&settings.db, &settings.db_user, &settings.db_pass) {
             db.signin(Root {
                 username: user.clone(),
                 password: pass.expose_secret().to_owned(),
@@ -84,14 +73,8 @@ impl Store {
             .await
             .map_err(open_err)?;
         }
-        db.use_ns(NAMESPACE)
-            .use_db(DATABASE)
-            .await
-            .map_err(open_err)?;
-        db.query(SCHEMA)
-            .await
-            .and_then(|r| r.check())
-            .map_err(open_err)?;
+        db.use_ns(NAMESPACE).use_db(DATABASE).await.map_err(open_err)?;
+        db.query(SCHEMA).await.and_then(|r| r.check()).map_err(open_err)?;
         Ok(Self { db })
     }
 

@@ -13,8 +13,7 @@ fn mac(auth_token: &str, url: &str, params: &[(String, String)]) -> HmacSha1 {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
     // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac =
-        HmacSha1::new_from_slice(auth_token.as_bytes()).unwrap_or_else(|_| unreachable!());
+    let mut mac = HmacSha1::new_from_slice(auth_token.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(url.as_bytes());
     for (name, value) in sorted {
         mac.update(name.as_bytes());
@@ -50,22 +49,14 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .to_vec();
-        (
-            "https://mycompany.com/myapp.php?foo=1&bar=2".to_owned(),
-            params,
-        )
+        ("https://mycompany.com/myapp.php?foo=1&bar=2".to_owned(), params)
     }
 
     #[test]
     fn twilios_published_example_signs_and_verifies() {
         let (url, params) = published_vector();
         assert_eq!(sign("12345", &url, &params), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
-        assert!(verify(
-            "12345",
-            &url,
-            &params,
-            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
-        ));
+        assert!(verify("12345", &url, &params, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
     }
 
     #[test]
@@ -74,20 +65,12 @@ mod tests {
         let good = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
         assert!(!verify("12346", &url, &params, good), "other token");
         assert!(
-            !verify(
-                "12345",
-                "https://mycompany.com/myapp.php?foo=1&bar=3",
-                &params,
-                good
-            ),
+            !verify("12345", "https://mycompany.com/myapp.php?foo=1&bar=3", &params, good),
             "other URL"
         );
         params[2].1 = "1235".into();
         assert!(!verify("12345", &url, &params, good), "changed parameter");
-        assert!(
-            !verify("12345", &url, &published_vector().1, "not base64!"),
-            "garbage"
-        );
+        assert!(!verify("12345", &url, &published_vector().1, "not base64!"), "garbage");
         assert!(!verify("12345", &url, &published_vector().1, ""), "empty");
     }
 }

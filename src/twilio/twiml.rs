@@ -37,11 +37,7 @@ fn write_say(writer: &mut Writer<Vec<u8>>, text: &str) -> io::Result<()> {
 fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
     match verb {
         Verb::Say(text) => write_say(writer, text)?,
-        Verb::Gather {
-            action,
-            hints,
-            prompt,
-        } => {
+        Verb::Gather { action, hints, prompt } => {
             let hints = hints.join(", ");
             let mut gather = writer.create_element("Gather").with_attributes([
                 ("input", "speech"),
@@ -54,8 +50,7 @@ fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
             if !hints.is_empty() {
                 gather = gather.with_attribute(("hints", hints.as_str()));
             }
-            gather
-                .write_inner_content(|w| prompt.iter().try_for_each(|text| write_say(w, text)))?;
+            gather.write_inner_content(|w| prompt.iter().try_for_each(|text| write_say(w, text)))?;
         }
         Verb::Pause(seconds) => {
             writer
@@ -80,9 +75,11 @@ fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
 pub fn render(verbs: &[Verb]) -> String {
     let mut writer = Writer::new(Vec::new());
     let written = writer
-        .write_event(quick_xml::events::Event::Decl(
-            quick_xml::events::BytesDecl::new("1.0", Some("UTF-8"), None),
-        ))
+        .write_event(quick_xml::events::Event::Decl(quick_xml::events::BytesDecl::new(
+            "1.0",
+            Some("UTF-8"),
+            None,
+        )))
         .and_then(|()| {
             writer
                 .create_element("Response")

@@ -24,8 +24,7 @@ fn lead(n: usize) -> LeadReceived {
     LeadReceived {
         lead_id: Uuid::now_v7(),
         source: LeadSource::Email,
-        lead: Lead::from_form(form, Default::default(), phonenumber::country::Id::US)
-            .expect("lead"),
+        lead: Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
         timestamps: IntakeTimestamps {
             inbox_at: None,
             seen_at: OffsetDateTime::now_utc(),
@@ -39,25 +38,15 @@ async fn setup_twice_creates_everything_then_changes_nothing() {
     let nats = NatsServer::start();
     let url = nats.url();
     let first = leadq(&["setup"], &[("LEADQ_NATS_URL", &url)]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let first = String::from_utf8_lossy(&first.stdout);
     let items = bus::stream::ALL.len() + bus::bucket::ALL.len() + bus::consumer::ALL.len();
-    assert!(
-        first.contains(&format!("{items} of {items} changed")),
-        "{first}"
-    );
+    assert!(first.contains(&format!("{items} of {items} changed")), "{first}");
 
     let second = leadq(&["setup"], &[("LEADQ_NATS_URL", &url)]);
     assert_eq!(second.status.code(), Some(0));
     let second = String::from_utf8_lossy(&second.stdout);
-    assert!(
-        second.contains(&format!("0 of {items} changed")),
-        "{second}"
-    );
+    assert!(second.contains(&format!("0 of {items} changed")), "{second}");
     assert_eq!(second.matches("unchanged").count(), items, "{second}");
 
     // The configured limits are on the server.
@@ -140,10 +129,7 @@ async fn the_same_msg_id_published_twice_is_stored_once() {
     let first = bus.publish(&lead).await.expect("first publish");
     let second = bus.publish(&lead).await.expect("second publish");
     assert!(!first.duplicate);
-    assert!(
-        second.duplicate,
-        "the server did not see the repeat as a duplicate"
-    );
+    assert!(second.duplicate, "the server did not see the repeat as a duplicate");
     let mut stream = bus.js.get_stream(bus::stream::LEADS).await.expect("stream");
     assert_eq!(stream.info().await.expect("info").state.messages, 1);
 }
@@ -206,10 +192,7 @@ async fn two_replicas_split_a_thousand_messages_without_doubles_or_gaps() {
         assert_eq!(handlers.len(), 1, "{id} handled by {handlers:?}");
     }
     let by_a = seen.values().filter(|h| h[0] == "a").count();
-    assert!(
-        by_a > 0 && by_a < 1000,
-        "one replica did all the work ({by_a} by a)"
-    );
+    assert!(by_a > 0 && by_a < 1000, "one replica did all the work ({by_a} by a)");
     let mut consumer = publisher
         .js
         .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
@@ -330,19 +313,12 @@ async fn a_poison_message_is_terminated_with_an_alert() {
     let alert: serde_json::Value = serde_json::from_slice(&alert.payload).expect("alert json");
     assert_eq!(alert["source"], "caller");
     assert!(
-        alert["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("undecodable"),
+        alert["message"].as_str().unwrap_or("").contains("undecodable"),
         "{alert}"
     );
     shutdown.cancel();
     worker.await.expect("join").expect("consume");
-    assert_eq!(
-        *handled.lock().expect("lock"),
-        0,
-        "the handler saw a poison message"
-    );
+    assert_eq!(*handled.lock().expect("lock"), 0, "the handler saw a poison message");
     let mut consumer = bus
         .js
         .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
@@ -361,8 +337,7 @@ async fn a_poison_message_is_terminated_with_an_alert() {
 
 #[test]
 fn subjects_md_documents_every_name_of_the_bus_module() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/subjects.md"))
-        .expect("subjects.md");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/subjects.md")).expect("subjects.md");
     let names = bus::subject::ALL
         .iter()
         .chain(&bus::stream::ALL)

@@ -10,11 +10,7 @@ fn assert_clear_failure(output: &std::process::Output, names: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "not one line: {stderr}");
-    assert!(
-        lines[0].contains(names),
-        "`{}` does not name {names}",
-        lines[0]
-    );
+    assert!(lines[0].contains(names), "`{}` does not name {names}", lines[0]);
     assert!(
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
         "{stderr}"
@@ -27,10 +23,7 @@ fn unreachable_nats_exits_non_zero_naming_the_setting() {
     assert_clear_failure(&out, "LEADQ_NATS_URL");
     let out = leadq(
         &["all"],
-        &[
-            ("LEADQ_NATS_URL", "nats://127.0.0.1:1"),
-            ("LEADQ_DB", "mem://"),
-        ],
+        &[("LEADQ_NATS_URL", "nats://127.0.0.1:1"), ("LEADQ_DB", "mem://")],
     );
     assert_clear_failure(&out, "LEADQ_NATS_URL");
 }
@@ -62,10 +55,7 @@ async fn the_api_role_is_ready_with_nats_and_store_then_stops_on_sigterm() {
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_leadq"))
         .arg("api")
-        .env(
-            "LEADQ_NATS_URL",
-            nats.as_ref().map(|n| n.url()).unwrap_or_default(),
-        )
+        .env("LEADQ_NATS_URL", nats.as_ref().map(|n| n.url()).unwrap_or_default())
         .env("LEADQ_DB", "mem://")
         .env("LEADQ_HTTP_ADDR", &addr)
         .stdout(Stdio::null())
@@ -76,13 +66,7 @@ async fn the_api_role_is_ready_with_nats_and_store_then_stops_on_sigterm() {
     let base = format!("http://{addr}");
     crate::helpers::eventually(Duration::from_secs(30), "/readyz 200", || {
         let (http, url) = (http.clone(), format!("{base}/readyz"));
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        }
+        async move { http.get(url).send().await.map(|r| r.status() == 200).unwrap_or(false) }
     })
     .await;
     let ready: serde_json::Value = http
@@ -95,17 +79,9 @@ async fn the_api_role_is_ready_with_nats_and_store_then_stops_on_sigterm() {
         .expect("json");
     assert_eq!(ready["checks"]["nats"]["ok"], true);
     assert_eq!(ready["checks"]["store"]["ok"], true);
-    let health = http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .expect("healthz");
+    let health = http.get(format!("{base}/healthz")).send().await.expect("healthz");
     assert_eq!(health.status(), 200);
-    let missing = http
-        .get(format!("{base}/no/such/route"))
-        .send()
-        .await
-        .expect("404");
+    let missing = http.get(format!("{base}/no/such/route")).send().await.expect("404");
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.expect("json error");
     assert!(body["error"].is_string());
@@ -114,13 +90,7 @@ async fn the_api_role_is_ready_with_nats_and_store_then_stops_on_sigterm() {
     nats.take();
     crate::helpers::eventually(Duration::from_secs(15), "/readyz 503", || {
         let (http, url) = (http.clone(), format!("{base}/readyz"));
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .map(|r| r.status() == 503)
-                .unwrap_or(false)
-        }
+        async move { http.get(url).send().await.map(|r| r.status() == 503).unwrap_or(false) }
     })
     .await;
     let not_ready: serde_json::Value = http

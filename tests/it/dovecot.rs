@@ -22,8 +22,7 @@ impl Dovecot {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         // Dovecot's unprivileged processes must reach the Maildir inside it.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         for sub in ["run", "state", "mail"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
@@ -31,15 +30,8 @@ impl Dovecot {
             .args(["-R", "dovecot:dovecot"])
             .arg(dir.path().join("mail"))
             .status();
-        assert!(
-            chown.expect("chown").success(),
-            "chown the Maildir to dovecot"
-        );
-        std::fs::write(
-            dir.path().join("passwd"),
-            format!("{USER}:{{PLAIN}}{PASSWORD}\n"),
-        )
-        .expect("passwd");
+        assert!(chown.expect("chown").success(), "chown the Maildir to dovecot");
+        std::fs::write(dir.path().join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n")).expect("passwd");
         let mut dovecot = Self {
             child: None,
             dir,
@@ -80,28 +72,19 @@ impl Dovecot {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "dovecot did not listen: {}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "dovecot did not listen: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let _ = child.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "dovecot still listening after stop"
-            );
+            assert!(Instant::now() < deadline, "dovecot still listening after stop");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -150,11 +133,7 @@ impl Dovecot {
             .expect("connect imap");
         let mut client = async_imap::Client::new(tcp);
         client.read_response().await.expect("greeting");
-        let mut session = client
-            .login(USER, PASSWORD)
-            .await
-            .map_err(|(e, _)| e)
-            .expect("login");
+        let mut session = client.login(USER, PASSWORD).await.map_err(|(e, _)| e).expect("login");
         if let Err(err) = session.select("INBOX").await {
             panic!("select: {err}; dovecot log: {}", self.log());
         }
@@ -164,10 +143,7 @@ impl Dovecot {
     /// IMAP APPEND, as mail arriving while the poller watches.
     pub async fn append(&self, raw: &[u8]) {
         let mut session = self.session().await;
-        session
-            .append("INBOX", None, None, raw)
-            .await
-            .expect("append");
+        session.append("INBOX", None, None, raw).await.expect("append");
         session.logout().await.expect("logout");
     }
 
@@ -175,10 +151,7 @@ impl Dovecot {
     pub async fn seen_flags(&self) -> HashMap<String, bool> {
         let mut session = self.session().await;
         let fetches: Vec<_> = session
-            .fetch(
-                "1:*",
-                "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)])",
-            )
+            .fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)])")
             .await
             .expect("fetch")
             .try_collect()
@@ -186,9 +159,7 @@ impl Dovecot {
             .expect("collect");
         let mut out = HashMap::new();
         for fetch in fetches {
-            let seen = fetch
-                .flags()
-                .any(|f| matches!(f, async_imap::types::Flag::Seen));
+            let seen = fetch.flags().any(|f| matches!(f, async_imap::types::Flag::Seen));
             let header = String::from_utf8_lossy(fetch.header().unwrap_or_default()).to_string();
             let key = header
                 .lines()

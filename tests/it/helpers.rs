@@ -54,10 +54,7 @@ impl NatsServer {
             .expect("spawn nats-server");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {port}"
-            );
+            assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
         Self { child, port, store }
@@ -80,9 +77,7 @@ impl NatsServer {
     /// Connects and creates the topology, as every role does on start.
     pub async fn ready_bus(&self) -> Bus {
         let bus = self.bus().await;
-        leadq::bus::setup(&bus.js, &self.settings().bus)
-            .await
-            .expect("setup");
+        leadq::bus::setup(&bus.js, &self.settings().bus).await.expect("setup");
         bus
     }
 }
@@ -101,10 +96,7 @@ pub fn leadq(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADQ_")) {
         cmd.env_remove(key);
     }
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run leadq")
+    cmd.args(args).envs(env.iter().copied()).output().expect("run leadq")
 }
 
 /// Polls `check` until it holds or `within` passes.

@@ -12,10 +12,9 @@ fn fixtures() -> PathBuf {
 
 #[test]
 fn every_fixture_email_parses_as_expected_json_says() {
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("expected.json")).expect("expected.json"),
-    )
-    .expect("json");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).expect("expected.json"))
+            .expect("json");
     let cases = expected.as_object().expect("object");
     let mut checked = 0;
     for (name, want) in cases.iter().filter(|(name, _)| !name.starts_with('_')) {
@@ -64,12 +63,7 @@ fn parse_email_reads_standard_input() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&raw)
-        .expect("write");
+    child.stdin.take().expect("stdin").write_all(&raw).expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -86,13 +80,14 @@ fn a_missing_file_is_a_usage_error() {
 #[test]
 fn malformed_emails_never_panic_and_answer_with_an_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut huge =
-        b"Subject: big\r\nContent-Type: text/plain\r\n\r\nSubmitted Form Data\r\n\r\nmessage\r\n"
-            .to_vec();
+    let mut huge = b"Subject: big\r\nContent-Type: text/plain\r\n\r\nSubmitted Form Data\r\n\r\nmessage\r\n".to_vec();
     huge.extend(std::iter::repeat_n(b'x', 20 * 1024 * 1024));
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("junk", (0..=255u8).cycle().take(4096).collect()),
-        ("header-only", b"From: a@b.c\r\nSubject: A new lead has been captured\r\n".to_vec()),
+        (
+            "header-only",
+            b"From: a@b.c\r\nSubject: A new lead has been captured\r\n".to_vec(),
+        ),
         (
             "broken-boundary",
             b"Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--y\r\nSubmitted Form Data\r\n--x".to_vec(),

@@ -31,11 +31,7 @@ impl Running {
         let ctx = Context::build(settings, false).await.expect("context");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(leadq::poller::run(ctx.clone(), shutdown.clone()));
-        Self {
-            ctx,
-            shutdown,
-            task,
-        }
+        Self { ctx, shutdown, task }
     }
 
     async fn stop(self) {
@@ -89,8 +85,7 @@ async fn fixture_emails_in_the_inbox_become_leads_and_the_rest_stay_unread() {
     let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
     let leads = wait_for_leads(&poller.ctx.bus, 3, Duration::from_secs(20)).await;
 
-    let expected: serde_json::Value =
-        serde_json::from_slice(&fixture("expected.json")).expect("expected.json");
+    let expected: serde_json::Value = serde_json::from_slice(&fixture("expected.json")).expect("expected.json");
     for name in &FIXTURES[..3] {
         let want = &expected[*name]["lead"];
         let got = leads
@@ -116,10 +111,7 @@ async fn fixture_emails_in_the_inbox_become_leads_and_the_rest_stay_unread() {
     })
     .await;
     let flags = dovecot.seen_flags().await;
-    assert_eq!(
-        flags.get("20261124140311.1a2b3c@mail.unbounce.com"),
-        Some(&true)
-    );
+    assert_eq!(flags.get("20261124140311.1a2b3c@mail.unbounce.com"), Some(&true));
     assert_eq!(flags.get("CAF=k2x9v+Q@mail.unbounce.com"), Some(&true));
     assert_eq!(
         flags.get("invoice-2026-11@mail.unbounce.com"),
@@ -143,9 +135,7 @@ async fn mail_arriving_while_idle_is_pushed_not_found_by_the_fallback_timer() {
     let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let appended = std::time::Instant::now();
-    dovecot
-        .append(&fixture("01-plain-private-office.eml"))
-        .await;
+    dovecot.append(&fixture("01-plain-private-office.eml")).await;
     let leads = wait_for_leads(&poller.ctx.bus, 1, Duration::from_secs(15)).await;
     assert!(appended.elapsed() < Duration::from_secs(15));
     assert_eq!(leads[0].lead.phone.as_str(), "+12015550123");
@@ -183,11 +173,7 @@ async fn a_poller_killed_between_publish_and_seen_does_not_publish_again() {
     dovecot.append(&raw).await;
     // The first poller's life up to its crash: the lead is published, \Seen is never set.
     let bus = nats.ready_bus().await;
-    let seen = bus
-        .js
-        .get_key_value(bus::bucket::EMAILS_SEEN)
-        .await
-        .expect("bucket");
+    let seen = bus.js.get_key_value(bus::bucket::EMAILS_SEEN).await.expect("bucket");
     let lead = leadq::domain::parse_notification(&raw, phonenumber::country::Id::US).expect("lead");
     let identity = leadq::poller::intake::email_identity(lead.message_id.as_deref(), &raw);
     let now = time::OffsetDateTime::now_utc();
@@ -250,10 +236,7 @@ async fn dovecot_restarted_the_poller_reconnects_alerts_and_catches_up() {
     let alert: serde_json::Value = serde_json::from_slice(&alert.payload).expect("json");
     assert_eq!(alert["source"], "poller");
     assert!(
-        alert["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("after 3 attempts"),
+        alert["message"].as_str().unwrap_or("").contains("after 3 attempts"),
         "{alert}"
     );
 
@@ -266,9 +249,7 @@ async fn dovecot_restarted_the_poller_reconnects_alerts_and_catches_up() {
         Some("html-only-7781@mail.unbounce.com")
     );
     let mut kinds = Vec::new();
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_secs(5), activity.next()).await
-    {
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), activity.next()).await {
         let entry: serde_json::Value = serde_json::from_slice(&message.payload).expect("json");
         kinds.push(entry["kind"].as_str().unwrap_or("").to_owned());
         if kinds.iter().any(|k| k == "imap.recovered") {
@@ -295,9 +276,7 @@ async fn malformed_mail_never_stops_the_poller() {
     ] {
         dovecot.append(&raw).await;
     }
-    dovecot
-        .append(&fixture("01-plain-private-office.eml"))
-        .await;
+    dovecot.append(&fixture("01-plain-private-office.eml")).await;
     let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
     let leads = wait_for_leads(&poller.ctx.bus, 1, Duration::from_secs(60)).await;
     assert_eq!(leads[0].lead.name.as_deref(), Some("John Doe"));

@@ -41,11 +41,11 @@ async fn a_surrealkv_store_keeps_its_records_across_a_process_restart() {
             let js = bus.js.clone();
             async move {
                 let consumer = js
-                .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-                    leadq::bus::consumer::ACTIVITY,
-                    leadq::bus::stream::AGENT,
-                )
-                .await;
+                    .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+                        leadq::bus::consumer::ACTIVITY,
+                        leadq::bus::stream::AGENT,
+                    )
+                    .await;
                 match consumer {
                     Ok(mut c) => c
                         .info()
@@ -65,11 +65,7 @@ async fn a_surrealkv_store_keeps_its_records_across_a_process_restart() {
     assert!(api.wait().expect("wait").success());
 
     let out = crate::helpers::leadq(&["admin", "activity"], &[("LEADQ_DB", &db)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -81,18 +77,13 @@ async fn a_surrealkv_store_keeps_its_records_across_a_process_restart() {
 
 #[tokio::test]
 async fn writing_the_same_activity_twice_keeps_one_row_newest_first() {
-    let store = Store::open(&settings_with(DbLocation::Memory))
-        .await
-        .expect("open");
+    let store = Store::open(&settings_with(DbLocation::Memory)).await.expect("open");
     let older = Activity::new("a", "tester", "older");
     let mut newer = Activity::new("b", "tester", "newer");
     newer.at = older.at + time::Duration::seconds(1);
     store.record_activity(&older).await.expect("write");
     store.record_activity(&newer).await.expect("write");
-    store
-        .record_activity(&newer)
-        .await
-        .expect("redelivered write");
+    store.record_activity(&newer).await.expect("redelivered write");
     let rows = store.recent_activity(10).await.expect("read");
     let summaries: Vec<_> = rows.iter().map(|r| r.summary.as_str()).collect();
     assert_eq!(summaries, ["newer", "older"]);
@@ -103,28 +94,16 @@ async fn activity_published_on_the_bus_lands_in_the_store() {
     let nats = NatsServer::start();
     let settings = nats.settings();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let ctx = leadq::runtime::Context::build(settings, true)
-        .await
-        .expect("context");
+    let ctx = leadq::runtime::Context::build(settings, true).await.expect("context");
     let worker = tokio::spawn(leadq::activity::run(ctx.clone(), shutdown.clone()));
     let entry = Activity::new("admin.test", "tester", "over the bus");
     ctx.bus.publish(&entry).await.expect("publish");
     ctx.bus.publish(&entry).await.expect("publish again");
     let store = ctx.store.clone().expect("store");
-    crate::helpers::eventually(
-        std::time::Duration::from_secs(10),
-        "the entry in the store",
-        || {
-            let store = store.clone();
-            async move {
-                store
-                    .recent_activity(10)
-                    .await
-                    .map(|r| r.len() == 1)
-                    .unwrap_or(false)
-            }
-        },
-    )
+    crate::helpers::eventually(std::time::Duration::from_secs(10), "the entry in the store", || {
+        let store = store.clone();
+        async move { store.recent_activity(10).await.map(|r| r.len() == 1).unwrap_or(false) }
+    })
     .await;
     shutdown.cancel();
     worker.await.expect("join").expect("consume");

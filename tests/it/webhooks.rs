@@ -30,12 +30,8 @@ impl Api {
         let base = format!("http://127.0.0.1:{port}");
         settings.public_url = base.parse().expect("url");
         settings.twilio.auth_token = Some(TOKEN.to_owned().into());
-        let ctx = leadq::runtime::Context::build(settings, true)
-            .await
-            .expect("context");
-        let server = leadq::http::HttpServer::bind(ctx.clone())
-            .await
-            .expect("bind");
+        let ctx = leadq::runtime::Context::build(settings, true).await.expect("context");
+        let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
         let shutdown = CancellationToken::new();
         tokio::spawn(server.serve(shutdown.clone()));
         let book = CallBook::open(&ctx.bus.js).await.expect("calls");
@@ -58,26 +54,15 @@ impl Api {
     }
 
     /// POSTs a webhook signed as Twilio signs it; returns status and body.
-    async fn post(
-        &self,
-        path_and_query: &str,
-        params: &[(&str, &str)],
-        sign: bool,
-    ) -> (u16, String) {
-        let params: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
+    async fn post(&self, path_and_query: &str, params: &[(&str, &str)], sign: bool) -> (u16, String) {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         let url = format!("{}{path_and_query}", self.base);
         let mut request = self.http.post(&url).form(&params);
         if sign {
             request = request.header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params));
         }
         let response = request.send().await.expect("post");
-        (
-            response.status().as_u16(),
-            response.text().await.expect("body"),
-        )
+        (response.status().as_u16(), response.text().await.expect("body"))
     }
 
     async fn answer(&self, lead: Uuid, n: usize, speech: &str, confidence: &str) -> String {
@@ -85,11 +70,7 @@ impl Api {
         let (status, body) = self
             .post(
                 &format!("/webhooks/twilio/answer/{n}?lead={lead}"),
-                &[
-                    ("CallSid", &sid),
-                    ("SpeechResult", speech),
-                    ("Confidence", confidence),
-                ],
+                &[("CallSid", &sid), ("SpeechResult", speech), ("Confidence", confidence)],
                 true,
             )
             .await;
@@ -98,12 +79,7 @@ impl Api {
     }
 
     async fn messages<P: bus::Payload>(&self) -> Vec<P> {
-        let mut stream = self
-            .bus
-            .js
-            .get_stream(bus::stream::CALLS)
-            .await
-            .expect("CALLS");
+        let mut stream = self.bus.js.get_stream(bus::stream::CALLS).await.expect("CALLS");
         let last = stream.info().await.expect("info").state.last_sequence;
         let mut out = Vec::new();
         for seq in 1..=last {
@@ -136,10 +112,7 @@ async fn forged_missing_and_altered_signatures_are_refused_and_change_nothing() 
     ];
     assert_eq!(api.post(&path, &params, false).await.0, 403, "missing");
     let url = format!("{}{path}", api.base);
-    let signed: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect();
+    let signed: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
     let good = signature::sign(TOKEN, &url, &signed);
     // Replayed with a changed parameter.
     let altered = api
@@ -172,10 +145,7 @@ async fn forged_missing_and_altered_signatures_are_refused_and_change_nothing() 
         .json()
         .await
         .expect("json error body");
-    assert!(
-        body["error"].as_str().unwrap_or("").contains("signature"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap_or("").contains("signature"), "{body}");
     let (state, after) = api.book.get(lead).await.expect("get").expect("entry");
     assert_eq!(after, revision, "a refused webhook changed the call");
     assert!(state.answers.is_empty());
@@ -217,10 +187,7 @@ async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
             );
         }
     }
-    assert!(
-        last.contains("Thank you") && last.contains("<Hangup/>"),
-        "{last}"
-    );
+    assert!(last.contains("Thank you") && last.contains("<Hangup/>"), "{last}");
     // Twilio delivers a webhook twice: nothing more is stored or published.
     api.answer(lead, 5, "yes I am", "0.92").await;
 
@@ -233,16 +200,7 @@ async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
     assert_eq!(got, spoken);
     let answers = api.messages::<CallAnswer>().await;
     let ids: Vec<_> = answers.iter().map(|a| a.question_id.as_str()).collect();
-    assert_eq!(
-        ids,
-        [
-            "space_type",
-            "team_size",
-            "move_in",
-            "budget",
-            "decision_maker"
-        ]
-    );
+    assert_eq!(ids, ["space_type", "team_size", "move_in", "budget", "decision_maker"]);
 
     for status in ["ringing", "completed", "completed"] {
         let params = [
@@ -252,11 +210,7 @@ async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
             ("AnsweredBy", "human"),
         ];
         let (code, _) = api
-            .post(
-                &format!("/webhooks/twilio/call-status?lead={lead}"),
-                &params,
-                true,
-            )
+            .post(&format!("/webhooks/twilio/call-status?lead={lead}"), &params, true)
             .await;
         assert_eq!(code, 204);
     }
@@ -284,10 +238,7 @@ async fn silence_is_asked_again_once_then_recorded_as_not_captured() {
     api.answer(lead, 1, "hot desk", "0.8").await;
     api.answer(lead, 2, "mumble", "0.05").await;
     let next = api.answer(lead, 2, "", "0").await;
-    assert!(
-        next.contains(&format!("answer/3?lead={lead}")),
-        "moves on: {next}"
-    );
+    assert!(next.contains(&format!("answer/3?lead={lead}")), "moves on: {next}");
     let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
     assert_eq!(state.answers.len(), 2);
     assert!(state.answers[0].captured && state.answers[0].speech.as_deref() == Some("hot desk"));
@@ -311,10 +262,7 @@ async fn an_answering_machine_hears_the_voicemail() {
         body.contains("returning your request") && body.contains("<Hangup/>"),
         "{body}"
     );
-    assert!(
-        !body.contains("<Gather"),
-        "asked a machine questions: {body}"
-    );
+    assert!(!body.contains("<Gather"), "asked a machine questions: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

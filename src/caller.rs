@@ -1,0 +1,187 @@
+//! The caller: `lead.received` to exactly one Twilio call per lead. The lead's entry in the `calls`
+//! bucket moves `queued → dialing` by compare-and-set *before* the request and `dialing → dialed`
+//! with the CallSid after it. A redelivered lead that finds `dialed` does nothing; one that finds
+//! `dialing` (a crash or a timeout after the request) first asks Twilio for recent calls to the
+//! number and adopts the call it finds, so an ambiguous request is never simply repeated.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::bus::{self, Activity, BusError, Delivery, LeadReceived, Outcome};
+use crate::calls::{CallBook, CallPhase, CallState, DoNotContact};
+use crate::clients::twilio::{CallResource, NewCall, TwilioClient, TwilioError};
+use crate::runtime::Context;
+
+/// Quick retries inside one delivery for 429/5xx; beyond them the message is nak'ed with a delay.
+const QUICK_RETRIES: u32 = 3;
+const QUICK_RETRY_BASE: Duration = Duration::from_millis(300);
+const LATER: Duration = Duration::from_secs(30);
+/// Twilio's `date_created` has whole seconds; look a little before the dialing mark.
+const RECONCILE_SLACK: time::Duration = time::Duration::seconds(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallerError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Twilio(#[from] TwilioError),
+}
+
+pub struct Caller {
+    ctx: Context,
+    book: CallBook,
+    dnc: DoNotContact,
+    twilio: TwilioClient,
+}
+
+impl Caller {
+    pub async fn new(ctx: Context) -> Result<Self, CallerError> {
+        let book = CallBook::open(&ctx.bus.js).await?;
+        let dnc = DoNotContact::open(&ctx.bus.js).await?;
+        let twilio = TwilioClient::new(&ctx.settings.twilio)?;
+        Ok(Self { ctx, book, dnc, twilio })
+    }
+
+    fn webhook(&self, path: &str, lead: &LeadReceived) -> String {
+        format!(
+            "{}/webhooks/twilio/{path}?lead={}",
+            self.ctx.settings.public_url.as_str().trim_end_matches('/'),
+            lead.lead_id
+        )
+    }
+
+    async fn report(&self, lead: &LeadReceived, kind: &str, summary: String, detail: serde_json::Value) {
+        let mut entry = Activity::new(kind, "caller", summary);
+        entry.lead_id = Some(lead.lead_id);
+        entry.detail = detail;
+        if let Err(err) = self.ctx.bus.publish(&entry).await {
+            tracing::warn!(%err, kind, "activity entry not published");
+        }
+    }
+
+    /// One lead; public so tests can drive it without the consume loop.
+    pub async fn handle(&self, delivery: &Delivery<LeadReceived>) -> Outcome {
+        let lead = &delivery.payload;
+        let span = tracing::info_span!("call", lead_id = %lead.lead_id, attempt = delivery.attempt);
+        match self.call_once(lead).instrument(span).await {
+            Ok(outcome) => outcome,
+            Err(CallerError::Bus(err)) => Outcome::Retry { after: Duration::from_secs(5), reason: err.to_string() },
+            Err(CallerError::Twilio(err)) => Outcome::Retry { after: LATER, reason: err.to_string() },
+        }
+    }
+
+    async fn call_once(&self, lead: &LeadReceived) -> Result<Outcome, CallerError> {
+        let phone = lead.lead.phone.as_str();
+        if self.dnc.contains(phone).await? {
+            tracing::info!("on the do-not-contact list; not calling");
+            self.report(lead, "call.skipped", "not called: on the do-not-contact list".into(), serde_json::json!({})).await;
+            return Ok(Outcome::Done);
+        }
+        self.book.create(&CallState::queued(lead.lead_id, phone, lead.lead.name.as_deref())).await?;
+        let Some((state, _)) = self.book.get(lead.lead_id).await? else {
+            return Ok(Outcome::Retry { after: Duration::from_secs(1), reason: "call entry vanished".into() });
+        };
+        match state.phase {
+            CallPhase::Dialed | CallPhase::Completed => {
+                tracing::info!(call_sid = ?state.call_sid, "already called; nothing to do");
+                return Ok(Outcome::Done);
+            }
+            CallPhase::Dialing => {
+                if let Some(call) = self.reconcile(phone, state.updated_at).await? {
+                    tracing::info!(call_sid = %call.sid, "found the call an earlier attempt placed");
+                    self.mark_dialed(lead, &call).await?;
+                    return Ok(Outcome::Done);
+                }
+            }
+            CallPhase::Queued => {
+                let moved = self
+                    .book
+                    .update(lead.lead_id, |s| {
+                        let ours = s.phase == CallPhase::Queued;
+                        if ours {
+                            s.phase = CallPhase::Dialing;
+                        }
+                        (ours, ours)
+                    })
+                    .await?;
+                if !matches!(moved, Some((_, true))) {
+                    // Another replica moved it first; decide again on the next delivery.
+                    return Ok(Outcome::Retry { after: Duration::from_secs(2), reason: "raced another caller".into() });
+                }
+            }
+        }
+        self.dial(lead).await
+    }
+
+    /// Places the call, retrying quickly on 429/5xx, which Twilio guarantees did nothing.
+    async fn dial(&self, lead: &LeadReceived) -> Result<Outcome, CallerError> {
+        let (url, status_callback) = (self.webhook("call-start", lead), self.webhook("call-status", lead));
+        let request = NewCall { to: lead.lead.phone.as_str(), url: &url, status_callback: &status_callback };
+        let mut attempt = 0;
+        loop {
+            match self.twilio.create_call(&request).await {
+                Ok(call) => {
+                    self.mark_dialed(lead, &call).await?;
+                    let placed_in = OffsetDateTime::now_utc() - lead.timestamps.published_at;
+                    tracing::info!(call_sid = %call.sid, placed_after_ms = placed_in.whole_milliseconds(), "call placed");
+                    self.report(
+                        lead,
+                        "call.placed",
+                        format!("called {}", lead.lead.phone.as_str()),
+                        serde_json::json!({ "call_sid": call.sid, "placed_at": OffsetDateTime::now_utc().unix_timestamp() }),
+                    )
+                    .await;
+                    return Ok(Outcome::Done);
+                }
+                Err(TwilioError::Transient { status, message }) if attempt < QUICK_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(status, %message, attempt, "Twilio busy; retrying");
+                    tokio::time::sleep(QUICK_RETRY_BASE * 2u32.pow(attempt)).await;
+                }
+                Err(TwilioError::Rejected { status, code, message }) => {
+                    let reason = format!("Twilio refused the call ({status}, code {code}): {message}");
+                    self.report(lead, "call.failed", reason.clone(), serde_json::json!({ "code": code })).await;
+                    return Ok(Outcome::Poison(reason));
+                }
+                // Ambiguous, unreachable, or still busy: the entry stays `dialing`, and the next
+                // delivery reconciles with Twilio before any new request.
+                Err(err) => return Ok(Outcome::Retry { after: LATER, reason: err.to_string() }),
+            }
+        }
+    }
+
+    async fn reconcile(&self, phone: &str, dialing_since: OffsetDateTime) -> Result<Option<CallResource>, CallerError> {
+        let since = dialing_since - RECONCILE_SLACK;
+        let calls = self.twilio.calls_to(phone).await?;
+        Ok(calls.into_iter().find(|call| {
+            call.date_created
+                .as_deref()
+                .and_then(|d| OffsetDateTime::parse(d, &time::format_description::well_known::Rfc2822).ok())
+                .is_some_and(|created| created >= since)
+        }))
+    }
+
+    async fn mark_dialed(&self, lead: &LeadReceived, call: &CallResource) -> Result<(), CallerError> {
+        self.book
+            .update(lead.lead_id, |s| {
+                let changed = s.phase == CallPhase::Dialing || s.phase == CallPhase::Queued;
+                if changed {
+                    s.phase = CallPhase::Dialed;
+                    s.call_sid = Some(call.sid.clone());
+                }
+                ((), changed)
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), CallerError> {
+    let caller = &Caller::new(ctx.clone()).await?;
+    let handler = |delivery: Delivery<LeadReceived>| async move { caller.handle(&delivery).await };
+    bus::consume(&ctx.bus, bus::stream::LEADS, bus::consumer::CALLER, handler, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Twilio's REST API (2010-04-01): place a call, list recent calls to a number. The
+//! base URL is a setting, so tests point this same client at the stand-in.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::TwilioSettings;
+
+/// How a request failed, as far as retrying is concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum TwilioError {
+    #[error("Twilio is not configured: {0}")]
+    NotConfigured(&'static str),
+    /// 429 or 5xx: the request did nothing; try again later.
+    #[error("Twilio answered {status}: {message}")]
+    Transient { status: u16, message: String },
+    /// 4xx: this request will never succeed.
+    #[error("Twilio refused the request ({status}, code {code}): {message}")]
+    Rejected { status: u16, code: i64, message: String },
+    /// No answer after the request may have reached Twilio: it may or may not have acted.
+    #[error("no answer from Twilio (it may have acted): {0}")]
+    Ambiguous(String),
+    /// The request never left (connection refused): it did nothing.
+    #[error("cannot reach Twilio: {0}")]
+    Unreachable(String),
+}
+
+/// Twilio's error body.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+/// The parts of Twilio's Call resource leadq reads.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct CallResource {
+    pub sid: String,
+    pub to: String,
+    pub status: String,
+    #[serde(default)]
+    pub date_created: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CallList {
+    calls: Vec<CallResource>,
+}
+
+/// What a new outbound call needs.
+#[derive(Debug, Clone)]
+pub struct NewCall<'a> {
+    pub to: &'a str,
+    /// TwiML for the answered call (`call-start`).
+    pub url: &'a str,
+    pub status_callback: &'a str,
+}
+
+#[derive(Clone, Debug)]
+pub struct TwilioClient {
+    http: reqwest::Client,
+    base: Url,
+    account_sid: String,
+    auth_token: SecretString,
+    from: String,
+}
+
+/// A Twilio request answers in well under this; beyond it the request is taken as ambiguous.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl TwilioClient {
+    pub fn new(settings: &TwilioSettings) -> Result<Self, TwilioError> {
+        let account_sid = settings.account_sid.clone().ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__ACCOUNT_SID"))?;
+        let auth_token = settings.auth_token.clone().ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__AUTH_TOKEN"))?;
+        let from = settings.from_number.clone().ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__FROM_NUMBER"))?;
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| TwilioError::Unreachable(e.to_string()))?;
+        Ok(Self { http, base: settings.api_base.clone(), account_sid, auth_token, from })
+    }
+
+    fn url(&self, resource: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/{resource}",
+            self.base.as_str().trim_end_matches('/'),
+            self.account_sid
+        )
+    }
+
+    async fn send<T: for<'de> Deserialize<'de>>(&self, request: reqwest::RequestBuilder) -> Result<T, TwilioError> {
+        let response = request
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    TwilioError::Unreachable(e.to_string())
+                } else {
+                    TwilioError::Ambiguous(e.to_string())
+                }
+            })?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return response.json().await.map_err(|e| TwilioError::Ambiguous(format!("unreadable answer: {e}")));
+        }
+        let body: ErrorBody = response.json().await.unwrap_or(ErrorBody { code: 0, message: String::new() });
+        if status == 429 || status >= 500 {
+            Err(TwilioError::Transient { status, message: body.message })
+        } else {
+            Err(TwilioError::Rejected { status, code: body.code, message: body.message })
+        }
+    }
+
+    /// `POST Calls.json`: dials `to`, with answering-machine detection and every status event.
+    pub async fn create_call(&self, call: &NewCall<'_>) -> Result<CallResource, TwilioError> {
+        let form: Vec<(&str, &str)> = vec![
+            ("To", call.to),
+            ("From", &self.from),
+            ("Url", call.url),
+            ("Method", "POST"),
+            ("StatusCallback", call.status_callback),
+            ("StatusCallbackMethod", "POST"),
+            ("StatusCallbackEvent", "initiated"),
+            ("StatusCallbackEvent", "ringing"),
+            ("StatusCallbackEvent", "answered"),
+            ("StatusCallbackEvent", "completed"),
+            ("MachineDetection", "Enable"),
+            ("Timeout", "30"),
+        ];
+        self.send(self.http.post(self.url("Calls.json")).form(&form)).await
+    }
+
+    /// `GET Calls.json?To=`: calls to `to`, newest first; how an ambiguous request is reconciled.
+    pub async fn calls_to(&self, to: &str) -> Result<Vec<CallResource>, TwilioError> {
+        let list: CallList =
+            self.send(self.http.get(self.url("Calls.json")).query(&[("To", to), ("PageSize", "20")])).await?;
+        Ok(list.calls)
+    }
+}
