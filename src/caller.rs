@@ -68,8 +68,14 @@ impl Caller {
         let span = tracing::info_span!("call", lead_id = %lead.lead_id, attempt = delivery.attempt);
         match self.call_once(lead).instrument(span).await {
             Ok(outcome) => outcome,
-            Err(CallerError::Bus(err)) => Outcome::Retry { after: Duration::from_secs(5), reason: err.to_string() },
-            Err(CallerError::Twilio(err)) => Outcome::Retry { after: LATER, reason: err.to_string() },
+            Err(CallerError::Bus(err)) => Outcome::Retry {
+                after: Duration::from_secs(5),
+                reason: err.to_string(),
+            },
+            Err(CallerError::Twilio(err)) => Outcome::Retry {
+                after: LATER,
+                reason: err.to_string(),
+            },
         }
     }
 
@@ -77,12 +83,23 @@ impl Caller {
         let phone = lead.lead.phone.as_str();
         if self.dnc.contains(phone).await? {
             tracing::info!("on the do-not-contact list; not calling");
-            self.report(lead, "call.skipped", "not called: on the do-not-contact list".into(), serde_json::json!({})).await;
+            self.report(
+                lead,
+                "call.skipped",
+                "not called: on the do-not-contact list".into(),
+                serde_json::json!({}),
+            )
+            .await;
             return Ok(Outcome::Done);
         }
-        self.book.create(&CallState::queued(lead.lead_id, phone, lead.lead.name.as_deref())).await?;
+        self.book
+            .create(&CallState::queued(lead.lead_id, phone, lead.lead.name.as_deref()))
+            .await?;
         let Some((state, _)) = self.book.get(lead.lead_id).await? else {
-            return Ok(Outcome::Retry { after: Duration::from_secs(1), reason: "call entry vanished".into() });
+            return Ok(Outcome::Retry {
+                after: Duration::from_secs(1),
+                reason: "call entry vanished".into(),
+            });
         };
         match state.phase {
             CallPhase::Dialed | CallPhase::Completed => {
@@ -109,7 +126,10 @@ impl Caller {
                     .await?;
                 if !matches!(moved, Some((_, true))) {
                     // Another replica moved it first; decide again on the next delivery.
-                    return Ok(Outcome::Retry { after: Duration::from_secs(2), reason: "raced another caller".into() });
+                    return Ok(Outcome::Retry {
+                        after: Duration::from_secs(2),
+                        reason: "raced another caller".into(),
+                    });
                 }
             }
         }
@@ -119,7 +139,11 @@ impl Caller {
     /// Places the call, retrying quickly on 429/5xx, which Twilio guarantees did nothing.
     async fn dial(&self, lead: &LeadReceived) -> Result<Outcome, CallerError> {
         let (url, status_callback) = (self.webhook("call-start", lead), self.webhook("call-status", lead));
-        let request = NewCall { to: lead.lead.phone.as_str(), url: &url, status_callback: &status_callback };
+        let request = NewCall {
+            to: lead.lead.phone.as_str(),
+            url: &url,
+            status_callback: &status_callback,
+        };
         let mut attempt = 0;
         loop {
             match self.twilio.create_call(&request).await {
@@ -143,12 +167,18 @@ impl Caller {
                 }
                 Err(TwilioError::Rejected { status, code, message }) => {
                     let reason = format!("Twilio refused the call ({status}, code {code}): {message}");
-                    self.report(lead, "call.failed", reason.clone(), serde_json::json!({ "code": code })).await;
+                    self.report(lead, "call.failed", reason.clone(), serde_json::json!({ "code": code }))
+                        .await;
                     return Ok(Outcome::Poison(reason));
                 }
                 // Ambiguous, unreachable, or still busy: the entry stays `dialing`, and the next
                 // delivery reconciles with Twilio before any new request.
-                Err(err) => return Ok(Outcome::Retry { after: LATER, reason: err.to_string() }),
+                Err(err) => {
+                    return Ok(Outcome::Retry {
+                        after: LATER,
+                        reason: err.to_string(),
+                    });
+                }
             }
         }
     }

@@ -130,6 +130,7 @@ struct RawTwilio {
     auth_token: Option<String>,
     from_number: Option<String>,
     confidence_threshold: f32,
+    request_timeout: String,
 }
 
 impl Default for RawTwilio {
@@ -139,6 +140,7 @@ impl Default for RawTwilio {
             auth_token: None,
             from_number: None,
             confidence_threshold: 0.4,
+            request_timeout: "15s".into(),
         }
     }
 }
@@ -154,6 +156,8 @@ pub struct TwilioSettings {
     pub from_number: Option<String>,
     /// Speech recognised with less confidence than this counts as not heard.
     pub confidence_threshold: f32,
+    /// A REST request unanswered after this is ambiguous (Twilio may have acted).
+    pub request_timeout: Duration,
 }
 
 /// How the poller signs in: an app password (LOGIN) or an OAuth2 access token (XOAUTH2).
@@ -374,6 +378,7 @@ impl Settings {
             auth_token: raw.twilio.auth_token.filter(|s| !s.is_empty()).map(SecretString::from),
             from_number: raw.twilio.from_number.filter(|s| !s.is_empty()),
             confidence_threshold: raw.twilio.confidence_threshold,
+            request_timeout: duration("LEADQ_TWILIO__REQUEST_TIMEOUT", &raw.twilio.request_timeout)?,
         };
         if !(0.0..=1.0).contains(&twilio.confidence_threshold) {
             return Err(invalid(

@@ -124,7 +124,10 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
         });
     }
     if roles == [Role::Caller] && !twilio_configured(&settings) {
-        return Err(RuntimeError::NotConfigured { role: "caller", setting: TWILIO_SETTINGS });
+        return Err(RuntimeError::NotConfigured {
+            role: "caller",
+            setting: TWILIO_SETTINGS,
+        });
     }
     let ctx = Context::build(settings, roles.iter().any(|r| r.uses_store())).await?;
     let mut tasks = JoinSet::new();

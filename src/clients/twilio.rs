@@ -1,8 +1,6 @@
 //! Twilio's REST API (2010-04-01): place a call, list recent calls to a number. The
 //! base URL is a setting, so tests point this same client at the stand-in.
 
-use std::time::Duration;
-
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
@@ -70,19 +68,31 @@ pub struct TwilioClient {
     from: String,
 }
 
-/// A Twilio request answers in well under this; beyond it the request is taken as ambiguous.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-
 impl TwilioClient {
     pub fn new(settings: &TwilioSettings) -> Result<Self, TwilioError> {
-        let account_sid = settings.account_sid.clone().ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__ACCOUNT_SID"))?;
-        let auth_token = settings.auth_token.clone().ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__AUTH_TOKEN"))?;
-        let from = settings.from_number.clone().ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__FROM_NUMBER"))?;
+        let account_sid = settings
+            .account_sid
+            .clone()
+            .ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__ACCOUNT_SID"))?;
+        let auth_token = settings
+            .auth_token
+            .clone()
+            .ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__AUTH_TOKEN"))?;
+        let from = settings
+            .from_number
+            .clone()
+            .ok_or(TwilioError::NotConfigured("LEADQ_TWILIO__FROM_NUMBER"))?;
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(settings.request_timeout)
             .build()
             .map_err(|e| TwilioError::Unreachable(e.to_string()))?;
-        Ok(Self { http, base: settings.api_base.clone(), account_sid, auth_token, from })
+        Ok(Self {
+            http,
+            base: settings.api_base.clone(),
+            account_sid,
+            auth_token,
+            from,
+        })
     }
 
     fn url(&self, resource: &str) -> String {
@@ -107,13 +117,26 @@ impl TwilioClient {
             })?;
         let status = response.status().as_u16();
         if response.status().is_success() {
-            return response.json().await.map_err(|e| TwilioError::Ambiguous(format!("unreadable answer: {e}")));
+            return response
+                .json()
+                .await
+                .map_err(|e| TwilioError::Ambiguous(format!("unreadable answer: {e}")));
         }
-        let body: ErrorBody = response.json().await.unwrap_or(ErrorBody { code: 0, message: String::new() });
+        let body: ErrorBody = response.json().await.unwrap_or(ErrorBody {
+            code: 0,
+            message: String::new(),
+        });
         if status == 429 || status >= 500 {
-            Err(TwilioError::Transient { status, message: body.message })
+            Err(TwilioError::Transient {
+                status,
+                message: body.message,
+            })
         } else {
-            Err(TwilioError::Rejected { status, code: body.code, message: body.message })
+            Err(TwilioError::Rejected {
+                status,
+                code: body.code,
+                message: body.message,
+            })
         }
     }
 
@@ -138,8 +161,13 @@ impl TwilioClient {
 
     /// `GET Calls.json?To=`: calls to `to`, newest first; how an ambiguous request is reconciled.
     pub async fn calls_to(&self, to: &str) -> Result<Vec<CallResource>, TwilioError> {
-        let list: CallList =
-            self.send(self.http.get(self.url("Calls.json")).query(&[("To", to), ("PageSize", "20")])).await?;
+        let list: CallList = self
+            .send(
+                self.http
+                    .get(self.url("Calls.json"))
+                    .query(&[("To", to), ("PageSize", "20")]),
+            )
+            .await?;
         Ok(list.calls)
     }
 }

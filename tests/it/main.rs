@@ -2,6 +2,7 @@
 //! it needs on free loopback ports.
 
 mod bus;
+mod call;
 mod cli;
 mod dovecot;
 mod helpers;

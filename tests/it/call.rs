@@ -1,0 +1,287 @@
+//! A lead on `lead.received` through the real caller, the Twilio stand-in playing the callee, and
+//! the real webhooks of the api role.
+
+use std::time::Duration;
+
+use leadq::bus::{self, Bus, CallAnswer, CallCompleted, Delivery, IntakeTimestamps, LeadReceived, LeadSource, Outcome};
+use leadq::caller::Caller;
+use leadq::calls::{CallBook, CallPhase, DoNotContact};
+use leadq::domain::Lead;
+use leadq::runtime::Context;
+use standins::twilio::{Fault, Persona, TwilioStandIn};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::helpers::{NatsServer, eventually, free_port};
+
+const SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "stand-in-auth-token";
+
+struct Agent {
+    ctx: Context,
+    twilio: TwilioStandIn,
+    shutdown: CancellationToken,
+    _nats: NatsServer,
+}
+
+impl Agent {
+    /// The api role and the Twilio stand-in; the caller loop too when `with_caller_loop`.
+    async fn start(with_caller_loop: bool) -> Self {
+        let nats = NatsServer::start();
+        let twilio = TwilioStandIn::start(SID, TOKEN, 0).await.expect("stand-in");
+        let mut settings = nats.settings();
+        let port = free_port();
+        settings.http_addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        settings.public_url = format!("http://127.0.0.1:{port}").parse().expect("url");
+        settings.twilio.api_base = twilio.base_url().parse().expect("url");
+        settings.twilio.account_sid = Some(SID.into());
+        settings.twilio.auth_token = Some(TOKEN.to_owned().into());
+        settings.twilio.from_number = Some("+15005550006".into());
+        settings.twilio.request_timeout = Duration::from_secs(1);
+        let ctx = Context::build(settings, true).await.expect("context");
+        let shutdown = CancellationToken::new();
+        let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
+        tokio::spawn(server.serve(shutdown.clone()));
+        if with_caller_loop {
+            tokio::spawn(leadq::caller::run(ctx.clone(), shutdown.clone()));
+        }
+        Self {
+            ctx,
+            twilio,
+            shutdown,
+            _nats: nats,
+        }
+    }
+
+    fn bus(&self) -> &Bus {
+        &self.ctx.bus
+    }
+
+    async fn calls_stream<P: bus::Payload>(&self) -> Vec<P> {
+        let mut stream = self.bus().js.get_stream(bus::stream::CALLS).await.expect("CALLS");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await
+                && m.subject.as_str() == P::SUBJECT
+            {
+                out.push(bus::decode(&m.payload).expect("payload"));
+            }
+        }
+        out
+    }
+
+    async fn completed(&self, count: usize) -> Vec<CallCompleted> {
+        eventually(Duration::from_secs(20), "call.completed", || async {
+            self.calls_stream::<CallCompleted>().await.len() >= count
+        })
+        .await;
+        self.calls_stream().await
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn lead(name: &str, phone: &str) -> LeadReceived {
+    let form = vec![
+        ("fname".to_owned(), name.to_owned()),
+        ("phone".to_owned(), phone.to_owned()),
+    ];
+    LeadReceived {
+        lead_id: Uuid::now_v7(),
+        source: LeadSource::CmoTrigger,
+        lead: Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
+        timestamps: IntakeTimestamps {
+            inbox_at: None,
+            seen_at: OffsetDateTime::now_utc(),
+            published_at: OffsetDateTime::now_utc(),
+        },
+    }
+}
+
+fn delivery(lead: &LeadReceived, attempt: i64) -> Delivery<LeadReceived> {
+    Delivery {
+        payload: lead.clone(),
+        attempt,
+        stream_sequence: 1,
+        msg_id: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_gets_one_call_five_answers_and_one_completion() {
+    let agent = Agent::start(true).await;
+    let phone = "+14155550142";
+    let spoken = [
+        "a private office",
+        "five of us",
+        "next month",
+        "two thousand a month",
+        "yes",
+    ];
+    agent.twilio.set_persona(phone, Persona::answers(&spoken));
+    let lead = lead(r#"<Say>& "Bob""#, phone);
+    agent.bus().publish(&lead).await.expect("publish");
+
+    let completed = agent.completed(1).await;
+    assert_eq!(completed[0].status, "completed");
+    assert_eq!(completed[0].lead_id, lead.lead_id);
+    let answers = agent.calls_stream::<CallAnswer>().await;
+    let heard: Vec<_> = answers.iter().map(|a| a.speech.clone().unwrap_or_default()).collect();
+    assert_eq!(heard, spoken);
+    let calls = agent.twilio.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].errors.is_empty(), "{:?}", calls[0].errors);
+    assert!(
+        calls[0].heard[0].starts_with(r#"Hi <Say>& "Bob", this is Mesh Cowork"#),
+        "{:?}",
+        calls[0].heard
+    );
+    assert!(
+        calls[0].heard.last().is_some_and(|s| s.starts_with("Thank you")),
+        "{:?}",
+        calls[0].heard
+    );
+    assert_eq!(
+        calls[0].status_events,
+        ["initiated", "ringing", "answered", "completed"]
+    );
+    let book = CallBook::open(&agent.bus().js).await.expect("calls");
+    let (state, _) = book.get(lead.lead_id).await.expect("get").expect("entry");
+    assert_eq!(state.answers.len(), 5);
+    assert_eq!(state.phase, CallPhase::Completed);
+    assert_eq!(state.call_sid.as_deref(), Some(calls[0].sid.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_then_an_answer_is_asked_twice_and_silence_twice_is_not_captured() {
+    let agent = Agent::start(true).await;
+    let phone = "+14155550143";
+    agent.twilio.set_persona(
+        phone,
+        Persona::answers(&["", "hot desk", "", "", "three", "soon", "a thousand", "yes"]),
+    );
+    let lead = lead("Ada", phone);
+    agent.bus().publish(&lead).await.expect("publish");
+    agent.completed(1).await;
+    let book = CallBook::open(&agent.bus().js).await.expect("calls");
+    let (state, _) = book.get(lead.lead_id).await.expect("get").expect("entry");
+    let captured: Vec<_> = state
+        .answers
+        .iter()
+        .map(|a| (a.question_id.as_str(), a.captured))
+        .collect();
+    assert_eq!(
+        captured,
+        [
+            ("space_type", true),
+            ("team_size", false),
+            ("move_in", true),
+            ("budget", true),
+            ("decision_maker", true)
+        ]
+    );
+    let heard = &agent.twilio.calls()[0].heard;
+    let asked_space = heard.iter().filter(|s| s.starts_with("What kind of space")).count();
+    assert_eq!(asked_space, 2, "{heard:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_busy_no_answer_and_failed_each_end_in_one_completion() {
+    let agent = Agent::start(true).await;
+    let cases = [
+        ("+14155550150", Persona::Machine, "completed"),
+        ("+14155550151", Persona::Busy, "busy"),
+        ("+14155550152", Persona::NoAnswer, "no-answer"),
+        ("+14155550153", Persona::Failed, "failed"),
+    ];
+    let mut leads = Vec::new();
+    for (phone, persona, _) in &cases {
+        agent.twilio.set_persona(phone, persona.clone());
+        let lead = lead("Ada", phone);
+        agent.bus().publish(&lead).await.expect("publish");
+        leads.push(lead);
+    }
+    let completed = agent.completed(cases.len()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(agent.calls_stream::<CallCompleted>().await.len(), cases.len());
+    for (lead, (_, persona, status)) in leads.iter().zip(&cases) {
+        let done = completed.iter().find(|c| c.lead_id == lead.lead_id).expect("completed");
+        assert_eq!(done.status, *status, "{persona:?}");
+    }
+    let machine = agent
+        .twilio
+        .calls()
+        .into_iter()
+        .find(|c| c.to == "+14155550150")
+        .expect("machine call");
+    assert!(
+        machine.heard.iter().any(|s| s.contains("returning your request")),
+        "{:?}",
+        machine.heard
+    );
+    assert_eq!(done_answered_by(&completed, &leads[0]), Some("machine_end_beep".into()));
+}
+
+fn done_answered_by(completed: &[CallCompleted], lead: &LeadReceived) -> Option<String> {
+    completed
+        .iter()
+        .find(|c| c.lead_id == lead.lead_id)
+        .and_then(|c| c.answered_by.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_failing_twice_with_500_still_gives_one_call() {
+    let agent = Agent::start(false).await;
+    agent.twilio.inject(Fault::Status(500));
+    agent.twilio.inject(Fault::Status(500));
+    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let lead = lead("Ada", "+14155550160");
+    assert_eq!(caller.handle(&delivery(&lead, 1)).await, Outcome::Done);
+    assert_eq!(agent.twilio.calls().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_after_twilio_got_the_request_is_reconciled_not_redialed() {
+    let agent = Agent::start(false).await;
+    agent.twilio.inject(Fault::SlowAnswer(Duration::from_secs(3)));
+    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let lead = lead("Ada", "+14155550161");
+    let first = caller.handle(&delivery(&lead, 1)).await;
+    assert!(matches!(first, Outcome::Retry { .. }), "{first:?}");
+    // The redelivery, as after a crash of the caller between the request and its record.
+    assert_eq!(caller.handle(&delivery(&lead, 2)).await, Outcome::Done);
+    assert_eq!(caller.handle(&delivery(&lead, 3)).await, Outcome::Done);
+    let calls = agent.twilio.calls();
+    assert_eq!(calls.len(), 1, "dialed twice");
+    let book = CallBook::open(&agent.bus().js).await.expect("calls");
+    let (state, _) = book.get(lead.lead_id).await.expect("get").expect("entry");
+    assert_eq!(state.call_sid.as_deref(), Some(calls[0].sid.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_lead_is_never_dialed_twice() {
+    let agent = Agent::start(false).await;
+    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let lead = lead("Ada", "+14155550162");
+    assert_eq!(caller.handle(&delivery(&lead, 1)).await, Outcome::Done);
+    // Killed after the request and before the ack: JetStream delivers it again.
+    assert_eq!(caller.handle(&delivery(&lead, 2)).await, Outcome::Done);
+    assert_eq!(agent.twilio.calls().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_on_the_do_not_contact_list_is_never_called() {
+    let agent = Agent::start(false).await;
+    let dnc = DoNotContact::open(&agent.bus().js).await.expect("dnc");
+    dnc.add("+14155550163", "test").await.expect("add");
+    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let lead = lead("Ada", "+14155550163");
+    assert_eq!(caller.handle(&delivery(&lead, 1)).await, Outcome::Done);
+    assert!(agent.twilio.calls().is_empty());
+}
