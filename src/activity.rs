@@ -28,6 +28,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusErr
         &ctx.bus,
         bus::stream::AGENT,
         bus::consumer::ACTIVITY,
+        None,
         |d| {
             let store = store.clone();
             async move { handle(&store, &d.payload).await }

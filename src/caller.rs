@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::agent::AgentStateStore;
 use crate::bus::{self, Activity, BusError, Delivery, LeadReceived, Outcome};
 use crate::calls::{CallBook, CallPhase, CallState, DoNotContact};
 use crate::clients::twilio::{CallResource, NewCall, TwilioClient, TwilioError};
@@ -212,6 +213,15 @@ impl Caller {
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), CallerError> {
     let caller = &Caller::new(ctx.clone()).await?;
     let handler = |delivery: Delivery<LeadReceived>| async move { caller.handle(&delivery).await };
-    bus::consume(&ctx.bus, bus::stream::LEADS, bus::consumer::CALLER, handler, shutdown).await?;
+    let gate = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
+    bus::consume(
+        &ctx.bus,
+        bus::stream::LEADS,
+        bus::consumer::CALLER,
+        Some(gate),
+        handler,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

@@ -13,10 +13,12 @@
 //! - [`twilio`]: webhook signatures and TwiML.
 //! - [`caller`]: `lead.received` to exactly one Twilio call.
 //! - [`clients`]: typed HTTP clients (Twilio).
+//! - [`agent`]: the run state (running, paused, stopped) every role watches.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
 pub mod activity;
+pub mod agent;
 pub mod bus;
 pub mod caller;
 pub mod calls;

@@ -9,11 +9,13 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
 use super::payload::{Alert, Payload, decode};
 use super::{Bus, BusError, MSG_ID_HEADER, trace};
+use crate::agent::AgentState;
 
 /// What the handler made of one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,13 +41,15 @@ pub struct Delivery<P> {
 /// How long a message waits after the handler panicked: a bug, perhaps only under some condition.
 const PANIC_RETRY: Duration = Duration::from_secs(5);
 
-/// Runs `handler` on every message of the durable consumer until `shutdown` fires. A message in
+/// Runs `handler` on every message of the durable consumer until `shutdown` fires; with a `gate`,
+/// only while the agent is running (paused, it stops pulling and the messages wait). A message in
 /// the handler when shutdown comes is finished and settled; prefetched ones are left unacked and
 /// come back to another replica after the ack wait.
 pub async fn consume<P, H, F>(
     bus: &Bus,
     stream: &str,
     durable: &str,
+    gate: Option<watch::Receiver<AgentState>>,
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<(), BusError>
@@ -65,33 +69,63 @@ where
         .map_err(|e| BusError::jetstream(format!("consumer {stream}/{durable} info"), e))?
         .config
         .max_deliver;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(4)
-        .heartbeat(Duration::from_secs(5))
-        .messages()
-        .await
-        .map_err(|e| BusError::jetstream(format!("pulling from {stream}/{durable}"), e))?;
-    tracing::info!(stream, consumer = durable, "consuming");
+    let mut gate = gate;
     loop {
-        let next = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            next = messages.next() => next,
-        };
-        let message = match next {
-            Some(Ok(message)) => message,
-            Some(Err(err)) => {
-                // Missed heartbeats and reconnects surface here; the stream re-pulls by itself.
-                tracing::warn!(stream, consumer = durable, %err, "pull interrupted");
-                continue;
+        if let Some(state) = gate.as_mut() {
+            let orphaned = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                running = state.wait_for(|s| s.is_running()) => running.is_err(),
+            };
+            if orphaned {
+                gate = None; // Nobody updates the state any more: run.
             }
-            None => break,
+        }
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(4)
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await
+            .map_err(|e| BusError::jetstream(format!("pulling from {stream}/{durable}"), e))?;
+        tracing::info!(stream, consumer = durable, "consuming");
+        let paused = loop {
+            let next = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break false,
+                () = until_paused(&mut gate) => break true,
+                next = messages.next() => next,
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(err)) => {
+                    // Missed heartbeats and reconnects surface here; the stream re-pulls by itself.
+                    tracing::warn!(stream, consumer = durable, %err, "pull interrupted");
+                    continue;
+                }
+                None => break false,
+            };
+            handle_one(bus, durable, max_deliver, &message, &handler).await;
         };
-        handle_one(bus, durable, max_deliver, &message, &handler).await;
+        // Dropping the pull ends it; prefetched messages come back after the ack wait.
+        drop(messages);
+        if !paused {
+            break;
+        }
+        tracing::info!(stream, consumer = durable, "agent paused: not pulling");
     }
     tracing::info!(stream, consumer = durable, "stopped consuming");
     Ok(())
+}
+
+/// Resolves when the agent leaves the running state; never without a gate.
+async fn until_paused(gate: &mut Option<watch::Receiver<AgentState>>) {
+    if let Some(state) = gate
+        && state.wait_for(|s| !s.is_running()).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 async fn handle_one<P, H, F>(

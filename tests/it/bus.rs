@@ -146,6 +146,7 @@ fn replica(
             &bus,
             bus::stream::LEADS,
             bus::consumer::CALLER,
+            None,
             |d| {
                 seen.lock()
                     .expect("lock")
@@ -224,6 +225,7 @@ async fn a_replica_killed_before_it_acks_has_its_message_redelivered_to_the_othe
             &doomed_bus,
             bus::stream::LEADS,
             bus::consumer::CALLER,
+            None,
             |d| {
                 let _ = got_it.send(d.payload.lead_id);
                 // Hangs mid-work, as a process does just before it is killed.
@@ -252,6 +254,7 @@ async fn a_replica_killed_before_it_acks_has_its_message_redelivered_to_the_othe
                 &survivor_bus,
                 bus::stream::LEADS,
                 bus::consumer::CALLER,
+                None,
                 |d| {
                     let _ = handled.send((d.payload.lead_id, d.attempt));
                     async { Outcome::Done }
@@ -297,6 +300,7 @@ async fn a_poison_message_is_terminated_with_an_alert() {
                 &bus,
                 bus::stream::LEADS,
                 bus::consumer::CALLER,
+                None,
                 |_| {
                     *handled.lock().expect("lock") += 1;
                     async { Outcome::Done }

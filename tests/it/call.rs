@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use leadq::agent::{AgentState, AgentStateStore};
 use leadq::bus::{self, Bus, CallAnswer, CallCompleted, Delivery, IntakeTimestamps, LeadReceived, LeadSource, Outcome};
 use leadq::caller::Caller;
 use leadq::calls::{CallBook, CallPhase, DoNotContact};
@@ -284,4 +285,86 @@ async fn a_number_on_the_do_not_contact_list_is_never_called() {
     let lead = lead("Ada", "+14155550163");
     assert_eq!(caller.handle(&delivery(&lead, 1)).await, Outcome::Done);
     assert!(agent.twilio.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_agent_does_not_call_until_it_runs_again() {
+    let agent = Agent::start(true).await;
+    let state = AgentStateStore::open(&agent.bus().js).await.expect("agent bucket");
+    state.set(AgentState::Paused).await.expect("pause");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lead = lead("Ada", "+14155550170");
+    agent.bus().publish(&lead).await.expect("publish");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(agent.twilio.calls().is_empty(), "called while paused");
+    state.set(AgentState::Running).await.expect("resume");
+    agent.completed(1).await;
+    assert_eq!(agent.twilio.calls().len(), 1);
+}
+
+/// The requests the real client sends validate against Twilio's official OpenAPI document, served
+/// by Stoplight Prism (installed by scripts/test). Prism wrongly refuses a repeated
+/// `StatusCallbackEvent` ("must be array"), so the copy it serves drops that field's type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_requests_validate_against_twilios_openapi_document() {
+    let Some(prism) = std::env::var_os("LEADQ_PRISM") else {
+        panic!("LEADQ_PRISM is not set: run the tests with scripts/test, which installs Prism");
+    };
+    let spec_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/twilio_api_v2010.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spec_path).expect("the Twilio spec")).expect("json");
+    let schema = &mut spec["paths"]["/2010-04-01/Accounts/{AccountSid}/Calls.json"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+        ["schema"]["properties"]["StatusCallbackEvent"];
+    let field = schema.as_object_mut().expect("StatusCallbackEvent schema");
+    field.remove("type");
+    field.remove("items");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let patched = dir.path().join("twilio.json");
+    std::fs::write(&patched, serde_json::to_vec(&spec).expect("json")).expect("write spec");
+    let port = free_port();
+    let mut child = std::process::Command::new(prism)
+        .args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .arg(&patched)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prism");
+    let base = format!("http://127.0.0.1:{port}");
+    let up = tokio::time::timeout(Duration::from_secs(60), async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let result = async {
+        up.expect("prism listens");
+        let mut settings = leadq::config::Settings::for_tests("nats://127.0.0.1:1").twilio;
+        settings.api_base = base.parse().expect("url");
+        settings.account_sid = Some(SID.into());
+        settings.auth_token = Some(TOKEN.to_owned().into());
+        settings.from_number = Some("+15005550006".into());
+        let client = leadq::clients::twilio::TwilioClient::new(&settings).expect("client");
+        let call = leadq::clients::twilio::NewCall {
+            to: "+14155550142",
+            url: "https://leads.example.com/webhooks/twilio/call-start?lead=1",
+            status_callback: "https://leads.example.com/webhooks/twilio/call-status?lead=1",
+        };
+        let created = client.create_call(&call).await;
+        assert!(created.is_ok(), "Calls.json create refused: {created:?}");
+        let listed = client.calls_to("+14155550142").await;
+        assert!(listed.is_ok(), "Calls.json list refused: {listed:?}");
+        // The control: Prism does refuse a request the document forbids (no From).
+        let bad = reqwest::Client::new()
+            .post(format!("{base}/2010-04-01/Accounts/{SID}/Calls.json"))
+            .basic_auth(SID, Some(TOKEN))
+            .form(&[("To", "+14155550142"), ("Url", "https://x.test/")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(bad.status(), 422);
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
