@@ -1,5 +1,5 @@
-//! A Twilio stand-in: the REST API's `Calls.json` (create, list) with Basic auth, form validation
-//! and Twilio's error bodies; then it plays the callee. It fetches the call's `Url` with a correct
+//! A Twilio stand-in: the REST API's `Calls.json` and `Messages.json` (create, list) with Basic
+//! auth, form validation and Twilio's error bodies; then it plays the callee. It fetches the call's `Url` with a correct
 //! `X-Twilio-Signature`, follows the TwiML (`Say`, `Gather`, `Pause`, `Redirect`, `Hangup`),
 //! answers each `Gather` from the number's persona, and sends signed status callbacks with a
 //! `SequenceNumber`. Faults (error statuses, slow answers) can be injected per test.
@@ -71,9 +71,20 @@ pub struct CallRecord {
     pub date_created: String,
 }
 
+/// One accepted SMS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageRecord {
+    pub sid: String,
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub date_created: String,
+}
+
 #[derive(Default)]
 struct Shared {
     calls: Vec<CallRecord>,
+    messages: Vec<MessageRecord>,
     personas: HashMap<String, Persona>,
     faults: VecDeque<Fault>,
 }
@@ -113,6 +124,10 @@ impl TwilioStandIn {
                 "/2010-04-01/Accounts/{sid}/Calls.json",
                 post(create_call).get(list_calls),
             )
+            .route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                post(create_message).get(list_messages),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
@@ -138,6 +153,10 @@ impl TwilioStandIn {
 
     pub fn calls(&self) -> Vec<CallRecord> {
         self.shared().calls.clone()
+    }
+
+    pub fn messages(&self) -> Vec<MessageRecord> {
+        self.shared().messages.clone()
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -258,9 +277,7 @@ async fn create_call(
         return twilio_error(status, 20500, "An internal server error has occurred");
     }
     let call_sid = format!("CA{:032x}", rand::random::<u128>());
-    let date_created = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default();
+    let date_created = now_rfc2822();
     let record = CallRecord {
         sid: call_sid.clone(),
         to: to.clone(),
@@ -296,6 +313,91 @@ async fn create_call(
         tokio::time::sleep(delay).await;
     }
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+fn now_rfc2822() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap_or_default()
+}
+
+/// Twilio's limit on one message body (it splits longer texts into segments of 153).
+const MAX_BODY_CHARS: usize = 1600;
+
+async fn create_message(
+    State(standin): State<StandIn>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !standin.authorized(&headers, &sid) {
+        return twilio_error(401, 20003, "Authenticate");
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return twilio_error(400, 20001, "Could not parse the request body");
+    };
+    let one = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let Some(to) = one("To") else {
+        return twilio_error(400, 21604, "A 'To' phone number is required.");
+    };
+    let Some(from) = one("From").or_else(|| one("MessagingServiceSid")) else {
+        return twilio_error(400, 21603, "A 'From' phone number is required.");
+    };
+    let Some(text) = one("Body").filter(|b| !b.is_empty()) else {
+        return twilio_error(400, 21602, "Message body is required.");
+    };
+    if !is_e164(&to) {
+        return twilio_error(400, 21211, &format!("Invalid 'To' Phone Number: {to}"));
+    }
+    if text.chars().count() > MAX_BODY_CHARS {
+        return twilio_error(
+            400,
+            21617,
+            "The concatenated message body exceeds the 1600 character limit.",
+        );
+    }
+    let fault = standin.lock().faults.pop_front();
+    if let Some(Fault::Status(status)) = fault {
+        return twilio_error(status, 20500, "An internal server error has occurred");
+    }
+    let record = MessageRecord {
+        sid: format!("SM{:032x}", rand::random::<u128>()),
+        to,
+        from,
+        body: text,
+        date_created: now_rfc2822(),
+    };
+    standin.lock().messages.push(record.clone());
+    let segments = record.body.chars().count().div_ceil(153).max(1);
+    let body = json!({
+        "sid": record.sid, "account_sid": standin.account_sid, "to": record.to, "from": record.from,
+        "body": record.body, "status": "queued", "num_segments": segments.to_string(),
+        "direction": "outbound-api", "date_created": record.date_created,
+    });
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+async fn list_messages(
+    State(standin): State<StandIn>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if !standin.authorized(&headers, &sid) {
+        return twilio_error(401, 20003, "Authenticate");
+    }
+    let messages: Vec<_> = standin
+        .lock()
+        .messages
+        .iter()
+        .rev()
+        .filter(|m| query.get("To").is_none_or(|to| &m.to == to))
+        .map(|m| {
+            json!({ "sid": m.sid, "to": m.to, "from": m.from, "body": m.body, "status": "delivered",
+                    "date_created": m.date_created })
+        })
+        .collect();
+    Json(json!({ "messages": messages, "page": 0, "page_size": messages.len() })).into_response()
 }
 
 async fn list_calls(
@@ -430,4 +532,67 @@ async fn play(standin: StandIn, sid: String, persona: Persona) {
         extra.push(("AnsweredBy".into(), by.into()));
     }
     status(standin.clone(), "completed", "completed", extra).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+    async fn post(base: &str, auth: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/2010-04-01/Accounts/{SID}/Messages.json"))
+            .basic_auth(SID, Some(auth))
+            .form(form)
+            .send()
+            .await
+            .expect("post");
+        (response.status().as_u16(), response.json().await.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn messages_are_validated_like_twilio_and_recorded() {
+        let standin = TwilioStandIn::start(SID, "token", 0).await.expect("start");
+        let base = standin.base_url();
+        let ok = [
+            ("To", "+14155550142"),
+            ("From", "+15005550006"),
+            ("Body", "Book your tour"),
+        ];
+        let (status, body) = post(&base, "token", &ok).await;
+        assert_eq!(status, 201, "{body}");
+        assert!(body["sid"].as_str().is_some_and(|s| s.starts_with("SM")));
+        assert_eq!(post(&base, "wrong", &ok).await.0, 401);
+        let (status, body) = post(&base, "token", &[("To", "+14155550142"), ("From", "+15005550006")]).await;
+        assert_eq!((status, body["code"].as_i64()), (400, Some(21602)), "{body}");
+        let long = "x".repeat(1601);
+        let (status, body) = post(
+            &base,
+            "token",
+            &[("To", "+14155550142"), ("From", "+15005550006"), ("Body", &long)],
+        )
+        .await;
+        assert_eq!((status, body["code"].as_i64()), (400, Some(21617)));
+        standin.inject(Fault::Status(503));
+        assert_eq!(post(&base, "token", &ok).await.0, 503);
+        assert_eq!(standin.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_without_from_is_refused_with_twilios_code() {
+        let standin = TwilioStandIn::start(SID, "token", 0).await.expect("start");
+        let response = reqwest::Client::new()
+            .post(format!("{}/2010-04-01/Accounts/{SID}/Calls.json", standin.base_url()))
+            .basic_auth(SID, Some("token"))
+            .form(&[("To", "+14155550142"), ("Url", "https://x.test/")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 400);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["code"], 21603);
+        assert!(body["more_info"].as_str().is_some_and(|m| m.contains("21603")));
+        assert!(standin.calls().is_empty());
+    }
 }
