@@ -115,6 +115,9 @@ impl Caller {
                 }
             }
             CallPhase::Queued => {
+                if let Some(outcome) = self.defer_outside_calling_hours(lead).await {
+                    return Ok(outcome);
+                }
                 let moved = self
                     .book
                     .update(lead.lead_id, |s| {
@@ -135,6 +138,30 @@ impl Caller {
             }
         }
         self.dial(lead).await
+    }
+
+    /// Outside the lead's calling window: record the decision and hold the lead until it opens.
+    async fn defer_outside_calling_hours(&self, lead: &LeadReceived) -> Option<Outcome> {
+        let now = jiff::Timestamp::now();
+        let next = self
+            .ctx
+            .settings
+            .calling_hours
+            .next_allowed(lead.lead.phone.as_str(), now)?;
+        let wait = Duration::try_from(next.duration_since(now)).unwrap_or(Duration::from_secs(60));
+        tracing::info!(%next, "outside calling hours; deferred");
+        let detail = serde_json::json!({ "call_after": next.to_string() });
+        self.report(
+            lead,
+            "call.deferred",
+            format!("outside calling hours; will call after {next}"),
+            detail,
+        )
+        .await;
+        Some(Outcome::Retry {
+            after: wait,
+            reason: format!("outside calling hours until {next}"),
+        })
     }
 
     /// Places the call, retrying quickly on 429/5xx, which Twilio guarantees did nothing.

@@ -61,6 +61,7 @@ struct RawSettings {
     imap: RawImap,
     twilio_api_base: String,
     twilio: RawTwilio,
+    calling_hours: RawCallingHours,
 }
 
 impl Default for RawSettings {
@@ -84,6 +85,7 @@ impl Default for RawSettings {
             imap: RawImap::default(),
             twilio_api_base: "https://api.twilio.com".into(),
             twilio: RawTwilio::default(),
+            calling_hours: RawCallingHours::default(),
         }
     }
 }
@@ -119,6 +121,25 @@ impl Default for RawImap {
             idle_timeout: "25m".into(),
             retry_base: "1s".into(),
             retry_max: "60s".into(),
+        }
+    }
+}
+
+/// The calling window, in each lead's own time zone.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct RawCallingHours {
+    start: String,
+    end: String,
+    timezone: String,
+}
+
+impl Default for RawCallingHours {
+    fn default() -> Self {
+        Self {
+            start: "08:00".into(),
+            end: "21:00".into(),
+            timezone: "America/New_York".into(),
         }
     }
 }
@@ -286,6 +307,8 @@ pub struct Settings {
     /// `None` until `LEADQ_IMAP__HOST` is set: the poller has no inbox to read.
     pub imap: Option<ImapSettings>,
     pub twilio: TwilioSettings,
+    /// Leads are called only inside this window of their local time.
+    pub calling_hours: crate::domain::calling_hours::CallingHours,
 }
 
 impl Settings {
@@ -371,6 +394,7 @@ impl Settings {
             )
         })?;
         let imap = validate_imap(raw.imap)?;
+        let calling_hours = validate_calling_hours(&raw.calling_hours)?;
         let twilio = TwilioSettings {
             api_base: Url::parse(&raw.twilio_api_base)
                 .map_err(|e| invalid("LEADQ_TWILIO_API_BASE", format!("`{}`: {e}", raw.twilio_api_base)))?,
@@ -405,6 +429,7 @@ impl Settings {
             bus: raw.bus,
             imap,
             twilio,
+            calling_hours,
         })
     }
 }
@@ -414,6 +439,28 @@ fn duration(setting: &'static str, raw: &str) -> Result<Duration, ConfigError> {
         setting,
         reason: format!("`{raw}`: {e}"),
     })
+}
+
+fn validate_calling_hours(raw: &RawCallingHours) -> Result<crate::domain::calling_hours::CallingHours, ConfigError> {
+    let time = |setting: &'static str, value: &str| {
+        value.parse::<jiff::civil::Time>().map_err(|e| ConfigError::Invalid {
+            setting,
+            reason: format!("`{value}` is not a time such as 08:00: {e}"),
+        })
+    };
+    let start = time("LEADQ_CALLING_HOURS__START", &raw.start)?;
+    let end = time("LEADQ_CALLING_HOURS__END", &raw.end)?;
+    if start >= end {
+        return Err(ConfigError::Invalid {
+            setting: "LEADQ_CALLING_HOURS__END",
+            reason: format!("{end} is not after the start {start}"),
+        });
+    }
+    let fallback = jiff::tz::TimeZone::get(&raw.timezone).map_err(|e| ConfigError::Invalid {
+        setting: "LEADQ_CALLING_HOURS__TIMEZONE",
+        reason: format!("`{}` is not an IANA time zone: {e}", raw.timezone),
+    })?;
+    Ok(crate::domain::calling_hours::CallingHours { start, end, fallback })
 }
 
 fn validate_imap(raw: RawImap) -> Result<Option<ImapSettings>, ConfigError> {
@@ -531,6 +578,13 @@ mod tests {
             ("LEADQ_LOG_FORMAT", "xml", "LEADQ_LOG_FORMAT"),
             ("LEADQ_DEFAULT_REGION", "Atlantis", "LEADQ_DEFAULT_REGION"),
             ("LEADQ_IMAP__HOST", "imap.example.com", "LEADQ_IMAP__USERNAME"),
+            ("LEADQ_CALLING_HOURS__START", "8 o'clock", "LEADQ_CALLING_HOURS__START"),
+            ("LEADQ_CALLING_HOURS__END", "07:00", "LEADQ_CALLING_HOURS__END"),
+            (
+                "LEADQ_CALLING_HOURS__TIMEZONE",
+                "Mars/Olympus",
+                "LEADQ_CALLING_HOURS__TIMEZONE",
+            ),
         ];
         for (var, value, named) in cases {
             let err = load_with(|jail| jail.set_env(var, value)).expect_err(var);

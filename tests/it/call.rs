@@ -40,6 +40,9 @@ impl Agent {
         settings.twilio.auth_token = Some(TOKEN.to_owned().into());
         settings.twilio.from_number = Some("+15005550006".into());
         settings.twilio.request_timeout = Duration::from_secs(1);
+        // Tests run at any hour: the whole day is calling time unless a test says otherwise.
+        settings.calling_hours.start = jiff::civil::Time::MIN;
+        settings.calling_hours.end = jiff::civil::Time::MAX;
         let ctx = Context::build(settings, true).await.expect("context");
         let shutdown = CancellationToken::new();
         let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
@@ -367,4 +370,50 @@ async fn call_requests_validate_against_twilios_openapi_document() {
     let _ = child.kill();
     let _ = child.wait();
     result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_outside_its_calling_hours_is_deferred_not_called() {
+    let mut agent = Agent::start(false).await;
+    // A one-hour window that excludes the lead's local time now (Los Angeles for +1415).
+    let hour_there = jiff::Timestamp::now().in_tz("America/Los_Angeles").expect("tz").hour();
+    let start = if hour_there < 12 { 14 } else { 3 };
+    let mut settings = (*agent.ctx.settings).clone();
+    settings.calling_hours.start = jiff::civil::Time::constant(start, 0, 0, 0);
+    settings.calling_hours.end = jiff::civil::Time::constant(start + 1, 0, 0, 0);
+    agent.ctx.settings = std::sync::Arc::new(settings);
+    let mut activity = agent
+        .bus()
+        .client
+        .subscribe(bus::subject::AGENT_ACTIVITY)
+        .await
+        .expect("sub");
+    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let lead = lead("Ada", "+14155550171");
+    let outcome = caller.handle(&delivery(&lead, 1)).await;
+    let Outcome::Retry { after, reason } = outcome else {
+        panic!("not deferred: {outcome:?}")
+    };
+    assert!(
+        after > Duration::ZERO && after < Duration::from_secs(24 * 3600),
+        "{after:?}"
+    );
+    assert!(reason.contains("calling hours"), "{reason}");
+    assert!(agent.twilio.calls().is_empty(), "called outside calling hours");
+    let entry = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut activity))
+        .await
+        .expect("activity")
+        .expect("message");
+    let entry: serde_json::Value = serde_json::from_slice(&entry.payload).expect("json");
+    assert_eq!(entry["kind"], "call.deferred");
+    let call_after: jiff::Timestamp = entry["detail"]["call_after"]
+        .as_str()
+        .expect("time")
+        .parse()
+        .expect("timestamp");
+    assert_eq!(
+        call_after.in_tz("America/Los_Angeles").expect("tz").hour(),
+        start,
+        "opens at the window's start there"
+    );
 }
