@@ -14,6 +14,7 @@
 //! - [`caller`]: `lead.received` to exactly one Twilio call.
 //! - [`clients`]: typed HTTP clients (Twilio).
 //! - [`agent`]: the run state (running, paused, stopped) every role watches.
+//! - [`shared_config`]: the `config` bucket kept in step with the store (the call script).
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
@@ -29,6 +30,7 @@ pub mod domain;
 pub mod http;
 pub mod poller;
 pub mod runtime;
+pub mod shared_config;
 pub mod store;
 pub mod telemetry;
 pub mod twilio;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{self, Bus, BusError};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
-use crate::{activity, caller, http, poller};
+use crate::{activity, caller, http, poller, shared_config};
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -75,6 +75,8 @@ pub enum RuntimeError {
     Poller(#[from] poller::PollerError),
     #[error(transparent)]
     Caller(#[from] caller::CallerError),
+    #[error(transparent)]
+    SharedConfig(#[from] shared_config::SharedConfigError),
 }
 
 /// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
@@ -195,6 +197,9 @@ async fn start(
 ) -> Result<(), RuntimeError> {
     match role {
         Role::Api => {
+            if let Some(store) = &ctx.store {
+                shared_config::publish_script(ctx, store).await?;
+            }
             let server = http::HttpServer::bind(ctx.clone())
                 .await
                 .map_err(|source| RuntimeError::Listen {

@@ -99,7 +99,7 @@ impl IntoResponse for TwiML {
 /// The script the api keeps in the `config` bucket, or the default when none was saved.
 async fn current_script(ctx: &Context) -> Script {
     let stored = match ctx.bus.js.get_key_value(bus::bucket::CONFIG).await {
-        Ok(config) => config.get("script").await.ok().flatten(),
+        Ok(config) => config.get(crate::shared_config::SCRIPT_KEY).await.ok().flatten(),
         Err(err) => {
             tracing::warn!(%err, "config bucket unavailable; using the default script");
             None

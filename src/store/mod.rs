@@ -13,6 +13,7 @@ use surrealdb::types::RecordId;
 
 use crate::bus::Activity;
 use crate::config::{DbLocation, Settings};
+use crate::domain::script::Script;
 
 const SCHEMA: &str = include_str!("schema.surql");
 const NAMESPACE: &str = "leadq";
@@ -24,6 +25,8 @@ pub enum StoreError {
     Open { endpoint: String, source: surrealdb::Error },
     #[error("store query failed: {0}")]
     Query(#[from] surrealdb::Error),
+    #[error("cannot encode a record: {0}")]
+    Encode(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
 }
@@ -102,6 +105,27 @@ impl Store {
             .bind(("lead_id", entry.lead_id.map(|id| id.to_string())))
             .bind(("detail", entry.detail.clone()))
             .bind(("at", at))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// The saved call script, if an admin (or the first start) saved one.
+    pub async fn script(&self) -> Result<Option<Script>, StoreError> {
+        let mut response = self.db.query("SELECT VALUE body FROM script:current").await?.check()?;
+        let bodies: Vec<serde_json::Value> = response.take(0)?;
+        Ok(bodies
+            .into_iter()
+            .next()
+            .and_then(|body| serde_json::from_value(body).ok()))
+    }
+
+    pub async fn save_script(&self, script: &Script, by: &str) -> Result<(), StoreError> {
+        let body = serde_json::to_value(script).map_err(|e| StoreError::Encode(e.to_string()))?;
+        self.db
+            .query("UPSERT script:current SET body = $body, updated_at = time::now(), updated_by = $by")
+            .bind(("body", body))
+            .bind(("by", by.to_owned()))
             .await?
             .check()?;
         Ok(())

@@ -354,3 +354,58 @@ fn subjects_md_documents_every_name_of_the_bus_module() {
         );
     }
 }
+
+/// One lead is one trace: the publisher's trace id travels in `traceparent` and the consumer's
+/// span continues it. (A current-thread runtime, so the test's subscriber covers both sides.)
+#[tokio::test]
+async fn the_trace_context_crosses_the_bus() {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider};
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let trace_of = |span: &tracing::Span| span.context().span().span_context().trace_id();
+
+    let nats = NatsServer::start();
+    let bus = nats.ready_bus().await;
+    let span = tracing::info_span!("intake");
+    let published_in = trace_of(&span);
+    assert_ne!(published_in, opentelemetry::trace::TraceId::INVALID);
+    bus.publish(&lead(1)).instrument(span).await.expect("publish");
+
+    let stream = bus.js.get_stream(bus::stream::LEADS).await.expect("LEADS");
+    let stored = stream.get_raw_message(1).await.expect("message");
+    let traceparent = stored
+        .headers
+        .get("traceparent")
+        .map(|v| v.to_string())
+        .expect("traceparent header");
+    assert!(traceparent.contains(&published_in.to_string()), "{traceparent}");
+
+    let seen = Arc::new(Mutex::new(None));
+    let shutdown = CancellationToken::new();
+    let (record, stop) = (seen.clone(), shutdown.clone());
+    bus::consume::<LeadReceived, _, _>(
+        &bus,
+        bus::stream::LEADS,
+        bus::consumer::CALLER,
+        None,
+        move |_| {
+            *record.lock().expect("lock") = Some(trace_of(&tracing::Span::current()));
+            stop.cancel();
+            async { Outcome::Done }
+        },
+        shutdown,
+    )
+    .await
+    .expect("consume");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        Some(published_in),
+        "the consumer started a new trace"
+    );
+}

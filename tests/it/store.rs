@@ -112,3 +112,45 @@ async fn activity_published_on_the_bus_lands_in_the_store() {
         "over the bus"
     );
 }
+
+#[tokio::test]
+async fn the_saved_script_reaches_the_config_bucket_and_a_first_start_saves_the_default() {
+    use leadq::domain::script::Script;
+    let nats = NatsServer::start();
+    let ctx = leadq::runtime::Context::build(nats.settings(), true)
+        .await
+        .expect("context");
+    let store = ctx.store.clone().expect("store");
+    let config = ctx
+        .bus
+        .js
+        .get_key_value(leadq::bus::bucket::CONFIG)
+        .await
+        .expect("config bucket");
+    let read = || async {
+        let bytes = config
+            .get(leadq::shared_config::SCRIPT_KEY)
+            .await
+            .expect("get")
+            .expect("script in the bucket");
+        serde_json::from_slice::<Script>(&bytes).expect("a script")
+    };
+
+    leadq::shared_config::publish_script(&ctx, &store)
+        .await
+        .expect("publish");
+    assert_eq!(read().await, Script::default());
+    assert_eq!(
+        store.script().await.expect("load"),
+        Some(Script::default()),
+        "the default was saved"
+    );
+
+    let mut edited = Script::default();
+    edited.greeting = "Hello {name}, Mesh Cowork here.".into();
+    store.save_script(&edited, "admin").await.expect("save");
+    leadq::shared_config::publish_script(&ctx, &store)
+        .await
+        .expect("publish again");
+    assert_eq!(read().await.greeting, "Hello {name}, Mesh Cowork here.");
+}
