@@ -192,6 +192,14 @@ impl StandIn {
                 .is_some_and(|v| v == format!("Basic {expected}"))
     }
 
+    /// The form of an authenticated create request, or Twilio's refusal.
+    fn authorized_form(&self, headers: &HeaderMap, sid: &str, body: &[u8]) -> Result<Vec<(String, String)>, Response> {
+        if !self.authorized(headers, sid) {
+            return Err(twilio_error(401, 20003, "Authenticate"));
+        }
+        serde_urlencoded::from_bytes(body).map_err(|_| twilio_error(400, 20001, "Could not parse the request body"))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -247,11 +255,9 @@ async fn create_call(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !standin.authorized(&headers, &sid) {
-        return twilio_error(401, 20003, "Authenticate");
-    }
-    let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return twilio_error(400, 20001, "Could not parse the request body");
+    let form = match standin.authorized_form(&headers, &sid, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
     let one = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let Some(to) = one("To") else {
@@ -330,11 +336,9 @@ async fn create_message(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !standin.authorized(&headers, &sid) {
-        return twilio_error(401, 20003, "Authenticate");
-    }
-    let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return twilio_error(400, 20001, "Could not parse the request body");
+    let form = match standin.authorized_form(&headers, &sid, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
     let one = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let Some(to) = one("To") else {

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{NatsServer, eventually, free_port};
+use crate::helpers::{NatsServer, eventually, free_port, on_stream};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "stand-in-auth-token";
@@ -63,17 +63,7 @@ impl Agent {
     }
 
     async fn calls_stream<P: bus::Payload>(&self) -> Vec<P> {
-        let mut stream = self.bus().js.get_stream(bus::stream::CALLS).await.expect("CALLS");
-        let last = stream.info().await.expect("info").state.last_sequence;
-        let mut out = Vec::new();
-        for seq in 1..=last {
-            if let Ok(m) = stream.get_raw_message(seq).await
-                && m.subject.as_str() == P::SUBJECT
-            {
-                out.push(bus::decode(&m.payload).expect("payload"));
-            }
-        }
-        out
+        on_stream(self.bus(), bus::stream::CALLS).await
     }
 
     async fn completed(&self, count: usize) -> Vec<CallCompleted> {

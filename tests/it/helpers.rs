@@ -111,3 +111,18 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Every payload of type `P` stored on `stream`, oldest first.
+pub async fn on_stream<P: leadq::bus::Payload>(bus: &Bus, stream: &str) -> Vec<P> {
+    let mut stream = bus.js.get_stream(stream).await.expect("stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(message) = stream.get_raw_message(seq).await
+            && message.subject.as_str() == P::SUBJECT
+        {
+            out.push(leadq::bus::decode(&message.payload).expect("a payload of the subject's type"));
+        }
+    }
+    out
+}

@@ -8,7 +8,7 @@ use leadq::runtime::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::{Dovecot, fixture};
-use crate::helpers::{NatsServer, eventually};
+use crate::helpers::{NatsServer, eventually, on_stream};
 
 const FIXTURES: [&str; 5] = [
     "01-plain-private-office.eml",
@@ -44,19 +44,8 @@ impl Running {
     }
 }
 
-/// Every `lead.received` on the stream, in order.
 async fn leads_on_stream(bus: &Bus) -> Vec<LeadReceived> {
-    let mut stream = bus.js.get_stream(bus::stream::LEADS).await.expect("LEADS");
-    let last = stream.info().await.expect("info").state.last_sequence;
-    let mut out = Vec::new();
-    for seq in 1..=last {
-        if let Ok(message) = stream.get_raw_message(seq).await
-            && message.subject.as_str() == bus::subject::LEAD_RECEIVED
-        {
-            out.push(bus::decode(&message.payload).expect("a LeadReceived"));
-        }
-    }
-    out
+    on_stream(bus, bus::stream::LEADS).await
 }
 
 async fn wait_for_leads(bus: &Bus, count: usize, within: Duration) -> Vec<LeadReceived> {

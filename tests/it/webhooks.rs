@@ -8,7 +8,7 @@ use leadq::twilio::signature;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{NatsServer, free_port};
+use crate::helpers::{NatsServer, free_port, on_stream};
 
 const TOKEN: &str = "test-auth-token-0123456789abcdef";
 
@@ -79,17 +79,7 @@ impl Api {
     }
 
     async fn messages<P: bus::Payload>(&self) -> Vec<P> {
-        let mut stream = self.bus.js.get_stream(bus::stream::CALLS).await.expect("CALLS");
-        let last = stream.info().await.expect("info").state.last_sequence;
-        let mut out = Vec::new();
-        for seq in 1..=last {
-            if let Ok(m) = stream.get_raw_message(seq).await
-                && m.subject.as_str() == P::SUBJECT
-            {
-                out.push(bus::decode(&m.payload).expect("payload"));
-            }
-        }
-        out
+        on_stream(&self.bus, bus::stream::CALLS).await
     }
 }
 
