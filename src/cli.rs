@@ -43,9 +43,27 @@ pub enum Command {
         /// The raw email (RFC 5322), or - to read standard input.
         file: PathBuf,
     },
+    /// Work with the call script: try how a spoken answer is read.
+    #[command(subcommand)]
+    Script(ScriptCommand),
     /// Operator commands on the store: activity log (users and API keys follow).
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScriptCommand {
+    /// Print how an answer to a question of the default script is read, as JSON:
+    /// {"question", "raw", "value", "captured"}.
+    Test {
+        /// The question id: space_type, team_size, move_in, budget or decision_maker.
+        question: String,
+        /// What the lead said, as speech recognition wrote it.
+        text: String,
+        /// The day of the call, for relative dates ("next month"); default today.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        today: Option<jiff::civil::Date>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,7 +90,18 @@ mod tests {
     #[test]
     fn every_role_and_operator_command_is_a_subcommand_with_help() {
         let cli = Cli::command();
-        for name in ["all", "api", "poller", "caller", "finalizer", "sms", "setup", "admin"] {
+        for name in [
+            "all",
+            "api",
+            "poller",
+            "caller",
+            "finalizer",
+            "sms",
+            "setup",
+            "admin",
+            "parse-email",
+            "script",
+        ] {
             let sub = cli
                 .find_subcommand(name)
                 .unwrap_or_else(|| panic!("no `{name}` subcommand"));

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leadq::cli::{AdminCommand, Cli, Command};
+use leadq::cli::{AdminCommand, Cli, Command, ScriptCommand};
 use leadq::config::{ConfigError, Settings};
 use leadq::runtime::{self, Role, RuntimeError};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::ParseEmail { file } => return parse_email(&file, &settings),
+        Command::Script(ScriptCommand::Test { question, text, today }) => return script_test(&question, &text, today),
         Command::Admin(AdminCommand::Activity { limit }) => {
             let store = leadq::store::Store::open(&settings).await?;
             for row in store.recent_activity(limit).await? {
@@ -76,6 +77,23 @@ fn parse_email(file: &std::path::Path, settings: &Settings) -> anyhow::Result<()
             Err(UsageError(err.to_string()).into())
         }
     }
+}
+
+/// Reads one answer the way the finalizer will.
+fn script_test(question_id: &str, text: &str, today: Option<jiff::civil::Date>) -> anyhow::Result<()> {
+    let script = leadq::domain::script::Script::default();
+    let Some(question) = script.questions.iter().find(|q| q.id == question_id) else {
+        let ids: Vec<_> = script.questions.iter().map(|q| q.id.as_str()).collect();
+        return Err(UsageError(format!(
+            "no question `{question_id}`; the script asks {}",
+            ids.join(", ")
+        ))
+        .into());
+    };
+    let today = today.unwrap_or_else(|| jiff::ZonedDateTime::now().date());
+    let answer = leadq::domain::answers::interpret(question, text, today);
+    println!("{}", serde_json::to_string(&answer)?);
+    Ok(())
 }
 
 /// A mistake in what the user gave (a file, an argument): exit 2.
