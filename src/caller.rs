@@ -93,9 +93,11 @@ impl Caller {
             .await;
             return Ok(Outcome::Done);
         }
-        self.book
-            .create(&CallState::queued(lead.lead_id, phone, lead.lead.name.as_deref()))
-            .await?;
+        let queued = CallState {
+            intake: Some(Box::new(lead.clone())),
+            ..CallState::queued(lead.lead_id, phone, lead.lead.name.as_deref())
+        };
+        self.book.create(&queued).await?;
         let Some((state, _)) = self.book.get(lead.lead_id).await? else {
             return Ok(Outcome::Retry {
                 after: Duration::from_secs(1),
@@ -229,6 +231,7 @@ impl Caller {
                 if changed {
                     s.phase = CallPhase::Dialed;
                     s.call_sid = Some(call.sid.clone());
+                    s.placed_at = Some(OffsetDateTime::now_utc());
                 }
                 ((), changed)
             })

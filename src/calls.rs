@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::bus::{self, BusError};
+use crate::bus::{self, BusError, LeadReceived};
 
 /// Where a call stands. The caller moves `queued → dialing → dialed` around the Twilio request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +44,12 @@ pub struct CallState {
     pub reprompted: Vec<String>,
     #[serde(default)]
     pub opted_out: bool,
+    /// The lead as it came in, for the finalizer's record (the bucket outlives no call by much).
+    #[serde(default)]
+    pub intake: Option<Box<LeadReceived>>,
+    /// When Twilio accepted the call: the end of speed-to-lead.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub placed_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -60,6 +66,8 @@ impl CallState {
             answers: Vec::new(),
             reprompted: Vec::new(),
             opted_out: false,
+            intake: None,
+            placed_at: None,
             updated_at: OffsetDateTime::now_utc(),
         }
     }

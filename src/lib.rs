@@ -15,6 +15,7 @@
 //! - [`clients`]: typed HTTP clients (Twilio).
 //! - [`agent`]: the run state (running, paused, stopped) every role watches.
 //! - [`shared_config`]: the `config` bucket kept in step with the store (the call script).
+//! - [`finalizer`]: `call.completed` to verdict, the lead's record and `lead.finalized`.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod domain;
+pub mod finalizer;
 pub mod http;
 pub mod poller;
 pub mod runtime;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{self, Bus, BusError};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
-use crate::{activity, caller, http, poller, shared_config};
+use crate::{activity, caller, finalizer, http, poller, shared_config};
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -48,8 +48,8 @@ impl Role {
     /// The issue whose landing brings this role's work; `None` once it is built.
     fn pending_issue(self) -> Option<u32> {
         match self {
-            Role::Api | Role::Poller | Role::Caller => None,
-            Role::Finalizer | Role::Sms => Some(5),
+            Role::Api | Role::Poller | Role::Caller | Role::Finalizer => None,
+            Role::Sms => Some(5),
         }
     }
 }
@@ -77,6 +77,8 @@ pub enum RuntimeError {
     Caller(#[from] caller::CallerError),
     #[error(transparent)]
     SharedConfig(#[from] shared_config::SharedConfigError),
+    #[error(transparent)]
+    Finalizer(#[from] finalizer::FinalizerError),
 }
 
 /// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
@@ -198,7 +200,7 @@ async fn start(
     match role {
         Role::Api => {
             if let Some(store) = &ctx.store {
-                shared_config::publish_script(ctx, store).await?;
+                shared_config::publish(ctx, store).await?;
             }
             let server = http::HttpServer::bind(ctx.clone())
                 .await
@@ -235,7 +237,11 @@ async fn start(
             let (ctx, token) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { caller::run(ctx, token).await.map_err(RuntimeError::from) });
         }
-        Role::Finalizer | Role::Sms => {}
+        Role::Finalizer => {
+            let (ctx, token) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { finalizer::run(ctx, token).await.map_err(RuntimeError::from) });
+        }
+        Role::Sms => {}
     }
     Ok(())
 }

@@ -1,14 +1,19 @@
 //! The `config` bucket, kept in step with the store by the api role: workers in other processes
-//! read the call script (and, later, rules and encrypted credentials) from NATS, never from the
-//! api's embedded database.
+//! read the call script and the qualification rules (and, later, encrypted credentials) from NATS,
+//! never from the api's embedded database.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::bus::{self, BusError};
+use crate::domain::qualification::Rules;
 use crate::domain::script::Script;
 use crate::runtime::Context;
 use crate::store::{Store, StoreError};
 
-/// The key of the call script in the `config` bucket.
+/// Keys in the `config` bucket, and of the settings in the store.
 pub const SCRIPT_KEY: &str = "script";
+pub const RULES_KEY: &str = "rules";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SharedConfigError {
@@ -18,14 +23,23 @@ pub enum SharedConfigError {
     Bus(#[from] BusError),
 }
 
-/// Publishes the saved script (saving the default on a first start) to the `config` bucket.
-pub async fn publish_script(ctx: &Context, store: &Store) -> Result<Script, SharedConfigError> {
-    let script = match store.script().await? {
-        Some(script) => script,
+/// Publishes the saved script and rules (saving the defaults on a first start) to the bucket.
+pub async fn publish(ctx: &Context, store: &Store) -> Result<(), SharedConfigError> {
+    publish_one::<Script>(ctx, store, SCRIPT_KEY).await?;
+    publish_one::<Rules>(ctx, store, RULES_KEY).await?;
+    Ok(())
+}
+
+async fn publish_one<T>(ctx: &Context, store: &Store, key: &str) -> Result<T, SharedConfigError>
+where
+    T: Default + Serialize + DeserializeOwned,
+{
+    let value = match store.setting::<T>(key).await? {
+        Some(value) => value,
         None => {
-            let script = Script::default();
-            store.save_script(&script, "leadq (default)").await?;
-            script
+            let value = T::default();
+            store.save_setting(key, &value, "leadq (default)").await?;
+            value
         }
     };
     let config = ctx
@@ -34,10 +48,32 @@ pub async fn publish_script(ctx: &Context, store: &Store) -> Result<Script, Shar
         .get_key_value(bus::bucket::CONFIG)
         .await
         .map_err(|e| BusError::jetstream("bucket config", e))?;
-    let body = serde_json::to_vec(&script).map_err(|e| BusError::jetstream("script encode", e))?;
+    let body = serde_json::to_vec(&value).map_err(|e| BusError::jetstream(format!("{key} encode"), e))?;
     config
-        .put(SCRIPT_KEY, body.into())
+        .put(key, body.into())
         .await
         .map_err(|e| BusError::jetstream("config put", e))?;
-    Ok(script)
+    Ok(value)
+}
+
+/// The value in the bucket, or the default when none was published (or it is unreadable).
+async fn current<T: Default + DeserializeOwned>(ctx: &Context, key: &str) -> T {
+    let stored = match ctx.bus.js.get_key_value(bus::bucket::CONFIG).await {
+        Ok(config) => config.get(key).await.ok().flatten(),
+        Err(err) => {
+            tracing::warn!(%err, key, "config bucket unavailable; using the default");
+            None
+        }
+    };
+    stored
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+pub async fn current_script(ctx: &Context) -> Script {
+    current(ctx, SCRIPT_KEY).await
+}
+
+pub async fn current_rules(ctx: &Context) -> Rules {
+    current(ctx, RULES_KEY).await
 }

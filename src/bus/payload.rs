@@ -142,8 +142,9 @@ pub struct LeadFinalized {
 impl Payload for LeadFinalized {
     const SUBJECT: &'static str = subject::LEAD_FINALIZED;
     const VERSION: u16 = 1;
+    /// Apart from `lead.received`'s id: the stream deduplicates across its subjects.
     fn msg_id(&self) -> String {
-        self.lead_id.to_string()
+        format!("{}:finalized", self.lead_id)
     }
 }
 

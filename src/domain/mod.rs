@@ -4,6 +4,7 @@ pub mod answers;
 pub mod calling_hours;
 pub mod lead;
 pub mod notification;
+pub mod qualification;
 pub mod script;
 
 pub use lead::{Lead, LeadError, Phone};

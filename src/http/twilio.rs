@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::bus::{self, Activity, CallAnswer, CallCompleted};
+use crate::bus::{Activity, CallAnswer, CallCompleted};
 use crate::calls::{CallBook, CallPhase, DoNotContact, HeardAnswer};
 use crate::domain::script::Script;
 use crate::runtime::Context;
@@ -96,20 +96,6 @@ impl IntoResponse for TwiML {
     }
 }
 
-/// The script the api keeps in the `config` bucket, or the default when none was saved.
-async fn current_script(ctx: &Context) -> Script {
-    let stored = match ctx.bus.js.get_key_value(bus::bucket::CONFIG).await {
-        Ok(config) => config.get(crate::shared_config::SCRIPT_KEY).await.ok().flatten(),
-        Err(err) => {
-            tracing::warn!(%err, "config bucket unavailable; using the default script");
-            None
-        }
-    };
-    stored
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
 fn action_url(ctx: &Context, path: &str, lead_id: Uuid) -> String {
     format!(
         "{}/webhooks/twilio/{path}?lead={lead_id}",
@@ -156,7 +142,7 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
         tracing::warn!(%lead_id, "call-start for a call leadq does not know; hanging up");
         return Ok(TwiML(twiml::render(&[Verb::Hangup])));
     };
-    let script = current_script(&ctx).await;
+    let script = crate::shared_config::current_script(&ctx).await;
     let verbs = if machine {
         vec![Verb::Pause(1), Verb::Say(script.voicemail.clone()), Verb::Hangup]
     } else {
@@ -207,7 +193,7 @@ enum Step {
 async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
-    let script = current_script(&ctx).await;
+    let script = crate::shared_config::current_script(&ctx).await;
     let question = script.question(n).ok_or(ApiError::NotFound)?.clone();
     let speech = request
         .param("SpeechResult")

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
@@ -13,7 +14,6 @@ use surrealdb::types::RecordId;
 
 use crate::bus::Activity;
 use crate::config::{DbLocation, Settings};
-use crate::domain::script::Script;
 
 const SCHEMA: &str = include_str!("schema.surql");
 const NAMESPACE: &str = "leadq";
@@ -35,6 +35,19 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Surreal<Any>,
+}
+
+/// A finished lead as the finalizer records it.
+#[derive(Debug, Clone)]
+pub struct FinalizedLead {
+    pub lead: crate::bus::LeadReceived,
+    pub call: crate::bus::CallCompleted,
+    pub answers: Vec<crate::domain::answers::Interpretation>,
+    pub score: u8,
+    pub verdict: String,
+    pub reasons: Vec<String>,
+    pub placed_at: Option<time::OffsetDateTime>,
+    pub finalized_at: time::OffsetDateTime,
 }
 
 /// An activity log row as the API shows it.
@@ -110,9 +123,14 @@ impl Store {
         Ok(())
     }
 
-    /// The saved call script, if an admin (or the first start) saved one.
-    pub async fn script(&self) -> Result<Option<Script>, StoreError> {
-        let mut response = self.db.query("SELECT VALUE body FROM script:current").await?.check()?;
+    /// A saved setting (`script`, `rules`), if an admin (or the first start) saved one.
+    pub async fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let mut response = self
+            .db
+            .query("SELECT VALUE body FROM $id")
+            .bind(("id", RecordId::new("setting", key.to_owned())))
+            .await?
+            .check()?;
         let bodies: Vec<serde_json::Value> = response.take(0)?;
         Ok(bodies
             .into_iter()
@@ -120,15 +138,73 @@ impl Store {
             .and_then(|body| serde_json::from_value(body).ok()))
     }
 
-    pub async fn save_script(&self, script: &Script, by: &str) -> Result<(), StoreError> {
-        let body = serde_json::to_value(script).map_err(|e| StoreError::Encode(e.to_string()))?;
+    pub async fn save_setting<T: Serialize>(&self, key: &str, value: &T, by: &str) -> Result<(), StoreError> {
+        let body = serde_json::to_value(value).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.db
-            .query("UPSERT script:current SET body = $body, updated_at = time::now(), updated_by = $by")
+            .query("UPSERT $id SET body = $body, updated_at = time::now(), updated_by = $by")
+            .bind(("id", RecordId::new("setting", key.to_owned())))
             .bind(("body", body))
             .bind(("by", by.to_owned()))
             .await?
             .check()?;
         Ok(())
+    }
+
+    /// Writes the lead and its call by upsert on their ids: finalizing again rewrites, never adds.
+    pub async fn save_finalized(&self, record: &FinalizedLead) -> Result<(), StoreError> {
+        let encode = |e: serde_json::Error| StoreError::Encode(e.to_string());
+        let rfc3339 = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
+        let lead = &record.lead;
+        let intake = &lead.timestamps;
+        // Speed to lead: from the submission (or the inbox) to the call placed, in seconds.
+        let clock_start = lead.lead.received_at.or(intake.inbox_at).unwrap_or(intake.seen_at);
+        let speed_to_lead = record.placed_at.map(|placed| (placed - clock_start).as_seconds_f64());
+        let timestamps = serde_json::json!({
+            "submitted_at": lead.lead.received_at.and_then(rfc3339),
+            "inbox_at": intake.inbox_at.and_then(rfc3339),
+            "seen_at": rfc3339(intake.seen_at),
+            "published_at": rfc3339(intake.published_at),
+            "call_placed_at": record.placed_at.and_then(rfc3339),
+            "finalized_at": rfc3339(record.finalized_at),
+            "speed_to_lead_secs": speed_to_lead,
+        });
+        let lead_id = RecordId::new("lead", lead.lead_id.to_string());
+        self.db
+            .query(
+                "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
+                 reasons = $reasons, timestamps = $timestamps, source = $source, \
+                 crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
+                 UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
+                 duration_secs = $duration, answered_by = $answered_by",
+            )
+            .bind(("lead", lead_id))
+            .bind(("contact", serde_json::to_value(&lead.lead).map_err(encode)?))
+            .bind(("answers", serde_json::to_value(&record.answers).map_err(encode)?))
+            .bind(("score", i64::from(record.score)))
+            .bind(("verdict", record.verdict.clone()))
+            .bind(("reasons", record.reasons.clone()))
+            .bind(("timestamps", timestamps))
+            .bind(("source", serde_json::to_value(lead.source).map_err(encode)?))
+            .bind(("call", RecordId::new("call", record.call.call_sid.clone())))
+            .bind(("call_sid", record.call.call_sid.clone()))
+            .bind(("status", record.call.status.clone()))
+            .bind(("duration", record.call.duration_secs.map(i64::from)))
+            .bind(("answered_by", record.call.answered_by.clone()))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// A finished lead's record as stored, for the API and tests.
+    pub async fn lead(&self, lead_id: uuid::Uuid) -> Result<Option<serde_json::Value>, StoreError> {
+        let mut response = self
+            .db
+            .query("SELECT *, record::id(id) AS id FROM $lead")
+            .bind(("lead", RecordId::new("lead", lead_id.to_string())))
+            .await?
+            .check()?;
+        let rows: Vec<serde_json::Value> = response.take(0)?;
+        Ok(rows.into_iter().next())
     }
 
     /// The newest entries first.

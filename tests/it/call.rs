@@ -407,3 +407,108 @@ async fn a_lead_outside_its_calling_hours_is_deferred_not_called() {
         "opens at the window's start there"
     );
 }
+
+/// Email-free end to end from the bus: the call, then the finalizer's record and `lead.finalized`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finalized_each() {
+    let agent = Agent::start(true).await;
+    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    let cases = [
+        (
+            "+14155550180",
+            Persona::answers(&[
+                "a private office",
+                "six of us",
+                "next month",
+                "two grand a month",
+                "yes that's me",
+            ]),
+            "qualified",
+        ),
+        (
+            "+14155550181",
+            Persona::answers(&[
+                "hot desk",
+                "just me",
+                "in two years",
+                "a hundred dollars",
+                "no my boss decides",
+            ]),
+            "unqualified",
+        ),
+        ("+14155550182", Persona::Machine, "voicemail"),
+        ("+14155550183", Persona::Busy, "no_answer"),
+        (
+            "+14155550184",
+            Persona::answers(&["", "", "", "", "", "", "", "", "", ""]),
+            "no_answer",
+        ),
+    ];
+    let mut leads = Vec::new();
+    for (phone, persona, _) in &cases {
+        agent.twilio.set_persona(phone, persona.clone());
+        let lead = lead("Ada", phone);
+        agent.bus().publish(&lead).await.expect("publish");
+        leads.push(lead);
+    }
+    eventually(Duration::from_secs(30), "every lead finalized", || async {
+        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .len()
+            >= cases.len()
+    })
+    .await;
+    let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
+    assert_eq!(finalized.len(), cases.len(), "{finalized:?}");
+    let store = agent.ctx.store.clone().expect("store");
+    for (lead, (_, _, verdict)) in leads.iter().zip(&cases) {
+        let done = finalized
+            .iter()
+            .find(|f| f.lead_id == lead.lead_id)
+            .expect("lead.finalized");
+        assert_eq!(done.verdict, *verdict, "{done:?}");
+        let record = store.lead(lead.lead_id).await.expect("read").expect("a record");
+        assert_eq!(record["verdict"], *verdict);
+        assert_eq!(record["contact"]["phone"], lead.lead.phone.as_str());
+        assert!(!record["reasons"].as_array().expect("reasons").is_empty());
+    }
+    let qualified = store.lead(leads[0].lead_id).await.expect("read").expect("record");
+    let answers = qualified["answers"].as_array().expect("answers");
+    let value_of = |id: &str| answers.iter().find(|a| a["question"] == id).map(|a| a["value"].clone());
+    assert_eq!(value_of("space_type"), Some(serde_json::json!("private_office")));
+    assert_eq!(value_of("team_size"), Some(serde_json::json!(6)));
+    assert_eq!(value_of("budget"), Some(serde_json::json!(2000)));
+    assert_eq!(value_of("decision_maker"), Some(serde_json::json!(true)));
+    assert_eq!(qualified["score"], 100);
+    assert!(
+        qualified["timestamps"]["speed_to_lead_secs"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0),
+        "{qualified}"
+    );
+    assert_eq!(qualified["crm_sync"], "pending");
+
+    // A redelivered call.completed rewrites the same record and publishes nothing new.
+    let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.clone())
+        .await
+        .expect("finalizer");
+    let completed: Vec<CallCompleted> = agent.calls_stream().await;
+    let again = completed
+        .iter()
+        .find(|c| c.lead_id == leads[0].lead_id)
+        .expect("completed")
+        .clone();
+    let delivery = Delivery {
+        payload: again,
+        attempt: 2,
+        stream_sequence: 1,
+        msg_id: None,
+    };
+    assert_eq!(finalizer.handle(&delivery).await, Outcome::Done);
+    assert_eq!(
+        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .len(),
+        cases.len()
+    );
+}

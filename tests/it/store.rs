@@ -114,43 +114,43 @@ async fn activity_published_on_the_bus_lands_in_the_store() {
 }
 
 #[tokio::test]
-async fn the_saved_script_reaches_the_config_bucket_and_a_first_start_saves_the_default() {
+async fn saved_settings_reach_the_config_bucket_and_a_first_start_saves_the_defaults() {
+    use leadq::domain::qualification::Rules;
     use leadq::domain::script::Script;
+    use leadq::shared_config::{RULES_KEY, SCRIPT_KEY};
     let nats = NatsServer::start();
     let ctx = leadq::runtime::Context::build(nats.settings(), true)
         .await
         .expect("context");
     let store = ctx.store.clone().expect("store");
-    let config = ctx
-        .bus
-        .js
-        .get_key_value(leadq::bus::bucket::CONFIG)
-        .await
-        .expect("config bucket");
-    let read = || async {
-        let bytes = config
-            .get(leadq::shared_config::SCRIPT_KEY)
-            .await
-            .expect("get")
-            .expect("script in the bucket");
-        serde_json::from_slice::<Script>(&bytes).expect("a script")
-    };
 
-    leadq::shared_config::publish_script(&ctx, &store)
-        .await
-        .expect("publish");
-    assert_eq!(read().await, Script::default());
+    leadq::shared_config::publish(&ctx, &store).await.expect("publish");
+    assert_eq!(leadq::shared_config::current_script(&ctx).await, Script::default());
     assert_eq!(
-        store.script().await.expect("load"),
+        store.setting::<Script>(SCRIPT_KEY).await.expect("load"),
         Some(Script::default()),
-        "the default was saved"
+        "saved"
+    );
+    assert_eq!(
+        store.setting::<Rules>(RULES_KEY).await.expect("load"),
+        Some(Rules::default()),
+        "saved"
     );
 
     let mut edited = Script::default();
     edited.greeting = "Hello {name}, Mesh Cowork here.".into();
-    store.save_script(&edited, "admin").await.expect("save");
-    leadq::shared_config::publish_script(&ctx, &store)
+    store.save_setting(SCRIPT_KEY, &edited, "admin").await.expect("save");
+    let rules = Rules {
+        min_team_size: 3,
+        ..Rules::default()
+    };
+    store.save_setting(RULES_KEY, &rules, "admin").await.expect("save");
+    leadq::shared_config::publish(&ctx, &store)
         .await
         .expect("publish again");
-    assert_eq!(read().await.greeting, "Hello {name}, Mesh Cowork here.");
+    assert_eq!(
+        leadq::shared_config::current_script(&ctx).await.greeting,
+        "Hello {name}, Mesh Cowork here."
+    );
+    assert_eq!(leadq::shared_config::current_rules(&ctx).await.min_team_size, 3);
 }

@@ -1,0 +1,163 @@
+//! The finalizer: `call.completed` to a verdict, the lead's record in the store, and
+//! `lead.finalized`. It reads the answers from the call's `calls` entry, reads each one with the
+//! answer types of the script, applies the rules, and writes the lead and its call by upsert on
+//! their ids, so a redelivered `call.completed` rewrites the same record and publishes the same
+//! `lead.finalized` (deduplicated by the stream) instead of doing anything twice.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::agent::AgentStateStore;
+use crate::bus::{self, Activity, BusError, CallCompleted, Delivery, LeadFinalized, Outcome};
+use crate::calls::{CallBook, CallState};
+use crate::domain::answers::{Interpretation, interpret};
+use crate::domain::qualification::{Assessment, CallEnd, assess};
+use crate::domain::script::Script;
+use crate::runtime::Context;
+use crate::shared_config;
+use crate::store::{FinalizedLead, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FinalizerError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the finalizer needs the store (run it in a process with LEADQ_DB)")]
+    NoStore,
+}
+
+pub struct Finalizer {
+    ctx: Context,
+    store: Store,
+    book: CallBook,
+}
+
+/// Each answer as heard, read with the script's answer types; unanswered questions are kept as
+/// not captured, so the record always lists the whole script.
+fn read_answers(script: &Script, state: &CallState, day: jiff::civil::Date) -> Vec<Interpretation> {
+    script
+        .questions
+        .iter()
+        .map(|question| match state.answer(&question.id) {
+            Some(heard) if heard.captured => interpret(question, heard.speech.as_deref().unwrap_or(""), day),
+            Some(heard) => Interpretation {
+                question: question.id.clone(),
+                raw: heard.speech.clone().unwrap_or_default(),
+                value: serde_json::Value::Null,
+                captured: false,
+            },
+            None => Interpretation {
+                question: question.id.clone(),
+                raw: String::new(),
+                value: serde_json::Value::Null,
+                captured: false,
+            },
+        })
+        .collect()
+}
+
+impl Finalizer {
+    pub async fn new(ctx: Context) -> Result<Self, FinalizerError> {
+        let store = ctx.store.clone().ok_or(FinalizerError::NoStore)?;
+        let book = CallBook::open(&ctx.bus.js).await?;
+        Ok(Self { ctx, store, book })
+    }
+
+    /// One finished call; public so tests can drive it without the consume loop.
+    pub async fn handle(&self, delivery: &Delivery<CallCompleted>) -> Outcome {
+        let completed = &delivery.payload;
+        let span = tracing::info_span!("finalize", lead_id = %completed.lead_id, status = %completed.status);
+        match self.finalize(completed).instrument(span).await {
+            Ok(outcome) => outcome,
+            Err(err) => Outcome::Retry {
+                after: Duration::from_secs(5),
+                reason: err.to_string(),
+            },
+        }
+    }
+
+    async fn finalize(&self, completed: &CallCompleted) -> Result<Outcome, FinalizerError> {
+        let Some((state, _)) = self.book.get(completed.lead_id).await? else {
+            return Ok(Outcome::Poison(format!(
+                "no call entry for lead {} (expired or never placed)",
+                completed.lead_id
+            )));
+        };
+        let Some(intake) = state.intake.clone().map(|boxed| *boxed) else {
+            return Ok(Outcome::Poison(format!(
+                "the call entry of lead {} has no lead details",
+                completed.lead_id
+            )));
+        };
+        let script = shared_config::current_script(&self.ctx).await;
+        let rules = shared_config::current_rules(&self.ctx).await;
+        let finalized_at = OffsetDateTime::now_utc();
+        let call_day = jiff::Timestamp::from_second(state.placed_at.unwrap_or(finalized_at).unix_timestamp())
+            .map(|t| {
+                t.to_zoned_datetime(self.ctx.settings.calling_hours.fallback.clone())
+                    .date()
+            })
+            .unwrap_or_else(|_| jiff::ZonedDateTime::now().date());
+        let answers = read_answers(&script, &state, call_day);
+        let end = CallEnd {
+            status: &completed.status,
+            answered_by: completed.answered_by.as_deref(),
+        };
+        let Assessment {
+            score,
+            verdict,
+            reasons,
+        } = assess(&rules, &answers, end, call_day);
+        let record = FinalizedLead {
+            lead: intake.clone(),
+            call: completed.clone(),
+            answers,
+            score,
+            verdict: verdict.as_str().to_owned(),
+            reasons,
+            placed_at: state.placed_at,
+            finalized_at,
+        };
+        self.store.save_finalized(&record).await?;
+        let message = LeadFinalized {
+            lead_id: intake.lead_id,
+            phone: intake.lead.phone.as_str().to_owned(),
+            name: intake.lead.name.clone().unwrap_or_default(),
+            email: intake.lead.email.clone(),
+            verdict: verdict.as_str().to_owned(),
+            score,
+        };
+        self.ctx.bus.publish(&message).await?;
+        let mut entry = Activity::new(
+            "lead.finalized",
+            "finalizer",
+            format!("{}: score {score}", verdict.as_str()),
+        );
+        entry.lead_id = Some(intake.lead_id);
+        if let Err(err) = self.ctx.bus.publish(&entry).await {
+            tracing::warn!(%err, "activity entry not published");
+        }
+        tracing::info!(verdict = verdict.as_str(), score, "lead finalized");
+        Ok(Outcome::Done)
+    }
+}
+
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), FinalizerError> {
+    let finalizer = &Finalizer::new(ctx.clone()).await?;
+    let gate = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
+    let handler = |delivery: Delivery<CallCompleted>| async move { finalizer.handle(&delivery).await };
+    bus::consume(
+        &ctx.bus,
+        bus::stream::CALLS,
+        bus::consumer::FINALIZER,
+        Some(gate),
+        handler,
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
