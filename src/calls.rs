@@ -188,6 +188,15 @@ impl DoNotContact {
         Ok(())
     }
 
+    /// START: the number may be contacted again.
+    pub async fn remove(&self, phone: &str) -> Result<(), BusError> {
+        self.kv
+            .purge(Self::key(phone))
+            .await
+            .map_err(|e| BusError::jetstream("dnc purge", e))?;
+        Ok(())
+    }
+
     pub async fn contains(&self, phone: &str) -> Result<bool, BusError> {
         let entry = self
             .kv

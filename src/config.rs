@@ -62,6 +62,8 @@ struct RawSettings {
     twilio_api_base: String,
     twilio: RawTwilio,
     calling_hours: RawCallingHours,
+    calendly_url: String,
+    sms_template: String,
 }
 
 impl Default for RawSettings {
@@ -86,6 +88,8 @@ impl Default for RawSettings {
             twilio_api_base: "https://api.twilio.com".into(),
             twilio: RawTwilio::default(),
             calling_hours: RawCallingHours::default(),
+            calendly_url: "https://calendly.com/meshcowork/tour".into(),
+            sms_template: "Hi {name}, thanks for your interest in Mesh Cowork! Book your tour here: {link}".into(),
         }
     }
 }
@@ -309,6 +313,10 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     /// Leads are called only inside this window of their local time.
     pub calling_hours: crate::domain::calling_hours::CallingHours,
+    /// The booking page the SMS links to, prefilled with the lead's name and email.
+    pub calendly_url: Url,
+    /// The SMS text; `{name}` and `{link}` are filled in.
+    pub sms_template: String,
 }
 
 impl Settings {
@@ -395,6 +403,14 @@ impl Settings {
         })?;
         let imap = validate_imap(raw.imap)?;
         let calling_hours = validate_calling_hours(&raw.calling_hours)?;
+        let calendly_url = Url::parse(&raw.calendly_url)
+            .map_err(|e| invalid("LEADQ_CALENDLY_URL", format!("`{}`: {e}", raw.calendly_url)))?;
+        if !raw.sms_template.contains("{link}") {
+            return Err(invalid(
+                "LEADQ_SMS_TEMPLATE",
+                "must contain {link}, where the booking link goes".into(),
+            ));
+        }
         let twilio = TwilioSettings {
             api_base: Url::parse(&raw.twilio_api_base)
                 .map_err(|e| invalid("LEADQ_TWILIO_API_BASE", format!("`{}`: {e}", raw.twilio_api_base)))?,
@@ -430,6 +446,8 @@ impl Settings {
             imap,
             twilio,
             calling_hours,
+            calendly_url,
+            sms_template: raw.sms_template,
         })
     }
 }

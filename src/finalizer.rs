@@ -130,6 +130,7 @@ impl Finalizer {
             email: intake.lead.email.clone(),
             verdict: verdict.as_str().to_owned(),
             score,
+            campaign_id: intake.lead.campaign_id.clone(),
         };
         self.ctx.bus.publish(&message).await?;
         let mut entry = Activity::new(

@@ -16,6 +16,7 @@
 //! - [`agent`]: the run state (running, paused, stopped) every role watches.
 //! - [`shared_config`]: the `config` bucket kept in step with the store (the call script).
 //! - [`finalizer`]: `call.completed` to verdict, the lead's record and `lead.finalized`.
+//! - [`sms`]: `lead.finalized` to one SMS with the booking link.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
@@ -33,6 +34,7 @@ pub mod http;
 pub mod poller;
 pub mod runtime;
 pub mod shared_config;
+pub mod sms;
 pub mod store;
 pub mod telemetry;
 pub mod twilio;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{self, Bus, BusError};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
-use crate::{activity, caller, finalizer, http, poller, shared_config};
+use crate::{activity, caller, finalizer, http, poller, shared_config, sms};
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -48,8 +48,7 @@ impl Role {
     /// The issue whose landing brings this role's work; `None` once it is built.
     fn pending_issue(self) -> Option<u32> {
         match self {
-            Role::Api | Role::Poller | Role::Caller | Role::Finalizer => None,
-            Role::Sms => Some(5),
+            Role::Api | Role::Poller | Role::Caller | Role::Finalizer | Role::Sms => None,
         }
     }
 }
@@ -79,6 +78,8 @@ pub enum RuntimeError {
     SharedConfig(#[from] shared_config::SharedConfigError),
     #[error(transparent)]
     Finalizer(#[from] finalizer::FinalizerError),
+    #[error(transparent)]
+    Sms(#[from] sms::SmsError),
 }
 
 /// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
@@ -127,9 +128,11 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
             setting: "LEADQ_IMAP__HOST (the lead inbox)",
         });
     }
-    if roles == [Role::Caller] && !twilio_configured(&settings) {
+    if let [role @ (Role::Caller | Role::Sms)] = roles
+        && !twilio_configured(&settings)
+    {
         return Err(RuntimeError::NotConfigured {
-            role: "caller",
+            role: role.name(),
             setting: TWILIO_SETTINGS,
         });
     }
@@ -241,7 +244,13 @@ async fn start(
             let (ctx, token) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { finalizer::run(ctx, token).await.map_err(RuntimeError::from) });
         }
-        Role::Sms => {}
+        Role::Sms if !twilio_configured(&ctx.settings) => {
+            tracing::warn!("Twilio is not configured ({TWILIO_SETTINGS}): the SMS sender is not started; texts wait");
+        }
+        Role::Sms => {
+            let (ctx, token) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { sms::run(ctx, token).await.map_err(RuntimeError::from) });
+        }
     }
     Ok(())
 }

@@ -62,7 +62,8 @@ pub mod bucket {
     pub const AGENT: &str = "agent";
     pub const CONFIG: &str = "config";
     pub const DNC: &str = "dnc";
-    pub const ALL: [&str; 5] = [EMAILS_SEEN, CALLS, AGENT, CONFIG, DNC];
+    pub const SMS: &str = "sms";
+    pub const ALL: [&str; 6] = [EMAILS_SEEN, CALLS, AGENT, CONFIG, DNC, SMS];
 }
 
 /// Header JetStream uses to drop a repeated publish within the stream's duplicate window.

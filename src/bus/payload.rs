@@ -137,6 +137,9 @@ pub struct LeadFinalized {
     pub email: Option<String>,
     pub verdict: String,
     pub score: u8,
+    /// For the booking link's UTM campaign.
+    #[serde(default)]
+    pub campaign_id: Option<String>,
 }
 
 impl Payload for LeadFinalized {

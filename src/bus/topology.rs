@@ -107,6 +107,10 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
             bucket::DNC,
             "Do-not-contact numbers (E.164 digits): never called or texted again",
         ),
+        kv::Config {
+            max_age: 30 * DAY,
+            ..base(bucket::SMS, "SMS state per lead id: sending, then sent with its sid")
+        },
     ]
 }
 

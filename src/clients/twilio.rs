@@ -1,4 +1,4 @@
-//! Twilio's REST API (2010-04-01): place a call, list recent calls to a number. The
+//! Twilio's REST API (2010-04-01): place a call, send an SMS, list recent ones to a number. The
 //! base URL is a setting, so tests point this same client at the stand-in.
 
 use secrecy::{ExposeSecret, SecretString};
@@ -48,6 +48,20 @@ pub struct CallResource {
 #[derive(Debug, Deserialize)]
 struct CallList {
     calls: Vec<CallResource>,
+}
+
+/// The parts of Twilio's Message resource leadq reads.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct MessageResource {
+    pub sid: String,
+    pub to: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageList {
+    messages: Vec<MessageResource>,
 }
 
 /// What a new outbound call needs.
@@ -157,6 +171,24 @@ impl TwilioClient {
             ("Timeout", "30"),
         ];
         self.send(self.http.post(self.url("Calls.json")).form(&form)).await
+    }
+
+    /// `POST Messages.json`: one SMS from the configured number.
+    pub async fn send_sms(&self, to: &str, body: &str) -> Result<MessageResource, TwilioError> {
+        let form = [("To", to), ("From", self.from.as_str()), ("Body", body)];
+        self.send(self.http.post(self.url("Messages.json")).form(&form)).await
+    }
+
+    /// `GET Messages.json?To=`: messages to `to`, newest first; reconciles an ambiguous send.
+    pub async fn messages_to(&self, to: &str) -> Result<Vec<MessageResource>, TwilioError> {
+        let list: MessageList = self
+            .send(
+                self.http
+                    .get(self.url("Messages.json"))
+                    .query(&[("To", to), ("PageSize", "20")]),
+            )
+            .await?;
+        Ok(list.messages)
     }
 
     /// `GET Calls.json?To=`: calls to `to`, newest first; how an ambiguous request is reconciled.

@@ -25,6 +25,7 @@ pub fn routes() -> Router<Context> {
         .route("/webhooks/twilio/call-start", post(call_start))
         .route("/webhooks/twilio/answer/{n}", post(answer))
         .route("/webhooks/twilio/call-status", post(call_status))
+        .route("/webhooks/twilio/sms", post(sms_reply))
 }
 
 /// A webhook whose signature checked out: its query and form parameters.
@@ -293,6 +294,48 @@ async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Resu
     // The message id is the CallSid: a repeated or late callback is dropped by the stream.
     ctx.bus.publish(&completed).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// Replies that opt a number out of every later call and text, as carriers and Twilio define them.
+const OPT_OUT_WORDS: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+];
+const OPT_IN_WORDS: &[&str] = &["START", "UNSTOP"];
+
+/// An SMS reply: STOP and its synonyms list the number at once; START takes it off again.
+async fn sms_reply(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
+    let from = request.param("From").unwrap_or_default().to_owned();
+    let word = request
+        .param("Body")
+        .unwrap_or_default()
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_uppercase();
+    let dnc = DoNotContact::open(&ctx.bus.js).await?;
+    let change = if OPT_OUT_WORDS.contains(&word.as_str()) {
+        dnc.add(&from, "replied STOP by SMS").await?;
+        Some(("lead.opted_out", "replied STOP: no more calls or texts"))
+    } else if OPT_IN_WORDS.contains(&word.as_str()) {
+        dnc.remove(&from).await?;
+        Some(("lead.opted_in", "replied START: may be contacted again"))
+    } else {
+        None
+    };
+    if let Some((kind, summary)) = change {
+        let mut entry = Activity::new(kind, "api", summary);
+        entry.detail = serde_json::json!({ "phone": from });
+        ctx.bus.publish(&entry).await?;
+        tracing::info!(kind, "SMS reply handled");
+    }
+    // Twilio answers STOP/START itself; leadq adds nothing to the conversation.
+    Ok(TwiML(twiml::render(&[])))
 }
 
 #[cfg(test)]

@@ -512,3 +512,97 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
         cases.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
+    let agent = Agent::start(true).await;
+    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::sms::run(agent.ctx.clone(), agent.shutdown.clone()));
+    let phone = "+14155550185";
+    let form = vec![
+        ("fname".to_owned(), "Renée O'Brien".to_owned()),
+        ("email".to_owned(), "renee@example.org".to_owned()),
+        ("phone".to_owned(), phone.to_owned()),
+        ("campaignid".to_owned(), "fall-2026".to_owned()),
+    ];
+    let mut renee = lead("x", phone);
+    renee.lead = Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead");
+    agent.bus().publish(&renee).await.expect("publish");
+    eventually(Duration::from_secs(30), "one SMS", || async {
+        !agent.twilio.messages().is_empty()
+    })
+    .await;
+    let text = agent.twilio.messages()[0].clone();
+    assert_eq!(text.to, phone);
+    assert!(text.body.starts_with("Hi Renée, thanks"), "{}", text.body);
+    let link = text
+        .body
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .expect("a link");
+    let link = url::Url::parse(link).expect("url");
+    let query: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
+    assert_eq!(query["name"], "Renée O'Brien");
+    assert_eq!(query["email"], "renee@example.org");
+    assert_eq!(query["a1"], renee.lead_id.to_string());
+    assert_eq!(query["utm_campaign"], "fall-2026");
+
+    // The same lead.finalized again (a redelivery after a crash): no second text.
+    let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
+    let sender = leadq::sms::SmsSender::new(agent.ctx.clone()).await.expect("sender");
+    let again = Delivery {
+        payload: finalized[0].clone(),
+        attempt: 2,
+        stream_sequence: 1,
+        msg_id: None,
+    };
+    assert_eq!(sender.handle(&again).await, Outcome::Done);
+    assert_eq!(agent.twilio.messages().len(), 1);
+
+    // STOP by SMS: no more calls or texts to the number; START lifts it.
+    let url = format!("{}webhooks/twilio/sms", agent.ctx.settings.public_url);
+    let params = vec![
+        ("From".to_owned(), phone.to_owned()),
+        ("Body".to_owned(), "Stop".to_owned()),
+    ];
+    let signature = leadq::twilio::signature::sign(TOKEN, &url, &params);
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("X-Twilio-Signature", signature)
+        .form(&params)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200);
+    let dnc = DoNotContact::open(&agent.bus().js).await.expect("dnc");
+    assert!(dnc.contains(phone).await.expect("dnc"));
+    let later = lead("Renée", phone);
+    agent.bus().publish(&later).await.expect("publish");
+    let skipped = Delivery {
+        payload: bus::LeadFinalized {
+            lead_id: later.lead_id,
+            ..finalized[0].clone()
+        },
+        attempt: 1,
+        stream_sequence: 1,
+        msg_id: None,
+    };
+    assert_eq!(sender.handle(&skipped).await, Outcome::Done);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(agent.twilio.calls().len(), 1, "called after STOP");
+    assert_eq!(agent.twilio.messages().len(), 1, "texted after STOP");
+
+    let params = vec![
+        ("From".to_owned(), phone.to_owned()),
+        ("Body".to_owned(), "START".to_owned()),
+    ];
+    let signature = leadq::twilio::signature::sign(TOKEN, &url, &params);
+    reqwest::Client::new()
+        .post(&url)
+        .header("X-Twilio-Signature", signature)
+        .form(&params)
+        .send()
+        .await
+        .expect("post");
+    assert!(!dnc.contains(phone).await.expect("dnc"), "START did not lift the block");
+}

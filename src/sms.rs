@@ -1,0 +1,250 @@
+//! The SMS sender: `lead.finalized` to one text with the booking link, prefilled with the lead's
+//! name and email and tagged with the lead id (`a1`) and UTM parameters. The lead's entry in the
+//! `sms` bucket is created as `sending` before the request and set `sent` after it; a redelivery
+//! that finds `sending` looks for the text among Twilio's recent messages to the number before it
+//! sends anything, so a lead is texted once across crashes. Numbers on the do-not-contact list are
+//! never texted.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use url::Url;
+
+use crate::agent::AgentStateStore;
+use crate::bus::{self, Activity, BusError, Delivery, LeadFinalized, Outcome};
+use crate::calls::DoNotContact;
+use crate::clients::twilio::{TwilioClient, TwilioError};
+use crate::runtime::Context;
+
+const QUICK_RETRIES: u32 = 3;
+const QUICK_RETRY_BASE: Duration = Duration::from_millis(300);
+const LATER: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmsError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Twilio(#[from] TwilioError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SmsState {
+    Sending,
+    Sent,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SmsEntry {
+    state: SmsState,
+    sid: Option<String>,
+}
+
+/// The booking link for one lead.
+pub fn booking_link(base: &Url, lead: &LeadFinalized) -> Url {
+    let mut link = base.clone();
+    {
+        let mut query = link.query_pairs_mut();
+        if !lead.name.is_empty() {
+            query.append_pair("name", &lead.name);
+        }
+        if let Some(email) = &lead.email {
+            query.append_pair("email", email);
+        }
+        query
+            .append_pair("a1", &lead.lead_id.to_string())
+            .append_pair("utm_source", "leadq")
+            .append_pair("utm_medium", "sms")
+            .append_pair(
+                "utm_campaign",
+                lead.campaign_id.as_deref().unwrap_or("lead_qualification"),
+            );
+    }
+    link
+}
+
+pub struct SmsSender {
+    ctx: Context,
+    sent: kv::Store,
+    dnc: DoNotContact,
+    twilio: TwilioClient,
+}
+
+impl SmsSender {
+    pub async fn new(ctx: Context) -> Result<Self, SmsError> {
+        let sent = ctx
+            .bus
+            .js
+            .get_key_value(bus::bucket::SMS)
+            .await
+            .map_err(|e| BusError::jetstream("bucket sms", e))?;
+        let dnc = DoNotContact::open(&ctx.bus.js).await?;
+        let twilio = TwilioClient::new(&ctx.settings.twilio)?;
+        Ok(Self { ctx, sent, dnc, twilio })
+    }
+
+    /// One finalized lead; public so tests can drive it without the consume loop.
+    pub async fn handle(&self, delivery: &Delivery<LeadFinalized>) -> Outcome {
+        let lead = &delivery.payload;
+        let span = tracing::info_span!("sms", lead_id = %lead.lead_id, attempt = delivery.attempt);
+        match self.text_once(lead).instrument(span).await {
+            Ok(outcome) => outcome,
+            Err(SmsError::Bus(err)) => Outcome::Retry {
+                after: Duration::from_secs(5),
+                reason: err.to_string(),
+            },
+            Err(SmsError::Twilio(err)) => Outcome::Retry {
+                after: LATER,
+                reason: err.to_string(),
+            },
+        }
+    }
+
+    async fn report(&self, lead: &LeadFinalized, kind: &str, summary: String) {
+        let mut entry = Activity::new(kind, "sms", summary);
+        entry.lead_id = Some(lead.lead_id);
+        if let Err(err) = self.ctx.bus.publish(&entry).await {
+            tracing::warn!(%err, kind, "activity entry not published");
+        }
+    }
+
+    async fn mark(&self, key: &str, state: SmsState, sid: Option<String>) -> Result<(), SmsError> {
+        let body = serde_json::to_vec(&SmsEntry { state, sid }).map_err(|e| BusError::jetstream("sms encode", e))?;
+        self.sent
+            .put(key, body.into())
+            .await
+            .map_err(|e| BusError::jetstream("sms put", e))?;
+        Ok(())
+    }
+
+    async fn text_once(&self, lead: &LeadFinalized) -> Result<Outcome, SmsError> {
+        if self.dnc.contains(&lead.phone).await? {
+            tracing::info!("on the do-not-contact list; not texting");
+            self.report(lead, "sms.skipped", "not texted: on the do-not-contact list".into())
+                .await;
+            return Ok(Outcome::Done);
+        }
+        let key = lead.lead_id.simple().to_string();
+        let link = booking_link(&self.ctx.settings.calendly_url, lead);
+        let existing = self
+            .sent
+            .get(&key)
+            .await
+            .map_err(|e| BusError::jetstream("sms get", e))?;
+        match existing.and_then(|bytes| serde_json::from_slice::<SmsEntry>(&bytes).ok()) {
+            Some(SmsEntry {
+                state: SmsState::Sent, ..
+            }) => {
+                tracing::info!("already texted; nothing to do");
+                return Ok(Outcome::Done);
+            }
+            Some(SmsEntry {
+                state: SmsState::Sending,
+                ..
+            }) => {
+                // An earlier attempt may have sent it: the link carries the lead id.
+                let marker = format!("a1={}", lead.lead_id);
+                let earlier = self.twilio.messages_to(&lead.phone).await?;
+                if let Some(message) = earlier.into_iter().find(|m| m.body.contains(&marker)) {
+                    self.mark(&key, SmsState::Sent, Some(message.sid)).await?;
+                    return Ok(Outcome::Done);
+                }
+            }
+            None => {
+                let body = serde_json::to_vec(&SmsEntry {
+                    state: SmsState::Sending,
+                    sid: None,
+                })
+                .map_err(|e| BusError::jetstream("sms encode", e))?;
+                if let Err(err) = self.sent.create(&key, body.into()).await
+                    && err.kind() != kv::CreateErrorKind::AlreadyExists
+                {
+                    return Err(BusError::jetstream("sms create", err).into());
+                }
+            }
+        }
+        let first_name = lead.name.split_whitespace().next().unwrap_or("there");
+        let text = self
+            .ctx
+            .settings
+            .sms_template
+            .replace("{name}", first_name)
+            .replace("{link}", link.as_str());
+        let mut attempt = 0;
+        loop {
+            match self.twilio.send_sms(&lead.phone, &text).await {
+                Ok(message) => {
+                    self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
+                    tracing::info!(sid = %message.sid, "booking link texted");
+                    self.report(lead, "sms.sent", format!("texted the booking link to {}", lead.phone))
+                        .await;
+                    return Ok(Outcome::Done);
+                }
+                Err(TwilioError::Transient { status, message }) if attempt < QUICK_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(status, %message, attempt, "Twilio busy; retrying");
+                    tokio::time::sleep(QUICK_RETRY_BASE * 2u32.pow(attempt)).await;
+                }
+                Err(TwilioError::Rejected { status, code, message }) => {
+                    let reason = format!("Twilio refused the SMS ({status}, code {code}): {message}");
+                    self.report(lead, "sms.failed", reason.clone()).await;
+                    return Ok(Outcome::Poison(reason));
+                }
+                Err(err) => {
+                    return Ok(Outcome::Retry {
+                        after: LATER,
+                        reason: err.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), SmsError> {
+    let sender = &SmsSender::new(ctx.clone()).await?;
+    let gate = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
+    let handler = |delivery: Delivery<LeadFinalized>| async move { sender.handle(&delivery).await };
+    bus::consume(
+        &ctx.bus,
+        bus::stream::LEADS,
+        bus::consumer::SMS,
+        Some(gate),
+        handler,
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_link_is_prefilled_and_tagged() {
+        let lead = LeadFinalized {
+            lead_id: uuid::Uuid::nil(),
+            phone: "+14155550142".into(),
+            name: "Renée O'Brien".into(),
+            email: Some("renee@example.org".into()),
+            verdict: "qualified".into(),
+            score: 100,
+            campaign_id: Some("fall-2026".into()),
+        };
+        let link = booking_link(&Url::parse("https://calendly.com/meshcowork/tour").expect("url"), &lead);
+        let query: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
+        assert_eq!(query["name"], "Renée O'Brien");
+        assert_eq!(query["email"], "renee@example.org");
+        assert_eq!(query["a1"], uuid::Uuid::nil().to_string());
+        assert_eq!(
+            (query["utm_source"].as_str(), query["utm_medium"].as_str()),
+            ("leadq", "sms")
+        );
+        assert_eq!(query["utm_campaign"], "fall-2026");
+    }
+}
