@@ -64,6 +64,8 @@ struct RawSettings {
     calling_hours: RawCallingHours,
     calendly_url: String,
     sms_template: String,
+    airtable_api_base: String,
+    airtable: RawAirtable,
 }
 
 impl Default for RawSettings {
@@ -90,6 +92,8 @@ impl Default for RawSettings {
             calling_hours: RawCallingHours::default(),
             calendly_url: "https://calendly.com/meshcowork/tour".into(),
             sms_template: "Hi {name}, thanks for your interest in Mesh Cowork! Book your tour here: {link}".into(),
+            airtable_api_base: "https://api.airtable.com".into(),
+            airtable: RawAirtable::default(),
         }
     }
 }
@@ -127,6 +131,43 @@ impl Default for RawImap {
             retry_max: "60s".into(),
         }
     }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct RawAirtable {
+    token: Option<String>,
+    base_id: Option<String>,
+    table: String,
+    fields: std::collections::BTreeMap<String, String>,
+    poll: String,
+}
+
+impl Default for RawAirtable {
+    fn default() -> Self {
+        Self {
+            token: None,
+            base_id: None,
+            table: "Leads".into(),
+            fields: Default::default(),
+            poll: "5s".into(),
+        }
+    }
+}
+
+/// Airtable, the CRM: where finalized leads are upserted on their lead id.
+#[derive(Debug, Clone)]
+pub struct AirtableSettings {
+    /// `LEADQ_AIRTABLE_API_BASE`: Airtable's API, or a stand-in in tests.
+    pub api_base: Url,
+    /// A personal access token with write access to the base.
+    pub token: Option<SecretString>,
+    pub base_id: Option<String>,
+    pub table: String,
+    /// Column name for each lead field, the defaults overridden by `LEADQ_AIRTABLE__FIELDS__<FIELD>`.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// How often unsynced leads are looked for, besides after each finalized lead.
+    pub poll: Duration,
 }
 
 /// The calling window, in each lead's own time zone.
@@ -317,6 +358,7 @@ pub struct Settings {
     pub calendly_url: Url,
     /// The SMS text; `{name}` and `{link}` are filled in.
     pub sms_template: String,
+    pub airtable: AirtableSettings,
 }
 
 impl Settings {
@@ -405,6 +447,25 @@ impl Settings {
         let calling_hours = validate_calling_hours(&raw.calling_hours)?;
         let calendly_url = Url::parse(&raw.calendly_url)
             .map_err(|e| invalid("LEADQ_CALENDLY_URL", format!("`{}`: {e}", raw.calendly_url)))?;
+        let mut fields = crate::crm::default_fields();
+        for (field, column) in raw.airtable.fields {
+            if !fields.contains_key(&field) {
+                return Err(invalid(
+                    "LEADQ_AIRTABLE__FIELDS",
+                    format!("`{field}` is not a lead field"),
+                ));
+            }
+            fields.insert(field, column);
+        }
+        let airtable = AirtableSettings {
+            api_base: Url::parse(&raw.airtable_api_base)
+                .map_err(|e| invalid("LEADQ_AIRTABLE_API_BASE", format!("`{}`: {e}", raw.airtable_api_base)))?,
+            token: raw.airtable.token.filter(|t| !t.is_empty()).map(SecretString::from),
+            base_id: raw.airtable.base_id.filter(|b| !b.is_empty()),
+            table: raw.airtable.table,
+            fields,
+            poll: duration("LEADQ_AIRTABLE__POLL", &raw.airtable.poll)?,
+        };
         if !raw.sms_template.contains("{link}") {
             return Err(invalid(
                 "LEADQ_SMS_TEMPLATE",
@@ -448,6 +509,7 @@ impl Settings {
             calling_hours,
             calendly_url,
             sms_template: raw.sms_template,
+            airtable,
         })
     }
 }

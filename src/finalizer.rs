@@ -10,9 +10,15 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use crate::agent::AgentStateStore;
 use crate::bus::{self, Activity, BusError, CallCompleted, Delivery, LeadFinalized, Outcome};
 use crate::calls::{CallBook, CallState};
+use crate::clients::airtable::AirtableClient;
+use crate::crm::CrmSync;
 use crate::domain::answers::{Interpretation, interpret};
 use crate::domain::qualification::{Assessment, CallEnd, assess};
 use crate::domain::script::Script;
@@ -34,6 +40,8 @@ pub struct Finalizer {
     ctx: Context,
     store: Store,
     book: CallBook,
+    /// Nudges the CRM sync after each record, so a lead reaches Airtable at once.
+    crm_wake: Arc<Notify>,
 }
 
 /// Each answer as heard, read with the script's answer types; unanswered questions are kept as
@@ -64,7 +72,12 @@ impl Finalizer {
     pub async fn new(ctx: Context) -> Result<Self, FinalizerError> {
         let store = ctx.store.clone().ok_or(FinalizerError::NoStore)?;
         let book = CallBook::open(&ctx.bus.js).await?;
-        Ok(Self { ctx, store, book })
+        Ok(Self {
+            ctx,
+            store,
+            book,
+            crm_wake: Arc::new(Notify::new()),
+        })
     }
 
     /// One finished call; public so tests can drive it without the consume loop.
@@ -123,6 +136,7 @@ impl Finalizer {
             finalized_at,
         };
         self.store.save_finalized(&record).await?;
+        self.crm_wake.notify_one();
         let message = LeadFinalized {
             lead_id: intake.lead_id,
             phone: intake.lead.phone.as_str().to_owned(),
@@ -149,6 +163,27 @@ impl Finalizer {
 
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), FinalizerError> {
     let finalizer = &Finalizer::new(ctx.clone()).await?;
+    let airtable = &ctx.settings.airtable;
+    let merge_on = airtable.fields.get("lead_id").map(String::as_str).unwrap_or("Lead ID");
+    match AirtableClient::new(
+        &airtable.api_base,
+        airtable.token.as_ref(),
+        airtable.base_id.as_deref(),
+        &airtable.table,
+        merge_on,
+    ) {
+        Ok(client) => {
+            let sync = CrmSync {
+                store: finalizer.store.clone(),
+                bus: ctx.bus.clone(),
+                airtable: client,
+                columns: airtable.fields.clone(),
+                poll: airtable.poll,
+            };
+            tokio::spawn(sync.run(finalizer.crm_wake.clone(), shutdown.clone()));
+        }
+        Err(err) => tracing::warn!(%err, "no CRM sync: finalized leads stay `pending` in the store"),
+    }
     let gate = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
     let handler = |delivery: Delivery<CallCompleted>| async move { finalizer.handle(&delivery).await };
     bus::consume(

@@ -17,6 +17,7 @@
 //! - [`shared_config`]: the `config` bucket kept in step with the store (the call script).
 //! - [`finalizer`]: `call.completed` to verdict, the lead's record and `lead.finalized`.
 //! - [`sms`]: `lead.finalized` to one SMS with the booking link.
+//! - [`crm`]: finalized leads to Airtable, batched, rate limited, replayed after outages.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
@@ -28,6 +29,7 @@ pub mod calls;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod crm;
 pub mod domain;
 pub mod finalizer;
 pub mod http;

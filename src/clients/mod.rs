@@ -1,3 +1,4 @@
-//! Typed HTTP clients of outside services; each takes its base URL from the settings.
+//! Typed HTTP clients of outside services (Twilio, Airtable); each takes its base URL from the settings.
 
+pub mod airtable;
 pub mod twilio;

@@ -172,7 +172,7 @@ impl Store {
         self.db
             .query(
                 "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
-                 reasons = $reasons, timestamps = $timestamps, source = $source, \
+                 reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
                  crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
                  UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
                  duration_secs = $duration, answered_by = $answered_by",
@@ -190,6 +190,32 @@ impl Store {
             .bind(("status", record.call.status.clone()))
             .bind(("duration", record.call.duration_secs.map(i64::from)))
             .bind(("answered_by", record.call.answered_by.clone()))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// Finalized leads not yet in the CRM (pending, or unsynced after a failure), oldest first.
+    pub async fn unsynced_leads(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut response = self
+            .db
+            .query(
+                "SELECT *, record::id(id) AS id FROM lead WHERE crm_sync IN ['pending', 'unsynced'] \
+                 ORDER BY timestamps.finalized_at LIMIT $limit",
+            )
+            .bind(("limit", i64::from(limit)))
+            .await?
+            .check()?;
+        Ok(response.take(0)?)
+    }
+
+    /// Sets the CRM sync state of these leads (`synced`, `unsynced`, `rejected`).
+    pub async fn mark_crm(&self, lead_ids: &[String], state: &str) -> Result<(), StoreError> {
+        let ids: Vec<RecordId> = lead_ids.iter().map(|id| RecordId::new("lead", id.clone())).collect();
+        self.db
+            .query("UPDATE $ids SET crm_sync = $state")
+            .bind(("ids", ids))
+            .bind(("state", state.to_owned()))
             .await?
             .check()?;
         Ok(())

@@ -9,6 +9,7 @@ use leadq::caller::Caller;
 use leadq::calls::{CallBook, CallPhase, DoNotContact};
 use leadq::domain::Lead;
 use leadq::runtime::Context;
+use standins::airtable::AirtableStandIn;
 use standins::twilio::{Fault, Persona, TwilioStandIn};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -18,10 +19,13 @@ use crate::helpers::{NatsServer, eventually, free_port, on_stream};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "stand-in-auth-token";
+const AIRTABLE_TOKEN: &str = "pat-stand-in";
+const AIRTABLE_BASE: &str = "appLeadqCalls0001";
 
 struct Agent {
     ctx: Context,
     twilio: TwilioStandIn,
+    airtable: AirtableStandIn,
     shutdown: CancellationToken,
     _nats: NatsServer,
 }
@@ -31,6 +35,7 @@ impl Agent {
     async fn start(with_caller_loop: bool) -> Self {
         let nats = NatsServer::start();
         let twilio = TwilioStandIn::start(SID, TOKEN, 0).await.expect("stand-in");
+        let airtable = AirtableStandIn::start(AIRTABLE_TOKEN).await.expect("airtable stand-in");
         let mut settings = nats.settings();
         let port = free_port();
         settings.http_addr = format!("127.0.0.1:{port}").parse().expect("addr");
@@ -40,6 +45,9 @@ impl Agent {
         settings.twilio.auth_token = Some(TOKEN.to_owned().into());
         settings.twilio.from_number = Some("+15005550006".into());
         settings.twilio.request_timeout = Duration::from_secs(1);
+        settings.airtable.api_base = airtable.base_url().parse().expect("url");
+        settings.airtable.token = Some(AIRTABLE_TOKEN.to_owned().into());
+        settings.airtable.base_id = Some(AIRTABLE_BASE.into());
         // Tests run at any hour: the whole day is calling time unless a test says otherwise.
         settings.calling_hours.start = jiff::civil::Time::MIN;
         settings.calling_hours.end = jiff::civil::Time::MAX;
@@ -53,6 +61,7 @@ impl Agent {
         Self {
             ctx,
             twilio,
+            airtable,
             shutdown,
             _nats: nats,
         }
@@ -486,7 +495,31 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
             .is_some_and(|s| s >= 0.0),
         "{qualified}"
     );
-    assert_eq!(qualified["crm_sync"], "pending");
+    eventually(Duration::from_secs(20), "every lead in Airtable", || async {
+        agent.airtable.records(AIRTABLE_BASE, "Leads").len() >= cases.len()
+    })
+    .await;
+    let rows = agent.airtable.records(AIRTABLE_BASE, "Leads");
+    assert_eq!(rows.len(), cases.len());
+    let row = rows
+        .iter()
+        .find(|r| r.fields["Lead ID"] == leads[0].lead_id.to_string())
+        .expect("the qualified lead's row");
+    assert_eq!(row.fields["Verdict"], "qualified");
+    assert_eq!(row.fields["Space Type"], "private_office");
+    assert_eq!(row.fields["Team Size"], 6);
+    assert_eq!(row.fields["Score"], 100);
+    assert!(row.fields["Reasons"].as_str().is_some_and(|r| r.contains("team of 6")));
+    assert!(row.fields["Speed To Lead (s)"].as_f64().is_some());
+    eventually(Duration::from_secs(10), "the record marked synced", || async {
+        store
+            .lead(leads[0].lead_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r["crm_sync"] == "synced")
+    })
+    .await;
 
     // A redelivered call.completed rewrites the same record and publishes nothing new.
     let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.clone())

@@ -1,0 +1,143 @@
+//! Airtable's REST API: upsert records on the lead id (`PATCH /v0/{baseId}/{table}` with
+//! `performUpsert`), at most 10 records a request and 5 requests a second per base, as Airtable
+//! requires. The base URL is a setting, so tests point this same client at the stand-in.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+/// Airtable refuses more records than this in one request.
+pub const MAX_RECORDS_PER_REQUEST: usize = 10;
+/// Airtable's limit per base; beyond it every request is refused for 30 seconds.
+const REQUESTS_PER_SECOND: u32 = 5;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AirtableError {
+    #[error("Airtable is not configured: {0}")]
+    NotConfigured(&'static str),
+    /// 429: Airtable asks for 30 seconds of quiet before the next request.
+    #[error("Airtable rate limit reached")]
+    RateLimited,
+    /// 5xx, a timeout, or no connection: worth another try.
+    #[error("Airtable unavailable: {0}")]
+    Transient(String),
+    /// 4xx: these records will never be accepted as they are.
+    #[error("Airtable refused the records ({status}): {message}")]
+    Rejected { status: u16, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct UpsertAnswer {
+    records: Vec<RecordId>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordId {
+    id: String,
+}
+
+/// One base's table, with the rate limit shared by every clone.
+#[derive(Clone)]
+pub struct AirtableClient {
+    http: reqwest::Client,
+    url: String,
+    token: SecretString,
+    merge_on: String,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+impl std::fmt::Debug for AirtableClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AirtableClient")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AirtableClient {
+    pub fn new(
+        api_base: &Url,
+        token: Option<&SecretString>,
+        base_id: Option<&str>,
+        table: &str,
+        merge_on: &str,
+    ) -> Result<Self, AirtableError> {
+        let token = token
+            .cloned()
+            .ok_or(AirtableError::NotConfigured("LEADQ_AIRTABLE__TOKEN"))?;
+        let base_id = base_id.ok_or(AirtableError::NotConfigured("LEADQ_AIRTABLE__BASE_ID"))?;
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| AirtableError::Transient(e.to_string()))?;
+        let per_second = NonZeroU32::new(REQUESTS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let url = format!(
+            "{}/v0/{base_id}/{}",
+            api_base.as_str().trim_end_matches('/'),
+            urlencode(table)
+        );
+        Ok(Self {
+            http,
+            url,
+            token,
+            merge_on: merge_on.to_owned(),
+            limiter: Arc::new(RateLimiter::direct(
+                Quota::per_second(per_second).allow_burst(NonZeroU32::MIN),
+            )),
+        })
+    }
+
+    /// Creates or updates up to 10 records, matched on the merge field; returns their record ids.
+    pub async fn upsert(&self, records: &[Map<String, Value>]) -> Result<Vec<String>, AirtableError> {
+        if records.len() > MAX_RECORDS_PER_REQUEST {
+            return Err(AirtableError::Rejected {
+                status: 422,
+                message: format!(
+                    "{} records in one request; Airtable takes {MAX_RECORDS_PER_REQUEST}",
+                    records.len()
+                ),
+            });
+        }
+        let body = json!({
+            "performUpsert": { "fieldsToMergeOn": [self.merge_on] },
+            "typecast": true,
+            "records": records.iter().map(|fields| json!({ "fields": fields })).collect::<Vec<_>>(),
+        });
+        self.limiter.until_ready().await;
+        let response = self
+            .http
+            .patch(&self.url)
+            .bearer_auth(self.token.expose_secret())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| AirtableError::Transient(e.to_string()))?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            let answer: UpsertAnswer = response
+                .json()
+                .await
+                .map_err(|e| AirtableError::Transient(format!("unreadable answer: {e}")))?;
+            return Ok(answer.records.into_iter().map(|r| r.id).collect());
+        }
+        let message = response.text().await.unwrap_or_default();
+        match status {
+            429 => Err(AirtableError::RateLimited),
+            s if s >= 500 => Err(AirtableError::Transient(format!("{s}: {message}"))),
+            _ => Err(AirtableError::Rejected { status, message }),
+        }
+    }
+}
+
+fn urlencode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

@@ -1,0 +1,146 @@
+//! The CRM sync against the Airtable stand-in: batches of ten, Airtable's pace, outages replayed.
+
+use std::time::Duration;
+
+use leadq::bus::{CallCompleted, IntakeTimestamps, LeadReceived, LeadSource};
+use leadq::clients::airtable::AirtableClient;
+use leadq::crm::{CrmSync, default_fields};
+use leadq::domain::Lead;
+use leadq::store::{FinalizedLead, Store};
+use standins::airtable::AirtableStandIn;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::helpers::NatsServer;
+
+const TOKEN: &str = "pat-airtable-test-token";
+const BASE: &str = "appLeadqTest00001";
+
+fn finalized(n: usize) -> FinalizedLead {
+    let form = vec![
+        ("fname".to_owned(), format!("Lead {n}")),
+        ("email".to_owned(), format!("lead{n}@example.com")),
+        ("phone".to_owned(), format!("+1415555{:04}", n % 10_000)),
+    ];
+    let lead = LeadReceived {
+        lead_id: Uuid::now_v7(),
+        source: LeadSource::Email,
+        lead: Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
+        timestamps: IntakeTimestamps {
+            inbox_at: None,
+            seen_at: OffsetDateTime::now_utc(),
+            published_at: OffsetDateTime::now_utc(),
+        },
+    };
+    let answer = |question: &str, value: serde_json::Value| leadq::domain::answers::Interpretation {
+        question: question.into(),
+        raw: "said".into(),
+        value,
+        captured: true,
+    };
+    FinalizedLead {
+        call: CallCompleted {
+            lead_id: lead.lead_id,
+            call_sid: format!("CA{}", lead.lead_id.simple()),
+            status: "completed".into(),
+            duration_secs: Some(90),
+            answered_by: Some("human".into()),
+        },
+        lead,
+        answers: vec![
+            answer("team_size", serde_json::json!({"min": 3, "max": 4})),
+            answer("budget", serde_json::json!(2000)),
+        ],
+        score: 80,
+        verdict: "qualified".into(),
+        reasons: vec!["team of 3 meets the minimum of 1".into()],
+        placed_at: Some(OffsetDateTime::now_utc()),
+        finalized_at: OffsetDateTime::now_utc(),
+    }
+}
+
+async fn sync_to(airtable: &AirtableStandIn, store: &Store, nats: &NatsServer) -> CrmSync {
+    let client = AirtableClient::new(
+        &airtable.base_url().parse().expect("url"),
+        Some(&TOKEN.to_owned().into()),
+        Some(BASE),
+        "Leads",
+        "Lead ID",
+    )
+    .expect("client");
+    CrmSync {
+        store: store.clone(),
+        bus: nats.ready_bus().await,
+        airtable: client,
+        columns: default_fields(),
+        poll: Duration::from_secs(60),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_500_leads_reaches_airtable_in_batches_within_its_rate_limit() {
+    let nats = NatsServer::start();
+    let store = Store::open(&nats.settings()).await.expect("store");
+    let airtable = AirtableStandIn::start(TOKEN).await.expect("stand-in");
+    for n in 0..500 {
+        store.save_finalized(&finalized(n)).await.expect("save");
+    }
+    let sync = sync_to(&airtable, &store, &nats).await;
+    sync.drain(&CancellationToken::new()).await.expect("drain");
+    let records = airtable.records(BASE, "Leads");
+    assert_eq!(records.len(), 500, "lost or doubled records");
+    assert!(
+        airtable.peak_requests_per_second() <= 5,
+        "{} requests in one second",
+        airtable.peak_requests_per_second()
+    );
+    assert_eq!(airtable.rate_limited(), 0, "Airtable had to refuse requests");
+    assert!(store.unsynced_leads(10).await.expect("unsynced").is_empty());
+    let sample = &records[0].fields;
+    assert_eq!(sample["Team Size"], "3-4");
+    assert_eq!(sample["Monthly Budget"], 2000);
+    assert_eq!(sample["Verdict"], "qualified");
+    assert!(sample["Lead ID"].as_str().is_some_and(|id| id.len() == 36));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_airtable_outage_keeps_the_leads_and_replays_them_once_without_duplicates() {
+    let nats = NatsServer::start();
+    let store = Store::open(&nats.settings()).await.expect("store");
+    let airtable = AirtableStandIn::start(TOKEN).await.expect("stand-in");
+    let leads: Vec<FinalizedLead> = (0..25).map(finalized).collect();
+    for lead in &leads {
+        store.save_finalized(lead).await.expect("save");
+    }
+    let sync = sync_to(&airtable, &store, &nats).await;
+    airtable.set_down(true);
+    assert!(
+        sync.drain(&CancellationToken::new()).await.is_err(),
+        "an outage is reported"
+    );
+    assert!(airtable.records(BASE, "Leads").is_empty());
+    assert_eq!(
+        store.unsynced_leads(100).await.expect("unsynced").len(),
+        25,
+        "leads kept for the replay"
+    );
+
+    airtable.set_down(false);
+    sync.drain(&CancellationToken::new()).await.expect("replay");
+    // A lead finalized again (a redelivery) is updated in place, not added.
+    store.save_finalized(&leads[0]).await.expect("save again");
+    store
+        .mark_crm(&[leads[0].lead.lead_id.to_string()], "pending")
+        .await
+        .expect("mark");
+    sync.drain(&CancellationToken::new()).await.expect("again");
+    let records = airtable.records(BASE, "Leads");
+    let mut ids: Vec<_> = records
+        .iter()
+        .map(|r| r.fields["Lead ID"].as_str().unwrap_or("").to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((records.len(), ids.len()), (25, 25));
+}
