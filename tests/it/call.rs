@@ -33,6 +33,11 @@ struct Agent {
 impl Agent {
     /// The api role and the Twilio stand-in; the caller loop too when `with_caller_loop`.
     async fn start(with_caller_loop: bool) -> Self {
+        Self::start_with(with_caller_loop, |_| {}).await
+    }
+
+    /// As `start`, with the settings adjusted first (an inbox, say).
+    async fn start_with(with_caller_loop: bool, adjust: impl FnOnce(&mut leadq::config::Settings)) -> Self {
         let nats = NatsServer::start();
         let twilio = TwilioStandIn::start(SID, TOKEN, 0).await.expect("stand-in");
         let airtable = AirtableStandIn::start(AIRTABLE_TOKEN).await.expect("airtable stand-in");
@@ -48,6 +53,7 @@ impl Agent {
         settings.airtable.api_base = airtable.base_url().parse().expect("url");
         settings.airtable.token = Some(AIRTABLE_TOKEN.to_owned().into());
         settings.airtable.base_id = Some(AIRTABLE_BASE.into());
+        adjust(&mut settings);
         // Tests run at any hour: the whole day is calling time unless a test says otherwise.
         settings.calling_hours.start = jiff::civil::Time::MIN;
         settings.calling_hours.end = jiff::civil::Time::MAX;
@@ -638,4 +644,102 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
         .await
         .expect("post");
     assert!(!dnc.contains(phone).await.expect("dnc"), "START did not lift the block");
+}
+
+/// The whole path on real parts: lead emails appended to Dovecot are read by the poller, called
+/// through the Twilio stand-in (each number a different callee), answered through the webhooks,
+/// finalized into the store and Airtable, and texted the booking link once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_in_the_inbox_end_as_calls_records_crm_rows_and_one_text_each() {
+    let dovecot = crate::dovecot::Dovecot::start();
+    let agent = Agent::start_with(true, |settings| dovecot.settings(settings, Duration::from_secs(600))).await;
+    tokio::spawn(leadq::poller::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::sms::run(agent.ctx.clone(), agent.shutdown.clone()));
+    let template = String::from_utf8(crate::dovecot::fixture("01-plain-private-office.eml")).expect("utf-8");
+    let email = |n: usize, phone: &str| {
+        template
+            .replace(
+                "<20261124140311.1a2b3c@mail.unbounce.com>",
+                &format!("<e2e-{n}@leadq.test>"),
+            )
+            .replace("201-555-0123", phone)
+            .replace("john@example.com", &format!("lead{n}@example.com"))
+    };
+    let personas = [
+        (
+            "+14155550201",
+            Persona::answers(&[
+                "a private office",
+                "six of us",
+                "next month",
+                "two grand a month",
+                "yes that's me",
+            ]),
+            "qualified",
+        ),
+        (
+            "+14155550202",
+            Persona::answers(&[
+                "hot desk",
+                "just me",
+                "in two years",
+                "a hundred dollars",
+                "no my boss decides",
+            ]),
+            "unqualified",
+        ),
+        ("+14155550203", Persona::Machine, "voicemail"),
+        ("+14155550204", Persona::Busy, "no_answer"),
+        (
+            "+14155550205",
+            Persona::answers(&["", "", "", "", "", "", "", "", "", ""]),
+            "no_answer",
+        ),
+    ];
+    for (n, (phone, persona, _)) in personas.iter().enumerate() {
+        agent.twilio.set_persona(phone, persona.clone());
+        dovecot.append(email(n, phone).as_bytes()).await;
+    }
+    eventually(Duration::from_secs(60), "a text to every lead", || async {
+        agent.twilio.messages().len() >= personas.len()
+    })
+    .await;
+    eventually(Duration::from_secs(20), "every lead in Airtable", || async {
+        agent.airtable.records(AIRTABLE_BASE, "Leads").len() >= personas.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (calls, texts, rows) = (
+        agent.twilio.calls(),
+        agent.twilio.messages(),
+        agent.airtable.records(AIRTABLE_BASE, "Leads"),
+    );
+    assert_eq!(
+        (calls.len(), texts.len(), rows.len()),
+        (5, 5, 5),
+        "one call, one text, one row per lead"
+    );
+    for (n, (phone, _, verdict)) in personas.iter().enumerate() {
+        let row = rows
+            .iter()
+            .find(|r| r.fields["Phone"] == *phone)
+            .unwrap_or_else(|| panic!("no row for {phone}"));
+        assert_eq!(row.fields["Verdict"], *verdict, "{phone}");
+        assert_eq!(row.fields["Name"], "John Doe");
+        let text = texts.iter().find(|t| t.to == *phone).expect("a text");
+        let link = text
+            .body
+            .split_whitespace()
+            .find(|w| w.starts_with("https://"))
+            .expect("a link");
+        let query: std::collections::HashMap<_, _> =
+            url::Url::parse(link).expect("url").query_pairs().into_owned().collect();
+        assert_eq!(query["email"], format!("lead{n}@example.com"));
+        assert_eq!(query["name"], "John Doe");
+        assert_eq!(query["a1"], row.fields["Lead ID"].as_str().expect("lead id"));
+    }
+    let qualified = rows.iter().find(|r| r.fields["Phone"] == "+14155550201").expect("row");
+    assert!(qualified.fields["Speed To Lead (s)"].as_f64().is_some_and(|s| s >= 0.0));
+    assert_eq!(qualified.fields["Landing Page"], "Mesh Cowork - Private Offices");
 }
