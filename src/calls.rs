@@ -118,6 +118,20 @@ impl CallBook {
         Ok(Some((state, entry.revision)))
     }
 
+    /// Every lead with a call entry (a scan: for the watchdog, not for hot paths).
+    pub async fn lead_ids(&self) -> Result<Vec<Uuid>, BusError> {
+        use futures::TryStreamExt;
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| kv_error("keys", e))?
+            .try_collect()
+            .await
+            .map_err(|e| kv_error("keys", e))?;
+        Ok(keys.iter().filter_map(|k| Uuid::parse_str(k).ok()).collect())
+    }
+
     /// Creates the entry if there is none; returns whether this call created it.
     pub async fn create(&self, state: &CallState) -> Result<bool, BusError> {
         let body = serde_json::to_vec(state).map_err(|e| kv_error("encode", e))?;

@@ -66,6 +66,7 @@ struct RawSettings {
     sms_template: String,
     airtable_api_base: String,
     airtable: RawAirtable,
+    call_watchdog: String,
 }
 
 impl Default for RawSettings {
@@ -94,6 +95,7 @@ impl Default for RawSettings {
             sms_template: "Hi {name}, thanks for your interest in Mesh Cowork! Book your tour here: {link}".into(),
             airtable_api_base: "https://api.airtable.com".into(),
             airtable: RawAirtable::default(),
+            call_watchdog: "2h".into(),
         }
     }
 }
@@ -359,6 +361,8 @@ pub struct Settings {
     /// The SMS text; `{name}` and `{link}` are filled in.
     pub sms_template: String,
     pub airtable: AirtableSettings,
+    /// A placed call with no final status callback after this long is finalized anyway.
+    pub call_watchdog: Duration,
 }
 
 impl Settings {
@@ -510,6 +514,7 @@ impl Settings {
             calendly_url,
             sms_template: raw.sms_template,
             airtable,
+            call_watchdog: duration("LEADQ_CALL_WATCHDOG", &raw.call_watchdog)?,
         })
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::agent::AgentStateStore;
 use crate::bus::{self, Activity, BusError, CallCompleted, Delivery, LeadFinalized, Outcome};
-use crate::calls::{CallBook, CallState};
+use crate::calls::{CallBook, CallPhase, CallState};
 use crate::clients::airtable::AirtableClient;
 use crate::crm::CrmSync;
 use crate::domain::answers::{Interpretation, interpret};
@@ -161,6 +161,59 @@ impl Finalizer {
     }
 }
 
+impl Finalizer {
+    /// The watchdog's sweep: a call placed longer ago than `older_than` whose final status never
+    /// came is reported on `call.completed` as Twilio would have (completed if anything was
+    /// answered, no-answer otherwise); the entry is marked completed so it is reported once, and a
+    /// late real callback carries the same message id and is dropped by the stream.
+    pub async fn sweep(&self, older_than: Duration) -> Result<usize, FinalizerError> {
+        let cutoff = OffsetDateTime::now_utc() - older_than;
+        let mut reported = 0;
+        for lead_id in self.book.lead_ids().await? {
+            let stale = self
+                .book
+                .update(lead_id, |state| {
+                    let stale = state.phase == CallPhase::Dialed && state.updated_at < cutoff;
+                    if stale {
+                        state.phase = CallPhase::Completed;
+                    }
+                    (stale.then(|| state.clone()), stale)
+                })
+                .await?;
+            let Some((_, Some(state))) = stale else { continue };
+            let status = if state.answers.is_empty() {
+                "no-answer"
+            } else {
+                "completed"
+            };
+            tracing::warn!(%lead_id, status, "no final status from Twilio; finalizing on the watchdog");
+            let completed = CallCompleted {
+                lead_id,
+                call_sid: state.call_sid.clone().unwrap_or_default(),
+                status: status.into(),
+                duration_secs: None,
+                answered_by: state.answered_by.clone(),
+            };
+            self.ctx.bus.publish(&completed).await?;
+            reported += 1;
+        }
+        Ok(reported)
+    }
+
+    async fn watchdog(&self, shutdown: CancellationToken) {
+        let every = (self.ctx.settings.call_watchdog / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+            if let Err(err) = self.sweep(self.ctx.settings.call_watchdog).await {
+                tracing::warn!(%err, "call watchdog sweep failed");
+            }
+        }
+    }
+}
+
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), FinalizerError> {
     let finalizer = &Finalizer::new(ctx.clone()).await?;
     let airtable = &ctx.settings.airtable;
@@ -186,14 +239,15 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), Finali
     }
     let gate = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
     let handler = |delivery: Delivery<CallCompleted>| async move { finalizer.handle(&delivery).await };
-    bus::consume(
+    let consume = bus::consume(
         &ctx.bus,
         bus::stream::CALLS,
         bus::consumer::FINALIZER,
         Some(gate),
         handler,
-        shutdown,
-    )
-    .await?;
+        shutdown.clone(),
+    );
+    let (consumed, ()) = tokio::join!(consume, finalizer.watchdog(shutdown));
+    consumed?;
     Ok(())
 }

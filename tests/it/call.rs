@@ -743,3 +743,52 @@ async fn emails_in_the_inbox_end_as_calls_records_crm_rows_and_one_text_each() {
     assert!(qualified.fields["Speed To Lead (s)"].as_f64().is_some_and(|s| s >= 0.0));
     assert_eq!(qualified.fields["Landing Page"], "Mesh Cowork - Private Offices");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
+    let agent = Agent::start(false).await;
+    let book = CallBook::open(&agent.bus().js).await.expect("calls");
+    let stale_lead = lead("Ada", "+14155550210");
+    let mut stale = leadq::calls::CallState::queued(stale_lead.lead_id, "+14155550210", Some("Ada"));
+    stale.phase = CallPhase::Dialed;
+    stale.call_sid = Some("CAstale".into());
+    stale.intake = Some(Box::new(stale_lead.clone()));
+    stale.answers.push(leadq::calls::HeardAnswer {
+        question_id: "space_type".into(),
+        speech: Some("hot desk".into()),
+        confidence: Some(0.9),
+        captured: true,
+    });
+    stale.updated_at = OffsetDateTime::now_utc() - time::Duration::hours(3);
+    assert!(book.create(&stale).await.expect("create"));
+    let fresh_lead = lead("Bo", "+14155550211");
+    let mut fresh = leadq::calls::CallState::queued(fresh_lead.lead_id, "+14155550211", Some("Bo"));
+    fresh.phase = CallPhase::Dialed;
+    assert!(book.create(&fresh).await.expect("create"));
+
+    let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.clone())
+        .await
+        .expect("finalizer");
+    assert_eq!(finalizer.sweep(Duration::from_secs(3600)).await.expect("sweep"), 1);
+    assert_eq!(
+        finalizer.sweep(Duration::from_secs(3600)).await.expect("sweep"),
+        0,
+        "reported twice"
+    );
+    let completed = agent.calls_stream::<CallCompleted>().await;
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        (completed[0].lead_id, completed[0].status.as_str()),
+        (stale_lead.lead_id, "completed")
+    );
+    let delivery = Delivery {
+        payload: completed[0].clone(),
+        attempt: 1,
+        stream_sequence: 1,
+        msg_id: None,
+    };
+    assert_eq!(finalizer.handle(&delivery).await, Outcome::Done);
+    let store = agent.ctx.store.clone().expect("store");
+    let record = store.lead(stale_lead.lead_id).await.expect("read").expect("record");
+    assert_eq!(record["verdict"], "needs_review", "{record}");
+}
