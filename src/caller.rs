@@ -95,6 +95,7 @@ impl Caller {
         }
         let queued = CallState {
             intake: Some(Box::new(lead.clone())),
+            attempt: lead.attempt,
             ..CallState::queued(lead.lead_id, phone, lead.lead.name.as_deref())
         };
         self.book.create(&queued).await?;
@@ -104,6 +105,21 @@ impl Caller {
                 reason: "call entry vanished".into(),
             });
         };
+        if lead.attempt < state.attempt {
+            tracing::info!(
+                entry = state.attempt,
+                message = lead.attempt,
+                "a message for an earlier try; nothing to do"
+            );
+            return Ok(Outcome::Done);
+        }
+        if lead.attempt > state.attempt {
+            // The finalizer publishes the retry before it resets the entry: wait for the reset.
+            return Ok(Outcome::Retry {
+                after: Duration::from_secs(2),
+                reason: "the call entry is not reset yet".into(),
+            });
+        }
         match state.phase {
             CallPhase::Dialed | CallPhase::Completed => {
                 tracing::info!(call_sid = ?state.call_sid, "already called; nothing to do");
@@ -145,11 +161,22 @@ impl Caller {
     /// Outside the lead's calling window: record the decision and hold the lead until it opens.
     async fn defer_outside_calling_hours(&self, lead: &LeadReceived) -> Option<Outcome> {
         let now = jiff::Timestamp::now();
-        let next = self
+        // A retry waits for its time, then for the calling window.
+        let not_before = lead
+            .not_before
+            .and_then(|t| jiff::Timestamp::from_second(t.unix_timestamp()).ok())
+            .filter(|t| *t > now);
+        let earliest = not_before.unwrap_or(now);
+        let next = match self
             .ctx
             .settings
             .calling_hours
-            .next_allowed(lead.lead.phone.as_str(), now)?;
+            .next_allowed(lead.lead.phone.as_str(), earliest)
+        {
+            Some(next) => next,
+            None if not_before.is_some() => earliest,
+            None => return None,
+        };
         let wait = Duration::try_from(next.duration_since(now)).unwrap_or(Duration::from_secs(60));
         tracing::info!(%next, "outside calling hours; deferred");
         let detail = serde_json::json!({ "call_after": next.to_string() });
@@ -227,9 +254,13 @@ impl Caller {
     async fn mark_dialed(&self, lead: &LeadReceived, call: &CallResource) -> Result<(), CallerError> {
         self.book
             .update(lead.lead_id, |s| {
-                let changed = s.phase == CallPhase::Dialing || s.phase == CallPhase::Queued;
-                if changed {
+                // The status callback of a short call (busy, say) can come before this record.
+                let placing = matches!(s.phase, CallPhase::Queued | CallPhase::Dialing);
+                let changed = placing || s.call_sid.is_none();
+                if placing {
                     s.phase = CallPhase::Dialed;
+                }
+                if s.call_sid.is_none() {
                     s.call_sid = Some(call.sid.clone());
                     s.placed_at = Some(OffsetDateTime::now_utc());
                 }

@@ -50,6 +50,9 @@ pub struct CallState {
     /// When Twilio accepted the call: the end of speed-to-lead.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub placed_at: Option<OffsetDateTime>,
+    /// Which try this is (see `LeadReceived::attempt`).
+    #[serde(default)]
+    pub attempt: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -68,6 +71,7 @@ impl CallState {
             opted_out: false,
             intake: None,
             placed_at: None,
+            attempt: 0,
             updated_at: OffsetDateTime::now_utc(),
         }
     }

@@ -67,6 +67,7 @@ struct RawSettings {
     airtable_api_base: String,
     airtable: RawAirtable,
     call_watchdog: String,
+    retry_ladder: Vec<String>,
 }
 
 impl Default for RawSettings {
@@ -96,6 +97,7 @@ impl Default for RawSettings {
             airtable_api_base: "https://api.airtable.com".into(),
             airtable: RawAirtable::default(),
             call_watchdog: "2h".into(),
+            retry_ladder: vec!["30m".into(), "2h".into()],
         }
     }
 }
@@ -363,6 +365,8 @@ pub struct Settings {
     pub airtable: AirtableSettings,
     /// A placed call with no final status callback after this long is finalized anyway.
     pub call_watchdog: Duration,
+    /// Waits before calling again after a busy line or no answer; when they run out, `no_answer`.
+    pub retry_ladder: Vec<Duration>,
 }
 
 impl Settings {
@@ -515,6 +519,11 @@ impl Settings {
             sms_template: raw.sms_template,
             airtable,
             call_watchdog: duration("LEADQ_CALL_WATCHDOG", &raw.call_watchdog)?,
+            retry_ladder: raw
+                .retry_ladder
+                .iter()
+                .map(|step| duration("LEADQ_RETRY_LADDER", step))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::agent::AgentStateStore;
-use crate::bus::{self, Activity, BusError, CallCompleted, Delivery, LeadFinalized, Outcome};
+use crate::bus::{self, Activity, BusError, CallCompleted, Delivery, LeadFinalized, LeadReceived, Outcome};
 use crate::calls::{CallBook, CallPhase, CallState};
 use crate::clients::airtable::AirtableClient;
 use crate::crm::CrmSync;
@@ -106,6 +106,15 @@ impl Finalizer {
                 completed.lead_id
             )));
         };
+        if state.phase != CallPhase::Completed || state.call_sid.as_deref() != Some(completed.call_sid.as_str()) {
+            tracing::info!("a completion of an earlier try, already handled");
+            return Ok(Outcome::Done);
+        }
+        if matches!(completed.status.as_str(), "busy" | "no-answer")
+            && let Some(wait) = self.ctx.settings.retry_ladder.get(state.attempt as usize)
+        {
+            return self.schedule_retry(&intake, &state, &completed.status, *wait).await;
+        }
         let script = shared_config::current_script(&self.ctx).await;
         let rules = shared_config::current_rules(&self.ctx).await;
         let finalized_at = OffsetDateTime::now_utc();
@@ -162,6 +171,52 @@ impl Finalizer {
 }
 
 impl Finalizer {
+    /// Busy or no answer with tries left: the lead goes back on `lead.received` as the next try,
+    /// due after `wait`. The retry is published before the entry is reset, so a crash between the
+    /// two repeats the (deduplicated) publish on redelivery instead of losing the lead.
+    async fn schedule_retry(
+        &self,
+        intake: &LeadReceived,
+        tried: &CallState,
+        status: &str,
+        wait: Duration,
+    ) -> Result<Outcome, FinalizerError> {
+        let next_attempt = tried.attempt + 1;
+        let due = OffsetDateTime::now_utc() + wait;
+        let retry = LeadReceived {
+            attempt: next_attempt,
+            not_before: Some(due),
+            ..intake.clone()
+        };
+        self.ctx.bus.publish(&retry).await?;
+        self.book
+            .update(intake.lead_id, |s| {
+                let ours = s.attempt == tried.attempt && s.call_sid == tried.call_sid;
+                if ours {
+                    s.phase = CallPhase::Queued;
+                    s.attempt = next_attempt;
+                    s.call_sid = None;
+                    s.answers.clear();
+                    s.reprompted.clear();
+                    s.answered_by = None;
+                    s.placed_at = None;
+                }
+                ((), ours)
+            })
+            .await?;
+        tracing::info!(status, attempt = next_attempt, ?wait, "calling again later");
+        let mut entry = Activity::new(
+            "call.retry_scheduled",
+            "finalizer",
+            format!("{status}: calling again at {due}"),
+        );
+        entry.lead_id = Some(intake.lead_id);
+        if let Err(err) = self.ctx.bus.publish(&entry).await {
+            tracing::warn!(%err, "activity entry not published");
+        }
+        Ok(Outcome::Done)
+    }
+
     /// The watchdog's sweep: a call placed longer ago than `older_than` whose final status never
     /// came is reported on `call.completed` as Twilio would have (completed if anything was
     /// answered, no-answer otherwise); the entry is marked completed so it is reported once, and a

@@ -68,6 +68,26 @@ pub struct LeadReceived {
     #[serde(flatten)]
     pub lead: Lead,
     pub timestamps: IntakeTimestamps,
+    /// 0 for the first call; a busy or unanswered call is tried again as attempt 1, 2, ...
+    #[serde(default)]
+    pub attempt: u32,
+    /// A retry waits until then (and for the calling window).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub not_before: Option<OffsetDateTime>,
+}
+
+impl LeadReceived {
+    /// A lead's first call.
+    pub fn new(lead_id: Uuid, source: LeadSource, lead: Lead, timestamps: IntakeTimestamps) -> Self {
+        Self {
+            lead_id,
+            source,
+            lead,
+            timestamps,
+            attempt: 0,
+            not_before: None,
+        }
+    }
 }
 
 /// The speed-to-lead clock up to the bus; the form's submission time is the lead's `received_at`.
@@ -87,7 +107,10 @@ impl Payload for LeadReceived {
     const SUBJECT: &'static str = subject::LEAD_RECEIVED;
     const VERSION: u16 = 1;
     fn msg_id(&self) -> String {
-        self.lead_id.to_string()
+        match self.attempt {
+            0 => self.lead_id.to_string(),
+            n => format!("{}:attempt:{n}", self.lead_id),
+        }
     }
 }
 

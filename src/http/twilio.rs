@@ -275,9 +275,13 @@ async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Resu
     }
     let book = CallBook::open(&ctx.bus.js).await?;
     let answered_by = request.param("AnsweredBy").map(str::to_owned);
+    let call_sid = request.param("CallSid").map(str::to_owned);
     book.update(lead_id, |state| {
-        let changed = state.phase != CallPhase::Completed;
+        let changed = state.phase != CallPhase::Completed || state.call_sid.is_none();
         state.phase = CallPhase::Completed;
+        if state.call_sid.is_none() {
+            state.call_sid.clone_from(&call_sid);
+        }
         if state.answered_by.is_none() {
             state.answered_by.clone_from(&answered_by);
         }

@@ -93,16 +93,12 @@ pub async fn deliver(
             }
         }
     }
-    let message = LeadReceived {
-        lead_id,
-        source: LeadSource::Email,
-        lead,
-        timestamps: IntakeTimestamps {
-            inbox_at,
-            seen_at,
-            published_at: OffsetDateTime::now_utc(),
-        },
+    let timestamps = IntakeTimestamps {
+        inbox_at,
+        seen_at,
+        published_at: OffsetDateTime::now_utc(),
     };
+    let message = LeadReceived::new(lead_id, LeadSource::Email, lead, timestamps);
     let ack = bus.publish(&message).await?;
     mark(seen, &key, SeenState::Published, lead_id).await?;
     Ok(if ack.duplicate {

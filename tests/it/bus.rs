@@ -21,16 +21,16 @@ fn lead(n: usize) -> LeadReceived {
         ("email".to_owned(), format!("lead{n}@example.com")),
         ("phone".to_owned(), "+14155550123".to_owned()),
     ];
-    LeadReceived {
-        lead_id: Uuid::now_v7(),
-        source: LeadSource::Email,
-        lead: Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
-        timestamps: IntakeTimestamps {
+    LeadReceived::new(
+        Uuid::now_v7(),
+        LeadSource::Email,
+        Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
+        IntakeTimestamps {
             inbox_at: None,
             seen_at: OffsetDateTime::now_utc(),
             published_at: OffsetDateTime::now_utc(),
         },
-    }
+    )
 }
 
 #[tokio::test]

@@ -53,10 +53,12 @@ impl Agent {
         settings.airtable.api_base = airtable.base_url().parse().expect("url");
         settings.airtable.token = Some(AIRTABLE_TOKEN.to_owned().into());
         settings.airtable.base_id = Some(AIRTABLE_BASE.into());
-        adjust(&mut settings);
         // Tests run at any hour: the whole day is calling time unless a test says otherwise.
         settings.calling_hours.start = jiff::civil::Time::MIN;
         settings.calling_hours.end = jiff::civil::Time::MAX;
+        // Busy and unanswered calls are final unless a test sets a retry ladder.
+        settings.retry_ladder = Vec::new();
+        adjust(&mut settings);
         let ctx = Context::build(settings, true).await.expect("context");
         let shutdown = CancellationToken::new();
         let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
@@ -101,16 +103,16 @@ fn lead(name: &str, phone: &str) -> LeadReceived {
         ("fname".to_owned(), name.to_owned()),
         ("phone".to_owned(), phone.to_owned()),
     ];
-    LeadReceived {
-        lead_id: Uuid::now_v7(),
-        source: LeadSource::CmoTrigger,
-        lead: Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
-        timestamps: IntakeTimestamps {
+    LeadReceived::new(
+        Uuid::now_v7(),
+        LeadSource::CmoTrigger,
+        Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
+        IntakeTimestamps {
             inbox_at: None,
             seen_at: OffsetDateTime::now_utc(),
             published_at: OffsetDateTime::now_utc(),
         },
-    }
+    )
 }
 
 fn delivery(lead: &LeadReceived, attempt: i64) -> Delivery<LeadReceived> {
@@ -791,4 +793,68 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
     let store = agent.ctx.store.clone().expect("store");
     let record = store.lead(stale_lead.lead_id).await.expect("read").expect("record");
     assert_eq!(record["verdict"], "needs_review", "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_line_is_called_again_after_the_ladder_step_then_finalized_once() {
+    let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(2)]).await;
+    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    let phone = "+14155550220";
+    agent.twilio.set_persona(phone, Persona::Busy);
+    let ada = lead("Ada", phone);
+    agent.bus().publish(&ada).await.expect("publish");
+    eventually(Duration::from_secs(20), "the first (busy) call", || async {
+        agent.twilio.calls().first().is_some_and(|c| c.status == "busy")
+    })
+    .await;
+    let first_done = std::time::Instant::now();
+    agent.twilio.set_persona(
+        phone,
+        Persona::answers(&[
+            "a private office",
+            "six of us",
+            "next month",
+            "two grand a month",
+            "yes that's me",
+        ]),
+    );
+    eventually(Duration::from_secs(30), "finalized after the second call", || async {
+        !on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .is_empty()
+    })
+    .await;
+    let calls = agent.twilio.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        first_done.elapsed() >= Duration::from_secs(1),
+        "called again before the ladder's wait"
+    );
+    let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
+    assert_eq!(finalized.len(), 1);
+    assert_eq!(finalized[0].verdict, "qualified");
+
+    // Busy every time: the ladder runs out and the lead is finalized as no_answer, once.
+    let stubborn = "+14155550221";
+    agent.twilio.set_persona(stubborn, Persona::Busy);
+    let again = lead("Bo", stubborn);
+    agent.bus().publish(&again).await.expect("publish");
+    eventually(Duration::from_secs(30), "finalized as no_answer", || async {
+        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .len()
+            >= 2
+    })
+    .await;
+    let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
+    let bo = finalized
+        .iter()
+        .find(|f| f.lead_id == again.lead_id)
+        .expect("finalized");
+    assert_eq!(bo.verdict, "no_answer");
+    assert_eq!(
+        agent.twilio.calls().iter().filter(|c| c.to == stubborn).count(),
+        2,
+        "one try plus one retry"
+    );
 }

@@ -23,16 +23,16 @@ fn finalized(n: usize) -> FinalizedLead {
         ("email".to_owned(), format!("lead{n}@example.com")),
         ("phone".to_owned(), format!("+1415555{:04}", n % 10_000)),
     ];
-    let lead = LeadReceived {
-        lead_id: Uuid::now_v7(),
-        source: LeadSource::Email,
-        lead: Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
-        timestamps: IntakeTimestamps {
+    let lead = LeadReceived::new(
+        Uuid::now_v7(),
+        LeadSource::Email,
+        Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
+        IntakeTimestamps {
             inbox_at: None,
             seen_at: OffsetDateTime::now_utc(),
             published_at: OffsetDateTime::now_utc(),
         },
-    };
+    );
     let answer = |question: &str, value: serde_json::Value| leadq::domain::answers::Interpretation {
         question: question.into(),
         raw: "said".into(),
