@@ -40,6 +40,21 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
+/// Keys whose values are text even when they look like numbers or booleans (phone numbers, ids,
+/// secrets); the environment layer would otherwise parse them.
+const VERBATIM: &[&str] = &[
+    "twilio.from_number",
+    "twilio.account_sid",
+    "twilio.auth_token",
+    "airtable.token",
+    "airtable.base_id",
+    "imap.username",
+    "imap.password",
+    "db_user",
+    "db_pass",
+    "instance",
+];
+
 /// The raw shape read from the layers, before it is checked.
 #[derive(Debug, Serialize, Deserialize)]
 struct RawSettings {
@@ -382,7 +397,13 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let raw: RawSettings = figment.merge(Env::prefixed("LEADQ_").split("__")).extract()?;
+        let env = || Env::prefixed("LEADQ_").split("__");
+        figment = figment.merge(env().ignore(VERBATIM));
+        // Text by nature: kept as typed, so `+15005550006` is not read as the number 15005550006.
+        for (key, value) in env().only(VERBATIM).iter() {
+            figment = figment.merge(Serialized::default(key.as_str(), value));
+        }
+        let raw: RawSettings = figment.extract()?;
         Self::validate(raw)
     }
 
@@ -625,6 +646,7 @@ fn default_instance() -> String {
 mod tests {
     use super::*;
     use figment::Jail;
+    use secrecy::ExposeSecret;
 
     fn load_with(jail_setup: impl FnOnce(&mut Jail)) -> Result<Settings, ConfigError> {
         let mut out = None;
@@ -686,6 +708,25 @@ mod tests {
             assert!(line.contains(named), "{var}={value}: `{line}` does not name {named}");
             assert!(!line.contains('\n'), "{var}: error spans lines: {line}");
         }
+    }
+
+    #[test]
+    fn numbers_and_secrets_that_look_numeric_stay_text() {
+        let s = load_with(|jail| {
+            jail.set_env("LEADQ_TWILIO__FROM_NUMBER", "+15005550006");
+            jail.set_env("LEADQ_TWILIO__AUTH_TOKEN", "12345");
+            jail.set_env("LEADQ_DB_PASS", "true");
+        })
+        .expect("load");
+        assert_eq!(s.twilio.from_number.as_deref(), Some("+15005550006"));
+        assert_eq!(
+            s.twilio
+                .auth_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned())
+                .as_deref(),
+            Some("12345")
+        );
     }
 
     #[test]

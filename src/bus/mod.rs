@@ -71,7 +71,7 @@ pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot connect to NATS at {url} (LEADQ_NATS_URL): {source}")]
+    #[error("cannot connect to NATS at {url} (LEADQ_NATS_URL)")]
     Connect {
         url: String,
         source: async_nats::ConnectError,

@@ -858,3 +858,122 @@ async fn a_busy_line_is_called_again_after_the_ladder_step_then_finalized_once()
         "one try plus one retry"
     );
 }
+
+/// The finalizer and the SMS sender run as their own processes and are killed (SIGKILL) at random
+/// moments while twenty leads go through; restarted each time, they still leave exactly one
+/// record, one Airtable row and one text per lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizer_and_sms_processes_killed_at_random_still_finish_every_lead_once() {
+    use rand::Rng;
+    let agent = Agent::start(true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("surrealkv://{}", dir.path().join("db").display());
+    let env: Vec<(&str, String)> = vec![
+        ("LEADQ_NATS_URL", agent.ctx.settings.nats_url.clone()),
+        ("LEADQ_DB", db.clone()),
+        ("LEADQ_TWILIO__ACCOUNT_SID", SID.into()),
+        ("LEADQ_TWILIO__AUTH_TOKEN", TOKEN.into()),
+        ("LEADQ_TWILIO__FROM_NUMBER", "+15005550006".into()),
+        ("LEADQ_TWILIO_API_BASE", agent.twilio.base_url()),
+        ("LEADQ_AIRTABLE_API_BASE", agent.airtable.base_url()),
+        ("LEADQ_AIRTABLE__TOKEN", AIRTABLE_TOKEN.into()),
+        ("LEADQ_AIRTABLE__BASE_ID", AIRTABLE_BASE.into()),
+        ("LEADQ_AIRTABLE__POLL", "500ms".into()),
+        ("LEADQ_RETRY_LADDER", "[]".into()),
+        ("LEADQ_LOG", "warn".into()),
+    ];
+    let spawn = |role: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_leadq"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join(format!("{role}.log")))
+            .expect("log file");
+        command.arg(role).stdout(std::process::Stdio::null()).stderr(log);
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        command.spawn().expect("spawn a role")
+    };
+    let leads: Vec<LeadReceived> = (0..20)
+        .map(|n| lead(&format!("Lead {n}"), &format!("+1415555{:04}", 300 + n)))
+        .collect();
+    for lead in &leads {
+        agent.twilio.set_persona(
+            lead.lead.phone.as_str(),
+            Persona::answers(&["hot desk", "three", "next month", "a thousand a month", "yes"]),
+        );
+        agent.bus().publish(lead).await.expect("publish");
+    }
+    let done = || {
+        agent.twilio.messages().len() >= leads.len()
+            && agent.airtable.records(AIRTABLE_BASE, "Leads").len() >= leads.len()
+    };
+    for _ in 0..6 {
+        let mut children = [spawn("finalizer"), spawn("sms")];
+        let alive = rand::rng().random_range(200..1200);
+        tokio::time::sleep(Duration::from_millis(alive)).await;
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if done() {
+            break;
+        }
+    }
+    // Then left alone to finish.
+    let mut children = [spawn("finalizer"), spawn("sms")];
+    let finished = tokio::time::timeout(Duration::from_secs(60), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for child in &mut children {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    if finished.is_err() {
+        let logs: Vec<String> = ["finalizer", "sms"]
+            .iter()
+            .map(|role| std::fs::read_to_string(dir.path().join(format!("{role}.log"))).unwrap_or_default())
+            .collect();
+        panic!(
+            "not finished: {} texts, {} rows, {} calls\nfinalizer log:\n{}\nsms log:\n{}",
+            agent.twilio.messages().len(),
+            agent.airtable.records(AIRTABLE_BASE, "Leads").len(),
+            agent.twilio.calls().len(),
+            logs[0].lines().rev().take(15).collect::<Vec<_>>().join("\n"),
+            logs[1].lines().rev().take(15).collect::<Vec<_>>().join("\n"),
+        );
+    }
+
+    let texts = agent.twilio.messages();
+    let mut texted: Vec<&str> = texts.iter().map(|t| t.to.as_str()).collect();
+    texted.sort();
+    texted.dedup();
+    assert_eq!(
+        (texts.len(), texted.len()),
+        (leads.len(), leads.len()),
+        "a lead texted twice or not at all"
+    );
+    let rows = agent.airtable.records(AIRTABLE_BASE, "Leads");
+    assert_eq!(rows.len(), leads.len(), "Airtable rows");
+    let mut settings = leadq::config::Settings::for_tests("nats://127.0.0.1:1");
+    settings.db = leadq::config::DbLocation::File(dir.path().join("db"));
+    let store = leadq::store::Store::open(&settings)
+        .await
+        .expect("the finalizer's store");
+    for lead in &leads {
+        let record = store
+            .lead(lead.lead_id)
+            .await
+            .expect("read")
+            .expect("a record per lead");
+        assert_eq!(record["verdict"], "qualified");
+    }
+    assert_eq!(agent.twilio.calls().len(), leads.len(), "one call per lead");
+}
