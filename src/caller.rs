@@ -16,9 +16,7 @@ use crate::calls::{CallBook, CallPhase, CallState, DoNotContact};
 use crate::clients::twilio::{CallResource, NewCall, TwilioClient, TwilioError};
 use crate::runtime::Context;
 
-/// Quick retries inside one delivery for 429/5xx; beyond them the message is nak'ed with a delay.
-const QUICK_RETRIES: u32 = 3;
-const QUICK_RETRY_BASE: Duration = Duration::from_millis(300);
+/// After the client's own quick retries, a failed request waits this long for the next delivery.
 const LATER: Duration = Duration::from_secs(30);
 /// Twilio's `date_created` has whole seconds; look a little before the dialing mark.
 const RECONCILE_SLACK: time::Duration = time::Duration::seconds(5);
@@ -58,9 +56,7 @@ impl Caller {
         let mut entry = Activity::new(kind, "caller", summary);
         entry.lead_id = Some(lead.lead_id);
         entry.detail = detail;
-        if let Err(err) = self.ctx.bus.publish(&entry).await {
-            tracing::warn!(%err, kind, "activity entry not published");
-        }
+        self.ctx.bus.record(&entry).await;
     }
 
     /// One lead; public so tests can drive it without the consume loop.
@@ -193,7 +189,7 @@ impl Caller {
         })
     }
 
-    /// Places the call, retrying quickly on 429/5xx, which Twilio guarantees did nothing.
+    /// Places the call (the client retries 429/5xx at once, which Twilio guarantees did nothing).
     async fn dial(&self, lead: &LeadReceived) -> Result<Outcome, CallerError> {
         let (url, status_callback) = (self.webhook("call-start", lead), self.webhook("call-status", lead));
         let request = NewCall {
@@ -201,42 +197,33 @@ impl Caller {
             url: &url,
             status_callback: &status_callback,
         };
-        let mut attempt = 0;
-        loop {
-            match self.twilio.create_call(&request).await {
-                Ok(call) => {
-                    self.mark_dialed(lead, &call).await?;
-                    let placed_in = OffsetDateTime::now_utc() - lead.timestamps.published_at;
-                    tracing::info!(call_sid = %call.sid, placed_after_ms = placed_in.whole_milliseconds(), "call placed");
-                    self.report(
-                        lead,
-                        "call.placed",
-                        format!("called {}", lead.lead.phone.as_str()),
-                        serde_json::json!({ "call_sid": call.sid, "placed_at": OffsetDateTime::now_utc().unix_timestamp() }),
-                    )
-                    .await;
-                    return Ok(Outcome::Done);
-                }
-                Err(TwilioError::Transient { status, message }) if attempt < QUICK_RETRIES => {
-                    attempt += 1;
-                    tracing::warn!(status, %message, attempt, "Twilio busy; retrying");
-                    tokio::time::sleep(QUICK_RETRY_BASE * 2u32.pow(attempt)).await;
-                }
-                Err(TwilioError::Rejected { status, code, message }) => {
-                    let reason = format!("Twilio refused the call ({status}, code {code}): {message}");
-                    self.report(lead, "call.failed", reason.clone(), serde_json::json!({ "code": code }))
-                        .await;
-                    return Ok(Outcome::Poison(reason));
-                }
-                // Ambiguous, unreachable, or still busy: the entry stays `dialing`, and the next
-                // delivery reconciles with Twilio before any new request.
-                Err(err) => {
-                    return Ok(Outcome::Retry {
-                        after: LATER,
-                        reason: err.to_string(),
-                    });
-                }
+        match self.twilio.create_call(&request).await {
+            Ok(call) => {
+                self.mark_dialed(lead, &call).await?;
+                let placed_in = OffsetDateTime::now_utc() - lead.timestamps.published_at;
+                tracing::info!(call_sid = %call.sid, placed_after_ms = placed_in.whole_milliseconds(), "call placed");
+                let detail = serde_json::json!({ "call_sid": call.sid, "placed_at": OffsetDateTime::now_utc().unix_timestamp() });
+                self.report(
+                    lead,
+                    "call.placed",
+                    format!("called {}", lead.lead.phone.as_str()),
+                    detail,
+                )
+                .await;
+                Ok(Outcome::Done)
             }
+            Err(TwilioError::Rejected { status, code, message }) => {
+                let reason = format!("Twilio refused the call ({status}, code {code}): {message}");
+                self.report(lead, "call.failed", reason.clone(), serde_json::json!({ "code": code }))
+                    .await;
+                Ok(Outcome::Poison(reason))
+            }
+            // Ambiguous, unreachable, or still busy: the entry stays `dialing`, and the next
+            // delivery reconciles with Twilio before any new request.
+            Err(err) => Ok(Outcome::Retry {
+                after: LATER,
+                reason: err.to_string(),
+            }),
         }
     }
 

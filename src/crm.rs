@@ -114,12 +114,13 @@ impl CrmSync {
             match self.drain(&shutdown).await {
                 Ok(()) if alerted => {
                     alerted = false;
-                    self.report(Activity::new(
-                        "crm.recovered",
-                        "finalizer",
-                        "Airtable is back; unsynced leads synced",
-                    ))
-                    .await;
+                    self.bus
+                        .record(&Activity::new(
+                            "crm.recovered",
+                            "finalizer",
+                            "Airtable is back; unsynced leads synced",
+                        ))
+                        .await;
                 }
                 Ok(()) => {}
                 Err(err) => {
@@ -138,12 +139,6 @@ impl CrmSync {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(self.poll) => {}
             }
-        }
-    }
-
-    async fn report(&self, entry: Activity) {
-        if let Err(err) = self.bus.publish(&entry).await {
-            tracing::warn!(%err, "activity entry not published");
         }
     }
 

@@ -162,9 +162,7 @@ impl Finalizer {
             format!("{}: score {score}", verdict.as_str()),
         );
         entry.lead_id = Some(intake.lead_id);
-        if let Err(err) = self.ctx.bus.publish(&entry).await {
-            tracing::warn!(%err, "activity entry not published");
-        }
+        self.ctx.bus.record(&entry).await;
         tracing::info!(verdict = verdict.as_str(), score, "lead finalized");
         Ok(Outcome::Done)
     }
@@ -211,9 +209,7 @@ impl Finalizer {
             format!("{status}: calling again at {due}"),
         );
         entry.lead_id = Some(intake.lead_id);
-        if let Err(err) = self.ctx.bus.publish(&entry).await {
-            tracing::warn!(%err, "activity entry not published");
-        }
+        self.ctx.bus.record(&entry).await;
         Ok(Outcome::Done)
     }
 

@@ -19,8 +19,6 @@ use crate::calls::DoNotContact;
 use crate::clients::twilio::{TwilioClient, TwilioError};
 use crate::runtime::Context;
 
-const QUICK_RETRIES: u32 = 3;
-const QUICK_RETRY_BASE: Duration = Duration::from_millis(300);
 const LATER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +105,7 @@ impl SmsSender {
     async fn report(&self, lead: &LeadFinalized, kind: &str, summary: String) {
         let mut entry = Activity::new(kind, "sms", summary);
         entry.lead_id = Some(lead.lead_id);
-        if let Err(err) = self.ctx.bus.publish(&entry).await {
-            tracing::warn!(%err, kind, "activity entry not published");
-        }
+        self.ctx.bus.record(&entry).await;
     }
 
     async fn mark(&self, key: &str, state: SmsState, sid: Option<String>) -> Result<(), SmsError> {
@@ -174,33 +170,24 @@ impl SmsSender {
             .sms_template
             .replace("{name}", first_name)
             .replace("{link}", link.as_str());
-        let mut attempt = 0;
-        loop {
-            match self.twilio.send_sms(&lead.phone, &text).await {
-                Ok(message) => {
-                    self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
-                    tracing::info!(sid = %message.sid, "booking link texted");
-                    self.report(lead, "sms.sent", format!("texted the booking link to {}", lead.phone))
-                        .await;
-                    return Ok(Outcome::Done);
-                }
-                Err(TwilioError::Transient { status, message }) if attempt < QUICK_RETRIES => {
-                    attempt += 1;
-                    tracing::warn!(status, %message, attempt, "Twilio busy; retrying");
-                    tokio::time::sleep(QUICK_RETRY_BASE * 2u32.pow(attempt)).await;
-                }
-                Err(TwilioError::Rejected { status, code, message }) => {
-                    let reason = format!("Twilio refused the SMS ({status}, code {code}): {message}");
-                    self.report(lead, "sms.failed", reason.clone()).await;
-                    return Ok(Outcome::Poison(reason));
-                }
-                Err(err) => {
-                    return Ok(Outcome::Retry {
-                        after: LATER,
-                        reason: err.to_string(),
-                    });
-                }
+        match self.twilio.send_sms(&lead.phone, &text).await {
+            Ok(message) => {
+                self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
+                tracing::info!(sid = %message.sid, "booking link texted");
+                self.report(lead, "sms.sent", format!("texted the booking link to {}", lead.phone))
+                    .await;
+                Ok(Outcome::Done)
             }
+            Err(TwilioError::Rejected { status, code, message }) => {
+                let reason = format!("Twilio refused the SMS ({status}, code {code}): {message}");
+                self.report(lead, "sms.failed", reason.clone()).await;
+                Ok(Outcome::Poison(reason))
+            }
+            // Ambiguous or unreachable: the entry stays `sending`; the next delivery reconciles.
+            Err(err) => Ok(Outcome::Retry {
+                after: LATER,
+                reason: err.to_string(),
+            }),
         }
     }
 }

@@ -147,6 +147,14 @@ impl Bus {
             .map_err(publish_err)
     }
 
+    /// Publishes a record of work already done (an activity entry, an alert): a failure is logged,
+    /// not returned, since the work stands either way.
+    pub async fn record<P: Payload>(&self, entry: &P) {
+        if let Err(err) = self.publish(entry).await {
+            tracing::warn!(%err, subject = P::SUBJECT, "not published");
+        }
+    }
+
     /// Whether the server answers JetStream API requests right now.
     pub async fn ping(&self) -> Result<(), BusError> {
         self.js

@@ -73,6 +73,10 @@ pub struct NewCall<'a> {
     pub status_callback: &'a str,
 }
 
+/// Quick retries of a 429/5xx answer before the caller of the client decides what to do.
+const QUICK_RETRIES: u32 = 3;
+const QUICK_RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(300);
+
 #[derive(Clone, Debug)]
 pub struct TwilioClient {
     http: reqwest::Client,
@@ -117,7 +121,28 @@ impl TwilioClient {
         )
     }
 
+    /// Sends, retrying 429 and 5xx a few times at once: Twilio guarantees those did nothing.
     async fn send<T: for<'de> Deserialize<'de>>(&self, request: reqwest::RequestBuilder) -> Result<T, TwilioError> {
+        let mut attempt = 0;
+        loop {
+            let Some(this_try) = request.try_clone() else {
+                return self.send_once(request).await;
+            };
+            match self.send_once(this_try).await {
+                Err(TwilioError::Transient { status, message }) if attempt < QUICK_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(status, %message, attempt, "Twilio busy; retrying");
+                    tokio::time::sleep(QUICK_RETRY_BASE * 2u32.pow(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, TwilioError> {
         let response = request
             .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
             .send()

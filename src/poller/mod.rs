@@ -106,12 +106,13 @@ impl Poller {
         let mut session = self.connect().await?;
         if *failures > 0 {
             tracing::info!(failures = *failures, "poller: IMAP connection recovered");
-            self.report(Activity::new(
-                "imap.recovered",
-                "poller",
-                format!("IMAP connection recovered after {failures} failed attempts"),
-            ))
-            .await;
+            self.bus
+                .record(&Activity::new(
+                    "imap.recovered",
+                    "poller",
+                    format!("IMAP connection recovered after {failures} failed attempts"),
+                ))
+                .await;
         }
         *failures = 0;
         let idle = session.capabilities().await?.has_str("IDLE");
@@ -265,13 +266,14 @@ impl Poller {
                     let detail = serde_json::json!({ "field": field, "detail": detail, "message_id": message_id });
                     let mut entry = Activity::new("lead.invalid", "poller", format!("invalid lead: {field}"));
                     entry.detail = detail.clone();
-                    self.report(entry).await;
-                    self.raise(Alert::new(
-                        "poller",
-                        format!("a lead email cannot be called: {field}"),
-                        detail,
-                    ))
-                    .await;
+                    self.bus.record(&entry).await;
+                    self.bus
+                        .record(&Alert::new(
+                            "poller",
+                            format!("a lead email cannot be called: {field}"),
+                            detail,
+                        ))
+                        .await;
                 }
                 Ok(false)
             }
@@ -308,25 +310,14 @@ impl Poller {
         let summary = format!("IMAP unreachable after {failures} attempts: {err}");
         let mut entry = Activity::new("imap.down", "poller", summary.clone());
         entry.detail = serde_json::json!({ "host": self.imap.host, "failures": failures });
-        self.report(entry).await;
-        self.raise(Alert::new(
-            "poller",
-            summary,
-            serde_json::json!({ "host": self.imap.host }),
-        ))
-        .await;
-    }
-
-    async fn report(&self, entry: Activity) {
-        if let Err(err) = self.bus.publish(&entry).await {
-            tracing::error!(%err, kind = %entry.kind, "activity entry not published");
-        }
-    }
-
-    async fn raise(&self, alert: Alert) {
-        if let Err(err) = self.bus.publish(&alert).await {
-            tracing::error!(%err, message = %alert.message, "alert not published");
-        }
+        self.bus.record(&entry).await;
+        self.bus
+            .record(&Alert::new(
+                "poller",
+                summary,
+                serde_json::json!({ "host": self.imap.host }),
+            ))
+            .await;
     }
 }
 
