@@ -75,6 +75,29 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Manage the CMO agent's API keys (kept in NATS, so this works beside a running agent).
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key and print it once (only its hash is kept).
+    Create {
+        /// Who the key is for, e.g. the CMO agent's name.
+        #[arg(long)]
+        name: String,
+        /// Accept the key only from this network (CIDR, e.g. 10.0.0.0/8); repeat for several.
+        #[arg(long = "allow-ip", value_name = "CIDR")]
+        allow_ip: Vec<ipnet::IpNet>,
+    },
+    /// List the keys (id, name, networks, created, revoked); never the keys themselves.
+    List,
+    /// Revoke a key by its id: it is refused from then on.
+    Revoke {
+        /// The key's id, as `list` shows it.
+        id: String,
+    },
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 
 pub mod activity;
 pub mod agent;
+pub mod api_keys;
 pub mod bus;
 pub mod caller;
 pub mod calls;

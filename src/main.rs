@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leadq::cli::{AdminCommand, Cli, Command, ScriptCommand};
+use leadq::cli::{AdminCommand, ApiKeyCommand, Cli, Command, ScriptCommand};
 use leadq::config::{ConfigError, Settings};
 use leadq::runtime::{self, Role, RuntimeError};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::ParseEmail { file } => return parse_email(&file, &settings),
         Command::Script(ScriptCommand::Test { question, text, today }) => return script_test(&question, &text, today),
+        Command::Admin(AdminCommand::ApiKey(command)) => return api_key(command, &settings).await,
         Command::Admin(AdminCommand::Activity { limit }) => {
             let store = leadq::store::Store::open(&settings).await?;
             for row in store.recent_activity(limit).await? {
@@ -77,6 +78,50 @@ fn parse_email(file: &std::path::Path, settings: &Settings) -> anyhow::Result<()
             Err(UsageError(err.to_string()).into())
         }
     }
+}
+
+/// API keys live in NATS, so these work while the agent runs.
+async fn api_key(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<()> {
+    let bus = leadq::bus::Bus::connect(&settings.nats_url, "leadq admin").await?;
+    leadq::bus::setup(&bus.js, &settings.bus).await?;
+    let keys = leadq::api_keys::ApiKeys::open(&bus.js).await?;
+    match command {
+        ApiKeyCommand::Create { name, allow_ip } => {
+            let (key, record) = keys.create(&name, allow_ip).await?;
+            eprintln!(
+                "API key `{}` (id {}) created. It is shown once; keep it safe:",
+                record.name, record.id
+            );
+            println!("{key}");
+        }
+        ApiKeyCommand::List => {
+            for record in keys.list().await? {
+                let networks: Vec<String> = record.allow.iter().map(ToString::to_string).collect();
+                println!(
+                    "{}  {:<24} {:<8} {}  {}",
+                    record.id,
+                    record.name,
+                    if record.revoked { "revoked" } else { "active" },
+                    record
+                        .created_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    if networks.is_empty() {
+                        "any address".to_owned()
+                    } else {
+                        networks.join(",")
+                    },
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            if !keys.revoke(&id).await? {
+                return Err(UsageError(format!("no API key with id `{id}` (see `leadq admin api-key list`)")).into());
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
 }
 
 /// Reads one answer the way the finalizer will.

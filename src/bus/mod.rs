@@ -63,7 +63,8 @@ pub mod bucket {
     pub const CONFIG: &str = "config";
     pub const DNC: &str = "dnc";
     pub const SMS: &str = "sms";
-    pub const ALL: [&str; 6] = [EMAILS_SEEN, CALLS, AGENT, CONFIG, DNC, SMS];
+    pub const API_KEYS: &str = "api_keys";
+    pub const ALL: [&str; 7] = [EMAILS_SEEN, CALLS, AGENT, CONFIG, DNC, SMS, API_KEYS];
 }
 
 /// Header JetStream uses to drop a repeated publish within the stream's duplicate window.

@@ -111,6 +111,10 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
             max_age: 30 * DAY,
             ..base(bucket::SMS, "SMS state per lead id: sending, then sent with its sid")
         },
+        base(
+            bucket::API_KEYS,
+            "CMO API keys by id: name, SHA-256 of the secret, allowed networks, revoked",
+        ),
     ]
 }
 

@@ -2,6 +2,8 @@
 //! carries internal detail (that goes to the log with its cause chain).
 
 use axum::Json;
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -11,8 +13,15 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    /// A lead that cannot be called: the field at fault is named in the body.
+    #[error("invalid lead: {field}: {detail}")]
+    InvalidField { field: &'static str, detail: String },
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Unavailable(String),
     /// Any module's failure; its detail is logged, never sent.
     #[error("{0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -35,7 +44,10 @@ impl ApiError {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -54,6 +66,22 @@ impl IntoResponse for ApiError {
                 other.to_string()
             }
         };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+        let mut body = serde_json::json!({ "error": message });
+        if let Self::InvalidField { field, .. } = &self {
+            body["field"] = (*field).into();
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+/// JSON bodies whose rejection (malformed JSON, wrong content type, missing fields) is an
+/// `ApiError`, so it answers `{"error": ...}` like everything else.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::BadRequest(format!("malformed request body: {}", rejection.body_text()))
     }
 }

@@ -1,6 +1,7 @@
 //! The api role's HTTP surface: liveness and readiness, and Twilio's webhooks; the CMO, admin and
 //! auth routes plug in here as their modules land.
 
+mod cmo;
 mod error;
 mod twilio;
 
@@ -18,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
-pub use error::ApiError;
+pub use cmo::{AGENT_ID, status_body};
+pub use error::{ApiError, AppJson};
 
 use crate::runtime::Context;
 
@@ -30,7 +32,9 @@ pub fn router(ctx: Context) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/openapi.json", get(openapi))
         .merge(twilio::routes())
+        .merge(cmo::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
@@ -59,10 +63,17 @@ impl HttpServer {
 
     /// Serves until `shutdown`, then lets in-flight requests finish.
     pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        // Peer addresses for the API keys' network allowlists.
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
     }
+}
+
+/// The OpenAPI document of the REST routes, generated from the handlers.
+async fn openapi() -> impl IntoResponse {
+    Json(<cmo::CmoApi as utoipa::OpenApi>::openapi())
 }
 
 async fn healthz() -> impl IntoResponse {

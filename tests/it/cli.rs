@@ -121,3 +121,55 @@ async fn the_api_role_is_ready_with_nats_and_store_then_stops_on_sigterm() {
     };
     assert!(status.success(), "exit after SIGTERM: {status}");
 }
+
+#[tokio::test]
+async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let out = leadq(
+        &[
+            "admin",
+            "api-key",
+            "create",
+            "--name",
+            "cmo-agent",
+            "--allow-ip",
+            "127.0.0.0/8",
+        ],
+        &[("LEADQ_NATS_URL", &url)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(key.starts_with("lq_") && key.len() > 40, "{key}");
+    let keys = leadq::api_keys::ApiKeys::open(&nats.bus().await.js)
+        .await
+        .expect("keys");
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    assert_eq!(
+        keys.check(&key, loopback).await.expect("check"),
+        leadq::api_keys::KeyCheck::Valid("cmo-agent".into())
+    );
+
+    let list = leadq(&["admin", "api-key", "list"], &[("LEADQ_NATS_URL", &url)]);
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        listed.contains("cmo-agent") && listed.contains("127.0.0.0/8"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&key[20..]), "the list shows the secret");
+    let id = listed.split_whitespace().next().expect("an id").to_owned();
+    assert!(
+        leadq(&["admin", "api-key", "revoke", &id], &[("LEADQ_NATS_URL", &url)])
+            .status
+            .success()
+    );
+    assert_eq!(
+        keys.check(&key, loopback).await.expect("check"),
+        leadq::api_keys::KeyCheck::Revoked
+    );
+    let unknown = leadq(
+        &["admin", "api-key", "revoke", "0000000000000000"],
+        &[("LEADQ_NATS_URL", &url)],
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+}

@@ -5,6 +5,7 @@ mod answers;
 mod bus;
 mod call;
 mod cli;
+mod cmo;
 mod crm;
 mod dovecot;
 mod helpers;

@@ -1,0 +1,156 @@
+//! API keys for the CMO agent, kept in the `api_keys` bucket so every api replica sees a new or
+//! revoked key at once and `leadq admin api-key` works beside a running agent. A key is
+//! `lq_<id>_<secret>`: the id finds the record, and only a SHA-256 of the secret is stored (the
+//! secret is 256 random bits, so a fast hash is enough; nothing can be guessed from it). The key
+//! is shown once, at creation.
+
+use std::net::IpAddr;
+
+use async_nats::jetstream::kv;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::bus::{self, BusError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the secret part.
+    pub secret_sha256: String,
+    /// Empty: any address.
+    #[serde(default)]
+    pub allow: Vec<IpNet>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// Why a key was refused: the HTTP edge maps these to 401 and 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCheck {
+    Valid(String),
+    Unknown,
+    Revoked,
+    AddressNotAllowed,
+}
+
+fn digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiKeys {
+    kv: kv::Store,
+}
+
+impl ApiKeys {
+    pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, BusError> {
+        let kv = js
+            .get_key_value(bus::bucket::API_KEYS)
+            .await
+            .map_err(|e| BusError::jetstream("bucket api_keys", e))?;
+        Ok(Self { kv })
+    }
+
+    /// Creates a key; returns it (shown once) and its record.
+    pub async fn create(&self, name: &str, allow: Vec<IpNet>) -> Result<(String, ApiKeyRecord), BusError> {
+        let id = format!("{:016x}", rand::random::<u64>());
+        let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let record = ApiKeyRecord {
+            id: id.clone(),
+            name: name.to_owned(),
+            secret_sha256: digest(&secret),
+            allow,
+            created_at: OffsetDateTime::now_utc(),
+            revoked: false,
+        };
+        self.put(&record).await?;
+        Ok((format!("lq_{id}_{secret}"), record))
+    }
+
+    async fn put(&self, record: &ApiKeyRecord) -> Result<(), BusError> {
+        let body = serde_json::to_vec(record).map_err(|e| BusError::jetstream("api key encode", e))?;
+        self.kv
+            .put(&record.id, body.into())
+            .await
+            .map_err(|e| BusError::jetstream("api key put", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, BusError> {
+        let value = self
+            .kv
+            .get(id)
+            .await
+            .map_err(|e| BusError::jetstream("api key get", e))?;
+        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<ApiKeyRecord>, BusError> {
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| BusError::jetstream("api keys", e))?
+            .try_collect()
+            .await
+            .map_err(|e| BusError::jetstream("api keys", e))?;
+        let mut records = Vec::new();
+        for id in keys {
+            if let Some(record) = self.get(&id).await? {
+                records.push(record);
+            }
+        }
+        records.sort_by_key(|r| r.created_at);
+        Ok(records)
+    }
+
+    /// Revokes by id; false when there is no such key.
+    pub async fn revoke(&self, id: &str) -> Result<bool, BusError> {
+        let Some(mut record) = self.get(id).await? else {
+            return Ok(false);
+        };
+        record.revoked = true;
+        self.put(&record).await?;
+        Ok(true)
+    }
+
+    /// Checks a presented key from `address`; the name of the key when it is good.
+    pub async fn check(&self, presented: &str, address: IpAddr) -> Result<KeyCheck, BusError> {
+        let Some((id, secret)) = presented.strip_prefix("lq_").and_then(|rest| rest.split_once('_')) else {
+            return Ok(KeyCheck::Unknown);
+        };
+        let valid_id = id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit());
+        let Some(record) = (if valid_id { self.get(id).await? } else { None }) else {
+            return Ok(KeyCheck::Unknown);
+        };
+        let expected = record.secret_sha256.as_bytes();
+        let given = digest(secret);
+        // Equal-length hex strings: compare every byte, so the timing says nothing.
+        let same = expected.len() == given.len()
+            && expected
+                .iter()
+                .zip(given.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        Ok(if !same {
+            KeyCheck::Unknown
+        } else if record.revoked {
+            KeyCheck::Revoked
+        } else if !record.allow.is_empty() && !record.allow.iter().any(|net| net.contains(&address)) {
+            KeyCheck::AddressNotAllowed
+        } else {
+            KeyCheck::Valid(record.name)
+        })
+    }
+}

@@ -1,0 +1,332 @@
+//! The CMO agent's REST interface, the seed's contracts field for field: status, commands,
+//! trigger-lead, reports and capabilities, each behind `X-API-Key`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{ApiError, AppJson};
+use crate::agent::{AgentState, AgentStateStore};
+use crate::api_keys::{ApiKeys, KeyCheck};
+use crate::bus::{Activity, IntakeTimestamps, LeadReceived, LeadSource};
+use crate::domain::lead::{Lead, LeadError, PageDetails};
+use crate::runtime::Context;
+use crate::store::{Figures, Period};
+
+pub const AGENT_ID: &str = "lead-qualification-agent-001";
+pub const AGENT_NAME: &str = "Mesh Cowork Lead Qualifier";
+const COMMANDS: [&str; 6] = ["start", "stop", "pause", "resume", "get_status", "get_metrics"];
+const CAPABILITIES: [&str; 6] = [
+    "email_monitoring",
+    "outbound_calling",
+    "speech_recognition",
+    "lead_qualification",
+    "sms_followup",
+    "crm_integration",
+];
+
+pub fn routes() -> Router<Context> {
+    Router::new()
+        .route("/api/cmo/status", get(status))
+        .route("/api/cmo/command", post(command))
+        .route("/api/cmo/trigger-lead", post(trigger_lead))
+        .route("/api/cmo/report/{period}", get(report))
+        .route("/api/cmo/capabilities", get(capabilities))
+}
+
+/// A request carrying a valid `X-API-Key` from an allowed address; holds the key's name.
+pub struct CmoKey(pub String);
+
+impl FromRequestParts<Context> for CmoKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::Unauthorized("missing X-API-Key".into()))?;
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let keys = ApiKeys::open(&ctx.bus.js).await?;
+        match keys.check(presented, address).await? {
+            KeyCheck::Valid(name) => Ok(Self(name)),
+            KeyCheck::Unknown => Err(ApiError::Unauthorized("invalid API key".into())),
+            KeyCheck::Revoked => Err(ApiError::Unauthorized("this API key was revoked".into())),
+            KeyCheck::AddressNotAllowed => Err(ApiError::Forbidden(format!(
+                "this API key is not allowed from {address}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Metrics {
+    pub calls_today: u64,
+    pub sms_today: u64,
+    pub leads_today: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusBody {
+    pub agent_id: &'static str,
+    pub agent_name: &'static str,
+    pub agent_type: &'static str,
+    /// `active`, `paused` or `stopped`.
+    pub status: &'static str,
+    pub role: &'static str,
+    pub department: &'static str,
+    pub version: &'static str,
+    pub metrics: Metrics,
+    /// When the agent last did something, RFC 3339; null before any activity.
+    pub last_activity: Option<String>,
+    pub uptime_hours: f64,
+}
+
+fn status_word(state: AgentState) -> &'static str {
+    match state {
+        AgentState::Running => "active",
+        AgentState::Paused => "paused",
+        AgentState::Stopped => "stopped",
+    }
+}
+
+async fn figures(ctx: &Context, period: Period) -> Result<Figures, ApiError> {
+    let store = ctx
+        .store
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("this process has no store".into()))?;
+    let since = period.start(OffsetDateTime::now_utc(), &ctx.settings.calling_hours.fallback);
+    Ok(store.figures(since).await?)
+}
+
+pub async fn status_body(ctx: &Context) -> Result<StatusBody, ApiError> {
+    let state = AgentStateStore::open(&ctx.bus.js).await?.get().await?;
+    let today = figures(ctx, Period::Today).await?;
+    Ok(StatusBody {
+        agent_id: AGENT_ID,
+        agent_name: AGENT_NAME,
+        agent_type: "lead_qualification",
+        status: status_word(state),
+        role: "account_executive",
+        department: "cmo",
+        version: env!("CARGO_PKG_VERSION"),
+        metrics: Metrics {
+            calls_today: today.calls_made,
+            sms_today: today.sms_sent,
+            leads_today: today.total_leads,
+        },
+        last_activity: today.last_activity,
+        uptime_hours: (ctx.started.elapsed().as_secs_f64() / 3600.0 * 100.0).round() / 100.0,
+    })
+}
+
+#[utoipa::path(get, path = "/api/cmo/status", tag = "cmo", security(("api_key" = [])),
+    responses((status = 200, body = StatusBody), (status = 401, description = "missing or invalid X-API-Key")))]
+async fn status(State(ctx): State<Context>, _key: CmoKey) -> Result<Json<StatusBody>, ApiError> {
+    Ok(Json(status_body(&ctx).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CommandRequest {
+    pub command: String,
+    #[serde(default)]
+    pub parameters: Value,
+}
+
+#[utoipa::path(post, path = "/api/cmo/command", tag = "cmo", request_body = CommandRequest, security(("api_key" = [])),
+    responses((status = 200, description = "{status, message, command}"), (status = 400, description = "unknown command")))]
+async fn command(
+    State(ctx): State<Context>,
+    CmoKey(key): CmoKey,
+    AppJson(request): AppJson<CommandRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let store = AgentStateStore::open(&ctx.bus.js).await?;
+    let (message, data) = match request.command.as_str() {
+        "start" | "resume" => {
+            store.set(AgentState::Running).await?;
+            (
+                if request.command == "start" {
+                    "Agent started"
+                } else {
+                    "Agent resumed"
+                },
+                None,
+            )
+        }
+        "pause" => {
+            store.set(AgentState::Paused).await?;
+            ("Agent paused", None)
+        }
+        "stop" => {
+            store.set(AgentState::Stopped).await?;
+            ("Agent stopped", None)
+        }
+        "get_status" => (
+            "Agent status",
+            Some(serde_json::to_value(status_body(&ctx).await?).unwrap_or_default()),
+        ),
+        "get_metrics" => (
+            "Agent metrics",
+            Some(report_body(&figures(&ctx, Period::Today).await?, Period::Today)),
+        ),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown command `{other}`; valid commands: {}",
+                COMMANDS.join(", ")
+            )));
+        }
+    };
+    if data.is_none() {
+        let mut entry = Activity::new("agent.command", &format!("cmo:{key}"), message);
+        entry.detail = json!({ "command": request.command, "parameters": request.parameters });
+        ctx.bus.record(&entry).await;
+    }
+    let mut body = json!({ "status": "success", "message": message, "command": request.command });
+    if let Some(data) = data {
+        body["data"] = data;
+    }
+    Ok(Json(body))
+}
+
+/// The seed's trigger-lead body: the landing page's form fields.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TriggerLead {
+    pub fname: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub what_kind_of_office_space_are_you_interested_in: Option<String>,
+    pub message: Option<String>,
+    pub campaignid: Option<String>,
+    /// Any other form fields, kept as extras.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+#[utoipa::path(post, path = "/api/cmo/trigger-lead", tag = "cmo", request_body = TriggerLead, security(("api_key" = [])),
+    responses((status = 200, description = "{status, message, task_id, lead}"), (status = 422, description = "a field that makes the lead uncallable")))]
+async fn trigger_lead(
+    State(ctx): State<Context>,
+    CmoKey(key): CmoKey,
+    AppJson(request): AppJson<TriggerLead>,
+) -> Result<Json<Value>, ApiError> {
+    let known = [
+        ("fname", request.fname),
+        ("email", request.email),
+        ("phone", request.phone),
+        (
+            "what_kind_of_office_space_are_you_interested_in",
+            request.what_kind_of_office_space_are_you_interested_in,
+        ),
+        ("message", request.message),
+        ("campaignid", request.campaignid),
+    ];
+    let mut fields: Vec<(String, String)> = known
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect();
+    fields.extend(request.extra.into_iter().map(|(k, v)| match v {
+        Value::String(s) => (k, s),
+        other => (k, other.to_string()),
+    }));
+    let lead =
+        Lead::from_form(fields, PageDetails::default(), ctx.settings.default_region).map_err(|err| match err {
+            LeadError::Invalid { field, detail } => ApiError::InvalidField { field, detail },
+            LeadError::NotALead(detail) => ApiError::BadRequest(detail),
+        })?;
+    let now = OffsetDateTime::now_utc();
+    let lead_id = Uuid::now_v7();
+    let received = LeadReceived::new(
+        lead_id,
+        LeadSource::CmoTrigger,
+        Lead {
+            received_at: Some(now),
+            ..lead
+        },
+        IntakeTimestamps {
+            inbox_at: None,
+            seen_at: now,
+            published_at: now,
+        },
+    );
+    ctx.bus.publish(&received).await?;
+    let mut entry = Activity::new("lead.triggered", &format!("cmo:{key}"), "lead queued by the CMO agent");
+    entry.lead_id = Some(lead_id);
+    ctx.bus.record(&entry).await;
+    Ok(Json(json!({
+        "status": "success",
+        "message": "Lead queued for processing",
+        "task_id": lead_id,
+        "lead": { "name": received.lead.name, "phone": received.lead.phone },
+    })))
+}
+
+pub fn report_body(figures: &Figures, period: Period) -> Value {
+    json!({
+        "period": period.as_str(),
+        "total_leads": figures.total_leads,
+        "qualified_leads": figures.qualified_leads,
+        "calls_made": figures.calls_made,
+        "sms_sent": figures.sms_sent,
+        "average_speed_to_lead": figures.average_speed_to_lead,
+        "conversion_rate": figures.conversion_rate(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/cmo/report/{period}", tag = "cmo", security(("api_key" = [])),
+    params(("period" = String, Path, description = "today, week or month")),
+    responses((status = 200, description = "{period, total_leads, qualified_leads, calls_made, sms_sent, average_speed_to_lead, conversion_rate}"), (status = 400, description = "unknown period")))]
+async fn report(State(ctx): State<Context>, _key: CmoKey, Path(period): Path<String>) -> Result<Json<Value>, ApiError> {
+    let period = Period::parse(&period)
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown period `{period}`; use today, week or month")))?;
+    Ok(Json(report_body(&figures(&ctx, period).await?, period)))
+}
+
+#[utoipa::path(get, path = "/api/cmo/capabilities", tag = "cmo", security(("api_key" = [])),
+    responses((status = 200, description = "{agent_id, capabilities, commands, ...}")))]
+async fn capabilities(_key: CmoKey) -> Json<Value> {
+    Json(json!({
+        "agent_id": AGENT_ID,
+        "agent_name": AGENT_NAME,
+        "agent_type": "lead_qualification",
+        "role": "account_executive",
+        "department": "cmo",
+        "version": env!("CARGO_PKG_VERSION"),
+        "capabilities": CAPABILITIES,
+        "commands": COMMANDS,
+        "report_periods": ["today", "week", "month"],
+    }))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "leadq", description = "Lead qualification agent: the CMO agent's REST interface"),
+    paths(status, command, trigger_lead, report, capabilities),
+    modifiers(&ApiKeyScheme)
+)]
+pub struct CmoApi;
+
+struct ApiKeyScheme;
+
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! The CMO agent's REST interface on the real api role: the seed's contract, keys, bad input.
+
+use leadq::agent::{AgentState, AgentStateStore};
+use leadq::api_keys::ApiKeys;
+use leadq::bus::{self, LeadReceived};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{NatsServer, free_port, on_stream};
+
+struct Api {
+    base: String,
+    ctx: leadq::runtime::Context,
+    http: reqwest::Client,
+    key: String,
+    shutdown: CancellationToken,
+    _nats: NatsServer,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let nats = NatsServer::start();
+        let mut settings = nats.settings();
+        let port = free_port();
+        settings.http_addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let ctx = leadq::runtime::Context::build(settings, true).await.expect("context");
+        let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.serve(shutdown.clone()));
+        tokio::spawn(leadq::activity::run(ctx.clone(), shutdown.clone()));
+        let (key, _) = ApiKeys::open(&ctx.bus.js)
+            .await
+            .expect("keys")
+            .create("cmo", Vec::new())
+            .await
+            .expect("key");
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            ctx,
+            http: reqwest::Client::new(),
+            key,
+            shutdown,
+            _nats: nats,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, key: Option<&str>, body: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.header("Content-Type", "application/json").body(body.to_owned());
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(&self.key), None).await
+    }
+
+    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(&self.key), Some(body))
+            .await
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_the_seeds_contract() {
+    let api = Api::start().await;
+    let (code, status) = api.get("/api/cmo/status").await;
+    assert_eq!(code, 200, "{status}");
+    for (field, value) in [
+        ("agent_id", json!("lead-qualification-agent-001")),
+        ("agent_name", json!("Mesh Cowork Lead Qualifier")),
+        ("agent_type", json!("lead_qualification")),
+        ("role", json!("account_executive")),
+        ("department", json!("cmo")),
+        ("status", json!("active")),
+    ] {
+        assert_eq!(status[field], value, "{field}");
+    }
+    for metric in ["calls_today", "sms_today", "leads_today"] {
+        assert!(status["metrics"][metric].is_u64(), "{metric}: {status}");
+    }
+    assert!(status["uptime_hours"].is_f64() || status["uptime_hours"].is_u64());
+    assert!(status.get("last_activity").is_some());
+
+    let (code, caps) = api.get("/api/cmo/capabilities").await;
+    assert_eq!(code, 200);
+    for command in ["start", "stop", "pause", "resume", "get_status", "get_metrics"] {
+        assert!(caps["commands"].as_array().expect("commands").contains(&json!(command)));
+    }
+    assert!(
+        caps["capabilities"]
+            .as_array()
+            .expect("capabilities")
+            .contains(&json!("outbound_calling"))
+    );
+
+    for period in ["today", "week", "month"] {
+        let (code, report) = api.get(&format!("/api/cmo/report/{period}")).await;
+        assert_eq!(code, 200);
+        assert_eq!(report["period"], period);
+        for field in [
+            "total_leads",
+            "qualified_leads",
+            "calls_made",
+            "sms_sent",
+            "conversion_rate",
+        ] {
+            assert!(report[field].is_number(), "{field}: {report}");
+        }
+        assert!(report.get("average_speed_to_lead").is_some(), "{report}");
+    }
+
+    let (code, body) = api
+        .post(
+            "/api/cmo/trigger-lead",
+            r#"{"fname":"John","email":"john@example.com","phone":"+12015550123","what_kind_of_office_space_are_you_interested_in":"Private Office","message":"m","campaignid":"1"}"#,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["message"].as_str()),
+        (Some("success"), Some("Lead queued for processing"))
+    );
+    assert_eq!(body["lead"], json!({ "name": "John", "phone": "+12015550123" }));
+    let leads = on_stream::<LeadReceived>(&api.ctx.bus, bus::stream::LEADS).await;
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0].lead_id.to_string(), body["task_id"].as_str().expect("task id"));
+    assert_eq!(leads[0].source, bus::LeadSource::CmoTrigger);
+
+    let (code, openapi) = api.call(reqwest::Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(code, 200);
+    for path in [
+        "/api/cmo/status",
+        "/api/cmo/command",
+        "/api/cmo/trigger-lead",
+        "/api/cmo/report/{period}",
+        "/api/cmo/capabilities",
+    ] {
+        assert!(
+            openapi["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_move_the_agent_state_every_role_watches() {
+    let api = Api::start().await;
+    let state = AgentStateStore::open(&api.ctx.bus.js).await.expect("agent");
+    for (command, expected, word) in [
+        ("pause", AgentState::Paused, "paused"),
+        ("resume", AgentState::Running, "active"),
+        ("stop", AgentState::Stopped, "stopped"),
+        ("start", AgentState::Running, "active"),
+    ] {
+        let (code, body) = api
+            .post(
+                "/api/cmo/command",
+                &format!(r#"{{"command":"{command}","parameters":{{}}}}"#),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            (body["status"].as_str(), body["command"].as_str()),
+            (Some("success"), Some(command))
+        );
+        assert_eq!(state.get().await.expect("state"), expected);
+        assert_eq!(api.get("/api/cmo/status").await.1["status"], word);
+    }
+    let (code, body) = api.post("/api/cmo/command", r#"{"command":"get_metrics"}"#).await;
+    assert_eq!(code, 200);
+    assert!(body["data"]["total_leads"].is_number(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
+    let api = Api::start().await;
+    let no_key = api.call(reqwest::Method::GET, "/api/cmo/status", None, None).await;
+    assert_eq!(no_key.0, 401);
+    assert!(no_key.1["error"].is_string());
+    assert_eq!(
+        api.call(reqwest::Method::GET, "/api/cmo/status", Some("nope"), None)
+            .await
+            .0,
+        401
+    );
+    let forged = format!("{}x", &api.key[..api.key.len() - 1]);
+    assert_eq!(
+        api.call(reqwest::Method::GET, "/api/cmo/status", Some(&forged), None)
+            .await
+            .0,
+        401
+    );
+
+    let keys = ApiKeys::open(&api.ctx.bus.js).await.expect("keys");
+    let (revoked, record) = keys.create("old", Vec::new()).await.expect("key");
+    assert!(keys.revoke(&record.id).await.expect("revoke"));
+    let (code, body) = api
+        .call(reqwest::Method::GET, "/api/cmo/status", Some(&revoked), None)
+        .await;
+    assert_eq!(code, 401);
+    assert!(body["error"].as_str().unwrap_or("").contains("revoked"));
+    let (elsewhere, _) = keys
+        .create("office only", vec!["10.0.0.0/8".parse().expect("cidr")])
+        .await
+        .expect("key");
+    assert_eq!(
+        api.call(reqwest::Method::GET, "/api/cmo/status", Some(&elsewhere), None)
+            .await
+            .0,
+        403
+    );
+
+    let state = AgentStateStore::open(&api.ctx.bus.js).await.expect("agent");
+    let (code, body) = api
+        .post("/api/cmo/command", r#"{"command":"explode","parameters":{}}"#)
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("pause"),
+        "lists the valid commands: {body}"
+    );
+    assert_eq!(state.get().await.expect("state"), AgentState::Running);
+    assert_eq!(api.get("/api/cmo/report/decade").await.0, 400);
+    let (code, body) = api
+        .post(
+            "/api/cmo/trigger-lead",
+            r#"{"fname":"Bob","email":"bob@example.com","phone":"12345"}"#,
+        )
+        .await;
+    assert_eq!((code, body["field"].as_str()), (422, Some("phone")), "{body}");
+    let (code, body) = api.post("/api/cmo/trigger-lead", "{not json").await;
+    assert_eq!(code, 400);
+    assert!(body["error"].is_string());
+    assert!(
+        on_stream::<LeadReceived>(&api.ctx.bus, bus::stream::LEADS)
+            .await
+            .is_empty(),
+        "a bad request queued a lead"
+    );
+}
