@@ -24,6 +24,15 @@ impl AgentState {
     pub fn is_running(self) -> bool {
         self == Self::Running
     }
+
+    /// The word the CMO contract uses: `active`, `paused` or `stopped`.
+    pub fn as_status(self) -> &'static str {
+        match self {
+            Self::Running => "active",
+            Self::Paused => "paused",
+            Self::Stopped => "stopped",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -83,6 +83,7 @@ struct RawSettings {
     airtable: RawAirtable,
     call_watchdog: String,
     retry_ladder: Vec<String>,
+    status_interval: String,
 }
 
 impl Default for RawSettings {
@@ -113,6 +114,7 @@ impl Default for RawSettings {
             airtable: RawAirtable::default(),
             call_watchdog: "2h".into(),
             retry_ladder: vec!["30m".into(), "2h".into()],
+            status_interval: "10s".into(),
         }
     }
 }
@@ -382,6 +384,8 @@ pub struct Settings {
     pub call_watchdog: Duration,
     /// Waits before calling again after a busy line or no answer; when they run out, `no_answer`.
     pub retry_ladder: Vec<Duration>,
+    /// How often every process publishes `agent.status` (and at once on a state change).
+    pub status_interval: Duration,
 }
 
 impl Settings {
@@ -545,6 +549,7 @@ impl Settings {
                 .iter()
                 .map(|step| duration("LEADQ_RETRY_LADDER", step))
                 .collect::<Result<_, _>>()?,
+            status_interval: duration("LEADQ_STATUS_INTERVAL", &raw.status_interval)?,
         })
     }
 }

@@ -18,6 +18,7 @@
 //! - [`finalizer`]: `call.completed` to verdict, the lead's record and `lead.finalized`.
 //! - [`sms`]: `lead.finalized` to one SMS with the booking link.
 //! - [`crm`]: finalized leads to Airtable, batched, rate limited, replayed after outages.
+//! - [`status`]: the `agent.status` heartbeat of every process.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
@@ -38,6 +39,7 @@ pub mod poller;
 pub mod runtime;
 pub mod shared_config;
 pub mod sms;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod twilio;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{self, Bus, BusError};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
-use crate::{activity, caller, finalizer, http, poller, shared_config, sms};
+use crate::{activity, caller, finalizer, http, poller, shared_config, sms, status};
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -149,6 +149,9 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
         }
         start(role, &ctx, &shutdown, &mut tasks).await?;
     }
+    // Every process says it is there; its end is not a role's failure.
+    let names = roles.iter().map(|r| r.name().to_owned()).collect();
+    tokio::spawn(status::run(ctx.clone(), names, shutdown.clone()));
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let mut failure = None;
     tokio::select! {

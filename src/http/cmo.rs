@@ -94,14 +94,6 @@ pub struct StatusBody {
     pub uptime_hours: f64,
 }
 
-fn status_word(state: AgentState) -> &'static str {
-    match state {
-        AgentState::Running => "active",
-        AgentState::Paused => "paused",
-        AgentState::Stopped => "stopped",
-    }
-}
-
 async fn figures(ctx: &Context, period: Period) -> Result<Figures, ApiError> {
     let store = ctx
         .store
@@ -118,7 +110,7 @@ pub async fn status_body(ctx: &Context) -> Result<StatusBody, ApiError> {
         agent_id: AGENT_ID,
         agent_name: AGENT_NAME,
         agent_type: "lead_qualification",
-        status: status_word(state),
+        status: state.as_status(),
         role: "account_executive",
         department: "cmo",
         version: env!("CARGO_PKG_VERSION"),

@@ -251,3 +251,58 @@ async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
         "a bad request queued a lead"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_status_is_published_on_change_and_kept_for_late_subscribers() {
+    let nats = NatsServer::start();
+    let mut settings = nats.settings();
+    settings.status_interval = std::time::Duration::from_secs(30);
+    let ctx = leadq::runtime::Context::build(settings, false).await.expect("context");
+    let mut updates = ctx
+        .bus
+        .client
+        .subscribe(bus::subject::AGENT_STATUS)
+        .await
+        .expect("subscribe");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(leadq::status::run(ctx.clone(), vec!["caller".into()], shutdown.clone()));
+    let first = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        futures::StreamExt::next(&mut updates),
+    )
+    .await
+    .expect("a status at start")
+    .expect("message");
+    let first: leadq::bus::AgentStatus = bus::decode(&first.payload).expect("status");
+    assert_eq!(
+        (first.state.as_str(), first.roles.as_slice()),
+        ("active", &["caller".to_owned()][..])
+    );
+
+    // A change goes out at once, not at the next 30-second tick.
+    AgentStateStore::open(&ctx.bus.js)
+        .await
+        .expect("agent")
+        .set(AgentState::Paused)
+        .await
+        .expect("pause");
+    let changed = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        futures::StreamExt::next(&mut updates),
+    )
+    .await
+    .expect("the change within a second")
+    .expect("message");
+    let changed: leadq::bus::AgentStatus = bus::decode(&changed.payload).expect("status");
+    assert_eq!(changed.state, "paused");
+
+    // A CMO agent that starts now reads the current state from the stream at once.
+    let stream = ctx.bus.js.get_stream(bus::stream::STATUS).await.expect("STATUS");
+    let last = stream
+        .get_last_raw_message_by_subject(bus::subject::AGENT_STATUS)
+        .await
+        .expect("last status");
+    let last: leadq::bus::AgentStatus = bus::decode(&last.payload).expect("status");
+    assert_eq!(last.state, "paused");
+    shutdown.cancel();
+}
