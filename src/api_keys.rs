@@ -125,8 +125,8 @@ impl ApiKeys {
         Ok(true)
     }
 
-    /// Checks a presented key from `address`; the name of the key when it is good.
-    pub async fn check(&self, presented: &str, address: IpAddr) -> Result<KeyCheck, BusError> {
+    /// Checks a presented key from `address` (None: not over HTTP, no allowlist applies).
+    pub async fn check(&self, presented: &str, address: Option<IpAddr>) -> Result<KeyCheck, BusError> {
         let Some((id, secret)) = presented.strip_prefix("lq_").and_then(|rest| rest.split_once('_')) else {
             return Ok(KeyCheck::Unknown);
         };
@@ -147,7 +147,10 @@ impl ApiKeys {
             KeyCheck::Unknown
         } else if record.revoked {
             KeyCheck::Revoked
-        } else if !record.allow.is_empty() && !record.allow.iter().any(|net| net.contains(&address)) {
+        } else if let Some(address) = address
+            && !record.allow.is_empty()
+            && !record.allow.iter().any(|net| net.contains(&address))
+        {
             KeyCheck::AddressNotAllowed
         } else {
             KeyCheck::Valid(record.name)

@@ -19,6 +19,7 @@
 //! - [`sms`]: `lead.finalized` to one SMS with the booking link.
 //! - [`crm`]: finalized leads to Airtable, batched, rate limited, replayed after outages.
 //! - [`status`]: the `agent.status` heartbeat of every process.
+//! - [`cmo_service`]: the CMO interface as a NATS service.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
 
@@ -30,6 +31,7 @@ pub mod caller;
 pub mod calls;
 pub mod cli;
 pub mod clients;
+pub mod cmo_service;
 pub mod config;
 pub mod crm;
 pub mod domain;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{self, Bus, BusError};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
-use crate::{activity, caller, finalizer, http, poller, shared_config, sms, status};
+use crate::{activity, caller, cmo_service, finalizer, http, poller, shared_config, sms, status};
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -226,8 +226,10 @@ async fn start(
                     detail: e.to_string(),
                 })
             });
-            let (ctx, token) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move { activity::run(ctx, token).await.map_err(RuntimeError::from) });
+            let (activity_ctx, token) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { activity::run(activity_ctx, token).await.map_err(RuntimeError::from) });
+            let (service_ctx, token) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { cmo_service::run(service_ctx, token).await.map_err(RuntimeError::from) });
         }
         Role::Poller if ctx.settings.imap.is_none() => {
             tracing::warn!("no inbox configured (LEADQ_IMAP__HOST): the poller is not started");

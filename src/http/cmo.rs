@@ -1,7 +1,7 @@
 //! The CMO agent's REST interface, the seed's contracts field for field: status, commands,
 //! trigger-lead, reports and capabilities, each behind `X-API-Key`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -49,25 +49,28 @@ impl FromRequestParts<Context> for CmoKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::Unauthorized("missing X-API-Key".into()))?;
+        let presented = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
         let address = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip())
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-        let keys = ApiKeys::open(&ctx.bus.js).await?;
-        match keys.check(presented, address).await? {
-            KeyCheck::Valid(name) => Ok(Self(name)),
-            KeyCheck::Unknown => Err(ApiError::Unauthorized("invalid API key".into())),
-            KeyCheck::Revoked => Err(ApiError::Unauthorized("this API key was revoked".into())),
-            KeyCheck::AddressNotAllowed => Err(ApiError::Forbidden(format!(
-                "this API key is not allowed from {address}"
-            ))),
-        }
+            .map(|info| info.0.ip());
+        check_key(ctx, presented, address).await.map(Self)
+    }
+}
+
+/// The key's name when `presented` is a live key allowed from `address` (no address: the request
+/// came over NATS, where the server's own user auth is the network boundary).
+pub async fn check_key(ctx: &Context, presented: Option<&str>, address: Option<IpAddr>) -> Result<String, ApiError> {
+    let presented = presented.ok_or_else(|| ApiError::Unauthorized("missing X-API-Key".into()))?;
+    let keys = ApiKeys::open(&ctx.bus.js).await?;
+    match keys.check(presented, address).await? {
+        KeyCheck::Valid(name) => Ok(name),
+        KeyCheck::Unknown => Err(ApiError::Unauthorized("invalid API key".into())),
+        KeyCheck::Revoked => Err(ApiError::Unauthorized("this API key was revoked".into())),
+        KeyCheck::AddressNotAllowed => Err(ApiError::Forbidden(format!(
+            "this API key is not allowed from {}",
+            address.map(|a| a.to_string()).unwrap_or_default()
+        ))),
     }
 }
 
@@ -137,13 +140,8 @@ pub struct CommandRequest {
     pub parameters: Value,
 }
 
-#[utoipa::path(post, path = "/api/cmo/command", tag = "cmo", request_body = CommandRequest, security(("api_key" = [])),
-    responses((status = 200, description = "{status, message, command}"), (status = 400, description = "unknown command")))]
-async fn command(
-    State(ctx): State<Context>,
-    CmoKey(key): CmoKey,
-    AppJson(request): AppJson<CommandRequest>,
-) -> Result<Json<Value>, ApiError> {
+/// One command, for REST and NATS alike; `actor` names who sent it in the activity log.
+pub async fn run_command(ctx: &Context, actor: &str, request: CommandRequest) -> Result<Value, ApiError> {
     let store = AgentStateStore::open(&ctx.bus.js).await?;
     let (message, data) = match request.command.as_str() {
         "start" | "resume" => {
@@ -167,11 +165,11 @@ async fn command(
         }
         "get_status" => (
             "Agent status",
-            Some(serde_json::to_value(status_body(&ctx).await?).unwrap_or_default()),
+            Some(serde_json::to_value(status_body(ctx).await?).unwrap_or_default()),
         ),
         "get_metrics" => (
             "Agent metrics",
-            Some(report_body(&figures(&ctx, Period::Today).await?, Period::Today)),
+            Some(report_body(&figures(ctx, Period::Today).await?, Period::Today)),
         ),
         other => {
             return Err(ApiError::BadRequest(format!(
@@ -181,7 +179,7 @@ async fn command(
         }
     };
     if data.is_none() {
-        let mut entry = Activity::new("agent.command", &format!("cmo:{key}"), message);
+        let mut entry = Activity::new("agent.command", actor, message);
         entry.detail = json!({ "command": request.command, "parameters": request.parameters });
         ctx.bus.record(&entry).await;
     }
@@ -189,7 +187,17 @@ async fn command(
     if let Some(data) = data {
         body["data"] = data;
     }
-    Ok(Json(body))
+    Ok(body)
+}
+
+#[utoipa::path(post, path = "/api/cmo/command", tag = "cmo", request_body = CommandRequest, security(("api_key" = [])),
+    responses((status = 200, description = "{status, message, command}"), (status = 400, description = "unknown command")))]
+async fn command(
+    State(ctx): State<Context>,
+    CmoKey(key): CmoKey,
+    AppJson(request): AppJson<CommandRequest>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(run_command(&ctx, &format!("cmo:{key}"), request).await?))
 }
 
 /// The seed's trigger-lead body: the landing page's form fields.
@@ -207,13 +215,8 @@ pub struct TriggerLead {
     pub extra: serde_json::Map<String, Value>,
 }
 
-#[utoipa::path(post, path = "/api/cmo/trigger-lead", tag = "cmo", request_body = TriggerLead, security(("api_key" = [])),
-    responses((status = 200, description = "{status, message, task_id, lead}"), (status = 422, description = "a field that makes the lead uncallable")))]
-async fn trigger_lead(
-    State(ctx): State<Context>,
-    CmoKey(key): CmoKey,
-    AppJson(request): AppJson<TriggerLead>,
-) -> Result<Json<Value>, ApiError> {
+/// Queues a lead given as form fields, for REST and NATS alike.
+pub async fn queue_lead(ctx: &Context, actor: &str, request: TriggerLead) -> Result<Value, ApiError> {
     let known = [
         ("fname", request.fname),
         ("email", request.email),
@@ -254,15 +257,32 @@ async fn trigger_lead(
         },
     );
     ctx.bus.publish(&received).await?;
-    let mut entry = Activity::new("lead.triggered", &format!("cmo:{key}"), "lead queued by the CMO agent");
+    let mut entry = Activity::new("lead.triggered", actor, "lead queued by the CMO agent");
     entry.lead_id = Some(lead_id);
     ctx.bus.record(&entry).await;
-    Ok(Json(json!({
+    Ok(json!({
         "status": "success",
         "message": "Lead queued for processing",
         "task_id": lead_id,
         "lead": { "name": received.lead.name, "phone": received.lead.phone },
-    })))
+    }))
+}
+
+#[utoipa::path(post, path = "/api/cmo/trigger-lead", tag = "cmo", request_body = TriggerLead, security(("api_key" = [])),
+    responses((status = 200, description = "{status, message, task_id, lead}"), (status = 422, description = "a field that makes the lead uncallable")))]
+async fn trigger_lead(
+    State(ctx): State<Context>,
+    CmoKey(key): CmoKey,
+    AppJson(request): AppJson<TriggerLead>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(queue_lead(&ctx, &format!("cmo:{key}"), request).await?))
+}
+
+/// A period's report, for REST and NATS alike.
+pub async fn report_value(ctx: &Context, period: &str) -> Result<Value, ApiError> {
+    let period = Period::parse(period)
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown period `{period}`; use today, week or month")))?;
+    Ok(report_body(&figures(ctx, period).await?, period))
 }
 
 pub fn report_body(figures: &Figures, period: Period) -> Value {
@@ -281,15 +301,18 @@ pub fn report_body(figures: &Figures, period: Period) -> Value {
     params(("period" = String, Path, description = "today, week or month")),
     responses((status = 200, description = "{period, total_leads, qualified_leads, calls_made, sms_sent, average_speed_to_lead, conversion_rate}"), (status = 400, description = "unknown period")))]
 async fn report(State(ctx): State<Context>, _key: CmoKey, Path(period): Path<String>) -> Result<Json<Value>, ApiError> {
-    let period = Period::parse(&period)
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown period `{period}`; use today, week or month")))?;
-    Ok(Json(report_body(&figures(&ctx, period).await?, period)))
+    Ok(Json(report_value(&ctx, &period).await?))
 }
 
 #[utoipa::path(get, path = "/api/cmo/capabilities", tag = "cmo", security(("api_key" = [])),
     responses((status = 200, description = "{agent_id, capabilities, commands, ...}")))]
 async fn capabilities(_key: CmoKey) -> Json<Value> {
-    Json(json!({
+    Json(capabilities_body())
+}
+
+/// What the agent can do, for REST and NATS alike.
+pub fn capabilities_body() -> Value {
+    json!({
         "agent_id": AGENT_ID,
         "agent_name": AGENT_NAME,
         "agent_type": "lead_qualification",
@@ -299,7 +322,7 @@ async fn capabilities(_key: CmoKey) -> Json<Value> {
         "capabilities": CAPABILITIES,
         "commands": COMMANDS,
         "report_periods": ["today", "week", "month"],
-    }))
+    })
 }
 
 #[derive(utoipa::OpenApi)]

@@ -1,7 +1,7 @@
 //! The api role's HTTP surface: liveness and readiness, and Twilio's webhooks; the CMO, admin and
 //! auth routes plug in here as their modules land.
 
-mod cmo;
+pub mod cmo;
 mod error;
 mod twilio;
 

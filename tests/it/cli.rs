@@ -144,7 +144,7 @@ async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
     let keys = leadq::api_keys::ApiKeys::open(&nats.bus().await.js)
         .await
         .expect("keys");
-    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let loopback = Some(std::net::IpAddr::from([127, 0, 0, 1]));
     assert_eq!(
         keys.check(&key, loopback).await.expect("check"),
         leadq::api_keys::KeyCheck::Valid("cmo-agent".into())

@@ -28,6 +28,7 @@ impl Api {
         let shutdown = CancellationToken::new();
         tokio::spawn(server.serve(shutdown.clone()));
         tokio::spawn(leadq::activity::run(ctx.clone(), shutdown.clone()));
+        tokio::spawn(leadq::cmo_service::run(ctx.clone(), shutdown.clone()));
         let (key, _) = ApiKeys::open(&ctx.bus.js)
             .await
             .expect("keys")
@@ -305,4 +306,76 @@ async fn agent_status_is_published_on_change_and_kept_for_late_subscribers() {
     let last: leadq::bus::AgentStatus = bus::decode(&last.payload).expect("status");
     assert_eq!(last.state, "paused");
     shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_service_answers_like_rest_and_is_discoverable() {
+    let api = Api::start().await;
+    let client = &api.ctx.bus.client;
+    let ask = |operation: &str, key: Option<&str>, body: &str| {
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert("X-API-Key", key);
+        }
+        let subject = leadq::cmo_service::subject(operation);
+        let body = body.to_owned();
+        async move {
+            let reply = client
+                .request_with_headers(subject, headers, body.into())
+                .await
+                .expect("reply");
+            let code = reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Service-Error-Code"))
+                .map(|v| v.to_string());
+            (code, serde_json::from_slice::<Value>(&reply.payload).expect("json"))
+        }
+    };
+    // Discoverable before any request.
+    let ping = client.request("$SRV.PING.leadq-cmo", "".into()).await.expect("ping");
+    let ping: Value = serde_json::from_slice(&ping.payload).expect("json");
+    assert_eq!(ping["name"], "leadq-cmo");
+
+    let (code, over_nats) = ask("status", Some(&api.key), "").await;
+    assert_eq!(code, None, "{over_nats}");
+    let (_, over_rest) = api.get("/api/cmo/status").await;
+    for field in [
+        "agent_id",
+        "agent_name",
+        "agent_type",
+        "status",
+        "role",
+        "department",
+        "metrics",
+    ] {
+        assert_eq!(over_nats[field], over_rest[field], "{field}");
+    }
+    let (_, caps) = ask("capabilities", Some(&api.key), "").await;
+    assert_eq!(caps, api.get("/api/cmo/capabilities").await.1);
+    let (_, report) = ask("report", Some(&api.key), r#"{"period":"week"}"#).await;
+    assert_eq!(report, api.get("/api/cmo/report/week").await.1);
+
+    let (code, body) = ask("status", Some("lq_0000000000000000_nope"), "").await;
+    assert_eq!(code.as_deref(), Some("401"));
+    assert!(body["error"].is_string());
+    let (code, _) = ask("command", Some(&api.key), r#"{"command":"explode"}"#).await;
+    assert_eq!(code.as_deref(), Some("400"));
+    let (code, body) = ask("command", Some(&api.key), r#"{"command":"pause","parameters":{}}"#).await;
+    assert_eq!((code, body["status"].as_str()), (None, Some("success")));
+    let state = AgentStateStore::open(&api.ctx.bus.js)
+        .await
+        .expect("agent")
+        .get()
+        .await
+        .expect("state");
+    assert_eq!(state, AgentState::Paused);
+    let (code, body) = ask(
+        "trigger-lead",
+        Some(&api.key),
+        r#"{"fname":"Ann","phone":"+12015550123"}"#,
+    )
+    .await;
+    assert_eq!(code, None, "{body}");
+    assert_eq!(body["lead"]["phone"], "+12015550123");
 }

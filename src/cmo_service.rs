@@ -1,0 +1,97 @@
+//! The CMO interface as a NATS service (`$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` discover it):
+//! `cmo.lead-qualification-agent-001.{status,command,trigger-lead,report,capabilities}` take the
+//! same JSON bodies as the REST routes and answer the same JSON, with the API key in the
+//! `X-API-Key` header. Errors answer `{"error": ...}` and set the service error headers.
+
+use async_nats::service::ServiceExt;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::BusError;
+use crate::http::{ApiError, cmo};
+use crate::runtime::Context;
+
+const OPERATIONS: [&str; 5] = ["status", "command", "trigger-lead", "report", "capabilities"];
+
+pub fn subject(operation: &str) -> String {
+    format!("cmo.{}.{operation}", cmo::AGENT_ID)
+}
+
+fn body<T: DeserializeOwned>(payload: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(payload).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))
+}
+
+async fn answer(ctx: &Context, operation: &str, message: &async_nats::Message) -> Result<Value, ApiError> {
+    let presented = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("X-API-Key"))
+        .map(|v| v.as_str().to_owned());
+    let key = cmo::check_key(ctx, presented.as_deref(), None).await?;
+    let actor = format!("cmo-nats:{key}");
+    match operation {
+        "status" => Ok(serde_json::to_value(cmo::status_body(ctx).await?).unwrap_or_default()),
+        "command" => cmo::run_command(ctx, &actor, body(&message.payload)?).await,
+        "trigger-lead" => cmo::queue_lead(ctx, &actor, body(&message.payload)?).await,
+        "report" => {
+            let request: Value = if message.payload.is_empty() {
+                json!({})
+            } else {
+                body(&message.payload)?
+            };
+            cmo::report_value(ctx, request["period"].as_str().unwrap_or("today")).await
+        }
+        _ => Ok(cmo::capabilities_body()),
+    }
+}
+
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusError> {
+    let service = ctx
+        .bus
+        .client
+        .service_builder()
+        .description("Mesh Cowork Lead Qualifier: the CMO agent's interface")
+        .start("leadq-cmo", env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| BusError::jetstream("CMO service", e))?;
+    let mut endpoints = Vec::new();
+    for operation in OPERATIONS {
+        let endpoint = service
+            .endpoint_builder()
+            .name(operation)
+            .add(subject(operation))
+            .await
+            .map_err(|e| BusError::jetstream("CMO service endpoint", e))?;
+        endpoints.push(endpoint.map(move |request| (operation, request)));
+    }
+    let mut requests = futures::stream::select_all(endpoints);
+    loop {
+        let (operation, request) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = requests.next() => match next {
+                Some(next) => next,
+                None => break,
+            },
+        };
+        let (payload, headers) = match answer(&ctx, operation, &request.message).await {
+            Ok(value) => (value, async_nats::HeaderMap::new()),
+            Err(err) => {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Service-Error", err.to_string().as_str());
+                headers.insert(
+                    "Nats-Service-Error-Code",
+                    err.status_code().as_u16().to_string().as_str(),
+                );
+                (json!({ "error": err.to_string() }), headers)
+            }
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&payload).unwrap_or_default());
+        if let Err(err) = request.respond_with_headers(Ok(bytes), headers).await {
+            tracing::warn!(%err, operation, "CMO service reply not sent");
+        }
+    }
+    Ok(())
+}
