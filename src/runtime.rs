@@ -7,6 +7,8 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::AgentStateStore;
+use crate::api_keys::ApiKeys;
 use crate::bus::{self, Bus, BusError};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
@@ -89,6 +91,9 @@ pub struct Context {
     pub bus: Bus,
     pub store: Option<Store>,
     pub started: Instant,
+    /// Bucket handles opened once: opening one is a JetStream round trip, too slow per request.
+    pub api_keys: ApiKeys,
+    pub agent_state: AgentStateStore,
 }
 
 impl Context {
@@ -106,12 +111,9 @@ impl Context {
         } else {
             None
         };
-        Ok(Self {
-            settings: Arc::new(settings),
-            bus,
-            store,
-            started: Instant::now(),
-        })
+        let api_keys = ApiKeys::open(&bus.js).await?;
+        let agent_state = AgentStateStore::open(&bus.js).await?;
+        Ok(Self { settings: Arc::new(settings), bus, store, started: Instant::now(), api_keys, agent_state })
     }
 }
 

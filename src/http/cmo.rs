@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{ApiError, AppJson};
-use crate::agent::{AgentState, AgentStateStore};
-use crate::api_keys::{ApiKeys, KeyCheck};
+use crate::agent::AgentState;
+use crate::api_keys::KeyCheck;
 use crate::bus::{Activity, IntakeTimestamps, LeadReceived, LeadSource};
 use crate::domain::lead::{Lead, LeadError, PageDetails};
 use crate::runtime::Context;
@@ -62,7 +62,7 @@ impl FromRequestParts<Context> for CmoKey {
 /// came over NATS, where the server's own user auth is the network boundary).
 pub async fn check_key(ctx: &Context, presented: Option<&str>, address: Option<IpAddr>) -> Result<String, ApiError> {
     let presented = presented.ok_or_else(|| ApiError::Unauthorized("missing X-API-Key".into()))?;
-    let keys = ApiKeys::open(&ctx.bus.js).await?;
+    let keys = &ctx.api_keys;
     match keys.check(presented, address).await? {
         KeyCheck::Valid(name) => Ok(name),
         KeyCheck::Unknown => Err(ApiError::Unauthorized("invalid API key".into())),
@@ -107,7 +107,7 @@ async fn figures(ctx: &Context, period: Period) -> Result<Figures, ApiError> {
 }
 
 pub async fn status_body(ctx: &Context) -> Result<StatusBody, ApiError> {
-    let state = AgentStateStore::open(&ctx.bus.js).await?.get().await?;
+    let state = ctx.agent_state.get().await?;
     let today = figures(ctx, Period::Today).await?;
     Ok(StatusBody {
         agent_id: AGENT_ID,
@@ -142,7 +142,7 @@ pub struct CommandRequest {
 
 /// One command, for REST and NATS alike; `actor` names who sent it in the activity log.
 pub async fn run_command(ctx: &Context, actor: &str, request: CommandRequest) -> Result<Value, ApiError> {
-    let store = AgentStateStore::open(&ctx.bus.js).await?;
+    let store = &ctx.agent_state;
     let (message, data) = match request.command.as_str() {
         "start" | "resume" => {
             store.set(AgentState::Running).await?;
