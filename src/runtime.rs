@@ -113,7 +113,14 @@ impl Context {
         };
         let api_keys = ApiKeys::open(&bus.js).await?;
         let agent_state = AgentStateStore::open(&bus.js).await?;
-        Ok(Self { settings: Arc::new(settings), bus, store, started: Instant::now(), api_keys, agent_state })
+        Ok(Self {
+            settings: Arc::new(settings),
+            bus,
+            store,
+            started: Instant::now(),
+            api_keys,
+            agent_state,
+        })
     }
 }
 

@@ -35,7 +35,12 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Surreal<Any>,
+    /// The last figures per period start, reused for a moment: status is asked often and cheaply.
+    figures_cache: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Figures)>>>,
 }
+
+/// How long computed figures are reused; a CMO agent polling status sees them at most this old.
+const FIGURES_FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// A finished lead as the finalizer records it.
 #[derive(Debug, Clone)]
@@ -160,7 +165,10 @@ impl Store {
         }
         db.use_ns(NAMESPACE).use_db(DATABASE).await.map_err(open_err)?;
         db.query(SCHEMA).await.and_then(|r| r.check()).map_err(open_err)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            figures_cache: Default::default(),
+        })
     }
 
     /// Whether the store answers a query now.
@@ -295,6 +303,25 @@ impl Store {
         let since = since
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
+        let cached = self.figures_cache.lock().ok().and_then(|cache| {
+            cache
+                .get(&since)
+                .filter(|(at, _)| at.elapsed() < FIGURES_FRESH_FOR)
+                .map(|(_, f)| f.clone())
+        });
+        if let Some(figures) = cached {
+            return Ok(figures);
+        }
+        let figures = self.compute_figures(&since).await?;
+        if let Ok(mut cache) = self.figures_cache.lock() {
+            cache.retain(|_, (at, _)| at.elapsed() < FIGURES_FRESH_FOR);
+            cache.insert(since, (std::time::Instant::now(), figures.clone()));
+        }
+        Ok(figures)
+    }
+
+    async fn compute_figures(&self, since: &str) -> Result<Figures, StoreError> {
+        let since = since.to_owned();
         let mut response = self
             .db
             .query(
