@@ -151,6 +151,9 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("leadq: error: {err:#}");
     let usage = err.downcast_ref::<ConfigError>().is_some()
         || err.downcast_ref::<UsageError>().is_some()
-        || matches!(err.downcast_ref::<RuntimeError>(), Some(RuntimeError::RoleNotBuilt(..)));
+        || matches!(
+            err.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::NotConfigured { .. })
+        );
     ExitCode::from(if usage { EXIT_USAGE } else { 1 })
 }

@@ -46,13 +46,6 @@ impl Role {
     fn uses_store(self) -> bool {
         matches!(self, Role::Api | Role::Finalizer)
     }
-
-    /// The issue whose landing brings this role's work; `None` once it is built.
-    fn pending_issue(self) -> Option<u32> {
-        match self {
-            Role::Api | Role::Poller | Role::Caller | Role::Finalizer | Role::Sms => None,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +61,6 @@ pub enum RuntimeError {
     },
     #[error("the {role} role stopped: {detail}")]
     RoleFailed { role: &'static str, detail: String },
-    #[error("the {0} role is not built yet (issue {1}); its messages wait on its durable consumer")]
-    RoleNotBuilt(&'static str, u32),
     #[error("the {role} role needs {setting}")]
     NotConfigured { role: &'static str, setting: &'static str },
     #[error(transparent)]
@@ -126,11 +117,6 @@ impl Context {
 
 /// Runs `roles` until a signal or `shutdown` fires, or one role fails (which stops the rest).
 pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken) -> Result<(), RuntimeError> {
-    if let [only] = roles
-        && let Some(issue) = only.pending_issue()
-    {
-        return Err(RuntimeError::RoleNotBuilt(only.name(), issue));
-    }
     if roles == [Role::Poller] && settings.imap.is_none() {
         return Err(RuntimeError::NotConfigured {
             role: "poller",
@@ -148,14 +134,6 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     let ctx = Context::build(settings, roles.iter().any(|r| r.uses_store())).await?;
     let mut tasks = JoinSet::new();
     for &role in roles {
-        if let Some(issue) = role.pending_issue() {
-            tracing::warn!(
-                role = role.name(),
-                issue,
-                "role not built yet; its messages wait on the bus"
-            );
-            continue;
-        }
         start(role, &ctx, &shutdown, &mut tasks).await?;
     }
     // Every process says it is there; its end is not a role's failure.

@@ -173,3 +173,13 @@ async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
     );
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn a_role_without_its_service_configured_names_the_settings_and_exits_2() {
+    let out = leadq(&["caller"], &[("LEADQ_DB", "mem://")]);
+    assert_clear_failure(&out, "LEADQ_TWILIO__ACCOUNT_SID");
+    assert_eq!(out.status.code(), Some(2));
+    let out = leadq(&["poller"], &[]);
+    assert_clear_failure(&out, "LEADQ_IMAP__HOST");
+    assert_eq!(out.status.code(), Some(2));
+}
