@@ -38,8 +38,8 @@ pub struct Caller {
 
 impl Caller {
     pub async fn new(ctx: Context) -> Result<Self, CallerError> {
-        let book = CallBook::open(&ctx.bus.js).await?;
-        let dnc = DoNotContact::open(&ctx.bus.js).await?;
+        let book = ctx.calls.clone();
+        let dnc = ctx.dnc.clone();
         let twilio = TwilioClient::new(&ctx.settings.twilio)?;
         Ok(Self { ctx, book, dnc, twilio })
     }

@@ -71,7 +71,7 @@ fn read_answers(script: &Script, state: &CallState, day: jiff::civil::Date) -> V
 impl Finalizer {
     pub async fn new(ctx: Context) -> Result<Self, FinalizerError> {
         let store = ctx.store.clone().ok_or(FinalizerError::NoStore)?;
-        let book = CallBook::open(&ctx.bus.js).await?;
+        let book = ctx.calls.clone();
         Ok(Self {
             ctx,
             store,

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::AgentStateStore;
 use crate::api_keys::ApiKeys;
 use crate::bus::{self, Bus, BusError};
+use crate::calls::{CallBook, DoNotContact};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
 use crate::{activity, caller, cmo_service, finalizer, http, poller, shared_config, sms, status};
@@ -85,6 +86,10 @@ pub struct Context {
     /// Bucket handles opened once: opening one is a JetStream round trip, too slow per request.
     pub api_keys: ApiKeys,
     pub agent_state: AgentStateStore,
+    pub calls: CallBook,
+    pub dnc: DoNotContact,
+    /// The `config` bucket: script, rules.
+    pub config: async_nats::jetstream::kv::Store,
 }
 
 impl Context {
@@ -104,6 +109,13 @@ impl Context {
         };
         let api_keys = ApiKeys::open(&bus.js).await?;
         let agent_state = AgentStateStore::open(&bus.js).await?;
+        let calls = CallBook::open(&bus.js).await?;
+        let dnc = DoNotContact::open(&bus.js).await?;
+        let config = bus
+            .js
+            .get_key_value(bus::bucket::CONFIG)
+            .await
+            .map_err(|e| BusError::jetstream("bucket config", e))?;
         Ok(Self {
             settings: Arc::new(settings),
             bus,
@@ -111,6 +123,9 @@ impl Context {
             started: Instant::now(),
             api_keys,
             agent_state,
+            calls,
+            dnc,
+            config,
         })
     }
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bus::{self, BusError};
+use crate::bus::BusError;
 use crate::domain::qualification::Rules;
 use crate::domain::script::Script;
 use crate::runtime::Context;
@@ -42,14 +42,8 @@ where
             value
         }
     };
-    let config = ctx
-        .bus
-        .js
-        .get_key_value(bus::bucket::CONFIG)
-        .await
-        .map_err(|e| BusError::jetstream("bucket config", e))?;
     let body = serde_json::to_vec(&value).map_err(|e| BusError::jetstream(format!("{key} encode"), e))?;
-    config
+    ctx.config
         .put(key, body.into())
         .await
         .map_err(|e| BusError::jetstream("config put", e))?;
@@ -58,13 +52,10 @@ where
 
 /// The value in the bucket, or the default when none was published (or it is unreadable).
 async fn current<T: Default + DeserializeOwned>(ctx: &Context, key: &str) -> T {
-    let stored = match ctx.bus.js.get_key_value(bus::bucket::CONFIG).await {
-        Ok(config) => config.get(key).await.ok().flatten(),
-        Err(err) => {
-            tracing::warn!(%err, key, "config bucket unavailable; using the default");
-            None
-        }
-    };
+    let stored = ctx.config.get(key).await.unwrap_or_else(|err| {
+        tracing::warn!(%err, key, "config bucket unreadable; using the default");
+        None
+    });
     stored
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()

@@ -80,7 +80,7 @@ impl SmsSender {
             .get_key_value(bus::bucket::SMS)
             .await
             .map_err(|e| BusError::jetstream("bucket sms", e))?;
-        let dnc = DoNotContact::open(&ctx.bus.js).await?;
+        let dnc = ctx.dnc.clone();
         let twilio = TwilioClient::new(&ctx.settings.twilio)?;
         Ok(Self { ctx, sent, dnc, twilio })
     }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::ApiError;
 use crate::bus::{Activity, CallAnswer, CallCompleted};
-use crate::calls::{CallBook, CallPhase, DoNotContact, HeardAnswer};
+use crate::calls::{CallPhase, HeardAnswer};
 use crate::domain::script::Script;
 use crate::runtime::Context;
 use crate::twilio::signature;
@@ -124,7 +124,7 @@ fn ask(ctx: &Context, script: &Script, n: usize, lead_id: Uuid, before: Vec<Stri
 
 async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
-    let book = CallBook::open(&ctx.bus.js).await?;
+    let book = &ctx.calls;
     let answered_by = request.param("AnsweredBy").map(str::to_owned);
     let machine = answered_by
         .as_deref()
@@ -204,7 +204,7 @@ async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: Twil
     let confidence = request.param("Confidence").and_then(|c| c.parse::<f32>().ok());
     let heard = speech.is_some() && confidence.unwrap_or(0.0) >= ctx.settings.twilio.confidence_threshold;
     let opt_out = speech.as_deref().is_some_and(asks_to_opt_out);
-    let book = CallBook::open(&ctx.bus.js).await?;
+    let book = &ctx.calls;
     let Some((state, step)) = book
         .update(lead_id, |state| {
             if state.answer(&question.id).is_some() {
@@ -251,10 +251,7 @@ async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: Twil
         Step::AlreadyStored => ask(&ctx, &script, n + 1, lead_id, Vec::new()),
         Step::AskAgain => ask(&ctx, &script, n, lead_id, vec![script.reprompt.clone()]),
         Step::OptOut => {
-            DoNotContact::open(&ctx.bus.js)
-                .await?
-                .add(&state.phone, "asked on the call")
-                .await?;
+            ctx.dnc.add(&state.phone, "asked on the call").await?;
             let mut entry = Activity::new("lead.opted_out", "api", "asked not to be called again");
             entry.lead_id = Some(lead_id);
             ctx.bus.publish(&entry).await?;
@@ -273,7 +270,7 @@ async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Resu
     if !TERMINAL.contains(&status.as_str()) {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     }
-    let book = CallBook::open(&ctx.bus.js).await?;
+    let book = &ctx.calls;
     let answered_by = request.param("AnsweredBy").map(str::to_owned);
     let call_sid = request.param("CallSid").map(str::to_owned);
     book.update(lead_id, |state| {
@@ -322,7 +319,7 @@ async fn sms_reply(State(ctx): State<Context>, request: TwilioRequest) -> Result
         .trim()
         .trim_end_matches(['.', '!'])
         .to_uppercase();
-    let dnc = DoNotContact::open(&ctx.bus.js).await?;
+    let dnc = &ctx.dnc;
     let change = if OPT_OUT_WORDS.contains(&word.as_str()) {
         dnc.add(&from, "replied STOP by SMS").await?;
         Some(("lead.opted_out", "replied STOP: no more calls or texts"))
