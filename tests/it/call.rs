@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{NatsServer, eventually, free_port, on_stream};
+use crate::helpers::{NatsServer, eventually, free_port, on_free_port, on_stream, serve_api};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "stand-in-auth-token";
@@ -33,7 +33,7 @@ struct Agent {
 impl Agent {
     /// The api role and the Twilio stand-in; the caller loop too when `with_caller_loop`.
     async fn start(with_caller_loop: bool) -> Self {
-        Self::start_with(with_caller_loop, |_| {}).await
+        Box::pin(Self::start_with(with_caller_loop, |_| {})).await
     }
 
     /// As `start`, with the settings adjusted first (an inbox, say).
@@ -42,9 +42,7 @@ impl Agent {
         let twilio = TwilioStandIn::start(SID, TOKEN, 0).await.expect("stand-in");
         let airtable = AirtableStandIn::start(AIRTABLE_TOKEN).await.expect("airtable stand-in");
         let mut settings = nats.settings();
-        let port = free_port();
-        settings.http_addr = format!("127.0.0.1:{port}").parse().expect("addr");
-        settings.public_url = format!("http://127.0.0.1:{port}").parse().expect("url");
+        on_free_port(&mut settings);
         settings.twilio.api_base = twilio.base_url().parse().expect("url");
         settings.twilio.account_sid = Some(SID.into());
         settings.twilio.auth_token = Some(TOKEN.to_owned().into());
@@ -59,10 +57,8 @@ impl Agent {
         // Busy and unanswered calls are final unless a test sets a retry ladder.
         settings.retry_ladder = Vec::new();
         adjust(&mut settings);
-        let ctx = Context::build(settings, true).await.expect("context");
         let shutdown = CancellationToken::new();
-        let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
-        tokio::spawn(server.serve(shutdown.clone()));
+        let ctx = serve_api(settings, &shutdown).await;
         if with_caller_loop {
             tokio::spawn(leadq::caller::run(ctx.clone(), shutdown.clone()));
         }

@@ -6,7 +6,7 @@ use leadq::bus::{self, LeadReceived};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{NatsServer, free_port, on_stream};
+use crate::helpers::{NatsServer, on_free_port, on_stream, serve_api};
 
 struct Api {
     base: String,
@@ -21,12 +21,9 @@ impl Api {
     async fn start() -> Self {
         let nats = NatsServer::start();
         let mut settings = nats.settings();
-        let port = free_port();
-        settings.http_addr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let ctx = leadq::runtime::Context::build(settings, true).await.expect("context");
-        let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
+        let base = on_free_port(&mut settings);
         let shutdown = CancellationToken::new();
-        tokio::spawn(server.serve(shutdown.clone()));
+        let ctx = serve_api(settings, &shutdown).await;
         tokio::spawn(leadq::activity::run(ctx.clone(), shutdown.clone()));
         tokio::spawn(leadq::cmo_service::run(ctx.clone(), shutdown.clone()));
         let (key, _) = ApiKeys::open(&ctx.bus.js)
@@ -36,7 +33,7 @@ impl Api {
             .await
             .expect("key");
         Self {
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             ctx,
             http: reqwest::Client::new(),
             key,

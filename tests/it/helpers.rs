@@ -126,3 +126,23 @@ pub async fn on_stream<P: leadq::bus::Payload>(bus: &Bus, stream: &str) -> Vec<P
     }
     out
 }
+
+/// Points `settings` at a free loopback port, public URL included; returns the base URL.
+pub fn on_free_port(settings: &mut Settings) -> String {
+    let port = free_port();
+    settings.http_addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let base = format!("http://127.0.0.1:{port}");
+    settings.public_url = base.parse().expect("url");
+    base
+}
+
+/// Builds a context with the store and serves the api role's HTTP routes until `shutdown`.
+pub async fn serve_api(settings: Settings, shutdown: &tokio_util::sync::CancellationToken) -> leadq::runtime::Context {
+    // Boxed: the store's connect future is large, and tests run on small thread stacks.
+    let ctx = Box::pin(leadq::runtime::Context::build(settings, true))
+        .await
+        .expect("context");
+    let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
+    tokio::spawn(server.serve(shutdown.clone()));
+    ctx
+}

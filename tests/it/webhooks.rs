@@ -8,7 +8,7 @@ use leadq::twilio::signature;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{NatsServer, free_port, on_stream};
+use crate::helpers::{NatsServer, on_free_port, on_stream, serve_api};
 
 const TOKEN: &str = "test-auth-token-0123456789abcdef";
 
@@ -25,16 +25,11 @@ impl Api {
     async fn start() -> Self {
         let nats = NatsServer::start();
         let mut settings = nats.settings();
-        let port = free_port();
-        settings.http_addr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let base = format!("http://127.0.0.1:{port}");
-        settings.public_url = base.parse().expect("url");
+        let base = on_free_port(&mut settings);
         settings.twilio.auth_token = Some(TOKEN.to_owned().into());
-        let ctx = leadq::runtime::Context::build(settings, true).await.expect("context");
-        let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
         let shutdown = CancellationToken::new();
-        tokio::spawn(server.serve(shutdown.clone()));
-        let book = CallBook::open(&ctx.bus.js).await.expect("calls");
+        let ctx = serve_api(settings, &shutdown).await;
+        let book = ctx.calls.clone();
         Self {
             base,
             bus: ctx.bus.clone(),
