@@ -6,16 +6,14 @@
 
 use std::net::IpAddr;
 
-use async_nats::jetstream::kv;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures::TryStreamExt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::bus::{self, BusError};
+use crate::bus::{self, BusError, JsonKv};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
@@ -50,16 +48,14 @@ fn digest(secret: &str) -> String {
 
 #[derive(Clone, Debug)]
 pub struct ApiKeys {
-    kv: kv::Store,
+    kv: JsonKv<ApiKeyRecord>,
 }
 
 impl ApiKeys {
     pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, BusError> {
-        let kv = js
-            .get_key_value(bus::bucket::API_KEYS)
-            .await
-            .map_err(|e| BusError::jetstream("bucket api_keys", e))?;
-        Ok(Self { kv })
+        Ok(Self {
+            kv: JsonKv::open(js, bus::bucket::API_KEYS, "api key").await?,
+        })
     }
 
     /// Creates a key; returns it (shown once) and its record.
@@ -74,43 +70,16 @@ impl ApiKeys {
             created_at: OffsetDateTime::now_utc(),
             revoked: false,
         };
-        self.put(&record).await?;
+        self.kv.put(&record.id, &record).await?;
         Ok((format!("lq_{id}_{secret}"), record))
     }
 
-    async fn put(&self, record: &ApiKeyRecord) -> Result<(), BusError> {
-        let body = serde_json::to_vec(record).map_err(|e| BusError::jetstream("api key encode", e))?;
-        self.kv
-            .put(&record.id, body.into())
-            .await
-            .map_err(|e| BusError::jetstream("api key put", e))?;
-        Ok(())
-    }
-
     async fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>, BusError> {
-        let value = self
-            .kv
-            .get(id)
-            .await
-            .map_err(|e| BusError::jetstream("api key get", e))?;
-        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+        self.kv.get(id).await
     }
 
     pub async fn list(&self) -> Result<Vec<ApiKeyRecord>, BusError> {
-        let keys: Vec<String> = self
-            .kv
-            .keys()
-            .await
-            .map_err(|e| BusError::jetstream("api keys", e))?
-            .try_collect()
-            .await
-            .map_err(|e| BusError::jetstream("api keys", e))?;
-        let mut records = Vec::new();
-        for id in keys {
-            if let Some(record) = self.get(&id).await? {
-                records.push(record);
-            }
-        }
+        let mut records: Vec<_> = self.kv.values().await?.into_iter().map(|(_, r)| r).collect();
         records.sort_by_key(|r| r.created_at);
         Ok(records)
     }
@@ -121,7 +90,7 @@ impl ApiKeys {
             return Ok(false);
         };
         record.revoked = true;
-        self.put(&record).await?;
+        self.kv.put(id, &record).await?;
         Ok(true)
     }
 

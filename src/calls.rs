@@ -136,6 +136,25 @@ impl CallBook {
         Ok(keys.iter().filter_map(|k| Uuid::parse_str(k).ok()).collect())
     }
 
+    /// Calls being dialed or talking now, for the dashboard (a scan of the bucket's live entries).
+    pub async fn in_progress(&self) -> Result<Vec<serde_json::Value>, BusError> {
+        let mut live = Vec::new();
+        for lead_id in self.lead_ids().await? {
+            if let Some((state, _)) = self.get(lead_id).await?
+                && matches!(state.phase, CallPhase::Dialing | CallPhase::Dialed)
+            {
+                live.push(serde_json::json!({
+                    "lead_id": state.lead_id,
+                    "name": state.name,
+                    "phase": state.phase,
+                    "answers": state.answers.len(),
+                    "since": state.placed_at.unwrap_or(state.updated_at),
+                }));
+            }
+        }
+        Ok(live)
+    }
+
     /// Creates the entry if there is none; returns whether this call created it.
     pub async fn create(&self, state: &CallState) -> Result<bool, BusError> {
         let body = serde_json::to_vec(state).map_err(|e| kv_error("encode", e))?;

@@ -78,6 +78,23 @@ pub enum AdminCommand {
     /// Manage the CMO agent's API keys (kept in NATS, so this works beside a running agent).
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Create an admin-page user, or set an existing one's role and password. The password is
+    /// read from a prompt, or from the first line of standard input when it is not a terminal.
+    /// Users are kept in NATS, so this works beside a running agent.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_enum)]
+        role: crate::users::UserRole,
+    },
+    /// List the admin-page users and their roles.
+    Users,
+    /// Re-encrypt every saved credential under a new master key. The new key is
+    /// LEADQ_NEW_MASTER_KEY, or made here; with the data directory's key file, the new key
+    /// replaces it and the old one is kept as master.key.previous. Restart the agent's
+    /// processes with the new key afterwards (they open old values with the previous key
+    /// until then).
+    RotateKey,
 }
 
 #[derive(Debug, Subcommand)]

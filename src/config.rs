@@ -53,6 +53,9 @@ const VERBATIM: &[&str] = &[
     "db_user",
     "db_pass",
     "instance",
+    "master_key",
+    "master_key_previous",
+    "jwt_secret",
 ];
 
 /// The raw shape read from the layers, before it is checked.
@@ -84,6 +87,10 @@ struct RawSettings {
     call_watchdog: String,
     retry_ladder: Vec<String>,
     status_interval: String,
+    master_key: Option<String>,
+    master_key_previous: Option<String>,
+    jwt_secret: Option<String>,
+    admin: RawAdmin,
 }
 
 impl Default for RawSettings {
@@ -115,8 +122,53 @@ impl Default for RawSettings {
             call_watchdog: "2h".into(),
             retry_ladder: vec!["30m".into(), "2h".into()],
             status_interval: "10s".into(),
+            master_key: None,
+            master_key_previous: None,
+            jwt_secret: None,
+            admin: RawAdmin::default(),
         }
     }
+}
+
+/// The admin page and its API, as read from the layers; validated into [`AdminSettings`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct RawAdmin {
+    token_ttl: String,
+    login_max_failures: u32,
+    login_lockout: String,
+    login_per_minute: u32,
+    cors_origins: Vec<String>,
+    frontend_dir: PathBuf,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            token_ttl: "24h".into(),
+            login_max_failures: 10,
+            login_lockout: "5m".into(),
+            login_per_minute: 30,
+            cors_origins: Vec::new(),
+            frontend_dir: PathBuf::from("frontend/dist"),
+        }
+    }
+}
+
+/// The admin page and its API.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// How long a login token is valid.
+    pub token_ttl: Duration,
+    /// Wrong passwords in a row (per user and per address) before logins are refused for `login_lockout`.
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    /// Login attempts one address may make per minute, right or wrong.
+    pub login_per_minute: u32,
+    /// Browser origins allowed to call the API from another site; none by default.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// The built admin page, served at `/`.
+    pub frontend_dir: PathBuf,
 }
 
 /// The lead inbox as read from the layers; validated into [`ImapSettings`].
@@ -386,6 +438,13 @@ pub struct Settings {
     pub retry_ladder: Vec<Duration>,
     /// How often every process publishes `agent.status` (and at once on a state change).
     pub status_interval: Duration,
+    /// AES-256-GCM key for credentials (64 hex digits); `None`: read or made in the data directory.
+    pub master_key: Option<SecretString>,
+    /// The key before the last rotation, so values not yet re-encrypted stay readable.
+    pub master_key_previous: Option<SecretString>,
+    /// HS256 secret for login tokens; `None`: read or made in the data directory.
+    pub jwt_secret: Option<SecretString>,
+    pub admin: AdminSettings,
 }
 
 impl Settings {
@@ -416,6 +475,9 @@ impl Settings {
         let mut settings = Self::validate(RawSettings::default()).expect("the embedded defaults are valid");
         settings.nats_url = nats_url.into();
         settings.db = DbLocation::Memory;
+        // Keys of its own, so tests never touch a data directory's key files.
+        settings.master_key = Some(crate::secrets::new_master_key());
+        settings.jwt_secret = Some(SecretString::from(crate::secrets::random_token(32)));
         settings
     }
 
@@ -521,6 +583,38 @@ impl Settings {
             ));
         }
         let instance = raw.instance.unwrap_or_else(default_instance);
+        let secret = |value: Option<String>| value.filter(|s| !s.is_empty()).map(SecretString::from);
+        let cors_origins = raw
+            .admin
+            .cors_origins
+            .iter()
+            .map(|origin| {
+                Url::parse(origin)
+                    .ok()
+                    .filter(|url| url.origin().is_tuple())
+                    .and_then(|url| axum::http::HeaderValue::from_str(&url.origin().ascii_serialization()).ok())
+                    .ok_or_else(|| {
+                        invalid(
+                            "LEADQ_ADMIN__CORS_ORIGINS",
+                            format!("`{origin}` is not an origin such as https://admin.example.com"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        if raw.admin.login_max_failures == 0 || raw.admin.login_per_minute == 0 {
+            return Err(invalid(
+                "LEADQ_ADMIN__LOGIN_MAX_FAILURES",
+                "login limits must be at least 1".into(),
+            ));
+        }
+        let admin = AdminSettings {
+            token_ttl: duration("LEADQ_ADMIN__TOKEN_TTL", &raw.admin.token_ttl)?,
+            login_max_failures: raw.admin.login_max_failures,
+            login_lockout: duration("LEADQ_ADMIN__LOGIN_LOCKOUT", &raw.admin.login_lockout)?,
+            login_per_minute: raw.admin.login_per_minute,
+            cors_origins,
+            frontend_dir: raw.admin.frontend_dir,
+        };
         Ok(Self {
             nats_url: raw.nats_url,
             data_dir: raw.data_dir,
@@ -550,6 +644,10 @@ impl Settings {
                 .map(|step| duration("LEADQ_RETRY_LADDER", step))
                 .collect::<Result<_, _>>()?,
             status_interval: duration("LEADQ_STATUS_INTERVAL", &raw.status_interval)?,
+            master_key: secret(raw.master_key),
+            master_key_previous: secret(raw.master_key_previous),
+            jwt_secret: secret(raw.jwt_secret),
+            admin,
         })
     }
 }
@@ -581,6 +679,23 @@ fn validate_calling_hours(raw: &RawCallingHours) -> Result<crate::domain::callin
         reason: format!("`{}` is not an IANA time zone: {e}", raw.timezone),
     })?;
     Ok(crate::domain::calling_hours::CallingHours { start, end, fallback })
+}
+
+impl ImapSettings {
+    /// Gmail's inbox over TLS with an app password, the other settings at their defaults: what
+    /// credentials saved from the admin page mean when no inbox is configured otherwise.
+    pub fn gmail(username: String, password: String) -> Result<Self, ConfigError> {
+        let raw = RawImap {
+            host: Some("imap.gmail.com".into()),
+            username: Some(username),
+            password: Some(password),
+            ..RawImap::default()
+        };
+        validate_imap(raw)?.ok_or(ConfigError::Invalid {
+            setting: "LEADQ_IMAP__HOST",
+            reason: "missing".into(),
+        })
+    }
 }
 
 fn validate_imap(raw: RawImap) -> Result<Option<ImapSettings>, ConfigError> {

@@ -47,6 +47,11 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::ParseEmail { file } => return parse_email(&file, &settings),
         Command::Script(ScriptCommand::Test { question, text, today }) => return script_test(&question, &text, today),
         Command::Admin(AdminCommand::ApiKey(command)) => return api_key(command, &settings).await,
+        Command::Admin(AdminCommand::CreateUser { username, role }) => {
+            return create_user(&username, role, &settings).await;
+        }
+        Command::Admin(AdminCommand::Users) => return list_users(&settings).await,
+        Command::Admin(AdminCommand::RotateKey) => return rotate_key(&settings).await,
         Command::Admin(AdminCommand::Activity { limit }) => {
             let store = leadq::store::Store::open(&settings).await?;
             for row in store.recent_activity(limit).await? {
@@ -124,6 +129,86 @@ async fn api_key(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<
     Ok(())
 }
 
+async fn admin_bus(settings: &Settings) -> anyhow::Result<leadq::bus::Bus> {
+    let bus = leadq::bus::Bus::connect(&settings.nats_url, "leadq admin").await?;
+    leadq::bus::setup(&bus.js, &settings.bus).await?;
+    Ok(bus)
+}
+
+/// Users live in NATS, so this works while the agent runs.
+async fn create_user(username: &str, role: leadq::users::UserRole, settings: &Settings) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use leadq::users::{UserError, Users};
+    if !leadq::users::valid_username(username) {
+        return Err(UsageError(UserError::BadUsername(username.to_owned()).to_string()).into());
+    }
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {username}: "))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            return Err(UsageError("the two passwords differ".into()).into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    let users = Users::open(&admin_bus(settings).await?.js).await?;
+    match users.upsert(username, role, password.into()).await {
+        Ok(created) => {
+            let verb = if created { "created" } else { "updated" };
+            println!("user `{username}` {verb} with role {}", role.as_str());
+            Ok(())
+        }
+        Err(err @ (UserError::BadUsername(_) | UserError::WeakPassword)) => Err(UsageError(err.to_string()).into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn list_users(settings: &Settings) -> anyhow::Result<()> {
+    let users = leadq::users::Users::open(&admin_bus(settings).await?.js).await?;
+    for user in users.list().await? {
+        println!("{:<24} {}", user.username, user.role.as_str());
+    }
+    Ok(())
+}
+
+/// Re-seals every credential; nothing is written when the current key cannot open them all.
+async fn rotate_key(settings: &Settings) -> anyhow::Result<()> {
+    use leadq::credentials::{Credentials, Vault};
+    use leadq::secrets;
+    let current = secrets::master_key(settings, false)?;
+    let next = match std::env::var("LEADQ_NEW_MASTER_KEY") {
+        Ok(key) if !key.is_empty() => secrecy::SecretString::from(key),
+        _ => secrets::new_master_key(),
+    };
+    let bad_key = |e: leadq::credentials::CredentialError| UsageError(format!("LEADQ_NEW_MASTER_KEY: {e}"));
+    let next_vault = Vault::new(&next, Some(&current)).map_err(bad_key)?;
+    let vault = Vault::new(&current, secrets::previous_master_key(settings)?.as_ref())?;
+    let credentials = Credentials::open(&admin_bus(settings).await?.js, vault).await?;
+    let count = credentials.rotate(&next_vault).await?;
+    if settings.master_key.is_none() {
+        let dir = &settings.data_dir;
+        secrets::write_private(&dir.join(secrets::PREVIOUS_MASTER_KEY_FILE), &current)?;
+        secrets::write_private(&dir.join(secrets::MASTER_KEY_FILE), &next)?;
+        println!(
+            "{count} credential(s) re-encrypted under key version {}; {} holds the new key",
+            next_vault.version(),
+            dir.join(secrets::MASTER_KEY_FILE).display()
+        );
+    } else {
+        use secrecy::ExposeSecret;
+        eprintln!(
+            "{count} credential(s) re-encrypted under key version {}. Set LEADQ_MASTER_KEY to the new key \
+             below (and LEADQ_MASTER_KEY_PREVIOUS to the old one until every process has restarted):",
+            next_vault.version()
+        );
+        println!("{}", next.expose_secret());
+    }
+    Ok(())
+}
+
 /// Reads one answer the way the finalizer will.
 fn script_test(question_id: &str, text: &str, today: Option<jiff::civil::Date>) -> anyhow::Result<()> {
     let script = leadq::domain::script::Script::default();
@@ -151,9 +236,15 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("leadq: error: {err:#}");
     let usage = err.downcast_ref::<ConfigError>().is_some()
         || err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<leadq::secrets::SecretsError>().is_some()
+        || err.downcast_ref::<leadq::credentials::CredentialError>().is_some_and(|e| matches!(e, leadq::credentials::CredentialError::BadKey))
         || matches!(
             err.downcast_ref::<RuntimeError>(),
-            Some(RuntimeError::NotConfigured { .. })
+            Some(
+            RuntimeError::NotConfigured { .. }
+                | RuntimeError::Secrets(_)
+                | RuntimeError::Credential(leadq::credentials::CredentialError::BadKey)
+        )
         );
     ExitCode::from(if usage { EXIT_USAGE } else { 1 })
 }

@@ -12,7 +12,10 @@ use crate::api_keys::ApiKeys;
 use crate::bus::{self, Bus, BusError};
 use crate::calls::{CallBook, DoNotContact};
 use crate::config::Settings;
+use crate::credentials::{self, CredentialError, Credentials, Vault};
+use crate::secrets::{self, SecretsError};
 use crate::store::{Store, StoreError};
+use crate::users::{UserError, Users};
 use crate::{activity, caller, cmo_service, finalizer, http, poller, shared_config, sms, status};
 
 /// A unit of leadq that can run in its own process or beside the others.
@@ -74,6 +77,12 @@ pub enum RuntimeError {
     Finalizer(#[from] finalizer::FinalizerError),
     #[error(transparent)]
     Sms(#[from] sms::SmsError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("LEADQ_MASTER_KEY: {0}")]
+    Credential(#[from] CredentialError),
+    #[error(transparent)]
+    Users(#[from] UserError),
 }
 
 /// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
@@ -90,6 +99,12 @@ pub struct Context {
     pub dnc: DoNotContact,
     /// The `config` bucket: script, rules.
     pub config: async_nats::jetstream::kv::Store,
+    pub users: Users,
+    pub credentials: Credentials,
+    pub auth: Arc<http::Auth>,
+    /// Cancelled when this context's roles stop (a shutdown, or a restart for new credentials);
+    /// long-lived responses such as the live event stream end with it.
+    pub stopping: CancellationToken,
 }
 
 impl Context {
@@ -107,31 +122,125 @@ impl Context {
         } else {
             None
         };
-        let api_keys = ApiKeys::open(&bus.js).await?;
-        let agent_state = AgentStateStore::open(&bus.js).await?;
-        let calls = CallBook::open(&bus.js).await?;
-        let dnc = DoNotContact::open(&bus.js).await?;
+        Self::assemble(settings, bus, store, CancellationToken::new()).await
+    }
+
+    /// Opens the buckets and lays the saved credentials over `settings`.
+    async fn assemble(
+        mut settings: Settings,
+        bus: Bus,
+        store: Option<Store>,
+        stopping: CancellationToken,
+    ) -> Result<Self, RuntimeError> {
+        let vault = Vault::new(
+            &secrets::master_key(&settings, true)?,
+            secrets::previous_master_key(&settings)?.as_ref(),
+        )?;
+        let credentials = Credentials::open(&bus.js, vault).await?;
+        credentials::apply(&mut settings, &credentials.plain_values().await?);
+        let auth = Arc::new(http::Auth::new(&secrets::jwt_secret(&settings, true)?, &settings.admin));
         let config = bus
             .js
             .get_key_value(bus::bucket::CONFIG)
             .await
             .map_err(|e| BusError::jetstream("bucket config", e))?;
         Ok(Self {
+            api_keys: ApiKeys::open(&bus.js).await?,
+            agent_state: AgentStateStore::open(&bus.js).await?,
+            calls: CallBook::open(&bus.js).await?,
+            dnc: DoNotContact::open(&bus.js).await?,
+            users: Users::open(&bus.js).await?,
             settings: Arc::new(settings),
             bus,
             store,
             started: Instant::now(),
-            api_keys,
-            agent_state,
-            calls,
-            dnc,
             config,
+            credentials,
+            auth,
+            stopping,
         })
     }
 }
 
 /// Runs `roles` until a signal or `shutdown` fires, or one role fails (which stops the rest).
+/// Saved credentials changing restarts the roles with them, in every process.
 pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken) -> Result<(), RuntimeError> {
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let bus = Bus::connect(&settings.nats_url, &format!("leadq {}", settings.instance)).await?;
+    let report = bus::setup(&bus.js, &settings.bus).await?;
+    tracing::info!(changed = report.changed(), items = report.items.len(), "bus topology checked");
+    // Opened once: the embedded store's file stays locked to this process across restarts.
+    let store = if roles.iter().any(|r| r.uses_store()) {
+        Some(Store::open(&settings).await?)
+    } else {
+        None
+    };
+    loop {
+        let generation = shutdown.child_token();
+        let ctx = Context::assemble(settings.clone(), bus.clone(), store.clone(), generation.clone()).await?;
+        check_configured(&ctx.settings, roles)?;
+        let mut changes = credential_changes(&ctx).await?;
+        let mut tasks = JoinSet::new();
+        for &role in roles {
+            start(role, &ctx, &generation, &mut tasks).await?;
+        }
+        // Every process says it is there; its end is not a role's failure.
+        let names = roles.iter().map(|r| r.name().to_owned()).collect();
+        tokio::spawn(status::run(ctx.clone(), names, generation.clone()));
+        let mut failure = None;
+        let mut restart = false;
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            Some(joined) = tasks.join_next() => record_failure(joined, &mut failure),
+            Some(()) = changes.recv() => {
+                tracing::info!("saved credentials changed: restarting the roles with them");
+                restart = true;
+            }
+        }
+        generation.cancel();
+        // Bound the wait so a stuck role cannot keep the process alive forever.
+        let drain = async {
+            while let Some(joined) = tasks.join_next().await {
+                record_failure(joined, &mut failure);
+            }
+        };
+        if tokio::time::timeout(ctx.settings.shutdown_grace, drain).await.is_err() {
+            tracing::warn!("shutdown grace elapsed; aborting the remaining roles");
+        }
+        if let Some(err) = failure {
+            shutdown.cancel();
+            return Err(err);
+        }
+        if !restart {
+            tracing::info!("stopped");
+            return Ok(());
+        }
+    }
+}
+
+/// Resolves on the first change to the saved credentials after now.
+async fn credential_changes(ctx: &Context) -> Result<tokio::sync::mpsc::Receiver<()>, RuntimeError> {
+    use futures::StreamExt;
+    let mut watch = ctx
+        .credentials
+        .store()
+        .watch_all()
+        .await
+        .map_err(|e| BusError::jetstream("watching credentials", e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let stopping = ctx.stopping.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stopping.cancelled() => {}
+            Some(Ok(_)) = watch.next() => {
+                let _ = tx.send(()).await;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn check_configured(settings: &Settings, roles: &[Role]) -> Result<(), RuntimeError> {
     if roles == [Role::Poller] && settings.imap.is_none() {
         return Err(RuntimeError::NotConfigured {
             role: "poller",
@@ -139,41 +248,14 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
         });
     }
     if let [role @ (Role::Caller | Role::Sms)] = roles
-        && !twilio_configured(&settings)
+        && !twilio_configured(settings)
     {
         return Err(RuntimeError::NotConfigured {
             role: role.name(),
             setting: TWILIO_SETTINGS,
         });
     }
-    let ctx = Context::build(settings, roles.iter().any(|r| r.uses_store())).await?;
-    let mut tasks = JoinSet::new();
-    for &role in roles {
-        start(role, &ctx, &shutdown, &mut tasks).await?;
-    }
-    // Every process says it is there; its end is not a role's failure.
-    let names = roles.iter().map(|r| r.name().to_owned()).collect();
-    tokio::spawn(status::run(ctx.clone(), names, shutdown.clone()));
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    let mut failure = None;
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        Some(joined) = tasks.join_next() => {
-            record_failure(joined, &mut failure);
-            shutdown.cancel();
-        }
-    }
-    // Bound the wait so a stuck role cannot keep the process alive forever.
-    let drain = async {
-        while let Some(joined) = tasks.join_next().await {
-            record_failure(joined, &mut failure);
-        }
-    };
-    if tokio::time::timeout(ctx.settings.shutdown_grace, drain).await.is_err() {
-        tracing::warn!("shutdown grace elapsed; aborting the remaining roles");
-    }
-    tracing::info!("stopped");
-    failure.map_or(Ok(()), Err)
+    Ok(())
 }
 
 const TWILIO_SETTINGS: &str = "LEADQ_TWILIO__ACCOUNT_SID, LEADQ_TWILIO__AUTH_TOKEN and LEADQ_TWILIO__FROM_NUMBER";
@@ -209,6 +291,9 @@ async fn start(
         Role::Api => {
             if let Some(store) = &ctx.store {
                 shared_config::publish(ctx, store).await?;
+            }
+            if let Some(password) = ctx.users.ensure_first_admin().await? {
+                announce_first_admin(&password);
             }
             let server = http::HttpServer::bind(ctx.clone())
                 .await
@@ -260,6 +345,16 @@ async fn start(
         }
     }
     Ok(())
+}
+
+/// Shown once, on the terminal only (never through the log pipeline): the first admin's password.
+fn announce_first_admin(password: &secrecy::SecretString) {
+    use secrecy::ExposeSecret;
+    eprintln!(
+        "\n  No admin-page user existed, so one was made:\n\n    username: admin\n    password: {}\n\n  \
+         It is shown only now. Change it with `leadq admin create-user --username admin --role admin`.\n",
+        password.expose_secret()
+    );
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -42,12 +42,27 @@ where
             value
         }
     };
-    let body = serde_json::to_vec(&value).map_err(|e| BusError::jetstream(format!("{key} encode"), e))?;
+    put(ctx, key, &value).await?;
+    Ok(value)
+}
+
+async fn put<T: Serialize>(ctx: &Context, key: &str, value: &T) -> Result<(), BusError> {
+    let body = serde_json::to_vec(value).map_err(|e| BusError::jetstream(format!("{key} encode"), e))?;
     ctx.config
         .put(key, body.into())
         .await
         .map_err(|e| BusError::jetstream("config put", e))?;
-    Ok(value)
+    Ok(())
+}
+
+/// Saves an admin's script and rules to the store, then to the bucket the workers read; the next
+/// call uses them.
+pub async fn save(ctx: &Context, store: &Store, script: &Script, rules: &Rules, by: &str) -> Result<(), SharedConfigError> {
+    store.save_setting(SCRIPT_KEY, script, by).await?;
+    store.save_setting(RULES_KEY, rules, by).await?;
+    put(ctx, SCRIPT_KEY, script).await?;
+    put(ctx, RULES_KEY, rules).await?;
+    Ok(())
 }
 
 /// The value in the bucket, or the default when none was published (or it is unreadable).

@@ -3,6 +3,7 @@
 //! consume loop). `subjects.md` documents exactly these names; a test keeps the two in step.
 
 mod consume;
+mod json_kv;
 mod payload;
 mod topology;
 mod trace;
@@ -14,6 +15,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 
 pub use consume::{Delivery, Outcome, consume};
+pub use json_kv::JsonKv;
 pub use payload::*;
 pub use topology::{Change, SetupItem, SetupReport, setup};
 
@@ -64,7 +66,9 @@ pub mod bucket {
     pub const DNC: &str = "dnc";
     pub const SMS: &str = "sms";
     pub const API_KEYS: &str = "api_keys";
-    pub const ALL: [&str; 7] = [EMAILS_SEEN, CALLS, AGENT, CONFIG, DNC, SMS, API_KEYS];
+    pub const USERS: &str = "users";
+    pub const CREDENTIALS: &str = "credentials";
+    pub const ALL: [&str; 9] = [EMAILS_SEEN, CALLS, AGENT, CONFIG, DNC, SMS, API_KEYS, USERS, CREDENTIALS];
 }
 
 /// Header JetStream uses to drop a repeated publish within the stream's duplicate window.

@@ -115,6 +115,15 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
             bucket::API_KEYS,
             "CMO API keys by id: name, SHA-256 of the secret, allowed networks, revoked",
         ),
+        base(
+            bucket::USERS,
+            "Admin page users by name: role and argon2id password hash",
+        ),
+        // History 1: after a key rotation no value under the old key is left behind.
+        base(
+            bucket::CREDENTIALS,
+            "Outside-service credentials, AES-256-GCM sealed, by service.key",
+        ),
     ]
 }
 

@@ -241,11 +241,22 @@ pub async fn queue_lead(ctx: &Context, actor: &str, request: TriggerLead) -> Res
             LeadError::Invalid { field, detail } => ApiError::InvalidField { field, detail },
             LeadError::NotALead(detail) => ApiError::BadRequest(detail),
         })?;
+    let received = enqueue(ctx, lead, LeadSource::CmoTrigger, actor).await?;
+    Ok(json!({
+        "status": "success",
+        "message": "Lead queued for processing",
+        "task_id": received.lead_id,
+        "lead": { "name": received.lead.name, "phone": received.lead.phone },
+    }))
+}
+
+/// Puts a lead that did not come through the inbox on `lead.received`, and logs who did it.
+pub async fn enqueue(ctx: &Context, lead: Lead, source: LeadSource, actor: &str) -> Result<LeadReceived, ApiError> {
     let now = OffsetDateTime::now_utc();
     let lead_id = Uuid::now_v7();
     let received = LeadReceived::new(
         lead_id,
-        LeadSource::CmoTrigger,
+        source,
         Lead {
             received_at: Some(now),
             ..lead
@@ -257,15 +268,14 @@ pub async fn queue_lead(ctx: &Context, actor: &str, request: TriggerLead) -> Res
         },
     );
     ctx.bus.publish(&received).await?;
-    let mut entry = Activity::new("lead.triggered", actor, "lead queued by the CMO agent");
+    let (kind, summary) = match source {
+        LeadSource::AdminTestEmail => ("lead.test_email", "test email queued as a lead"),
+        _ => ("lead.triggered", "lead queued by the CMO agent"),
+    };
+    let mut entry = Activity::new(kind, actor, summary);
     entry.lead_id = Some(lead_id);
     ctx.bus.record(&entry).await;
-    Ok(json!({
-        "status": "success",
-        "message": "Lead queued for processing",
-        "task_id": lead_id,
-        "lead": { "name": received.lead.name, "phone": received.lead.phone },
-    }))
+    Ok(received)
 }
 
 #[utoipa::path(post, path = "/api/cmo/trigger-lead", tag = "cmo", request_body = TriggerLead, security(("api_key" = [])),

@@ -22,6 +22,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Refused for now; the client may try again after the given seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
+    /// Understood but not acceptable; the body (with `error`) says why in detail.
+    #[error("{0}")]
+    Unprocessable(serde_json::Value),
     /// Any module's failure; its detail is logged, never sent.
     #[error("{0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -44,10 +50,11 @@ impl ApiError {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidField { .. } | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,11 +73,20 @@ impl IntoResponse for ApiError {
                 other.to_string()
             }
         };
-        let mut body = serde_json::json!({ "error": message });
+        let mut body = match &self {
+            Self::Unprocessable(detail) => detail.clone(),
+            _ => serde_json::json!({ "error": message }),
+        };
         if let Self::InvalidField { field, .. } = &self {
             body["field"] = (*field).into();
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::TooManyRequests { retry_after_secs, .. } = &self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
+        }
+        response
     }
 }
 

@@ -1,6 +1,9 @@
-//! The api role's HTTP surface: liveness and readiness, and Twilio's webhooks; the CMO, admin and
-//! auth routes plug in here as their modules land.
+//! The api role's HTTP surface: liveness and readiness, Twilio's webhooks, the CMO agent's routes,
+//! sign-in and the admin API, and the built admin page at `/`. Every response carries security
+//! headers; cross-origin calls are allowed only from configured origins.
 
+mod admin;
+mod auth;
 pub mod cmo;
 mod error;
 mod twilio;
@@ -16,9 +19,14 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use axum::http::{HeaderName, HeaderValue};
+use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub use auth::Auth;
 pub use cmo::{AGENT_ID, status_body};
 pub use error::{ApiError, AppJson};
 
@@ -29,17 +37,65 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router(ctx: Context) -> Router {
     let limit = ctx.settings.max_body_bytes;
-    Router::new()
+    let not_found = || async { ApiError::NotFound };
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi))
         .merge(twilio::routes())
         .merge(cmo::routes())
-        .fallback(|| async { ApiError::NotFound })
+        .merge(auth::routes())
+        .merge(admin::routes())
+        // Unknown API paths answer JSON; everything else is the page's (client-side routes).
+        .route("/api/{*rest}", axum::routing::any(not_found))
+        .route("/webhooks/{*rest}", axum::routing::any(not_found))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit))
-        .layer(TraceLayer::new_for_http())
-        .with_state(ctx)
+        .layer(RequestBodyLimitLayer::new(limit));
+    let mut router = with_page(router, &ctx.settings.admin.frontend_dir);
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    if !ctx.settings.admin.cors_origins.is_empty() {
+        use axum::http::{Method, header};
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(ctx.settings.admin.cors_origins.clone())
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-api-key")]),
+        );
+    }
+    router.layer(TraceLayer::new_for_http()).with_state(ctx)
+}
+
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+];
+
+/// The built admin page with `index.html` for client routes, or a clear 503 when it is not built.
+fn with_page(router: Router<Context>, dir: &std::path::Path) -> Router<Context> {
+    let index = dir.join("index.html");
+    if index.is_file() {
+        return router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
+    }
+    let detail = format!(
+        "the admin page is not built ({} has no index.html): `scripts/run` builds it, or `npm run build` in frontend/",
+        dir.display()
+    );
+    router.fallback(move || {
+        let detail = detail.clone();
+        async move { ApiError::Unavailable(detail) }
+    })
 }
 
 /// A bound listener; binding apart from serving lets callers (and tests, with port 0) learn the port.
@@ -71,9 +127,20 @@ impl HttpServer {
     }
 }
 
-/// The OpenAPI document of the REST routes, generated from the handlers.
+/// The OpenAPI document of the REST routes (CMO, auth, admin), generated from the handlers.
 async fn openapi() -> impl IntoResponse {
-    Json(<cmo::CmoApi as utoipa::OpenApi>::openapi())
+    use utoipa::OpenApi;
+    let mut document = cmo::CmoApi::openapi();
+    document.merge(auth::AuthApi::openapi());
+    document.merge(admin::AdminApi::openapi());
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        utoipa::openapi::security::SecurityScheme::Http(utoipa::openapi::security::Http::new(
+            utoipa::openapi::security::HttpAuthScheme::Bearer,
+        )),
+    );
+    Json(document)
 }
 
 async fn healthz() -> impl IntoResponse {

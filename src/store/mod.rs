@@ -124,6 +124,30 @@ impl Figures {
     }
 }
 
+/// Which activity entries to show.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct ActivityFilter {
+    pub kind: Option<String>,
+    pub actor: Option<String>,
+    #[serde(default = "default_page_size")]
+    pub limit: u32,
+    #[serde(default)]
+    pub offset: u32,
+}
+
+fn default_page_size() -> u32 {
+    50
+}
+
+/// A page of results and how many there are in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
 /// An activity log row as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivityRow {
@@ -382,5 +406,93 @@ impl Store {
             .into_iter()
             .filter_map(|row| serde_json::from_value(row).ok())
             .collect())
+    }
+
+    /// One page of the activity log, newest first, optionally of one kind and one actor.
+    pub async fn activity_page(&self, filter: &ActivityFilter) -> Result<Page<ActivityRow>, StoreError> {
+        let mut response = self
+            .db
+            .query(
+                "LET $rows = SELECT * FROM activity \
+                   WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor); \
+                 RETURN count($rows); \
+                 SELECT record::id(id) AS id, kind, actor, summary, lead_id, detail, <string>at AS at \
+                   FROM activity WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor) \
+                   ORDER BY at DESC LIMIT $limit START $offset",
+            )
+            .bind(("kind", filter.kind.clone()))
+            .bind(("actor", filter.actor.clone()))
+            .bind(("limit", i64::from(filter.limit)))
+            .bind(("offset", i64::from(filter.offset)))
+            .await?
+            .check()?;
+        let total: Option<u64> = response.take(1)?;
+        let rows: Vec<serde_json::Value> = response.take(2)?;
+        Ok(Page {
+            items: rows.into_iter().filter_map(|row| serde_json::from_value(row).ok()).collect(),
+            total: total.unwrap_or(0),
+            limit: filter.limit,
+            offset: filter.offset,
+        })
+    }
+
+    /// One page of finished leads, newest first, optionally of one verdict.
+    pub async fn leads_page(&self, verdict: Option<String>, limit: u32, offset: u32) -> Result<Page<serde_json::Value>, StoreError> {
+        let mut response = self
+            .db
+            .query(
+                "RETURN count(SELECT id FROM lead WHERE $verdict = NONE OR verdict = $verdict); \
+                 SELECT record::id(id) AS id, contact, verdict, score, call_status, crm_sync, sms_state, timestamps \
+                   FROM lead WHERE $verdict = NONE OR verdict = $verdict \
+                   ORDER BY timestamps.finalized_at DESC LIMIT $limit START $offset",
+            )
+            .bind(("verdict", verdict))
+            .bind(("limit", i64::from(limit)))
+            .bind(("offset", i64::from(offset)))
+            .await?
+            .check()?;
+        let total: Option<u64> = response.take(0)?;
+        Ok(Page {
+            items: response.take(1)?,
+            total: total.unwrap_or(0),
+            limit,
+            offset,
+        })
+    }
+
+    /// Verdict counts and speed-to-lead percentiles of the leads finished since `since`.
+    pub async fn dashboard(&self, since: time::OffsetDateTime) -> Result<serde_json::Value, StoreError> {
+        let since = since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let mut response = self
+            .db
+            .query(
+                "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
+                 LET $speeds = $leads[WHERE timestamps.speed_to_lead_secs != NONE AND timestamps.speed_to_lead_secs != NULL].timestamps.speed_to_lead_secs; \
+                 RETURN { \
+                   verdicts: (SELECT verdict, count() AS count FROM $leads GROUP BY verdict), \
+                   p50: IF count($speeds) > 0 THEN math::percentile($speeds, 50) ELSE NULL END, \
+                   p95: IF count($speeds) > 0 THEN math::percentile($speeds, 95) ELSE NULL END, \
+                   samples: count($speeds) \
+                 };",
+            )
+            .bind(("since", since))
+            .await?
+            .check()?;
+        let row: Option<serde_json::Value> = response.take(2)?;
+        Ok(row.unwrap_or_default())
+    }
+
+    /// Keeps a pasted test email and what became of it.
+    pub async fn save_test_email(&self, raw: &str, result: &serde_json::Value, by: &str) -> Result<(), StoreError> {
+        self.db
+            .query("CREATE test_email SET raw = $raw, result = $result, submitted_by = $by, at = time::now()")
+            .bind(("raw", raw.to_owned()))
+            .bind(("result", result.clone()))
+            .bind(("by", by.to_owned()))
+            .await?
+            .check()?;
+        Ok(())
     }
 }
