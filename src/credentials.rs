@@ -270,6 +270,15 @@ impl Credentials {
         Ok(views)
     }
 
+    /// One plain value, when it is saved.
+    pub async fn get(&self, service: &str, key: &str) -> Result<Option<SecretString>, CredentialError> {
+        let identity = identity(service, key)?;
+        match self.kv.get(&identity).await? {
+            Some(record) => self.vault.open(&identity, &record.sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Every value that opens, by identity; the others are logged and left out.
     pub async fn plain_values(&self) -> Result<BTreeMap<String, SecretString>, CredentialError> {
         let mut values = BTreeMap::new();

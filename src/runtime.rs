@@ -163,7 +163,7 @@ impl Context {
 }
 
 /// Runs `roles` until a signal or `shutdown` fires, or one role fails (which stops the rest).
-/// Saved credentials changing restarts the roles with them, in every process.
+/// When saved credentials change, the worker roles restart with them; the api keeps serving.
 pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken) -> Result<(), RuntimeError> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let bus = Bus::connect(&settings.nats_url, &format!("leadq {}", settings.instance)).await?;
@@ -175,32 +175,46 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     } else {
         None
     };
+    let assemble = || Context::assemble(settings.clone(), bus.clone(), store.clone(), shutdown.child_token());
+    let mut ctx = assemble().await?;
+    check_configured(&ctx.settings, roles)?;
+    let mut api = JoinSet::new();
+    if roles.contains(&Role::Api) {
+        start(Role::Api, &ctx, &shutdown, &mut api).await?;
+    }
+    // Every process says it is there; its end is not a role's failure.
+    let names = roles.iter().map(|r| r.name().to_owned()).collect();
+    tokio::spawn(status::run(ctx.clone(), names, shutdown.clone()));
+    let workers: Vec<Role> = roles.iter().copied().filter(|r| *r != Role::Api).collect();
+    let mut failure = None;
     loop {
         let generation = shutdown.child_token();
-        let ctx = Context::assemble(settings.clone(), bus.clone(), store.clone(), generation.clone()).await?;
-        check_configured(&ctx.settings, roles)?;
-        let mut changes = credential_changes(&ctx).await?;
+        let mut changes = credential_changes(&ctx, &generation, !workers.is_empty()).await?;
         let mut tasks = JoinSet::new();
-        for &role in roles {
+        for &role in &workers {
             start(role, &ctx, &generation, &mut tasks).await?;
         }
-        // Every process says it is there; its end is not a role's failure.
-        let names = roles.iter().map(|r| r.name().to_owned()).collect();
-        tokio::spawn(status::run(ctx.clone(), names, generation.clone()));
-        let mut failure = None;
         let mut restart = false;
         tokio::select! {
             () = shutdown.cancelled() => {}
+            Some(joined) = api.join_next() => record_failure(joined, &mut failure),
             Some(joined) = tasks.join_next() => record_failure(joined, &mut failure),
             Some(()) = changes.recv() => {
-                tracing::info!("saved credentials changed: restarting the roles with them");
+                tracing::info!("saved credentials changed: restarting the workers with them");
                 restart = true;
             }
         }
         generation.cancel();
+        let stopping = !restart || failure.is_some();
+        if stopping {
+            shutdown.cancel();
+        }
         // Bound the wait so a stuck role cannot keep the process alive forever.
         let drain = async {
             while let Some(joined) = tasks.join_next().await {
+                record_failure(joined, &mut failure);
+            }
+            while stopping && let Some(joined) = api.join_next().await {
                 record_failure(joined, &mut failure);
             }
         };
@@ -208,30 +222,43 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
             tracing::warn!("shutdown grace elapsed; aborting the remaining roles");
         }
         if let Some(err) = failure {
-            shutdown.cancel();
             return Err(err);
         }
         if !restart {
             tracing::info!("stopped");
             return Ok(());
         }
+        ctx = assemble().await?;
     }
 }
 
-/// Resolves on the first change to the saved credentials after now.
-async fn credential_changes(ctx: &Context) -> Result<tokio::sync::mpsc::Receiver<()>, RuntimeError> {
+/// Resolves on the first change to the saved credentials after now (never, when not `wanted`).
+async fn credential_changes(
+    ctx: &Context,
+    until: &CancellationToken,
+    wanted: bool,
+) -> Result<tokio::sync::mpsc::Receiver<()>, RuntimeError> {
     use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    if !wanted {
+        // Keep the sender alive until the generation ends, so `recv` waits instead of closing.
+        let until = until.clone();
+        tokio::spawn(async move {
+            until.cancelled().await;
+            drop(tx);
+        });
+        return Ok(rx);
+    }
     let mut watch = ctx
         .credentials
         .store()
         .watch_all()
         .await
         .map_err(|e| BusError::jetstream("watching credentials", e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let stopping = ctx.stopping.clone();
+    let until = until.clone();
     tokio::spawn(async move {
         tokio::select! {
-            () = stopping.cancelled() => {}
+            () = until.cancelled() => {}
             Some(Ok(_)) = watch.next() => {
                 let _ = tx.send(()).await;
             }

@@ -53,7 +53,12 @@ impl FromRequest<Context> for TwilioRequest {
 
     async fn from_request(request: Request, ctx: &Context) -> Result<Self, ApiError> {
         let forbidden = |why: &str| ApiError::Forbidden(format!("Twilio signature {why}"));
-        let Some(token) = ctx.settings.twilio.auth_token.as_ref() else {
+        // A token saved from the admin page since this process started counts at once.
+        let saved = ctx.credentials.get("twilio", "auth_token").await.unwrap_or_else(|err| {
+            tracing::warn!(%err, "saved Twilio token unreadable; using the configured one");
+            None
+        });
+        let Some(token) = saved.as_ref().or(ctx.settings.twilio.auth_token.as_ref()) else {
             return Err(ApiError::Forbidden(
                 "Twilio is not configured (LEADQ_TWILIO__AUTH_TOKEN)".into(),
             ));
