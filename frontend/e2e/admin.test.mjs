@@ -1,0 +1,181 @@
+// The admin page in a real browser (Debian's Chromium through playwright-core) against a real
+// `leadq all` serving the built page, with a real nats-server. Screenshots of every page are kept
+// in e2e/output/ (or $LEADQ_E2E_OUT).
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { chromium } from 'playwright-core'
+
+const root = resolve(import.meta.dirname, '..', '..')
+const leadq = process.env.LEADQ_BIN || join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'leadq')
+const natsServer = process.env.LEADQ_NATS_SERVER || join(process.env.HOME, '.cache/leadq/nats-venv/bin/nats-server')
+const chromiumPath = process.env.LEADQ_CHROMIUM || '/usr/bin/chromium'
+const out = process.env.LEADQ_E2E_OUT || join(import.meta.dirname, 'output')
+const password = `Pw-${Math.random().toString(36).slice(2)}-${Date.now()}`
+const secret = `sk_e2e_${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`
+
+const children = []
+let base, browser, work, logs = ''
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const server = createServer()
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => ok(port))
+    })
+    server.on('error', fail)
+  })
+}
+
+async function until(what, check, ms = 30000) {
+  const end = Date.now() + ms
+  for (;;) {
+    try { if (await check()) return } catch { /* not yet */ }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'leadq-e2e-'))
+  mkdirSync(out, { recursive: true })
+  const natsPort = await freePort()
+  const httpPort = await freePort()
+  const nats = spawn(natsServer, ['-a', '127.0.0.1', '-p', String(natsPort), '-js', '-sd', join(work, 'nats')], { stdio: 'ignore' })
+  children.push(nats)
+  const env = {
+    ...process.env,
+    LEADQ_NATS_URL: `nats://127.0.0.1:${natsPort}`,
+    LEADQ_DATA_DIR: join(work, 'data'),
+    LEADQ_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+    LEADQ_ADMIN__FRONTEND_DIR: join(root, 'frontend', 'dist'),
+    LEADQ_LOG_FORMAT: 'json',
+  }
+  await until('nats-server', () => spawnSync(leadq, ['setup'], { env }).status === 0)
+  const agent = spawn(leadq, ['all'], { env })
+  agent.stdout.on('data', (d) => { logs += d })
+  agent.stderr.on('data', (d) => { logs += d })
+  children.push(agent)
+  base = `http://127.0.0.1:${httpPort}`
+  await until('leadq /readyz', async () => (await fetch(`${base}/readyz`)).ok)
+  const made = spawnSync(leadq, ['admin', 'create-user', '--username', 'e2e-admin', '--role', 'admin'], { env, input: `${password}\n` })
+  assert.equal(made.status, 0, String(made.stderr))
+  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] })
+})
+
+after(async () => {
+  await browser?.close()
+  for (const child of children.reverse()) child.kill('SIGTERM')
+  await new Promise((r) => setTimeout(r, 500))
+  if (work) rmSync(work, { recursive: true, force: true })
+})
+
+async function login(page) {
+  await page.goto(`${base}/`)
+  await page.getByTestId('login').waitFor()
+  await page.fill('input[name=username]', 'e2e-admin')
+  await page.fill('input[name=password]', password)
+  await page.click('button[type=submit]')
+  await page.getByTestId('dashboard').waitFor()
+}
+
+test('an admin works through every page', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+  const dashboard = await context.newPage()
+  await dashboard.goto(`${base}/`)
+  await dashboard.getByTestId('login').waitFor()
+  await dashboard.screenshot({ path: join(out, '01-login.png'), fullPage: true })
+
+  // A wrong password is told in words.
+  await dashboard.fill('input[name=username]', 'e2e-admin')
+  await dashboard.fill('input[name=password]', 'not the password')
+  await dashboard.click('button[type=submit]')
+  await dashboard.getByRole('alert').filter({ hasText: 'Wrong username or password' }).waitFor()
+
+  await login(dashboard)
+  await dashboard.getByTestId('live-state').filter({ hasText: 'live' }).waitFor()
+  await dashboard.screenshot({ path: join(out, '02-dashboard.png'), fullPage: true })
+
+  // A second tab pastes a fixture email; the first, left alone, shows the lead arriving.
+  const tab = await context.newPage()
+  await login(tab)
+  await tab.getByTestId('nav').getByText('Test email').click()
+  const email = readFileSync(join(root, 'tests/fixtures/emails/01-plain-private-office.eml'), 'utf8')
+  await tab.fill('textarea[name=raw]', email)
+  await tab.click('button[type=submit]')
+  const result = tab.getByTestId('test-email-result')
+  await result.waitFor()
+  const leadId = (await result.locator('code').innerText()).trim()
+  await tab.screenshot({ path: join(out, '03-test-email.png'), fullPage: true })
+  const expected = JSON.parse(readFileSync(join(root, 'tests/fixtures/emails/expected.json'), 'utf8'))
+  const { name, phone } = expected['01-plain-private-office.eml'].lead
+  const arrivals = dashboard.getByTestId('arrivals')
+  await arrivals.locator('li', { hasText: phone }).filter({ hasText: name }).waitFor({ timeout: 10000 })
+  assert.ok(leadId.length > 30, `lead id shown: ${leadId}`)
+
+  // A malformed email is refused with the reason.
+  await tab.fill('textarea[name=raw]', 'Subject: hello\n\nnothing to see')
+  await tab.click('button[type=submit]')
+  await tab.getByTestId('test-email-error').waitFor()
+
+  // A Twilio credential saved is shown masked, never in full.
+  await tab.getByTestId('nav').getByText('Credentials').click()
+  await tab.selectOption('select[name=service]', 'twilio')
+  await tab.selectOption('select[name=key]', 'auth_token')
+  await tab.fill('input[name=value]', secret)
+  await tab.click('button[type=submit]')
+  await tab.getByTestId('notice').waitFor()
+  const listed = await tab.getByTestId('credential-list').innerText()
+  assert.match(listed, new RegExp(`${secret.slice(0, 4)}…${secret.slice(-4)}`))
+  assert.ok(!(await tab.content()).includes(secret), 'the page never holds the plain value')
+  await tab.screenshot({ path: join(out, '04-credentials.png'), fullPage: true })
+
+  // Both actions are in the activity log, by this admin.
+  await tab.getByTestId('nav').getByText('Activity').click()
+  const log = tab.getByTestId('activity-list')
+  await until('both actions in the activity log', async () => {
+    await tab.getByText('Refresh').click()
+    const text = await log.innerText()
+    return text.includes('credential.saved') && text.includes('lead.test_email') && text.includes('e2e-admin')
+  }, 15000)
+  await tab.screenshot({ path: join(out, '05-activity.png'), fullPage: true })
+
+  await tab.getByTestId('nav').getByText('Leads').click()
+  await tab.getByTestId('leads').waitFor()
+  await tab.screenshot({ path: join(out, '06-leads.png'), fullPage: true })
+  await tab.getByTestId('nav').getByText('Settings').click()
+  await tab.fill('input[name=spoken]', 'five or six of us')
+  await tab.selectOption('select[name=question]', 'team_size')
+  await tab.getByText('Read it').click()
+  await tab.getByTestId('reading').filter({ hasText: '"min":5' }).waitFor()
+  await tab.screenshot({ path: join(out, '07-settings.png'), fullPage: true })
+
+  // Pause and resume from the dashboard.
+  await dashboard.getByTestId('pause').click()
+  await dashboard.getByTestId('agent-status').filter({ hasText: 'paused' }).waitFor()
+  await dashboard.getByTestId('resume').click()
+  await dashboard.getByTestId('agent-status').filter({ hasText: 'active' }).waitFor()
+
+  // On a phone-sized screen the dashboard still fits.
+  await dashboard.setViewportSize({ width: 390, height: 844 })
+  await dashboard.screenshot({ path: join(out, '08-dashboard-phone.png'), fullPage: true })
+  const overflow = await dashboard.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+  assert.ok(overflow <= 1, `no sideways scrolling on a phone (overflow ${overflow}px)`)
+
+  await dashboard.getByTestId('logout').click()
+  await dashboard.getByTestId('login').waitFor()
+  await dashboard.goto(`${base}/credentials`)
+  await dashboard.getByTestId('login').waitFor()
+  await context.close()
+
+  assert.ok(!logs.includes(secret), 'the credential never reaches the logs')
+  assert.ok(!logs.includes(password), 'the password never reaches the logs')
+  for (const file of ['01-login.png', '02-dashboard.png', '04-credentials.png', '08-dashboard-phone.png']) {
+    assert.ok(readdirSync(out).includes(file), `${file} kept`)
+  }
+})
