@@ -56,3 +56,20 @@ wait_for_port() {
   done
   die "$what did not start listening on 127.0.0.1:$port"
 }
+
+# Builds the admin page (frontend/dist) when its sources changed since the last build; installs
+# its npm packages first when the lock file changed.
+ensure_frontend() {
+  command -v npm >/dev/null || die "npm is needed to build the admin page (frontend/)"
+  local dir="$LEADQ_ROOT/frontend"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    say "installing the admin page's npm packages (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent) || die "npm ci failed in frontend/"
+  fi
+  local newest
+  newest=$(find "$dir/src" "$dir/index.html" "$dir/vite.config.js" "$dir/package-lock.json" -newer "$dir/dist/index.html" 2>/dev/null | head -1 || true)
+  if [ ! -f "$dir/dist/index.html" ] || [ -n "$newest" ]; then
+    say "building the admin page (vite build -> frontend/dist)"
+    (cd "$dir" && npm run --silent build >/dev/null) || die "the admin page did not build (cd frontend && npm run build)"
+  fi
+}

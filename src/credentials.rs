@@ -56,9 +56,7 @@ fn known_list() -> String {
 
 /// `service.key`, once both are known names.
 pub fn identity(service: &str, key: &str) -> Result<String, CredentialError> {
-    let known = KNOWN
-        .iter()
-        .any(|(s, keys)| *s == service && keys.contains(&key));
+    let known = KNOWN.iter().any(|(s, keys)| *s == service && keys.contains(&key));
     if known {
         Ok(format!("{service}.{key}"))
     } else {
@@ -101,7 +99,9 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("version", &self.current.version).finish_non_exhaustive()
+        f.debug_struct("Vault")
+            .field("version", &self.current.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -368,9 +368,15 @@ mod tests {
         let vault = vault();
         let sealed = vault.seal("twilio.auth_token", "sk_secret_value");
         assert!(!sealed.ciphertext.contains("sk_secret"));
-        assert_eq!(vault.open("twilio.auth_token", &sealed).unwrap().expose_secret(), "sk_secret_value");
+        assert_eq!(
+            vault.open("twilio.auth_token", &sealed).unwrap().expose_secret(),
+            "sk_secret_value"
+        );
         // Moved to another credential, the associated data no longer matches.
-        assert!(matches!(vault.open("airtable.token", &sealed), Err(CredentialError::Damaged { .. })));
+        assert!(matches!(
+            vault.open("airtable.token", &sealed),
+            Err(CredentialError::Damaged { .. })
+        ));
     }
 
     #[test]
@@ -385,7 +391,10 @@ mod tests {
     #[test]
     fn another_key_is_told_apart_from_damage() {
         let sealed = vault().seal("gmail.password", "app password");
-        assert!(matches!(vault().open("gmail.password", &sealed), Err(CredentialError::KeyNotHeld { .. })));
+        assert!(matches!(
+            vault().open("gmail.password", &sealed),
+            Err(CredentialError::KeyNotHeld { .. })
+        ));
     }
 
     #[test]
@@ -393,13 +402,19 @@ mod tests {
         let (old, new) = (crate::secrets::new_master_key(), crate::secrets::new_master_key());
         let sealed = Vault::new(&old, None).unwrap().seal("airtable.token", "pat123");
         let rotated = Vault::new(&new, Some(&old)).unwrap();
-        assert_eq!(rotated.open("airtable.token", &sealed).unwrap().expose_secret(), "pat123");
+        assert_eq!(
+            rotated.open("airtable.token", &sealed).unwrap().expose_secret(),
+            "pat123"
+        );
     }
 
     #[test]
     fn keys_that_are_not_32_hex_bytes_are_refused() {
         for bad in ["", "abc", &"zz".repeat(32), &"ab".repeat(31)] {
-            assert!(matches!(Vault::new(&SecretString::from(bad), None), Err(CredentialError::BadKey)));
+            assert!(matches!(
+                Vault::new(&SecretString::from(bad), None),
+                Err(CredentialError::BadKey)
+            ));
         }
     }
 

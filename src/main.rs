@@ -137,8 +137,8 @@ async fn admin_bus(settings: &Settings) -> anyhow::Result<leadq::bus::Bus> {
 
 /// Users live in NATS, so this works while the agent runs.
 async fn create_user(username: &str, role: leadq::users::UserRole, settings: &Settings) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
     use leadq::users::{UserError, Users};
+    use std::io::IsTerminal;
     if !leadq::users::valid_username(username) {
         return Err(UsageError(UserError::BadUsername(username.to_owned()).to_string()).into());
     }
@@ -237,14 +237,16 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     let usage = err.downcast_ref::<ConfigError>().is_some()
         || err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<leadq::secrets::SecretsError>().is_some()
-        || err.downcast_ref::<leadq::credentials::CredentialError>().is_some_and(|e| matches!(e, leadq::credentials::CredentialError::BadKey))
+        || err
+            .downcast_ref::<leadq::credentials::CredentialError>()
+            .is_some_and(|e| matches!(e, leadq::credentials::CredentialError::BadKey))
         || matches!(
             err.downcast_ref::<RuntimeError>(),
             Some(
-            RuntimeError::NotConfigured { .. }
-                | RuntimeError::Secrets(_)
-                | RuntimeError::Credential(leadq::credentials::CredentialError::BadKey)
-        )
+                RuntimeError::NotConfigured { .. }
+                    | RuntimeError::Secrets(_)
+                    | RuntimeError::Credential(leadq::credentials::CredentialError::BadKey)
+            )
         );
     ExitCode::from(if usage { EXIT_USAGE } else { 1 })
 }

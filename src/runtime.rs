@@ -168,7 +168,11 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let bus = Bus::connect(&settings.nats_url, &format!("leadq {}", settings.instance)).await?;
     let report = bus::setup(&bus.js, &settings.bus).await?;
-    tracing::info!(changed = report.changed(), items = report.items.len(), "bus topology checked");
+    tracing::info!(
+        changed = report.changed(),
+        items = report.items.len(),
+        "bus topology checked"
+    );
     // Opened once: the embedded store's file stays locked to this process across restarts.
     let store = if roles.iter().any(|r| r.uses_store()) {
         Some(Store::open(&settings).await?)

@@ -57,7 +57,13 @@ async fn put<T: Serialize>(ctx: &Context, key: &str, value: &T) -> Result<(), Bu
 
 /// Saves an admin's script and rules to the store, then to the bucket the workers read; the next
 /// call uses them.
-pub async fn save(ctx: &Context, store: &Store, script: &Script, rules: &Rules, by: &str) -> Result<(), SharedConfigError> {
+pub async fn save(
+    ctx: &Context,
+    store: &Store,
+    script: &Script,
+    rules: &Rules,
+    by: &str,
+) -> Result<(), SharedConfigError> {
     store.save_setting(SCRIPT_KEY, script, by).await?;
     store.save_setting(RULES_KEY, rules, by).await?;
     put(ctx, SCRIPT_KEY, script).await?;

@@ -68,7 +68,17 @@ pub mod bucket {
     pub const API_KEYS: &str = "api_keys";
     pub const USERS: &str = "users";
     pub const CREDENTIALS: &str = "credentials";
-    pub const ALL: [&str; 9] = [EMAILS_SEEN, CALLS, AGENT, CONFIG, DNC, SMS, API_KEYS, USERS, CREDENTIALS];
+    pub const ALL: [&str; 9] = [
+        EMAILS_SEEN,
+        CALLS,
+        AGENT,
+        CONFIG,
+        DNC,
+        SMS,
+        API_KEYS,
+        USERS,
+        CREDENTIALS,
+    ];
 }
 
 /// Header JetStream uses to drop a repeated publish within the stream's duplicate window.

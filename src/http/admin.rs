@@ -126,7 +126,11 @@ fn page_size(limit: u32) -> Result<u32, ApiError> {
 /// Finished leads, newest first.
 #[utoipa::path(get, path = "/api/admin/leads", tag = "admin", security(("bearer" = [])), params(LeadQuery),
     responses((status = 200, description = "{items, total, limit, offset}"), (status = 401), (status = 403)))]
-async fn leads(State(ctx): State<Context>, user: Authed, Query(query): Query<LeadQuery>) -> Result<Json<Value>, ApiError> {
+async fn leads(
+    State(ctx): State<Context>,
+    user: Authed,
+    Query(query): Query<LeadQuery>,
+) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
     let page = store(&ctx)?
         .leads_page(query.verdict, page_size(query.limit)?, query.offset)
@@ -180,7 +184,11 @@ async fn test_email(
             let body = err.to_json();
             store.save_test_email(&request.raw, &body, &user.username).await?;
             ctx.bus
-                .record(&Activity::new("lead.test_email_rejected", &user.username, format!("test email not taken: {err}")))
+                .record(&Activity::new(
+                    "lead.test_email_rejected",
+                    &user.username,
+                    format!("test email not taken: {err}"),
+                ))
                 .await;
             Err(ApiError::Unprocessable(body))
         }
@@ -203,7 +211,9 @@ async fn activity(
 
 fn credential_error(err: CredentialError) -> ApiError {
     match err {
-        CredentialError::Unknown { .. } | CredentialError::BadValue => ApiError::Unprocessable(json!({ "error": err.to_string() })),
+        CredentialError::Unknown { .. } | CredentialError::BadValue => {
+            ApiError::Unprocessable(json!({ "error": err.to_string() }))
+        }
         CredentialError::Bus(bus) => bus.into(),
         other => ApiError::Internal(Box::new(other)),
     }
@@ -241,7 +251,9 @@ async fn save_credential(
         .await
         .map_err(credential_error)?;
     let summary = format!("saved credential {}.{}", request.service, request.key);
-    ctx.bus.record(&Activity::new("credential.saved", &user.username, summary)).await;
+    ctx.bus
+        .record(&Activity::new("credential.saved", &user.username, summary))
+        .await;
     let saved = credentials.list().await.map_err(credential_error)?;
     saved
         .into_iter()
@@ -264,7 +276,9 @@ async fn delete_credential(
         return Err(ApiError::NotFound);
     }
     let summary = format!("deleted credential {service}.{key}");
-    ctx.bus.record(&Activity::new("credential.deleted", &user.username, summary)).await;
+    ctx.bus
+        .record(&Activity::new("credential.deleted", &user.username, summary))
+        .await;
     Ok(Json(json!({ "status": "deleted" })))
 }
 
@@ -272,7 +286,11 @@ async fn delete_credential(
 #[utoipa::path(post, path = "/api/admin/agent/{command}", tag = "admin", security(("bearer" = [])),
     params(("command" = String, Path, description = "start, stop, pause, resume, get_status or get_metrics")),
     responses((status = 200), (status = 400, description = "unknown command"), (status = 403)))]
-async fn agent_command(State(ctx): State<Context>, user: Authed, Path(command): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn agent_command(
+    State(ctx): State<Context>,
+    user: Authed,
+    Path(command): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     user.require(Access::Command)?;
     let request = CommandRequest {
         command,
@@ -319,10 +337,16 @@ fn script_problem(script: &Script) -> Option<String> {
             return Some(format!("question `{}` offers no options", question.id));
         }
     }
-    [&script.greeting, &script.closing, &script.voicemail, &script.reprompt, &script.opt_out]
-        .iter()
-        .any(|text| text.trim().is_empty())
-        .then(|| "greeting, reprompt, voicemail, closing and opt_out must all be said".into())
+    [
+        &script.greeting,
+        &script.closing,
+        &script.voicemail,
+        &script.reprompt,
+        &script.opt_out,
+    ]
+    .iter()
+    .any(|text| text.trim().is_empty())
+    .then(|| "greeting, reprompt, voicemail, closing and opt_out must all be said".into())
 }
 
 /// Replaces the script and rules; calls placed from now on use them.
@@ -338,13 +362,19 @@ async fn save_script(
         return Err(ApiError::Unprocessable(json!({ "error": problem })));
     }
     if request.rules.qualified_score > 100 {
-        return Err(ApiError::Unprocessable(json!({ "error": "rules.qualified_score must be 0 to 100" })));
+        return Err(ApiError::Unprocessable(
+            json!({ "error": "rules.qualified_score must be 0 to 100" }),
+        ));
     }
     shared_config::save(&ctx, store(&ctx)?, &request.script, &request.rules, &user.username)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     ctx.bus
-        .record(&Activity::new("script.saved", &user.username, "saved the call script and rules"))
+        .record(&Activity::new(
+            "script.saved",
+            &user.username,
+            "saved the call script and rules",
+        ))
         .await;
     Ok(Json(request))
 }
@@ -423,7 +453,19 @@ async fn events(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
-    me, stats, leads, lead, test_email, activity, list_credentials, save_credential, delete_credential,
-    agent_command, script, save_script, try_answer, events
+    me,
+    stats,
+    leads,
+    lead,
+    test_email,
+    activity,
+    list_credentials,
+    save_credential,
+    delete_credential,
+    agent_command,
+    script,
+    save_script,
+    try_answer,
+    events
 ))]
 pub struct AdminApi;

@@ -56,7 +56,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("token_ttl", &self.token_ttl).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("token_ttl", &self.token_ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,7 +134,9 @@ impl FromRequestParts<Context> for Authed {
             use jsonwebtoken::errors::ErrorKind;
             let why = match err.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired; sign in again",
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "the token's algorithm is not accepted",
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    "the token's algorithm is not accepted"
+                }
                 ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => "the token is not for this service",
                 _ => "invalid token",
             };
@@ -175,10 +179,14 @@ async fn login(
     let address = peer.ip();
     let guard = &ctx.auth.guard;
     guard.admit(&request.username, address)?;
-    let user = ctx.users.verify(&request.username, request.password).await.map_err(|err| match err {
-        UserError::Bus(bus) => ApiError::from(bus),
-        other => ApiError::Internal(Box::new(other)),
-    })?;
+    let user = ctx
+        .users
+        .verify(&request.username, request.password)
+        .await
+        .map_err(|err| match err {
+            UserError::Bus(bus) => ApiError::from(bus),
+            other => ApiError::Internal(Box::new(other)),
+        })?;
     let Some(user) = user else {
         guard.failed(&request.username, address);
         tracing::info!(username = %request.username, %address, "login refused: wrong username or password");
@@ -186,7 +194,11 @@ async fn login(
     };
     guard.succeeded(&user.username, address);
     ctx.bus
-        .record(&Activity::new("auth.login", &user.username, format!("{} signed in", user.username)))
+        .record(&Activity::new(
+            "auth.login",
+            &user.username,
+            format!("{} signed in", user.username),
+        ))
         .await;
     Ok(Json(LoginResponse {
         access_token: ctx.auth.issue(&user.username, user.role)?,

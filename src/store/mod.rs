@@ -429,7 +429,10 @@ impl Store {
         let total: Option<u64> = response.take(1)?;
         let rows: Vec<serde_json::Value> = response.take(2)?;
         Ok(Page {
-            items: rows.into_iter().filter_map(|row| serde_json::from_value(row).ok()).collect(),
+            items: rows
+                .into_iter()
+                .filter_map(|row| serde_json::from_value(row).ok())
+                .collect(),
             total: total.unwrap_or(0),
             limit: filter.limit,
             offset: filter.offset,
@@ -437,7 +440,12 @@ impl Store {
     }
 
     /// One page of finished leads, newest first, optionally of one verdict.
-    pub async fn leads_page(&self, verdict: Option<String>, limit: u32, offset: u32) -> Result<Page<serde_json::Value>, StoreError> {
+    pub async fn leads_page(
+        &self,
+        verdict: Option<String>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Page<serde_json::Value>, StoreError> {
         let mut response = self
             .db
             .query(

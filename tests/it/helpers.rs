@@ -60,6 +60,11 @@ impl NatsServer {
         Self { child, port, store }
     }
 
+    /// Where JetStream keeps its files: what a test reads to see what is stored raw.
+    pub fn store_dir(&self) -> &std::path::Path {
+        self.store.path()
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

@@ -1,6 +1,7 @@
 //! One integration-test binary (one link step for all tests). Each test starts the real services
 //! it needs on free loopback ports.
 
+mod admin;
 mod answers;
 mod bus;
 mod call;

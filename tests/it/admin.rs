@@ -1,0 +1,420 @@
+//! The admin API against the real server, NATS and store: who may do what, which tokens are
+//! refused, the login lockout, and that no credential is stored or answered in plain text.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Client, Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{NatsServer, on_free_port, serve_api};
+use leadq::users::UserRole;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Admin {
+    _nats: NatsServer,
+    base: String,
+    client: Client,
+    ctx: leadq::runtime::Context,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Admin {
+    async fn start(adjust: impl FnOnce(&mut leadq::config::Settings)) -> Self {
+        let nats = NatsServer::start();
+        let mut settings = nats.settings();
+        let base = on_free_port(&mut settings);
+        adjust(&mut settings);
+        let shutdown = CancellationToken::new();
+        let ctx = serve_api(settings, &shutdown).await;
+        // The api role's activity-log writer, as `leadq api` runs it.
+        tokio::spawn(leadq::activity::run(ctx.clone(), shutdown.clone()));
+        for (name, role) in [
+            ("boss", UserRole::Admin),
+            ("cmo", UserRole::CmoAgent),
+            ("watcher", UserRole::Viewer),
+        ] {
+            ctx.users.upsert(name, role, PASSWORD.into()).await.expect("user");
+        }
+        Self {
+            _nats: nats,
+            base,
+            client: Client::new(),
+            ctx,
+            shutdown,
+        }
+    }
+
+    async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/auth/login", self.base))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        (response.status(), response.json().await.unwrap_or_default())
+    }
+
+    async fn token(&self, username: &str) -> String {
+        let (status, body) = self.login(username, PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+fn fixture_email() -> String {
+    std::fs::read_to_string("tests/fixtures/emails/01-plain-private-office.eml").expect("fixture")
+}
+
+/// Every admin route, with a body that the route accepts.
+fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
+    let script: Value = serde_json::to_value(json!({
+        "script": leadq::domain::script::Script::default(),
+        "rules": leadq::domain::qualification::Rules::default(),
+    }))
+    .expect("script");
+    vec![
+        (Method::GET, "/api/admin/me", None),
+        (Method::GET, "/api/admin/stats", None),
+        (Method::GET, "/api/admin/leads", None),
+        (Method::GET, "/api/admin/activity", None),
+        (Method::GET, "/api/admin/script", None),
+        (
+            Method::POST,
+            "/api/admin/script/try",
+            Some(json!({ "question": "team_size", "text": "just me" })),
+        ),
+        (Method::POST, "/api/admin/agent/get_status", None),
+        (Method::POST, "/api/admin/agent/resume", None),
+        (Method::GET, "/api/admin/credentials", None),
+        (
+            Method::POST,
+            "/api/admin/credentials",
+            Some(json!({ "service": "calendly", "key": "url", "value": "https://calendly.com/mesh/tour" })),
+        ),
+        (Method::DELETE, "/api/admin/credentials/calendly/url", None),
+        (
+            Method::POST,
+            "/api/admin/test-email",
+            Some(json!({ "raw": fixture_email() })),
+        ),
+        (Method::PUT, "/api/admin/script", Some(script)),
+    ]
+}
+
+/// What each role may reach: read routes for all, commands for admin and cmo_agent, the rest admin only.
+fn allowed(role: UserRole, method: &Method, path: &str) -> bool {
+    let command = path.starts_with("/api/admin/agent/");
+    let read = *method == Method::GET && path != "/api/admin/credentials" || path == "/api/admin/script/try";
+    match role {
+        UserRole::Admin => true,
+        UserRole::CmoAgent => read || command,
+        UserRole::Viewer => read,
+    }
+}
+
+#[tokio::test]
+async fn every_admin_route_answers_each_role_as_the_matrix_says() {
+    let admin = Admin::start(|_| {}).await;
+    let mut failures = Vec::new();
+    for (user, role) in [
+        ("boss", UserRole::Admin),
+        ("cmo", UserRole::CmoAgent),
+        ("watcher", UserRole::Viewer),
+    ] {
+        let token = admin.token(user).await;
+        for (method, path, body) in routes() {
+            // The delete needs something to delete: save it first as the admin.
+            if method == Method::DELETE {
+                let boss = admin.token("boss").await;
+                let save = routes()
+                    .into_iter()
+                    .find(|(m, p, _)| *m == Method::POST && *p == "/api/admin/credentials");
+                let (_, _, saved) = save.expect("save route");
+                admin
+                    .call(Method::POST, "/api/admin/credentials", Some(&boss), saved)
+                    .await;
+            }
+            let (status, answer) = admin.call(method.clone(), path, Some(&token), body.clone()).await;
+            let want = if allowed(role, &method, path) {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            if status != want {
+                failures.push(format!("{user} {method} {path}: {status} (want {want}) {answer}"));
+            }
+            if status == StatusCode::FORBIDDEN {
+                assert!(answer["error"].as_str().is_some_and(|e| e.contains("role")), "{answer}");
+            }
+        }
+    }
+    for (method, path, body) in routes() {
+        let (status, answer) = admin.call(method.clone(), path, None, body).await;
+        if status != StatusCode::UNAUTHORIZED || answer["error"].as_str().is_none() {
+            failures.push(format!("no token {method} {path}: {status} {answer}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn forge(header: Value, claims: Value, key: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let encode = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"));
+    let signing_input = format!("{}.{}", encode(&header), encode(&claims));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+    mac.update(signing_input.as_bytes());
+    format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+#[tokio::test]
+async fn forged_expired_and_foreign_tokens_are_refused() {
+    let secret = SecretString::from("a-test-signing-secret-of-enough-length".to_owned());
+    let admin = Admin::start(|s| s.jwt_secret = Some(secret.clone())).await;
+    let key = secret.expose_secret().as_bytes();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = |exp: i64, aud: &str| json!({ "sub": "boss", "role": "admin", "iss": "leadq", "aud": aud, "iat": now, "exp": exp });
+    let hs256 = json!({ "alg": "HS256", "typ": "JWT" });
+    let good = forge(hs256.clone(), claims(now + 600, "leadq-admin"), key);
+    // The forging itself is right: the same claims signed properly are accepted.
+    let (status, _) = admin.call(Method::GET, "/api/admin/stats", Some(&good), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let valid = admin.token("boss").await;
+    let (head, rest) = valid.split_once('.').expect("jwt");
+    let (payload, signature) = rest.split_once('.').expect("jwt");
+    let mut claims_json: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("claims");
+    claims_json["role"] = json!("admin");
+    claims_json["sub"] = json!("someone-else");
+    let tampered = format!("{head}.{}.{signature}", URL_SAFE_NO_PAD.encode(claims_json.to_string()));
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(json!({ "alg": "none", "typ": "JWT" }).to_string()),
+        URL_SAFE_NO_PAD.encode(claims(now + 600, "leadq-admin").to_string())
+    );
+    let cases = [
+        ("tampered claims", tampered),
+        ("alg none", unsigned),
+        (
+            "RS256 header",
+            forge(
+                json!({ "alg": "RS256", "typ": "JWT" }),
+                claims(now + 600, "leadq-admin"),
+                key,
+            ),
+        ),
+        ("expired", forge(hs256.clone(), claims(now - 3600, "leadq-admin"), key)),
+        (
+            "wrong audience",
+            forge(hs256.clone(), claims(now + 600, "another-service"), key),
+        ),
+        (
+            "another secret",
+            forge(hs256, claims(now + 600, "leadq-admin"), b"not the secret"),
+        ),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (what, token) in cases {
+        let (status, body) = admin.call(Method::GET, "/api/admin/stats", Some(&token), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: {body}");
+    }
+    let (_, body) = admin
+        .call(
+            Method::GET,
+            "/api/admin/stats",
+            Some(&forge(json!({"alg":"HS256"}), claims(now - 3600, "leadq-admin"), key)),
+            None,
+        )
+        .await;
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("expired")), "{body}");
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_lock_logins_until_the_wait_is_over() {
+    let admin = Admin::start(|s| s.admin.login_lockout = Duration::from_secs(2)).await;
+    for attempt in 1..=10 {
+        let (status, body) = admin.login("boss", "wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}: {body}");
+    }
+    // Locked: even the right password is refused, with the wait named.
+    let (status, body) = admin.login("boss", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("try again")),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = admin.login("boss", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "after the wait: {body}");
+    assert_eq!(body["role"], "admin");
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 86400);
+}
+
+/// Every file under `dir`, searched byte for byte.
+fn found_in(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)) {
+            hits.push(path);
+        }
+    }
+    hits
+}
+
+#[tokio::test]
+async fn credentials_are_sealed_at_rest_and_only_ever_shown_masked() {
+    let data = tempfile::tempdir().expect("data dir");
+    let db = data.path().join("db");
+    let admin = Admin::start(|s| s.db = leadq::config::DbLocation::File(db.clone())).await;
+    let token = admin.token("boss").await;
+    let secret = format!("sk_live_{}", leadq::secrets::random_token(18));
+    let (status, saved) = admin
+        .call(
+            Method::POST,
+            "/api/admin/credentials",
+            Some(&token),
+            Some(json!({ "service": "twilio", "key": "auth_token", "value": secret })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(
+        saved["masked"],
+        format!("{}…{}", &secret[..4], &secret[secret.len() - 4..])
+    );
+    assert_eq!(saved["updated_by"], "boss");
+    let (_, listed) = admin
+        .call(Method::GET, "/api/admin/credentials", Some(&token), None)
+        .await;
+    assert!(!listed.to_string().contains(&secret), "{listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+
+    // The process that holds the key can use it; the stores hold only ciphertext.
+    let plain = admin
+        .ctx
+        .credentials
+        .get("twilio", "auth_token")
+        .await
+        .expect("get")
+        .expect("saved");
+    assert_eq!(plain.expose_secret(), secret);
+    assert!(
+        found_in(admin._nats.store_dir(), secret.as_bytes()).is_empty(),
+        "plaintext in JetStream's files"
+    );
+    assert!(
+        found_in(data.path(), secret.as_bytes()).is_empty(),
+        "plaintext in the store's files"
+    );
+    assert!(
+        !found_in(admin._nats.store_dir(), b"auth_token").is_empty(),
+        "the search reads the files the credential went to"
+    );
+
+    // Unknown credentials and empty values change nothing.
+    for body in [
+        json!({ "service": "twilio", "key": "password", "value": "x" }),
+        json!({ "service": "twilio", "key": "auth_token", "value": "" }),
+    ] {
+        let (status, answer) = admin
+            .call(Method::POST, "/api/admin/credentials", Some(&token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert!(answer["error"].is_string());
+    }
+    let (_, listed) = admin
+        .call(Method::GET, "/api/admin/credentials", Some(&token), None)
+        .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_pasted_email_is_parsed_queued_and_logged_or_refused_with_its_reason() {
+    let admin = Admin::start(|_| {}).await;
+    let token = admin.token("boss").await;
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/api/admin/test-email",
+            Some(&token),
+            Some(json!({ "raw": fixture_email() })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["lead"]["phone"], "+12015550123");
+    let missing_phone = std::fs::read_to_string("tests/fixtures/emails/04-missing-phone.eml").expect("fixture");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/api/admin/test-email",
+            Some(&token),
+            Some(json!({ "raw": missing_phone })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "invalid_lead");
+    assert_eq!(body["field"], "phone");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/api/admin/test-email",
+            Some(&token),
+            Some(json!({ "nothing": 1 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].is_string());
+
+    // Both attempts are in the activity log under the admin's name; the filter finds them.
+    crate::helpers::eventually(Duration::from_secs(10), "test emails in the activity log", || async {
+        let (_, page) = admin
+            .call(
+                Method::GET,
+                "/api/admin/activity?actor=boss&kind=lead.test_email",
+                Some(&token),
+                None,
+            )
+            .await;
+        page["total"] == 1 && page["items"][0]["actor"] == "boss"
+    })
+    .await;
+}
