@@ -140,7 +140,7 @@ fn allowed(role: UserRole, method: &Method, path: &str) -> bool {
 
 #[tokio::test]
 async fn every_admin_route_answers_each_role_as_the_matrix_says() {
-    let admin = Admin::start(|_| {}).await;
+    let admin = Box::pin(Admin::start(|_| {})).await;
     let mut failures = Vec::new();
     for (user, role) in [
         ("boss", UserRole::Admin),
@@ -198,7 +198,7 @@ fn forge(header: Value, claims: Value, key: &[u8]) -> String {
 #[tokio::test]
 async fn forged_expired_and_foreign_tokens_are_refused() {
     let secret = SecretString::from("a-test-signing-secret-of-enough-length".to_owned());
-    let admin = Admin::start(|s| s.jwt_secret = Some(secret.clone())).await;
+    let admin = Box::pin(Admin::start(|s| s.jwt_secret = Some(secret.clone()))).await;
     let key = secret.expose_secret().as_bytes();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = |exp: i64, aud: &str| json!({ "sub": "boss", "role": "admin", "iss": "leadq", "aud": aud, "iat": now, "exp": exp });
@@ -261,7 +261,7 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
 
 #[tokio::test]
 async fn ten_wrong_passwords_lock_logins_until_the_wait_is_over() {
-    let admin = Admin::start(|s| s.admin.login_lockout = Duration::from_secs(2)).await;
+    let admin = Box::pin(Admin::start(|s| s.admin.login_lockout = Duration::from_secs(2))).await;
     for attempt in 1..=10 {
         let (status, body) = admin.login("boss", "wrong password").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}: {body}");
@@ -305,7 +305,7 @@ fn found_in(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
 async fn credentials_are_sealed_at_rest_and_only_ever_shown_masked() {
     let data = tempfile::tempdir().expect("data dir");
     let db = data.path().join("db");
-    let admin = Admin::start(|s| s.db = leadq::config::DbLocation::File(db.clone())).await;
+    let admin = Box::pin(Admin::start(|s| s.db = leadq::config::DbLocation::File(db.clone()))).await;
     let token = admin.token("boss").await;
     let secret = format!("sk_live_{}", leadq::secrets::random_token(18));
     let (status, saved) = admin
@@ -369,7 +369,7 @@ async fn credentials_are_sealed_at_rest_and_only_ever_shown_masked() {
 
 #[tokio::test]
 async fn a_pasted_email_is_parsed_queued_and_logged_or_refused_with_its_reason() {
-    let admin = Admin::start(|_| {}).await;
+    let admin = Box::pin(Admin::start(|_| {})).await;
     let token = admin.token("boss").await;
     let (status, body) = admin
         .call(
