@@ -117,12 +117,13 @@ impl Context {
             items = report.items.len(),
             "bus topology checked"
         );
+        // Boxed: these futures are large, and callers (tests among them) may run on small stacks.
         let store = if with_store {
-            Some(Store::open(&settings).await?)
+            Some(Box::pin(Store::open(&settings)).await?)
         } else {
             None
         };
-        Self::assemble(settings, bus, store, CancellationToken::new()).await
+        Box::pin(Self::assemble(settings, bus, store, CancellationToken::new())).await
     }
 
     /// Opens the buckets and lays the saved credentials over `settings`.
@@ -175,11 +176,18 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     );
     // Opened once: the embedded store's file stays locked to this process across restarts.
     let store = if roles.iter().any(|r| r.uses_store()) {
-        Some(Store::open(&settings).await?)
+        Some(Box::pin(Store::open(&settings)).await?)
     } else {
         None
     };
-    let assemble = || Context::assemble(settings.clone(), bus.clone(), store.clone(), shutdown.child_token());
+    let assemble = || {
+        Box::pin(Context::assemble(
+            settings.clone(),
+            bus.clone(),
+            store.clone(),
+            shutdown.child_token(),
+        ))
+    };
     let mut ctx = assemble().await?;
     check_configured(&ctx.settings, roles)?;
     let mut api = JoinSet::new();

@@ -171,7 +171,8 @@ async fn handle_one<P, H, F>(
                     stream_sequence,
                     msg_id,
                 };
-                AssertUnwindSafe(handler(delivery))
+                // Boxed: a handler's future can be large, and the loop's stack should not carry it.
+                AssertUnwindSafe(Box::pin(handler(delivery)))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| Outcome::Retry {

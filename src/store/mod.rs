@@ -188,7 +188,13 @@ impl Store {
             .map_err(open_err)?;
         }
         db.use_ns(NAMESPACE).use_db(DATABASE).await.map_err(open_err)?;
-        db.query(SCHEMA).await.and_then(|r| r.check()).map_err(open_err)?;
+        // Defining the schema runs deep in SurrealDB's executor: a task of its own starts it at the
+        // bottom of a thread's stack, not on top of whatever is opening the store.
+        let schema_db = db.clone();
+        tokio::spawn(async move { schema_db.query(SCHEMA).await.and_then(|r| r.check()).map(drop) })
+            .await
+            .map_err(|e| open_err(surrealdb::Error::internal(format!("schema task: {e}"))))?
+            .map_err(open_err)?;
         Ok(Self {
             db,
             figures_cache: Default::default(),

@@ -418,3 +418,207 @@ async fn a_pasted_email_is_parsed_queued_and_logged_or_refused_with_its_reason()
     })
     .await;
 }
+
+#[tokio::test]
+async fn every_answer_carries_security_headers_and_cors_admits_only_configured_origins() {
+    let admin = Box::pin(Admin::start(|s| {
+        s.admin.cors_origins = vec!["https://admin.example.com".parse().expect("origin")];
+        s.admin.frontend_dir = std::path::PathBuf::from("/nonexistent/leadq-page");
+    }))
+    .await;
+    for path in ["/healthz", "/api/admin/stats", "/api/nothing-here", "/leads"] {
+        let response = admin
+            .client
+            .get(format!("{}{path}", admin.base))
+            .send()
+            .await
+            .expect("get");
+        let headers = response.headers();
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        let csp = headers["content-security-policy"].to_str().expect("csp");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+            "{path}: {csp}"
+        );
+        let status = response.status();
+        let body: Value = response.json().await.expect("every answer is JSON here");
+        assert!(
+            body["error"].is_string() || status == StatusCode::OK,
+            "{path}: {status} {body}"
+        );
+    }
+    // A page that is not built says so, instead of a blank answer.
+    let (status, body) = admin.call(Method::GET, "/leads", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("not built")),
+        "{body}"
+    );
+    let (status, _) = admin.call(Method::GET, "/api/nothing-here", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let preflight = |origin: &'static str| {
+        admin
+            .client
+            .request(Method::OPTIONS, format!("{}/api/admin/stats", admin.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("https://admin.example.com").await.expect("preflight");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://admin.example.com"
+    );
+    let refused = preflight("https://evil.example.net").await.expect("preflight");
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn rotate_key_reseals_every_credential_and_a_wrong_key_changes_nothing() {
+    use leadq::credentials::{CredentialError, Credentials, Vault};
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().expect("data dir");
+    let old_key = leadq::secrets::new_master_key();
+    leadq::secrets::write_private(&data.path().join("master.key"), &old_key).expect("key file");
+    let bus = nats.ready_bus().await;
+    let sealed_with = |key: &SecretString| Vault::new(key, None).expect("vault");
+    let old = Credentials::open(&bus.js, sealed_with(&old_key))
+        .await
+        .expect("credentials");
+    let token = SecretString::from("pat_rotation_test_value_123".to_owned());
+    old.set("airtable", "token", &token, "test").await.expect("set");
+
+    let env = [
+        ("LEADQ_NATS_URL", nats.url()),
+        ("LEADQ_DATA_DIR", data.path().display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = crate::helpers::leadq(&["admin", "rotate-key"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 credential(s) re-encrypted"));
+
+    let read = |name: &str| {
+        SecretString::from(
+            std::fs::read_to_string(data.path().join(name))
+                .expect("key")
+                .trim()
+                .to_owned(),
+        )
+    };
+    let new_key = read("master.key");
+    assert_ne!(new_key.expose_secret(), old_key.expose_secret());
+    assert_eq!(read("master.key.previous").expose_secret(), old_key.expose_secret());
+    let new = Credentials::open(&bus.js, sealed_with(&new_key))
+        .await
+        .expect("credentials");
+    assert_eq!(
+        new.get("airtable", "token")
+            .await
+            .expect("opens")
+            .expect("saved")
+            .expose_secret(),
+        token.expose_secret()
+    );
+    assert!(matches!(
+        old.get("airtable", "token").await,
+        Err(CredentialError::KeyNotHeld { .. })
+    ));
+
+    // A process holding a key that opens nothing rotates nothing.
+    let stranger = leadq::secrets::new_master_key();
+    let mut env = env.clone();
+    env.push(("LEADQ_MASTER_KEY", stranger.expose_secret()));
+    let out = crate::helpers::leadq(&["admin", "rotate-key"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key version"));
+    assert_eq!(
+        new.get("airtable", "token")
+            .await
+            .expect("still opens")
+            .expect("saved")
+            .expose_secret(),
+        token.expose_secret()
+    );
+}
+
+#[tokio::test]
+async fn credentials_saved_while_running_reach_the_worker_roles() {
+    use leadq::runtime::Role;
+    use standins::twilio::TwilioStandIn;
+    const SID: &str = "AC00000000000000000000000000000042";
+    const TOKEN: &str = "saved-from-the-admin-page";
+    static ROLES: [Role; 2] = [Role::Api, Role::Caller];
+    let nats = NatsServer::start();
+    let twilio = TwilioStandIn::start(SID, TOKEN, 0).await.expect("stand-in");
+    let mut settings = nats.settings();
+    let base = on_free_port(&mut settings);
+    settings.twilio.api_base = twilio.base_url().parse().expect("url");
+    settings.calling_hours.start = jiff::civil::Time::MIN;
+    settings.calling_hours.end = jiff::civil::Time::MAX;
+    let master_key = settings.master_key.clone().expect("test key");
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    // As `leadq` runs it: on a thread with a main thread's stack, with a runtime of its own.
+    let agent_shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(leadq::runtime::run(settings, &ROLES, agent_shutdown))
+        })
+        .expect("agent thread");
+    crate::helpers::eventually(Duration::from_secs(20), "the api", || async {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+
+    // No Twilio yet: the lead waits on its consumer.
+    let bus = nats.ready_bus().await;
+    let form = vec![
+        ("fname".to_owned(), "Ada".to_owned()),
+        ("phone".to_owned(), "+14155550142".to_owned()),
+    ];
+    let lead = leadq::bus::LeadReceived::new(
+        uuid::Uuid::now_v7(),
+        leadq::bus::LeadSource::CmoTrigger,
+        leadq::domain::Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
+        leadq::bus::IntakeTimestamps {
+            inbox_at: None,
+            seen_at: time::OffsetDateTime::now_utc(),
+            published_at: time::OffsetDateTime::now_utc(),
+        },
+    );
+    bus.publish(&lead).await.expect("publish");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(twilio.calls().is_empty(), "no call without credentials");
+
+    // An admin saves them (here from another client of the bucket, as another process would).
+    let vault = leadq::credentials::Vault::new(&master_key, None).expect("vault");
+    let credentials = leadq::credentials::Credentials::open(&bus.js, vault)
+        .await
+        .expect("credentials");
+    for (key, value) in [
+        ("from_number", "+15005550006"),
+        ("account_sid", SID),
+        ("auth_token", TOKEN),
+    ] {
+        credentials
+            .set("twilio", key, &SecretString::from(value.to_owned()), "boss")
+            .await
+            .expect("save");
+    }
+    crate::helpers::eventually(
+        Duration::from_secs(20),
+        "the call placed with the saved credentials",
+        || async { twilio.calls().iter().any(|call| call.to == "+14155550142") },
+    )
+    .await;
+}
