@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let (key, _) = leadq::api_keys::ApiKeys::open(&ctx.bus.js)
         .await?
-        .create("bench", Vec::new())
+        .create("bench", Vec::new(), u32::MAX)
         .await?;
     let url = format!("http://127.0.0.1:{port}/api/cmo/status");
     let http = reqwest::Client::new();

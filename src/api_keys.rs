@@ -28,6 +28,15 @@ pub struct ApiKeyRecord {
     pub created_at: OffsetDateTime,
     #[serde(default)]
     pub revoked: bool,
+    /// Requests per minute this key may make to each api process (REST and NATS together).
+    #[serde(default = "default_rate")]
+    pub rate_per_minute: u32,
+}
+
+pub const DEFAULT_RATE_PER_MINUTE: u32 = 600;
+
+fn default_rate() -> u32 {
+    DEFAULT_RATE_PER_MINUTE
 }
 
 /// Why a key was refused: the HTTP edge maps these to 401 and 403.
@@ -37,6 +46,8 @@ pub enum KeyCheck {
     Unknown,
     Revoked,
     AddressNotAllowed,
+    /// Over the key's rate; the wait until the next request is allowed.
+    RateLimited(std::time::Duration),
 }
 
 fn digest(secret: &str) -> String {
@@ -46,20 +57,30 @@ fn digest(secret: &str) -> String {
         .collect()
 }
 
+/// Each key's budget in this process, rebuilt when its rate changes.
+type Budgets = std::collections::HashMap<String, (u32, governor::DefaultDirectRateLimiter)>;
+
 #[derive(Clone, Debug)]
 pub struct ApiKeys {
     kv: JsonKv<ApiKeyRecord>,
+    budgets: std::sync::Arc<std::sync::Mutex<Budgets>>,
 }
 
 impl ApiKeys {
     pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, BusError> {
         Ok(Self {
             kv: JsonKv::open(js, bus::bucket::API_KEYS, "api key").await?,
+            budgets: Default::default(),
         })
     }
 
     /// Creates a key; returns it (shown once) and its record.
-    pub async fn create(&self, name: &str, allow: Vec<IpNet>) -> Result<(String, ApiKeyRecord), BusError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        allow: Vec<IpNet>,
+        rate_per_minute: u32,
+    ) -> Result<(String, ApiKeyRecord), BusError> {
         let id = format!("{:016x}", rand::random::<u64>());
         let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let record = ApiKeyRecord {
@@ -69,6 +90,7 @@ impl ApiKeys {
             allow,
             created_at: OffsetDateTime::now_utc(),
             revoked: false,
+            rate_per_minute: rate_per_minute.max(1),
         };
         self.kv.put(&record.id, &record).await?;
         Ok((format!("lq_{id}_{secret}"), record))
@@ -121,8 +143,37 @@ impl ApiKeys {
             && !record.allow.iter().any(|net| net.contains(&address))
         {
             KeyCheck::AddressNotAllowed
+        } else if let Err(wait) = self.spend(&record) {
+            KeyCheck::RateLimited(wait)
         } else {
             KeyCheck::Valid(record.name)
         })
+    }
+
+    /// Takes one request from the key's budget, or says how long until there is one.
+    fn spend(&self, record: &ApiKeyRecord) -> Result<(), std::time::Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        let rate = std::num::NonZeroU32::new(record.rate_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
+        let mut budgets = self.budgets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let budget = budgets
+            .entry(record.id.clone())
+            .and_modify(|budget| {
+                if budget.0 != rate.get() {
+                    *budget = (
+                        rate.get(),
+                        governor::RateLimiter::direct(governor::Quota::per_minute(rate)),
+                    );
+                }
+            })
+            .or_insert_with(|| {
+                (
+                    rate.get(),
+                    governor::RateLimiter::direct(governor::Quota::per_minute(rate)),
+                )
+            });
+        budget
+            .1
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 }

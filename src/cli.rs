@@ -107,6 +107,9 @@ pub enum ApiKeyCommand {
         /// Accept the key only from this network (CIDR, e.g. 10.0.0.0/8); repeat for several.
         #[arg(long = "allow-ip", value_name = "CIDR")]
         allow_ip: Vec<ipnet::IpNet>,
+        /// Requests per minute the key may make (to each api process).
+        #[arg(long, default_value_t = crate::api_keys::DEFAULT_RATE_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_per_minute: u32,
     },
     /// List the keys (id, name, networks, created, revoked); never the keys themselves.
     List,

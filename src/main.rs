@@ -91,8 +91,12 @@ async fn api_key(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<
     leadq::bus::setup(&bus.js, &settings.bus).await?;
     let keys = leadq::api_keys::ApiKeys::open(&bus.js).await?;
     match command {
-        ApiKeyCommand::Create { name, allow_ip } => {
-            let (key, record) = keys.create(&name, allow_ip).await?;
+        ApiKeyCommand::Create {
+            name,
+            allow_ip,
+            rate_per_minute,
+        } => {
+            let (key, record) = keys.create(&name, allow_ip, rate_per_minute).await?;
             eprintln!(
                 "API key `{}` (id {}) created. It is shown once; keep it safe:",
                 record.name, record.id
@@ -103,7 +107,7 @@ async fn api_key(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<
             for record in keys.list().await? {
                 let networks: Vec<String> = record.allow.iter().map(ToString::to_string).collect();
                 println!(
-                    "{}  {:<24} {:<8} {}  {}",
+                    "{}  {:<24} {:<8} {}  {:>6}/min  {}",
                     record.id,
                     record.name,
                     if record.revoked { "revoked" } else { "active" },
@@ -111,6 +115,7 @@ async fn api_key(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<
                         .created_at
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap_or_default(),
+                    record.rate_per_minute,
                     if networks.is_empty() {
                         "any address".to_owned()
                     } else {

@@ -283,7 +283,7 @@ fn check_configured(settings: &Settings, roles: &[Role]) -> Result<(), RuntimeEr
     if roles == [Role::Poller] && settings.imap.is_none() {
         return Err(RuntimeError::NotConfigured {
             role: "poller",
-            setting: "LEADQ_IMAP__HOST (the lead inbox)",
+            setting: "LEADQ_IMAP__HOST (the lead inbox), or Gmail credentials saved on the admin page",
         });
     }
     if let [role @ (Role::Caller | Role::Sms)] = roles
@@ -297,7 +297,8 @@ fn check_configured(settings: &Settings, roles: &[Role]) -> Result<(), RuntimeEr
     Ok(())
 }
 
-const TWILIO_SETTINGS: &str = "LEADQ_TWILIO__ACCOUNT_SID, LEADQ_TWILIO__AUTH_TOKEN and LEADQ_TWILIO__FROM_NUMBER";
+const TWILIO_SETTINGS: &str = "LEADQ_TWILIO__ACCOUNT_SID, LEADQ_TWILIO__AUTH_TOKEN and LEADQ_TWILIO__FROM_NUMBER \
+     (or the Twilio credentials saved on the admin page)";
 
 fn twilio_configured(settings: &Settings) -> bool {
     let twilio = &settings.twilio;

@@ -294,18 +294,24 @@ async fn a_number_on_the_do_not_contact_list_is_never_called() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_agent_does_not_call_until_it_runs_again() {
+async fn a_paused_agent_calls_none_of_50_leads_until_it_runs_again_then_each_once() {
     let agent = Agent::start(true).await;
     let state = AgentStateStore::open(&agent.bus().js).await.expect("agent bucket");
     state.set(AgentState::Paused).await.expect("pause");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let lead = lead("Ada", "+14155550170");
-    agent.bus().publish(&lead).await.expect("publish");
+    let phones: Vec<String> = (0..50).map(|i| format!("+1415555{:04}", 3000 + i)).collect();
+    for phone in &phones {
+        // A busy line ends each call at once; the count of calls is what this test is about.
+        agent.twilio.set_persona(phone, Persona::Busy);
+        agent.bus().publish(&lead("Ada", phone)).await.expect("publish");
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(agent.twilio.calls().is_empty(), "called while paused");
     state.set(AgentState::Running).await.expect("resume");
-    agent.completed(1).await;
-    assert_eq!(agent.twilio.calls().len(), 1);
+    assert_eq!(agent.completed(50).await.len(), 50, "one completion per lead");
+    let mut called: Vec<String> = agent.twilio.calls().into_iter().map(|call| call.to).collect();
+    called.sort();
+    assert_eq!(called, phones, "every lead called, none twice");
 }
 
 /// The requests the real client sends validate against Twilio's official OpenAPI document, served

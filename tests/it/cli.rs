@@ -81,7 +81,7 @@ async fn the_api_role_is_ready_with_nats_and_store_then_stops_on_sigterm() {
     assert_eq!(ready["checks"]["store"]["ok"], true);
     let health = http.get(format!("{base}/healthz")).send().await.expect("healthz");
     assert_eq!(health.status(), 200);
-    let missing = http.get(format!("{base}/no/such/route")).send().await.expect("404");
+    let missing = http.get(format!("{base}/api/no/such/route")).send().await.expect("404");
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.expect("json error");
     assert!(body["error"].is_string());
@@ -176,10 +176,19 @@ async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
 
 #[test]
 fn a_role_without_its_service_configured_names_the_settings_and_exits_2() {
-    let out = leadq(&["caller"], &[("LEADQ_DB", "mem://")]);
+    // NATS is up (saved credentials could supply the service), but nothing is configured anywhere.
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().expect("data dir");
+    let url = nats.url();
+    let env = [
+        ("LEADQ_NATS_URL", url.as_str()),
+        ("LEADQ_DATA_DIR", data.path().to_str().expect("utf-8")),
+        ("LEADQ_LOG", "warn"),
+    ];
+    let out = leadq(&["caller"], &env);
     assert_clear_failure(&out, "LEADQ_TWILIO__ACCOUNT_SID");
     assert_eq!(out.status.code(), Some(2));
-    let out = leadq(&["poller"], &[]);
+    let out = leadq(&["poller"], &env);
     assert_clear_failure(&out, "LEADQ_IMAP__HOST");
     assert_eq!(out.status.code(), Some(2));
 }

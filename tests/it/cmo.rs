@@ -29,7 +29,7 @@ impl Api {
         let (key, _) = ApiKeys::open(&ctx.bus.js)
             .await
             .expect("keys")
-            .create("cmo", Vec::new())
+            .create("cmo", Vec::new(), leadq::api_keys::DEFAULT_RATE_PER_MINUTE)
             .await
             .expect("key");
         Self {
@@ -203,7 +203,7 @@ async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
     );
 
     let keys = ApiKeys::open(&api.ctx.bus.js).await.expect("keys");
-    let (revoked, record) = keys.create("old", Vec::new()).await.expect("key");
+    let (revoked, record) = keys.create("old", Vec::new(), 60).await.expect("key");
     assert!(keys.revoke(&record.id).await.expect("revoke"));
     let (code, body) = api
         .call(reqwest::Method::GET, "/api/cmo/status", Some(&revoked), None)
@@ -211,7 +211,7 @@ async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
     assert_eq!(code, 401);
     assert!(body["error"].as_str().unwrap_or("").contains("revoked"));
     let (elsewhere, _) = keys
-        .create("office only", vec!["10.0.0.0/8".parse().expect("cidr")])
+        .create("office only", vec!["10.0.0.0/8".parse().expect("cidr")], 60)
         .await
         .expect("key");
     assert_eq!(
@@ -375,4 +375,172 @@ async fn the_nats_service_answers_like_rest_and_is_discoverable() {
     .await;
     assert_eq!(code, None, "{body}");
     assert_eq!(body["lead"]["phone"], "+12015550123");
+}
+
+/// The reference client in examples/, built by `cargo test` next to this binary.
+fn cmo_client() -> std::path::PathBuf {
+    let deps = std::env::current_exe().expect("test binary");
+    deps.parent()
+        .and_then(|d| d.parent())
+        .map(|debug| debug.join("examples").join("cmo_client"))
+        .expect("target dir")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_client_uses_nats_and_falls_back_to_rest() {
+    let api = Api::start().await;
+    let run = |nats: String, args: &[&str]| {
+        std::process::Command::new(cmo_client())
+            .args([
+                "--nats",
+                &nats,
+                "--api",
+                &api.base,
+                "--key",
+                &api.key,
+                "--timeout",
+                "1s",
+            ])
+            .args(args)
+            .output()
+            .expect("the reference client (examples/cmo_client.rs; `cargo test` builds it, `cargo test --test it` does not)")
+    };
+    let over_nats = run(api._nats.url(), &["status"]);
+    assert!(
+        over_nats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&over_nats.stderr)
+    );
+    assert!(String::from_utf8_lossy(&over_nats.stderr).contains("answered over NATS"));
+    let status: Value = serde_json::from_slice(&over_nats.stdout).expect("json");
+    assert_eq!(status["agent_id"], "lead-qualification-agent-001");
+
+    // NATS gone (a port nobody listens on): the same answer comes over REST.
+    let dead = format!("nats://127.0.0.1:{}", crate::helpers::free_port());
+    let over_rest = run(dead, &["command", "pause"]);
+    assert!(
+        over_rest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&over_rest.stderr)
+    );
+    assert!(String::from_utf8_lossy(&over_rest.stderr).contains("answered over REST"));
+    let answer: Value = serde_json::from_slice(&over_rest.stdout).expect("json");
+    assert_eq!(answer["status"], "success");
+    let state = AgentStateStore::open(&api.ctx.bus.js)
+        .await
+        .expect("agent")
+        .get()
+        .await
+        .expect("state");
+    assert_eq!(state, AgentState::Paused);
+
+    // A refusal is the server's error and a failing exit, by either path.
+    let refused = run(api._nats.url(), &["command", "explode"]);
+    assert!(!refused.status.success());
+    let body: Value = serde_json::from_slice(&refused.stdout).expect("json");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("start")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_change_reaches_a_caller_in_another_process_within_a_second() {
+    let nats = NatsServer::start();
+    let twilio = standins::twilio::TwilioStandIn::start("AC00000000000000000000000000000007", "t0ken", 0)
+        .await
+        .expect("stand-in");
+    let bus = nats.ready_bus().await;
+    let mut statuses = bus
+        .client
+        .subscribe(bus::subject::AGENT_STATUS)
+        .await
+        .expect("subscribe");
+    let url = nats.url();
+    let base = twilio.base_url();
+    let mut caller = std::process::Command::new(env!("CARGO_BIN_EXE_leadq"))
+        .arg("caller")
+        .envs([
+            ("LEADQ_NATS_URL", url.as_str()),
+            ("LEADQ_TWILIO_API_BASE", base.as_str()),
+            ("LEADQ_TWILIO__ACCOUNT_SID", "AC00000000000000000000000000000007"),
+            ("LEADQ_TWILIO__AUTH_TOKEN", "t0ken"),
+            ("LEADQ_TWILIO__FROM_NUMBER", "+15005550006"),
+            ("LEADQ_MASTER_KEY", &"ab".repeat(32)),
+            ("LEADQ_STATUS_INTERVAL", "30s"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("leadq caller");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        next_from_caller(&mut statuses, "active"),
+    )
+    .await
+    .expect("the caller process says it runs");
+    let agent = AgentStateStore::open(&bus.js).await.expect("agent");
+    agent.set(AgentState::Paused).await.expect("pause");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        next_from_caller(&mut statuses, "paused"),
+    )
+    .await
+    .expect("the caller process saw the pause within a second");
+    agent.set(AgentState::Running).await.expect("resume");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        next_from_caller(&mut statuses, "active"),
+    )
+    .await
+    .expect("and the resume");
+    let _ = caller.kill();
+    let _ = caller.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_rate_is_told_when_to_come_back() {
+    let api = Api::start().await;
+    let (slow, _) = ApiKeys::open(&api.ctx.bus.js)
+        .await
+        .expect("keys")
+        .create("slow", Vec::new(), 3)
+        .await
+        .expect("key");
+    for _ in 0..3 {
+        let (status, _) = api
+            .call(reqwest::Method::GET, "/api/cmo/capabilities", Some(&slow), None)
+            .await;
+        assert_eq!(status, 200);
+    }
+    let response = api
+        .http
+        .get(format!("{}/api/cmo/capabilities", api.base))
+        .header("X-API-Key", &slow)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 429);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=20).contains(&wait), "retry after {wait} s");
+    let body: Value = response.json().await.expect("json");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("rate limit")),
+        "{body}"
+    );
+    // Other keys keep their own budget.
+    let (status, _) = api.get("/api/cmo/capabilities").await;
+    assert_eq!(status, 200);
+}
+
+/// The next status the caller-only process publishes with the state `want`.
+async fn next_from_caller(statuses: &mut async_nats::Subscriber, want: &str) -> leadq::bus::AgentStatus {
+    loop {
+        let message = futures::StreamExt::next(statuses).await.expect("status");
+        let status: leadq::bus::AgentStatus = bus::decode(&message.payload).expect("status");
+        if status.roles == ["caller"] && status.state == want {
+            return status;
+        }
+    }
 }
