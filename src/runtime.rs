@@ -110,19 +110,7 @@ pub struct Context {
 impl Context {
     /// Connects to NATS, makes the topology match (idempotent), and opens the store if needed.
     pub async fn build(settings: Settings, with_store: bool) -> Result<Self, RuntimeError> {
-        let bus = Bus::connect(&settings.nats_url, &format!("leadq {}", settings.instance)).await?;
-        let report = bus::setup(&bus.js, &settings.bus).await?;
-        tracing::info!(
-            changed = report.changed(),
-            items = report.items.len(),
-            "bus topology checked"
-        );
-        // Boxed: these futures are large, and callers (tests among them) may run on small stacks.
-        let store = if with_store {
-            Some(Box::pin(Store::open(&settings)).await?)
-        } else {
-            None
-        };
+        let (bus, store) = connect(&settings, with_store).await?;
         Box::pin(Self::assemble(settings, bus, store, CancellationToken::new())).await
     }
 
@@ -167,19 +155,8 @@ impl Context {
 /// When saved credentials change, the worker roles restart with them; the api keeps serving.
 pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken) -> Result<(), RuntimeError> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let bus = Bus::connect(&settings.nats_url, &format!("leadq {}", settings.instance)).await?;
-    let report = bus::setup(&bus.js, &settings.bus).await?;
-    tracing::info!(
-        changed = report.changed(),
-        items = report.items.len(),
-        "bus topology checked"
-    );
     // Opened once: the embedded store's file stays locked to this process across restarts.
-    let store = if roles.iter().any(|r| r.uses_store()) {
-        Some(Box::pin(Store::open(&settings)).await?)
-    } else {
-        None
-    };
+    let (bus, store) = connect(&settings, roles.iter().any(|r| r.uses_store())).await?;
     let assemble = || {
         Box::pin(Context::assemble(
             settings.clone(),
@@ -242,6 +219,24 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
         }
         ctx = assemble().await?;
     }
+}
+
+/// Connects to NATS, makes the topology match (idempotent), and opens the store if asked.
+async fn connect(settings: &Settings, with_store: bool) -> Result<(Bus, Option<Store>), RuntimeError> {
+    let bus = Bus::connect(&settings.nats_url, &format!("leadq {}", settings.instance)).await?;
+    let report = bus::setup(&bus.js, &settings.bus).await?;
+    tracing::info!(
+        changed = report.changed(),
+        items = report.items.len(),
+        "bus topology checked"
+    );
+    // Boxed: the store's futures are large, and callers (tests among them) may run on small stacks.
+    let store = if with_store {
+        Some(Box::pin(Store::open(settings)).await?)
+    } else {
+        None
+    };
+    Ok((bus, store))
 }
 
 /// Resolves on the first change to the saved credentials after now (never, when not `wanted`).

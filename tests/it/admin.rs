@@ -622,3 +622,56 @@ async fn credentials_saved_while_running_reach_the_worker_roles() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_edited_script_and_rules_are_what_the_next_call_uses() {
+    let admin = Box::pin(Admin::start(|_| {})).await;
+    let token = admin.token("boss").await;
+    let (_, mut current) = admin.call(Method::GET, "/api/admin/script", Some(&token), None).await;
+    current["script"]["greeting"] = json!("Hello {name}, Mesh Cowork here.");
+    current["rules"]["min_team_size"] = json!(4);
+    let (status, saved) = admin
+        .call(Method::PUT, "/api/admin/script", Some(&token), Some(current.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    // What the caller and the finalizer read, from the bucket they share across processes.
+    let script = leadq::shared_config::current_script(&admin.ctx).await;
+    assert_eq!(script.greeting_for(Some("Ada")), "Hello Ada, Mesh Cowork here.");
+    assert_eq!(leadq::shared_config::current_rules(&admin.ctx).await.min_team_size, 4);
+
+    // An unusable script is refused with the reason, and the saved one stays.
+    let mut broken = current.clone();
+    broken["script"]["questions"] = json!([]);
+    let (status, body) = admin
+        .call(Method::PUT, "/api/admin/script", Some(&token), Some(broken))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("questions")),
+        "{body}"
+    );
+    let (_, after) = admin.call(Method::GET, "/api/admin/script", Some(&token), None).await;
+    assert_eq!(after, current);
+
+    // "Try an answer" reads with the script in force.
+    let (status, reading) = admin
+        .call(
+            Method::POST,
+            "/api/admin/script/try",
+            Some(&token),
+            Some(json!({ "question": "team_size", "text": "about a dozen", "today": "2026-11-24" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reading}");
+    assert_eq!(reading["value"], 12);
+    assert_eq!(reading["captured"], true);
+    let (status, _) = admin
+        .call(
+            Method::POST,
+            "/api/admin/script/try",
+            Some(&token),
+            Some(json!({ "question": "nope", "text": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

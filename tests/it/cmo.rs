@@ -377,6 +377,14 @@ async fn the_nats_service_answers_like_rest_and_is_discoverable() {
     assert_eq!(body["lead"]["phone"], "+12015550123");
 }
 
+/// The client's JSON answer, after checking it succeeded over `via`.
+fn answered(output: std::process::Output, via: &str) -> Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("answered over {via}")), "{stderr}");
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
 /// The reference client in examples/, built by `cargo test` next to this binary.
 fn cmo_client() -> std::path::PathBuf {
     let deps = std::env::current_exe().expect("test binary");
@@ -405,27 +413,13 @@ async fn the_reference_client_uses_nats_and_falls_back_to_rest() {
             .output()
             .expect("the reference client (examples/cmo_client.rs; `cargo test` builds it, `cargo test --test it` does not)")
     };
-    let over_nats = run(api._nats.url(), &["status"]);
-    assert!(
-        over_nats.status.success(),
-        "{}",
-        String::from_utf8_lossy(&over_nats.stderr)
-    );
-    assert!(String::from_utf8_lossy(&over_nats.stderr).contains("answered over NATS"));
-    let status: Value = serde_json::from_slice(&over_nats.stdout).expect("json");
-    assert_eq!(status["agent_id"], "lead-qualification-agent-001");
+    let over_nats = answered(run(api._nats.url(), &["status"]), "NATS");
+    assert_eq!(over_nats["agent_id"], "lead-qualification-agent-001");
 
-    // NATS gone (a port nobody listens on): the same answer comes over REST.
+    // NATS gone (a port nobody listens on): the command goes over REST.
     let dead = format!("nats://127.0.0.1:{}", crate::helpers::free_port());
-    let over_rest = run(dead, &["command", "pause"]);
-    assert!(
-        over_rest.status.success(),
-        "{}",
-        String::from_utf8_lossy(&over_rest.stderr)
-    );
-    assert!(String::from_utf8_lossy(&over_rest.stderr).contains("answered over REST"));
-    let answer: Value = serde_json::from_slice(&over_rest.stdout).expect("json");
-    assert_eq!(answer["status"], "success");
+    let over_rest = answered(run(dead, &["command", "pause"]), "REST");
+    assert_eq!(over_rest["status"], "success");
     let state = AgentStateStore::open(&api.ctx.bus.js)
         .await
         .expect("agent")
