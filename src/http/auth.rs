@@ -215,11 +215,16 @@ enum Subject {
     Address(IpAddr),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Strikes {
     in_a_row: u32,
     locked_until: Option<Instant>,
+    last_failure: Instant,
 }
+
+/// Past this many tracked users and addresses, stale entries are dropped, so guessing with random
+/// names cannot grow the table without bound.
+const MAX_TRACKED: usize = 10_000;
 
 struct LoginGuard {
     max_failures: u32,
@@ -271,9 +276,19 @@ impl LoginGuard {
     }
 
     fn failed(&self, username: &str, address: IpAddr) {
+        let now = Instant::now();
         let mut strikes = self.strikes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if strikes.len() >= MAX_TRACKED {
+            let lockout = self.lockout;
+            strikes.retain(|_, s| s.locked_until.is_some_and(|until| until > now) || now - s.last_failure < lockout);
+        }
         for subject in Self::subjects(username, address) {
-            let entry = strikes.entry(subject).or_default();
+            let entry = strikes.entry(subject).or_insert(Strikes {
+                in_a_row: 0,
+                locked_until: None,
+                last_failure: now,
+            });
+            entry.last_failure = now;
             entry.in_a_row += 1;
             if entry.in_a_row >= self.max_failures {
                 entry.in_a_row = 0;
