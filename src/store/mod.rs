@@ -227,6 +227,15 @@ impl Store {
             .bind(("at", at))
             .await?
             .check()?;
+        // The SMS role keeps no records; its report is how a lead's record learns the text went out.
+        if let (Some(state), Some(lead_id)) = (entry.kind.strip_prefix("sms."), entry.lead_id) {
+            self.db
+                .query("UPDATE $lead SET sms_state = $state")
+                .bind(("lead", RecordId::new("lead", lead_id.to_string())))
+                .bind(("state", state.to_owned()))
+                .await?
+                .check()?;
+        }
         Ok(())
     }
 

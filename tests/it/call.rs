@@ -491,6 +491,16 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
         assert_eq!(record["contact"]["phone"], lead.lead.phone.as_str());
         assert!(!record["reasons"].as_array().expect("reasons").is_empty());
     }
+    // The SMS role's reports reach each record (through the activity log the api role writes).
+    tokio::spawn(leadq::sms::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::activity::run(agent.ctx.clone(), agent.shutdown.clone()));
+    for lead in &leads {
+        eventually(Duration::from_secs(20), "the record says the SMS went out", || async {
+            let record = store.lead(lead.lead_id).await.expect("read").expect("record");
+            record["sms_state"] == "sent"
+        })
+        .await;
+    }
     let qualified = store.lead(leads[0].lead_id).await.expect("read").expect("record");
     let answers = qualified["answers"].as_array().expect("answers");
     let value_of = |id: &str| answers.iter().find(|a| a["question"] == id).map(|a| a["value"].clone());
