@@ -11,23 +11,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent::AgentStateStore;
-use crate::bus::{self, Activity, BusError, Delivery, LeadReceived, Outcome};
+use crate::bus::{self, Activity, Delivery, LeadReceived, Outcome};
 use crate::calls::{CallBook, CallPhase, CallState, DoNotContact};
 use crate::clients::twilio::{CallResource, NewCall, TwilioClient, TwilioError};
 use crate::runtime::Context;
 
-/// After the client's own quick retries, a failed request waits this long for the next delivery.
-const LATER: Duration = Duration::from_secs(30);
 /// Twilio's `date_created` has whole seconds; look a little before the dialing mark.
 const RECONCILE_SLACK: time::Duration = time::Duration::seconds(5);
 
-#[derive(Debug, thiserror::Error)]
-pub enum CallerError {
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    #[error(transparent)]
-    Twilio(#[from] TwilioError),
-}
+pub use crate::clients::twilio::OutboundError as CallerError;
 
 pub struct Caller {
     ctx: Context,
@@ -65,14 +57,7 @@ impl Caller {
         let span = tracing::info_span!("call", lead_id = %lead.lead_id, attempt = delivery.attempt);
         match self.call_once(lead).instrument(span).await {
             Ok(outcome) => outcome,
-            Err(CallerError::Bus(err)) => Outcome::Retry {
-                after: Duration::from_secs(5),
-                reason: err.to_string(),
-            },
-            Err(CallerError::Twilio(err)) => Outcome::Retry {
-                after: LATER,
-                reason: err.to_string(),
-            },
+            Err(err) => err.retry(),
         }
     }
 
@@ -221,7 +206,7 @@ impl Caller {
             // Ambiguous, unreachable, or still busy: the entry stays `dialing`, and the next
             // delivery reconciles with Twilio before any new request.
             Err(err) => Ok(Outcome::Retry {
-                after: LATER,
+                after: crate::clients::twilio::LATER,
                 reason: err.to_string(),
             }),
         }

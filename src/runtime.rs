@@ -69,14 +69,13 @@ pub enum RuntimeError {
     NotConfigured { role: &'static str, setting: &'static str },
     #[error(transparent)]
     Poller(#[from] poller::PollerError),
+    /// The caller's or the SMS sender's.
     #[error(transparent)]
-    Caller(#[from] caller::CallerError),
+    Outbound(#[from] crate::clients::twilio::OutboundError),
     #[error(transparent)]
     SharedConfig(#[from] shared_config::SharedConfigError),
     #[error(transparent)]
     Finalizer(#[from] finalizer::FinalizerError),
-    #[error(transparent)]
-    Sms(#[from] sms::SmsError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error("LEADQ_MASTER_KEY: {0}")]

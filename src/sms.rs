@@ -5,8 +5,6 @@
 //! sends anything, so a lead is texted once across crashes. Numbers on the do-not-contact list are
 //! never texted.
 
-use std::time::Duration;
-
 use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -19,15 +17,7 @@ use crate::calls::DoNotContact;
 use crate::clients::twilio::{TwilioClient, TwilioError};
 use crate::runtime::Context;
 
-const LATER: Duration = Duration::from_secs(30);
-
-#[derive(Debug, thiserror::Error)]
-pub enum SmsError {
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    #[error(transparent)]
-    Twilio(#[from] TwilioError),
-}
+pub use crate::clients::twilio::OutboundError as SmsError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,14 +81,7 @@ impl SmsSender {
         let span = tracing::info_span!("sms", lead_id = %lead.lead_id, attempt = delivery.attempt);
         match self.text_once(lead).instrument(span).await {
             Ok(outcome) => outcome,
-            Err(SmsError::Bus(err)) => Outcome::Retry {
-                after: Duration::from_secs(5),
-                reason: err.to_string(),
-            },
-            Err(SmsError::Twilio(err)) => Outcome::Retry {
-                after: LATER,
-                reason: err.to_string(),
-            },
+            Err(err) => err.retry(),
         }
     }
 
@@ -185,7 +168,7 @@ impl SmsSender {
             }
             // Ambiguous or unreachable: the entry stays `sending`; the next delivery reconciles.
             Err(err) => Ok(Outcome::Retry {
-                after: LATER,
+                after: crate::clients::twilio::LATER,
                 reason: err.to_string(),
             }),
         }
