@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{NatsServer, eventually, leadq};
+use crate::helpers::{NatsServer, consumer_info, eventually, leadq};
 
 fn lead(n: usize) -> LeadReceived {
     let form = vec![
@@ -89,15 +89,9 @@ async fn setup_twice_creates_everything_then_changes_nothing() {
         .await
         .expect("status");
     assert_eq!(calls.max_age(), Duration::from_secs(24 * 3600));
-    let mut caller = bus
-        .js
-        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-            bus::consumer::CALLER,
-            bus::stream::LEADS,
-        )
+    let info = consumer_info(&bus, bus::stream::LEADS, bus::consumer::CALLER)
         .await
         .expect("caller consumer");
-    let info = caller.info().await.expect("info");
     assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
     assert_eq!(info.config.max_deliver, defaults.max_deliver);
     assert_eq!(info.config.filter_subjects, vec!["lead.received"]);
@@ -194,15 +188,9 @@ async fn two_replicas_split_a_thousand_messages_without_doubles_or_gaps() {
     }
     let by_a = seen.values().filter(|h| h[0] == "a").count();
     assert!(by_a > 0 && by_a < 1000, "one replica did all the work ({by_a} by a)");
-    let mut consumer = publisher
-        .js
-        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-            bus::consumer::CALLER,
-            bus::stream::LEADS,
-        )
+    let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
         .await
         .expect("consumer");
-    let info = consumer.info().await.expect("info");
     assert_eq!(
         (info.num_pending, info.num_ack_pending),
         (0, 0),
@@ -323,15 +311,9 @@ async fn a_poison_message_is_terminated_with_an_alert() {
     shutdown.cancel();
     worker.await.expect("join").expect("consume");
     assert_eq!(*handled.lock().expect("lock"), 0, "the handler saw a poison message");
-    let mut consumer = bus
-        .js
-        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-            bus::consumer::CALLER,
-            bus::stream::LEADS,
-        )
+    let info = consumer_info(&bus, bus::stream::LEADS, bus::consumer::CALLER)
         .await
         .expect("consumer");
-    let info = consumer.info().await.expect("info");
     assert_eq!(
         (info.num_pending, info.num_ack_pending),
         (0, 0),

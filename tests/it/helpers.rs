@@ -151,3 +151,16 @@ pub async fn serve_api(settings: Settings, shutdown: &tokio_util::sync::Cancella
     tokio::spawn(server.serve(shutdown.clone()));
     ctx
 }
+
+/// A durable consumer's state as the server reports it (pending, unacked, ack floor, config).
+pub async fn consumer_info(
+    bus: &Bus,
+    stream: &str,
+    consumer: &str,
+) -> Result<async_nats::jetstream::consumer::Info, async_nats::Error> {
+    let mut handle = bus
+        .js
+        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(consumer, stream)
+        .await?;
+    Ok(handle.info().await?.clone())
+}

@@ -37,24 +37,10 @@ async fn a_surrealkv_store_keeps_its_records_across_a_process_restart() {
     crate::helpers::eventually(
         std::time::Duration::from_secs(30),
         "the entry acked by the api role",
-        || {
-            let js = bus.js.clone();
-            async move {
-                let consumer = js
-                    .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-                        leadq::bus::consumer::ACTIVITY,
-                        leadq::bus::stream::AGENT,
-                    )
-                    .await;
-                match consumer {
-                    Ok(mut c) => c
-                        .info()
-                        .await
-                        .map(|i| i.ack_floor.stream_sequence >= 1)
-                        .unwrap_or(false),
-                    Err(_) => false,
-                }
-            }
+        || async {
+            crate::helpers::consumer_info(&bus, leadq::bus::stream::AGENT, leadq::bus::consumer::ACTIVITY)
+                .await
+                .is_ok_and(|info| info.ack_floor.stream_sequence >= 1)
         },
     )
     .await;
