@@ -153,7 +153,14 @@ test('an admin works through every page', async () => {
   await tab.selectOption('select[name=question]', 'team_size')
   await tab.getByText('Read it').click()
   await tab.getByTestId('reading').filter({ hasText: '"min":5' }).waitFor()
+  // A rule changed on the page is saved and is what the page shows after a reload.
+  await tab.fill('input[name=min_team_size]', '3')
+  await tab.getByTestId('save-script').click()
+  await tab.getByTestId('notice').waitFor()
   await tab.screenshot({ path: join(out, '07-settings.png'), fullPage: true })
+  await tab.reload()
+  await tab.getByTestId('rules').waitFor()
+  assert.equal(await tab.inputValue('input[name=min_team_size]'), '3')
 
   // Pause and resume from the dashboard.
   await dashboard.getByTestId('pause').click()
