@@ -65,6 +65,8 @@ before(async () => {
   await until('leadq /readyz', async () => (await fetch(`${base}/readyz`)).ok)
   const made = spawnSync(leadq, ['admin', 'create-user', '--username', 'e2e-admin', '--role', 'admin'], { env, input: `${password}\n` })
   assert.equal(made.status, 0, String(made.stderr))
+  const viewer = spawnSync(leadq, ['admin', 'create-user', '--username', 'e2e-viewer', '--role', 'viewer'], { env, input: `${password}\n` })
+  assert.equal(viewer.status, 0, String(viewer.stderr))
   browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] })
 })
 
@@ -75,10 +77,10 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true })
 })
 
-async function login(page) {
+async function login(page, username = 'e2e-admin') {
   await page.goto(`${base}/`)
   await page.getByTestId('login').waitFor()
-  await page.fill('input[name=username]', 'e2e-admin')
+  await page.fill('input[name=username]', username)
   await page.fill('input[name=password]', password)
   await page.click('button[type=submit]')
   await page.getByTestId('dashboard').waitFor()
@@ -185,4 +187,21 @@ test('an admin works through every page', async () => {
   for (const file of ['01-login.png', '02-dashboard.png', '04-credentials.png', '08-dashboard-phone.png']) {
     assert.ok(readdirSync(out).includes(file), `${file} kept`)
   }
+})
+
+test('a viewer sees only what a viewer may do', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+  const page = await context.newPage()
+  await login(page, 'e2e-viewer')
+  const nav = await page.getByTestId('nav').innerText()
+  assert.ok(nav.includes('Dashboard') && nav.includes('Activity'), nav)
+  assert.ok(!nav.includes('Credentials') && !nav.includes('Test email'), nav)
+  assert.equal(await page.getByTestId('agent-controls').count(), 0, 'no agent controls for a viewer')
+  await page.goto(`${base}/credentials`)
+  await page.getByTestId('dashboard').waitFor()
+  await page.getByTestId('nav').getByText('Settings').click()
+  await page.getByTestId('rules').waitFor()
+  assert.equal(await page.getByTestId('save-script').count(), 0, 'no saving for a viewer')
+  await page.screenshot({ path: join(out, '09-viewer-settings.png'), fullPage: true })
+  await context.close()
 })

@@ -457,6 +457,18 @@ async fn every_answer_carries_security_headers_and_cors_admits_only_configured_o
     );
     let (status, _) = admin.call(Method::GET, "/api/nothing-here", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The OpenAPI document covers the auth and admin routes too.
+    let (_, document) = admin.call(Method::GET, "/api/openapi.json", None, None).await;
+    let paths = document["paths"].as_object().expect("paths");
+    for path in [
+        "/api/auth/login",
+        "/api/admin/credentials",
+        "/api/admin/test-email",
+        "/api/admin/events",
+        "/api/cmo/status",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+    }
 
     let preflight = |origin: &'static str| {
         admin
