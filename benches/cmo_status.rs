@@ -20,8 +20,7 @@ fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let (total, concurrency) = (
         setting("LEADQ_BENCH_REQUESTS", 4000),
         setting("LEADQ_BENCH_CONCURRENCY", 8),
@@ -30,17 +29,39 @@ async fn main() -> anyhow::Result<()> {
     let mut settings = nats.settings();
     let port = helpers::free_port();
     settings.http_addr = format!("127.0.0.1:{port}").parse()?;
-    let ctx = leadq::runtime::Context::build(settings, true).await?;
+    // The api role on a runtime of its own, as `leadq api` runs it; the load comes from another,
+    // so the measured server does not also schedule the load generator's tasks.
     let shutdown = CancellationToken::new();
-    tokio::spawn(
-        leadq::http::HttpServer::bind(ctx.clone())
-            .await?
-            .serve(shutdown.clone()),
-    );
-    let (key, _) = leadq::api_keys::ApiKeys::open(&ctx.bus.js)
-        .await?
-        .create("bench", Vec::new(), u32::MAX)
-        .await?;
+    let (ready, key) = std::sync::mpsc::channel();
+    let server_shutdown = shutdown.clone();
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            let ctx = leadq::runtime::Context::build(settings, true).await?;
+            let listening = leadq::http::HttpServer::bind(ctx.clone()).await?;
+            let (key, _) = leadq::api_keys::ApiKeys::open(&ctx.bus.js)
+                .await?
+                .create("bench", Vec::new(), u32::MAX)
+                .await?;
+            ready.send(key)?;
+            listening.serve(server_shutdown).await?;
+            Ok(())
+        })
+    });
+    let key = key.recv()?;
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let result = load.block_on(drive(port, key, total, concurrency));
+    shutdown.cancel();
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    result
+}
+
+async fn drive(port: u16, key: String, total: usize, concurrency: usize) -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{port}/api/cmo/status");
     let http = reqwest::Client::new();
     // Warm up the connection pool and the store.
@@ -90,6 +111,5 @@ async fn main() -> anyhow::Result<()> {
     );
     let met = percentile(&latencies, 99.0) < Duration::from_millis(5);
     println!("\ngoal p99 < 5 ms: {}", if met { "met" } else { "NOT met" });
-    shutdown.cancel();
     Ok(())
 }

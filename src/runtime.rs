@@ -94,6 +94,8 @@ pub struct Context {
     /// Bucket handles opened once: opening one is a JetStream round trip, too slow per request.
     pub api_keys: ApiKeys,
     pub agent_state: AgentStateStore,
+    /// The agent state as the bucket last said, kept current by a watch: read without a round trip.
+    pub agent_now: tokio::sync::watch::Receiver<crate::agent::AgentState>,
     pub calls: CallBook,
     pub dnc: DoNotContact,
     /// The `config` bucket: script, rules.
@@ -132,9 +134,12 @@ impl Context {
             .get_key_value(bus::bucket::CONFIG)
             .await
             .map_err(|e| BusError::jetstream("bucket config", e))?;
+        let agent_state = AgentStateStore::open(&bus.js).await?;
+        let agent_now = agent_state.watch().await?;
         Ok(Self {
             api_keys: ApiKeys::open(&bus.js).await?,
-            agent_state: AgentStateStore::open(&bus.js).await?,
+            agent_state,
+            agent_now,
             calls: CallBook::open(&bus.js).await?,
             dnc: DoNotContact::open(&bus.js).await?,
             users: Users::open(&bus.js).await?,

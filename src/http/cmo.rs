@@ -114,7 +114,7 @@ async fn figures(ctx: &Context, period: Period) -> Result<Figures, ApiError> {
 }
 
 pub async fn status_body(ctx: &Context) -> Result<StatusBody, ApiError> {
-    let state = ctx.agent_state.get().await?;
+    let state = *ctx.agent_now.borrow();
     let today = figures(ctx, Period::Today).await?;
     Ok(StatusBody {
         agent_id: AGENT_ID,
@@ -147,12 +147,25 @@ pub struct CommandRequest {
     pub parameters: Value,
 }
 
+/// Sets the state, then waits (briefly) until this process's view has it, so a status asked right
+/// after the command answers with the new state.
+async fn set_state(ctx: &Context, state: AgentState) -> Result<(), ApiError> {
+    ctx.agent_state.set(state).await?;
+    let mut now = ctx.agent_now.clone();
+    if tokio::time::timeout(std::time::Duration::from_secs(1), now.wait_for(|s| *s == state))
+        .await
+        .is_err()
+    {
+        tracing::warn!(?state, "the agent state watch has not caught up after 1 s");
+    }
+    Ok(())
+}
+
 /// One command, for REST and NATS alike; `actor` names who sent it in the activity log.
 pub async fn run_command(ctx: &Context, actor: &str, request: CommandRequest) -> Result<Value, ApiError> {
-    let store = &ctx.agent_state;
     let (message, data) = match request.command.as_str() {
         "start" | "resume" => {
-            store.set(AgentState::Running).await?;
+            set_state(ctx, AgentState::Running).await?;
             (
                 if request.command == "start" {
                     "Agent started"
@@ -163,11 +176,11 @@ pub async fn run_command(ctx: &Context, actor: &str, request: CommandRequest) ->
             )
         }
         "pause" => {
-            store.set(AgentState::Paused).await?;
+            set_state(ctx, AgentState::Paused).await?;
             ("Agent paused", None)
         }
         "stop" => {
-            store.set(AgentState::Stopped).await?;
+            set_state(ctx, AgentState::Stopped).await?;
             ("Agent stopped", None)
         }
         "get_status" => (
