@@ -6,6 +6,9 @@ use leadq::config::{ConfigError, Settings};
 use leadq::runtime::{self, Role, RuntimeError};
 use tokio_util::sync::CancellationToken;
 
+/// Stack of each async worker thread.
+const WORKER_STACK_BYTES: usize = 8 << 20;
+
 /// Exit code for a usage or configuration mistake (as clap uses for bad arguments).
 const EXIT_USAGE: u8 = 2;
 
@@ -19,7 +22,13 @@ fn main() -> ExitCode {
         Ok(guard) => guard,
         Err(err) => return fail(&anyhow::Error::new(err)),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // SurrealDB's query executor (embedded, in these threads) needs deep stacks, most in debug
+    // builds; 8 MiB per worker, as a main thread has, instead of tokio's 2 MiB.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => return fail(&anyhow::Error::new(err).context("starting the async runtime")),
     };

@@ -414,15 +414,16 @@ async fn try_answer(
 }
 
 /// The subjects the dashboard follows live.
-const LIVE_SUBJECTS: [&str; 5] = [
+const LIVE_SUBJECTS: [&str; 6] = [
     subject::LEAD_RECEIVED,
     subject::LEAD_FINALIZED,
+    subject::CALL_ANSWER,
     subject::CALL_COMPLETED,
     subject::AGENT_STATUS,
     subject::AGENT_ACTIVITY,
 ];
 
-/// Server-sent events from the bus: `lead.received`, `lead.finalized`, `call.completed`,
+/// Server-sent events from the bus: `lead.received`, `lead.finalized`, `call.answer`, `call.completed`,
 /// `agent.status` and `agent.activity`, each as an event named by its subject with its JSON.
 #[utoipa::path(get, path = "/api/admin/events", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "text/event-stream"), (status = 401)))]
