@@ -46,7 +46,7 @@ pub enum Command {
     /// Work with the call script: try how a spoken answer is read.
     #[command(subcommand)]
     Script(ScriptCommand),
-    /// Operator commands on the store: activity log (users and API keys follow).
+    /// Operator commands: the activity log, API keys, admin-page users, the master key.
     #[command(subcommand)]
     Admin(AdminCommand),
 }
@@ -82,6 +82,7 @@ pub enum AdminCommand {
     /// read from a prompt, or from the first line of standard input when it is not a terminal.
     /// Users are kept in NATS, so this works beside a running agent.
     CreateUser {
+        /// 1 to 64 characters: lowercase letters, digits, '.', '_' or '-'.
         #[arg(long)]
         username: String,
         #[arg(long, value_enum)]

@@ -20,6 +20,7 @@ pub enum UserRole {
     /// Everything: credentials, users' actions, the script, agent commands.
     Admin,
     /// The CMO agent's people: read figures and leads, run agent commands.
+    #[value(alias = "cmo_agent")]
     CmoAgent,
     /// Read only.
     Viewer,

@@ -192,3 +192,45 @@ fn a_role_without_its_service_configured_names_the_settings_and_exits_2() {
     assert_clear_failure(&out, "LEADQ_IMAP__HOST");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `leadq admin create-user` with the password on standard input, as scripts and checks call it.
+fn create_user(nats: &NatsServer, username: &str, role: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadq"))
+        .args(["admin", "create-user", "--username", username, "--role", role])
+        .env("LEADQ_NATS_URL", nats.url())
+        .env("LEADQ_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("leadq admin create-user");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write password");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn users_are_created_from_standard_input_and_bad_ones_exit_2() {
+    let nats = NatsServer::start();
+    let made = create_user(&nats, "ops.team", "cmo_agent", "a long enough password");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(String::from_utf8_lossy(&made.stdout).contains("created with role cmo_agent"));
+    let again = create_user(&nats, "ops.team", "viewer", "another long password");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("updated with role viewer"));
+
+    let bad_name = create_user(&nats, "Not Valid!", "admin", "a long enough password");
+    assert_clear_failure(&bad_name, "username");
+    assert_eq!(bad_name.status.code(), Some(2));
+    let weak = create_user(&nats, "someone", "admin", "short");
+    assert_clear_failure(&weak, "at least 10 characters");
+    assert_eq!(weak.status.code(), Some(2));
+
+    let url = nats.url();
+    let listed = leadq(
+        &["admin", "users"],
+        &[("LEADQ_NATS_URL", url.as_str()), ("LEADQ_LOG", "warn")],
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("ops.team") && listed.contains("viewer"), "{listed}");
+    assert!(!listed.contains("someone"), "a refused user was not stored: {listed}");
+}
