@@ -307,10 +307,6 @@ impl Credentials {
         }
         Ok(resealed.len())
     }
-
-    pub fn store(&self) -> &async_nats::jetstream::kv::Store {
-        self.kv.store()
-    }
 }
 
 /// Lays saved credentials over the settings from the environment and file: what an admin saved

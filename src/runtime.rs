@@ -169,6 +169,10 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
             shutdown.child_token(),
         ))
     };
+    let workers: Vec<Role> = roles.iter().copied().filter(|r| *r != Role::Api).collect();
+    // Watching starts before the credentials are read, so a change in between is not missed.
+    let mut generation = shutdown.child_token();
+    let mut changes = credential_changes(&bus, &generation, !workers.is_empty()).await?;
     let mut ctx = assemble().await?;
     check_configured(&ctx.settings, roles)?;
     let mut api = JoinSet::new();
@@ -178,11 +182,8 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     // Every process says it is there; its end is not a role's failure.
     let names = roles.iter().map(|r| r.name().to_owned()).collect();
     tokio::spawn(status::run(ctx.clone(), names, shutdown.clone()));
-    let workers: Vec<Role> = roles.iter().copied().filter(|r| *r != Role::Api).collect();
     let mut failure = None;
     loop {
-        let generation = shutdown.child_token();
-        let mut changes = credential_changes(&ctx, &generation, !workers.is_empty()).await?;
         let mut tasks = JoinSet::new();
         for &role in &workers {
             start(role, &ctx, &generation, &mut tasks).await?;
@@ -221,6 +222,8 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
             tracing::info!("stopped");
             return Ok(());
         }
+        generation = shutdown.child_token();
+        changes = credential_changes(&bus, &generation, true).await?;
         ctx = assemble().await?;
     }
 }
@@ -245,7 +248,7 @@ async fn connect(settings: &Settings, with_store: bool) -> Result<(Bus, Option<S
 
 /// Resolves on the first change to the saved credentials after now (never, when not `wanted`).
 async fn credential_changes(
-    ctx: &Context,
+    bus: &Bus,
     until: &CancellationToken,
     wanted: bool,
 ) -> Result<tokio::sync::mpsc::Receiver<()>, RuntimeError> {
@@ -260,9 +263,11 @@ async fn credential_changes(
         });
         return Ok(rx);
     }
-    let mut watch = ctx
-        .credentials
-        .store()
+    let mut watch = bus
+        .js
+        .get_key_value(bus::bucket::CREDENTIALS)
+        .await
+        .map_err(|e| BusError::jetstream("bucket credentials", e))?
         .watch_all()
         .await
         .map_err(|e| BusError::jetstream("watching credentials", e))?;

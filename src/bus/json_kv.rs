@@ -109,9 +109,4 @@ impl<T: Serialize + DeserializeOwned> JsonKv<T> {
         }
         Ok(records)
     }
-
-    /// The underlying bucket, for watching it.
-    pub fn store(&self) -> &kv::Store {
-        &self.kv
-    }
 }
