@@ -55,6 +55,12 @@ impl Api {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The state in the agent bucket now.
+    async fn agent_state(&self) -> AgentState {
+        let store = AgentStateStore::open(&self.ctx.bus.js).await.expect("agent bucket");
+        store.get().await.expect("agent state")
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, Some(&self.key), None).await
     }
@@ -360,13 +366,7 @@ async fn the_nats_service_answers_like_rest_and_is_discoverable() {
     assert_eq!(code.as_deref(), Some("400"));
     let (code, body) = ask("command", Some(&api.key), r#"{"command":"pause","parameters":{}}"#).await;
     assert_eq!((code, body["status"].as_str()), (None, Some("success")));
-    let state = AgentStateStore::open(&api.ctx.bus.js)
-        .await
-        .expect("agent")
-        .get()
-        .await
-        .expect("state");
-    assert_eq!(state, AgentState::Paused);
+    assert_eq!(api.agent_state().await, AgentState::Paused);
     let (code, body) = ask(
         "trigger-lead",
         Some(&api.key),
@@ -420,13 +420,7 @@ async fn the_reference_client_uses_nats_and_falls_back_to_rest() {
     let dead = format!("nats://127.0.0.1:{}", crate::helpers::free_port());
     let over_rest = answered(run(dead, &["command", "pause"]), "REST");
     assert_eq!(over_rest["status"], "success");
-    let state = AgentStateStore::open(&api.ctx.bus.js)
-        .await
-        .expect("agent")
-        .get()
-        .await
-        .expect("state");
-    assert_eq!(state, AgentState::Paused);
+    assert_eq!(api.agent_state().await, AgentState::Paused);
 
     // A refusal is the server's error and a failing exit, by either path.
     let refused = run(api._nats.url(), &["command", "explode"]);
