@@ -58,6 +58,7 @@ pub struct UserRecord {
     pub role: UserRole,
     /// argon2id, PHC string format (algorithm, parameters and salt included).
     pub password_hash: String,
+    /// When the password was last set; sign-ins from before it are no longer valid.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

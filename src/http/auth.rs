@@ -142,9 +142,21 @@ impl FromRequestParts<Context> for Authed {
             };
             ApiError::Unauthorized(why.into())
         })?;
+        // The token says who; the users bucket says what they may do now, so a changed role or
+        // password (or a removed user) counts at once, not when the token expires.
+        let user = ctx
+            .users
+            .get(&claims.sub)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("this user no longer exists".into()))?;
+        if claims.iat < user.created_at.unix_timestamp() {
+            return Err(ApiError::Unauthorized(
+                "the password changed since this sign-in; sign in again".into(),
+            ));
+        }
         Ok(Self {
-            username: claims.sub,
-            role: claims.role,
+            username: user.username,
+            role: user.role,
         })
     }
 }

@@ -687,3 +687,38 @@ async fn an_edited_script_and_rules_are_what_the_next_call_uses() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_changed_role_or_password_counts_at_once_for_tokens_already_issued() {
+    let admin = Box::pin(Admin::start(|_| {})).await;
+    let token = admin.token("boss").await;
+    let (status, _) = admin
+        .call(Method::GET, "/api/admin/credentials", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Demoted: setting a user's role or password ends the sign-ins made before (a second later,
+    // since tokens carry whole seconds).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    admin
+        .ctx
+        .users
+        .upsert("boss", UserRole::Viewer, PASSWORD.into())
+        .await
+        .expect("demote");
+    let (status, body) = admin
+        .call(Method::GET, "/api/admin/credentials", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("sign in again")),
+        "{body}"
+    );
+    // Signed in again, the new role is what counts.
+    let token = admin.token("boss").await;
+    let (status, _) = admin
+        .call(Method::GET, "/api/admin/credentials", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin.call(Method::GET, "/api/admin/stats", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
