@@ -85,29 +85,26 @@ pub fn valid_username(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
+/// An argon2id PHC string for `password`, with a fresh salt; CPU-heavy, so callers keep it off the runtime.
+fn hash_now(password: &[u8]) -> Result<String, UserError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password, &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| UserError::Hash(e.to_string()))
+}
+
 async fn hash(password: SecretString) -> Result<String, UserError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.expose_secret().as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| UserError::Hash(e.to_string()))
-    })
-    .await
-    .map_err(|e| UserError::Hash(e.to_string()))?
+    tokio::task::spawn_blocking(move || hash_now(password.expose_secret().as_bytes()))
+        .await
+        .map_err(|e| UserError::Hash(e.to_string()))?
 }
 
 /// A hash to check against when the user does not exist, so a wrong name costs what a wrong
 /// password costs and the timing does not tell which names exist.
 fn decoy_hash() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(b"decoy password, never valid", &salt)
-            .map(|hash| hash.to_string())
-            .unwrap_or_default()
-    })
+    DECOY.get_or_init(|| hash_now(b"decoy password, never valid").unwrap_or_default())
 }
 
 #[derive(Clone, Debug)]

@@ -19,14 +19,14 @@ use utoipa::ToSchema;
 
 use super::auth::Authed;
 use super::cmo::{CommandRequest, enqueue, run_command, status_body};
-use super::{ApiError, AppJson};
+use super::{ApiError, AppJson, store};
 use crate::bus::{Activity, LeadSource, subject};
 use crate::credentials::{CredentialError, CredentialView};
 use crate::domain::qualification::Rules;
 use crate::domain::script::{AnswerType, Script};
 use crate::runtime::Context;
 use crate::shared_config;
-use crate::store::{ActivityFilter, Period, Store};
+use crate::store::{ActivityFilter, Period};
 use crate::users::Access;
 
 pub fn routes() -> Router<Context> {
@@ -43,12 +43,6 @@ pub fn routes() -> Router<Context> {
         .route("/api/admin/script", get(script).put(save_script))
         .route("/api/admin/script/try", post(try_answer))
         .route("/api/admin/events", get(events))
-}
-
-fn store(ctx: &Context) -> Result<&Store, ApiError> {
-    ctx.store
-        .as_ref()
-        .ok_or_else(|| ApiError::Unavailable("this process keeps no records".into()))
 }
 
 /// Who is signed in, and what they may do (the page shows only that).

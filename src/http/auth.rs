@@ -274,7 +274,7 @@ impl LoginGuard {
         };
         if let Some(wait) = wait {
             tracing::warn!(%username, %address, "login refused: locked out after repeated wrong passwords");
-            return Err(too_many(
+            return Err(ApiError::too_many(
                 "too many wrong passwords; logins for this user or address are paused",
                 wait,
             ));
@@ -282,7 +282,7 @@ impl LoginGuard {
         if let Err(not_until) = self.per_address.check_key(&address) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
             tracing::warn!(%address, "login refused: too many attempts from this address");
-            return Err(too_many("too many login attempts from this address", wait));
+            return Err(ApiError::too_many("too many login attempts from this address", wait));
         }
         Ok(())
     }
@@ -314,14 +314,6 @@ impl LoginGuard {
         for subject in Self::subjects(username, address) {
             strikes.remove(&subject);
         }
-    }
-}
-
-fn too_many(message: &str, wait: Duration) -> ApiError {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    ApiError::TooManyRequests {
-        message: format!("{message}; try again in {secs} s"),
-        retry_after_secs: secs,
     }
 }
 

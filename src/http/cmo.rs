@@ -67,13 +67,7 @@ pub async fn check_key(ctx: &Context, presented: Option<&str>, address: Option<I
         KeyCheck::Valid(name) => Ok(name),
         KeyCheck::Unknown => Err(ApiError::Unauthorized("invalid API key".into())),
         KeyCheck::Revoked => Err(ApiError::Unauthorized("this API key was revoked".into())),
-        KeyCheck::RateLimited(wait) => {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            Err(ApiError::TooManyRequests {
-                message: format!("this API key is over its rate limit; try again in {secs} s"),
-                retry_after_secs: secs,
-            })
-        }
+        KeyCheck::RateLimited(wait) => Err(ApiError::too_many("this API key is over its rate limit", wait)),
         KeyCheck::AddressNotAllowed => Err(ApiError::Forbidden(format!(
             "this API key is not allowed from {}",
             address.map(|a| a.to_string()).unwrap_or_default()
@@ -105,10 +99,7 @@ pub struct StatusBody {
 }
 
 async fn figures(ctx: &Context, period: Period) -> Result<Figures, ApiError> {
-    let store = ctx
-        .store
-        .as_ref()
-        .ok_or_else(|| ApiError::Unavailable("this process has no store".into()))?;
+    let store = super::store(ctx)?;
     let since = period.start(OffsetDateTime::now_utc(), &ctx.settings.calling_hours.fallback);
     Ok(store.figures(since).await?)
 }

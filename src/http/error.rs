@@ -46,6 +46,15 @@ impl From<crate::bus::BusError> for ApiError {
 }
 
 impl ApiError {
+    /// A 429 naming the wait, in whole seconds rounded up (also sent as `Retry-After`).
+    pub fn too_many(message: &str, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self::TooManyRequests {
+            message: format!("{message}; try again in {secs} s"),
+            retry_after_secs: secs,
+        }
+    }
+
     pub fn status_code(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,

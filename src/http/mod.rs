@@ -102,6 +102,13 @@ fn with_page(router: Router<Context>, dir: &std::path::Path) -> Router<Context> 
     })
 }
 
+/// The store, or a 503 in a process that keeps no records.
+fn store(ctx: &Context) -> Result<&crate::store::Store, ApiError> {
+    ctx.store
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("this process keeps no records".into()))
+}
+
 /// A bound listener; binding apart from serving lets callers (and tests, with port 0) learn the port.
 pub struct HttpServer {
     listener: TcpListener,
