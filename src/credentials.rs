@@ -279,6 +279,53 @@ impl Credentials {
         }
     }
 
+    /// A receiver holding one credential as saved now, or `fallback` (the configured value) while
+    /// none is saved; a watch keeps it current, so readers on a hot path pay no round trip.
+    pub async fn follow(
+        &self,
+        service: &str,
+        key: &str,
+        fallback: Option<SecretString>,
+    ) -> Result<tokio::sync::watch::Receiver<Option<SecretString>>, CredentialError> {
+        use futures::StreamExt;
+        let identity = identity(service, key)?;
+        // Watching starts before the read, so a change in between is not missed.
+        let mut updates = self.kv.watch(&identity).await?;
+        let now = self.get(service, key).await?.or_else(|| fallback.clone());
+        let (sender, receiver) = tokio::sync::watch::channel(now);
+        let vault = self.vault.clone();
+        tokio::spawn(async move {
+            loop {
+                let entry = tokio::select! {
+                    () = sender.closed() => return,
+                    entry = updates.next() => match entry {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(err)) => {
+                            tracing::warn!(%err, identity, "credential watch interrupted");
+                            continue;
+                        }
+                        None => return,
+                    },
+                };
+                let saved = match entry.operation {
+                    async_nats::jetstream::kv::Operation::Put => {
+                        serde_json::from_slice::<CredentialRecord>(&entry.value)
+                            .ok()
+                            .and_then(|record| {
+                                vault
+                                    .open(&identity, &record.sealed)
+                                    .inspect_err(|err| tracing::warn!(%err, "saved credential not used"))
+                                    .ok()
+                            })
+                    }
+                    _ => None,
+                };
+                sender.send_replace(saved.or_else(|| fallback.clone()));
+            }
+        });
+        Ok(receiver)
+    }
+
     /// Every value that opens, by identity; the others are logged and left out.
     pub async fn plain_values(&self) -> Result<BTreeMap<String, SecretString>, CredentialError> {
         let mut values = BTreeMap::new();

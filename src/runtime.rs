@@ -96,6 +96,8 @@ pub struct Context {
     pub agent_state: AgentStateStore,
     /// The agent state as the bucket last said, kept current by a watch: read without a round trip.
     pub agent_now: tokio::sync::watch::Receiver<crate::agent::AgentState>,
+    /// The token that signs Twilio's webhooks: saved on the admin page, else configured.
+    pub twilio_token: tokio::sync::watch::Receiver<Option<secrecy::SecretString>>,
     pub calls: CallBook,
     pub dnc: DoNotContact,
     /// The `config` bucket: script, rules.
@@ -127,6 +129,9 @@ impl Context {
             secrets::previous_master_key(&settings)?.as_ref(),
         )?;
         let credentials = Credentials::open(&bus.js, vault).await?;
+        let twilio_token = credentials
+            .follow("twilio", "auth_token", settings.twilio.auth_token.clone())
+            .await?;
         credentials::apply(&mut settings, &credentials.plain_values().await?);
         let auth = Arc::new(http::Auth::new(&secrets::jwt_secret(&settings, true)?, &settings.admin));
         let config = bus
@@ -140,6 +145,7 @@ impl Context {
             api_keys: ApiKeys::open(&bus.js).await?,
             agent_state,
             agent_now,
+            twilio_token,
             calls: CallBook::open(&bus.js).await?,
             dnc: DoNotContact::open(&bus.js).await?,
             users: Users::open(&bus.js).await?,

@@ -92,6 +92,14 @@ impl<T: Serialize + DeserializeOwned> JsonKv<T> {
             .map_err(|e| BusError::jetstream(format!("{} purge", self.what), e))
     }
 
+    /// Changes to `key` from now on.
+    pub async fn watch(&self, key: &str) -> Result<kv::Watch, BusError> {
+        self.kv
+            .watch(key)
+            .await
+            .map_err(|e| BusError::jetstream(format!("{} watch", self.what), e))
+    }
+
     pub async fn keys(&self) -> Result<Vec<String>, BusError> {
         let what = format!("{} list", self.what);
         match self.kv.keys().await {

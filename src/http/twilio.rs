@@ -53,12 +53,9 @@ impl FromRequest<Context> for TwilioRequest {
 
     async fn from_request(request: Request, ctx: &Context) -> Result<Self, ApiError> {
         let forbidden = |why: &str| ApiError::Forbidden(format!("Twilio signature {why}"));
-        // A token saved from the admin page since this process started counts at once.
-        let saved = ctx.credentials.get("twilio", "auth_token").await.unwrap_or_else(|err| {
-            tracing::warn!(%err, "saved Twilio token unreadable; using the configured one");
-            None
-        });
-        let Some(token) = saved.as_ref().or(ctx.settings.twilio.auth_token.as_ref()) else {
+        // Followed live: a token saved from the admin page counts at once, with no read per request.
+        let token = ctx.twilio_token.borrow().clone();
+        let Some(token) = token.as_ref() else {
             return Err(ApiError::Forbidden(
                 "Twilio is not configured (LEADQ_TWILIO__AUTH_TOKEN)".into(),
             ));

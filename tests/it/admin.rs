@@ -722,3 +722,50 @@ async fn a_changed_role_or_password_counts_at_once_for_tokens_already_issued() {
     let (status, _) = admin.call(Method::GET, "/api/admin/stats", Some(&token), None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_twilio_token_saved_on_the_page_signs_webhooks_at_once_and_deleting_it_restores_the_configured_one() {
+    let admin = Box::pin(Admin::start(|s| {
+        s.twilio.auth_token = Some("configured-token".to_owned().into())
+    }))
+    .await;
+    let token = admin.token("boss").await;
+    let webhook = |signed_with: &'static str| {
+        let url = format!("{}/webhooks/twilio/sms", admin.base);
+        let params = vec![
+            ("From".to_owned(), "+14155550199".to_owned()),
+            ("Body".to_owned(), "hello".to_owned()),
+        ];
+        let signature = leadq::twilio::signature::sign(signed_with, &url, &params);
+        let request = admin
+            .client
+            .post(url)
+            .form(&params)
+            .header("X-Twilio-Signature", signature);
+        async move { request.send().await.expect("webhook").status() }
+    };
+    assert_eq!(webhook("configured-token").await, StatusCode::OK);
+    let saved = json!({ "service": "twilio", "key": "auth_token", "value": "saved-on-the-page" });
+    let (status, _) = admin
+        .call(Method::POST, "/api/admin/credentials", Some(&token), Some(saved))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    crate::helpers::eventually(Duration::from_secs(5), "the saved token in use", || async {
+        webhook("saved-on-the-page").await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(webhook("configured-token").await, StatusCode::FORBIDDEN);
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            "/api/admin/credentials/twilio/auth_token",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    crate::helpers::eventually(Duration::from_secs(5), "the configured token back", || async {
+        webhook("configured-token").await == StatusCode::OK
+    })
+    .await;
+}
