@@ -124,6 +124,9 @@ test('an admin works through every page', async () => {
   await tab.fill('textarea[name=raw]', 'Subject: hello\n\nnothing to see')
   await tab.click('button[type=submit]')
   await tab.getByTestId('test-email-error').waitFor()
+  // Both submissions are listed with their outcome.
+  await tab.getByTestId('recent-test-emails').getByText('not_a_lead').waitFor()
+  await tab.getByTestId('recent-test-emails').getByText(`queued: ${name} ${phone}`).waitFor()
 
   // A Twilio credential saved is shown masked, never in full.
   await tab.getByTestId('nav').getByText('Credentials').click()

@@ -35,7 +35,7 @@ pub fn routes() -> Router<Context> {
         .route("/api/admin/stats", get(stats))
         .route("/api/admin/leads", get(leads))
         .route("/api/admin/leads/{id}", get(lead))
-        .route("/api/admin/test-email", post(test_email))
+        .route("/api/admin/test-email", get(test_emails).post(test_email))
         .route("/api/admin/activity", get(activity))
         .route("/api/admin/credentials", get(list_credentials).post(save_credential))
         .route("/api/admin/credentials/{service}/{key}", delete(delete_credential))
@@ -187,6 +187,14 @@ async fn test_email(
             Err(ApiError::Unprocessable(body))
         }
     }
+}
+
+/// The last 20 pasted test emails, newest first, with what became of each.
+#[utoipa::path(get, path = "/api/admin/test-email", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "[{id, raw, result, submitted_by, at}]"), (status = 403)))]
+async fn test_emails(State(ctx): State<Context>, user: Authed) -> Result<Json<Vec<Value>>, ApiError> {
+    user.require(Access::Manage)?;
+    Ok(Json(store(&ctx)?.recent_test_emails(20).await?))
 }
 
 /// The activity log, newest first; filter by `kind` and `actor`.
@@ -452,6 +460,7 @@ async fn events(
     stats,
     leads,
     lead,
+    test_emails,
     test_email,
     activity,
     list_credentials,

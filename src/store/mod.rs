@@ -507,6 +507,20 @@ impl Store {
         Ok(row.unwrap_or_default())
     }
 
+    /// The newest pasted test emails and what became of each.
+    pub async fn recent_test_emails(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut response = self
+            .db
+            .query(
+                "SELECT record::id(id) AS id, raw, result, submitted_by, <string>at AS at \
+                 FROM test_email ORDER BY at DESC LIMIT $limit",
+            )
+            .bind(("limit", i64::from(limit)))
+            .await?
+            .check()?;
+        Ok(response.take(0)?)
+    }
+
     /// Keeps a pasted test email and what became of it.
     pub async fn save_test_email(&self, raw: &str, result: &serde_json::Value, by: &str) -> Result<(), StoreError> {
         self.db

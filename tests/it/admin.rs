@@ -123,6 +123,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
             "/api/admin/test-email",
             Some(json!({ "raw": fixture_email() })),
         ),
+        (Method::GET, "/api/admin/test-email", None),
         (Method::PUT, "/api/admin/script", Some(script)),
     ]
 }
@@ -130,7 +131,8 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
 /// What each role may reach: read routes for all, commands for admin and cmo_agent, the rest admin only.
 fn allowed(role: UserRole, method: &Method, path: &str) -> bool {
     let command = path.starts_with("/api/admin/agent/");
-    let read = *method == Method::GET && path != "/api/admin/credentials" || path == "/api/admin/script/try";
+    let admin_only_reads = ["/api/admin/credentials", "/api/admin/test-email"];
+    let read = *method == Method::GET && !admin_only_reads.contains(&path) || path == "/api/admin/script/try";
     match role {
         UserRole::Admin => true,
         UserRole::CmoAgent => read || command,
@@ -381,6 +383,15 @@ async fn a_pasted_email_is_parsed_queued_and_logged_or_refused_with_its_reason()
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["lead"]["phone"], "+12015550123");
+    // Queued like a lead from the inbox, marked as a test email.
+    let queued: Vec<leadq::bus::LeadReceived> =
+        crate::helpers::on_stream(&admin.ctx.bus, leadq::bus::stream::LEADS).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        queued[0].lead_id.to_string(),
+        body["lead_id"].as_str().expect("lead_id")
+    );
+    assert_eq!(queued[0].source, leadq::bus::LeadSource::AdminTestEmail);
     let missing_phone = std::fs::read_to_string("tests/fixtures/emails/04-missing-phone.eml").expect("fixture");
     let (status, body) = admin
         .call(
@@ -403,6 +414,20 @@ async fn a_pasted_email_is_parsed_queued_and_logged_or_refused_with_its_reason()
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"].is_string());
+
+    // Both submissions are kept with their outcome, newest first; the malformed body changed nothing.
+    let (_, kept) = admin
+        .call(Method::GET, "/api/admin/test-email", Some(&token), None)
+        .await;
+    let kept = kept.as_array().expect("list");
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept[0]["result"]["error"], "invalid_lead");
+    assert_eq!(kept[1]["result"]["status"], "queued");
+    assert!(kept[1]["raw"].as_str().is_some_and(|raw| raw.contains("201-555-0123")));
+    assert_eq!(kept[1]["submitted_by"], "boss");
+    let queued: Vec<leadq::bus::LeadReceived> =
+        crate::helpers::on_stream(&admin.ctx.bus, leadq::bus::stream::LEADS).await;
+    assert_eq!(queued.len(), 1, "only the parsed lead was queued");
 
     // Both attempts are in the activity log under the admin's name; the filter finds them.
     crate::helpers::eventually(Duration::from_secs(10), "test emails in the activity log", || async {
