@@ -136,11 +136,28 @@ impl CallBook {
         Ok(keys.iter().filter_map(|k| Uuid::parse_str(k).ok()).collect())
     }
 
-    /// Calls being dialed or talking now, for the dashboard (a scan of the bucket's live entries).
+    /// Calls being dialed or talking now, for the dashboard: one pass over the bucket's current
+    /// entries on a single watch, not a read per call.
     pub async fn in_progress(&self) -> Result<Vec<serde_json::Value>, BusError> {
+        use futures::StreamExt;
+        // Fresh from the server (the bucket handle's own status is what it saw when opened).
+        let mut stream = self.kv.stream.clone();
+        let info = stream.info().await.map_err(|e| kv_error("status", e))?;
         let mut live = Vec::new();
-        for lead_id in self.lead_ids().await? {
-            if let Some((state, _)) = self.get(lead_id).await?
+        if info.state.messages == 0 {
+            return Ok(live);
+        }
+        let mut entries = self
+            .kv
+            .watch_with_history(">")
+            .await
+            .map_err(|e| kv_error("snapshot", e))?;
+        // Bounded: entries that expire between the count and the watch would never arrive.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while let Ok(Some(entry)) = tokio::time::timeout_at(deadline, entries.next()).await {
+            let entry = entry.map_err(|e| kv_error("snapshot", e))?;
+            if entry.operation == kv::Operation::Put
+                && let Ok(state) = serde_json::from_slice::<CallState>(&entry.value)
                 && matches!(state.phase, CallPhase::Dialing | CallPhase::Dialed)
             {
                 live.push(serde_json::json!({
@@ -150,6 +167,10 @@ impl CallBook {
                     "answers": state.answers.len(),
                     "since": state.placed_at.unwrap_or(state.updated_at),
                 }));
+            }
+            // The last entry that existed when the watch began: the snapshot is complete.
+            if entry.delta == 0 {
+                break;
             }
         }
         Ok(live)

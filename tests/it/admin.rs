@@ -794,3 +794,31 @@ async fn a_twilio_token_saved_on_the_page_signs_webhooks_at_once_and_deleting_it
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_dashboard_lists_the_calls_in_progress_and_not_the_finished_ones() {
+    use leadq::calls::{CallPhase, CallState};
+    let admin = Box::pin(Admin::start(|_| {})).await;
+    let token = admin.token("watcher").await;
+    let (_, stats) = admin.call(Method::GET, "/api/admin/stats", Some(&token), None).await;
+    assert_eq!(stats["calls_in_progress"], json!([]));
+    for (name, phase) in [
+        ("Ada", CallPhase::Dialed),
+        ("Bo", CallPhase::Completed),
+        ("Cy", CallPhase::Dialing),
+    ] {
+        let mut state = CallState::queued(uuid::Uuid::now_v7(), "+14155550142", Some(name));
+        state.phase = phase;
+        assert!(admin.ctx.calls.create(&state).await.expect("create"));
+    }
+    let (status, stats) = admin.call(Method::GET, "/api/admin/stats", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let mut names: Vec<&str> = stats["calls_in_progress"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|call| call["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Ada", "Cy"]);
+}
