@@ -29,6 +29,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusErr
         bus::stream::AGENT,
         bus::consumer::ACTIVITY,
         None,
+        bus::Lanes::new(ctx.settings.concurrency.activity, ctx.settings.bus.max_handling),
         |d| {
             let store = store.clone();
             async move { handle(&store, &d.payload).await }

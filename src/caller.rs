@@ -7,12 +7,13 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent::AgentStateStore;
 use crate::bus::{self, Activity, Delivery, LeadReceived, Outcome};
-use crate::calls::{CallBook, CallPhase, CallState, DoNotContact};
+use crate::calls::{CallBook, CallPhase, CallState, Claim, DoNotContact, PhoneClaims};
 use crate::clients::twilio::{CallResource, NewCall, TwilioClient, TwilioError};
 use crate::runtime::Context;
 
@@ -25,6 +26,7 @@ pub struct Caller {
     ctx: Context,
     book: CallBook,
     dnc: DoNotContact,
+    phones: PhoneClaims,
     twilio: TwilioClient,
 }
 
@@ -32,8 +34,15 @@ impl Caller {
     pub async fn new(ctx: Context) -> Result<Self, CallerError> {
         let book = ctx.calls.clone();
         let dnc = ctx.dnc.clone();
+        let phones = PhoneClaims::open(&ctx.bus.js).await?;
         let twilio = TwilioClient::new(&ctx.settings.twilio)?;
-        Ok(Self { ctx, book, dnc, twilio })
+        Ok(Self {
+            ctx,
+            book,
+            dnc,
+            phones,
+            twilio,
+        })
     }
 
     fn webhook(&self, path: &str, lead: &LeadReceived) -> String {
@@ -73,6 +82,10 @@ impl Caller {
             )
             .await;
             return Ok(Outcome::Done);
+        }
+        let window = self.ctx.settings.resubmit_window;
+        if let Claim::Taken { first } = self.phones.claim(phone, lead.lead_id, window, lead.force).await? {
+            return self.record_resubmission(lead, first).await;
         }
         let queued = CallState {
             intake: Some(Box::new(lead.clone())),
@@ -137,6 +150,38 @@ impl Caller {
             }
         }
         self.dial(lead).await
+    }
+
+    /// The same person submitted again inside the resubmit window: no second call. The new
+    /// submission is recorded on the first lead (fields it lacked are merged into the call's
+    /// intake while that call is not finished; the activity log and the lead's record keep it).
+    async fn record_resubmission(&self, lead: &LeadReceived, first: Uuid) -> Result<Outcome, CallerError> {
+        tracing::info!(%first, "the number has a lead inside the resubmit window; not calling again");
+        self.book
+            .update(first, |state| {
+                let Some(intake) = state.intake.as_mut() else {
+                    return ((), false);
+                };
+                let merged = intake.lead.merge_missing(&lead.lead);
+                ((), merged && state.phase != CallPhase::Completed)
+            })
+            .await?;
+        let mut entry = Activity::new(
+            "lead.resubmitted",
+            "caller",
+            format!("submitted again ({}); not called twice", source_name(lead.source)),
+        );
+        // One entry per resubmission, however often it is delivered.
+        entry.id = Uuid::new_v5(&first, lead.lead_id.as_bytes());
+        entry.lead_id = Some(first);
+        entry.detail = serde_json::json!({
+            "resubmitted_lead_id": lead.lead_id,
+            "source": lead.source,
+            "at": lead.timestamps.published_at.unix_timestamp(),
+            "lead": lead.lead,
+        });
+        self.ctx.bus.publish(&entry).await?;
+        Ok(Outcome::Done)
     }
 
     /// Outside the lead's calling window: record the decision and hold the lead until it opens.
@@ -243,6 +288,15 @@ impl Caller {
     }
 }
 
+fn source_name(source: bus::LeadSource) -> &'static str {
+    match source {
+        bus::LeadSource::Email => "email",
+        bus::LeadSource::CmoTrigger => "CMO trigger",
+        bus::LeadSource::AdminTestEmail => "test email",
+        bus::LeadSource::UnbounceWebhook => "Unbounce webhook",
+    }
+}
+
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), CallerError> {
     let caller = &Caller::new(ctx.clone()).await?;
     let handler = |delivery: Delivery<LeadReceived>| async move { caller.handle(&delivery).await };
@@ -252,6 +306,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), Caller
         bus::stream::LEADS,
         bus::consumer::CALLER,
         Some(gate),
+        bus::Lanes::new(ctx.settings.concurrency.caller, ctx.settings.bus.max_handling),
         handler,
         shutdown,
     )

@@ -232,7 +232,7 @@ impl DoNotContact {
         Ok(Self { kv })
     }
 
-    fn key(phone: &str) -> String {
+    pub(crate) fn key(phone: &str) -> String {
         phone.chars().filter(char::is_ascii_digit).collect()
     }
 
@@ -262,5 +262,86 @@ impl DoNotContact {
             .await
             .map_err(|e| BusError::jetstream("dnc get", e))?;
         Ok(entry.is_some())
+    }
+}
+
+/// How long the `phones` bucket keeps a number's first lead; the resubmit window can be at most this.
+pub const PHONE_MEMORY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+/// Which lead a phone number belongs to, in the `phones` bucket: the decision "is this person
+/// already being called?" made once, by create-if-absent, for every caller replica and restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PhoneOwner {
+    lead_id: Uuid,
+    /// Unix seconds of the claim: a claim older than the resubmit window is given up.
+    at: i64,
+}
+
+/// The answer to "may this lead be called?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The number is this lead's (first claim, a redelivery, or the window had passed).
+    Ours,
+    /// The number belongs to an earlier lead inside the window: this is a resubmission.
+    Taken { first: Uuid },
+}
+
+#[derive(Clone, Debug)]
+pub struct PhoneClaims {
+    kv: kv::Store,
+}
+
+impl PhoneClaims {
+    pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, BusError> {
+        let kv = js
+            .get_key_value(bus::bucket::PHONES)
+            .await
+            .map_err(|e| BusError::jetstream("bucket phones", e))?;
+        Ok(Self { kv })
+    }
+
+    /// Claims `phone` for `lead_id` unless another lead holds it and claimed it less than
+    /// `window` ago; `force` takes it over all the same (an admin's deliberate test).
+    pub async fn claim(
+        &self,
+        phone: &str,
+        lead_id: Uuid,
+        window: std::time::Duration,
+        force: bool,
+    ) -> Result<Claim, BusError> {
+        let key = DoNotContact::key(phone);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let body = serde_json::to_vec(&PhoneOwner { lead_id, at: now })
+            .map_err(|e| BusError::jetstream("phones encode", e))?;
+        for _ in 0..CAS_TRIES {
+            match self.kv.create(&key, body.clone().into()).await {
+                Ok(_) => return Ok(Claim::Ours),
+                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(err) => return Err(BusError::jetstream("phones create", err)),
+            }
+            let Some(entry) = self
+                .kv
+                .entry(&key)
+                .await
+                .map_err(|e| BusError::jetstream("phones get", e))?
+            else {
+                continue; // Expired between the two calls: create again.
+            };
+            let owner: Option<PhoneOwner> = serde_json::from_slice(&entry.value).ok();
+            let expired = owner
+                .as_ref()
+                .is_none_or(|o| now.saturating_sub(o.at) > window.as_secs() as i64);
+            match owner {
+                Some(owner) if owner.lead_id == lead_id => return Ok(Claim::Ours),
+                Some(owner) if !expired && !force => return Ok(Claim::Taken { first: owner.lead_id }),
+                _ => {}
+            }
+            match self.kv.update(&key, body.clone().into(), entry.revision).await {
+                Ok(_) => return Ok(Claim::Ours),
+                Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(err) => return Err(BusError::jetstream("phones update", err)),
+            }
+        }
+        Err(BusError::jetstream("phones", format!("{key}: too many concurrent claims")))
     }
 }

@@ -90,6 +90,9 @@ pub enum AdminCommand {
     },
     /// List the admin-page users and their roles.
     Users,
+    /// Make a new secret URL for Unbounce's form-submit webhook and print it once (paste it in
+    /// Unbounce: page > Integrations > Webhooks). The previous URL stops working at once.
+    UnbounceUrl,
     /// Re-encrypt every saved credential under a new master key. The new key is
     /// LEADQ_NEW_MASTER_KEY, or made here; with the data directory's key file, the new key
     /// replaces it and the old one is kept as master.key.previous. Restart the agent's

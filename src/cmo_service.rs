@@ -35,7 +35,15 @@ async fn answer(ctx: &Context, operation: &str, message: &async_nats::Message) -
     match operation {
         "status" => Ok(serde_json::to_value(cmo::status_body(ctx).await?).unwrap_or_default()),
         "command" => cmo::run_command(ctx, &actor, body(&message.payload)?).await,
-        "trigger-lead" => cmo::queue_lead(ctx, &actor, body(&message.payload)?).await,
+        "trigger-lead" => {
+            let key = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Idempotency-Key"))
+                .map(|v| crate::http::IdempotencyKey::new(v.as_str(), &actor))
+                .transpose()?;
+            cmo::trigger(ctx, &actor, key.as_ref(), &message.payload).await
+        }
         "report" => {
             let request: Value = if message.payload.is_empty() {
                 json!({})
@@ -67,16 +75,20 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusErr
             .map_err(|e| BusError::jetstream("CMO service endpoint", e))?;
         endpoints.push(endpoint.map(move |request| (operation, request)));
     }
-    let mut requests = futures::stream::select_all(endpoints);
-    loop {
-        let (operation, request) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = requests.next() => match next {
-                Some(next) => next,
-                None => break,
-            },
-        };
-        let (payload, headers) = match answer(&ctx, operation, &request.message).await {
+    let requests = futures::stream::select_all(endpoints).take_until(shutdown.cancelled_owned());
+    // Requests are answered side by side: a burst of trigger-leads does not queue behind one.
+    requests
+        .for_each_concurrent(CONCURRENT_REQUESTS, |(operation, request)| respond(&ctx, operation, request))
+        .await;
+    Ok(())
+}
+
+/// Requests one api process answers at once over NATS.
+const CONCURRENT_REQUESTS: usize = 64;
+
+async fn respond(ctx: &Context, operation: &'static str, request: async_nats::service::Request) {
+    {
+        let (payload, headers) = match answer(ctx, operation, &request.message).await {
             Ok(value) => (value, async_nats::HeaderMap::new()),
             Err(err) => {
                 let mut headers = async_nats::HeaderMap::new();
@@ -93,5 +105,4 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusErr
             tracing::warn!(%err, operation, "CMO service reply not sent");
         }
     }
-    Ok(())
 }

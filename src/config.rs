@@ -76,6 +76,9 @@ struct RawSettings {
     max_body_bytes: usize,
     default_region: String,
     bus: BusSettings,
+    concurrency: Concurrency,
+    resubmit_window: String,
+    unbounce: UnbounceSettings,
     imap: RawImap,
     twilio_api_base: String,
     twilio: RawTwilio,
@@ -111,6 +114,9 @@ impl Default for RawSettings {
             max_body_bytes: 1024 * 1024,
             default_region: "US".into(),
             bus: BusSettings::default(),
+            concurrency: Concurrency::default(),
+            resubmit_window: "24h".into(),
+            unbounce: UnbounceSettings::default(),
             imap: RawImap::default(),
             twilio_api_base: "https://api.twilio.com".into(),
             twilio: RawTwilio::default(),
@@ -270,6 +276,7 @@ struct RawTwilio {
     from_number: Option<String>,
     confidence_threshold: f32,
     request_timeout: String,
+    max_in_flight: usize,
 }
 
 impl Default for RawTwilio {
@@ -280,6 +287,7 @@ impl Default for RawTwilio {
             from_number: None,
             confidence_threshold: 0.4,
             request_timeout: "15s".into(),
+            max_in_flight: 16,
         }
     }
 }
@@ -297,6 +305,9 @@ pub struct TwilioSettings {
     pub confidence_threshold: f32,
     /// A REST request unanswered after this is ambiguous (Twilio may have acted).
     pub request_timeout: Duration,
+    /// `Calls.json` requests one process keeps in flight at once; Twilio queues calls above the
+    /// account's calls-per-second itself, so this only bounds the open connections.
+    pub max_in_flight: usize,
 }
 
 /// How the poller signs in: an app password (LOGIN) or an OAuth2 access token (XOAUTH2).
@@ -352,6 +363,10 @@ pub struct BusSettings {
     /// Window in which a repeated `Nats-Msg-Id` is dropped by the server.
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
+    /// The longest one handler may work on a message (its deadline is extended meanwhile); past
+    /// it the message is delivered again. Must exceed the outside requests' own timeouts.
+    #[serde(with = "humantime_serde")]
+    pub max_handling: Duration,
 }
 
 impl Default for BusSettings {
@@ -362,8 +377,38 @@ impl Default for BusSettings {
             replicas: 1,
             retention: Duration::from_secs(14 * 24 * 3600),
             duplicate_window: Duration::from_secs(24 * 3600),
+            max_handling: Duration::from_secs(300),
         }
     }
+}
+
+/// Messages each role's consume loop handles at once, per process (`LEADQ_CONCURRENCY__CALLER`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Concurrency {
+    pub caller: usize,
+    pub finalizer: usize,
+    pub sms: usize,
+    pub activity: usize,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Self {
+            caller: 32,
+            finalizer: 32,
+            sms: 32,
+            activity: 32,
+        }
+    }
+}
+
+/// Unbounce's form-submit webhook (`POST /webhooks/unbounce/{token}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UnbounceSettings {
+    /// When set, only these networks may post form submissions (Unbounce does not sign them).
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 /// Where the store lives; parsed from `LEADQ_DB`.
@@ -422,6 +467,11 @@ pub struct Settings {
     /// Country whose numbering a phone number without a country code is read in.
     pub default_region: phonenumber::country::Id,
     pub bus: BusSettings,
+    pub concurrency: Concurrency,
+    /// A phone number that already has a lead this recently is not called again; the new
+    /// submission is recorded on the first lead.
+    pub resubmit_window: Duration,
+    pub unbounce: UnbounceSettings,
     /// `None` until `LEADQ_IMAP__HOST` is set: the poller has no inbox to read.
     pub imap: Option<ImapSettings>,
     pub twilio: TwilioSettings,
@@ -575,7 +625,27 @@ impl Settings {
             from_number: raw.twilio.from_number.filter(|s| !s.is_empty()),
             confidence_threshold: raw.twilio.confidence_threshold,
             request_timeout: duration("LEADQ_TWILIO__REQUEST_TIMEOUT", &raw.twilio.request_timeout)?,
+            max_in_flight: raw.twilio.max_in_flight.max(1),
         };
+        // A handler may retry a Twilio request a few times (crate::clients::twilio::QUICK_RETRIES);
+        // the loop's bound must leave room for all of them, or slow answers would be cut short.
+        let slowest_request = twilio.request_timeout * 4 + Duration::from_secs(5);
+        if raw.bus.max_handling <= slowest_request {
+            return Err(invalid(
+                "LEADQ_BUS__MAX_HANDLING",
+                format!(
+                    "{} must exceed {} (four tries of LEADQ_TWILIO__REQUEST_TIMEOUT and their back-off)",
+                    humantime::format_duration(raw.bus.max_handling),
+                    humantime::format_duration(slowest_request)
+                ),
+            ));
+        }
+        if raw.bus.backoff.first().is_some_and(|first| *first < Duration::from_secs(1)) {
+            return Err(invalid(
+                "LEADQ_BUS__BACKOFF",
+                "the first step is the ack wait and must be at least 1s".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&twilio.confidence_threshold) {
             return Err(invalid(
                 "LEADQ_TWILIO__CONFIDENCE_THRESHOLD",
@@ -631,6 +701,9 @@ impl Settings {
             max_body_bytes: raw.max_body_bytes,
             default_region,
             bus: raw.bus,
+            concurrency: raw.concurrency,
+            resubmit_window: duration("LEADQ_RESUBMIT_WINDOW", &raw.resubmit_window)?,
+            unbounce: raw.unbounce,
             imap,
             twilio,
             calling_hours,

@@ -43,6 +43,7 @@ pub fn default_fields() -> BTreeMap<String, String> {
         ("call_status", "Call Status"),
         ("submitted_at", "Submitted At"),
         ("call_placed_at", "Called At"),
+        ("resubmissions", "Resubmissions"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -67,7 +68,12 @@ pub fn airtable_fields(record: &Value, columns: &BTreeMap<String, String>) -> Ma
     let reasons = record["reasons"]
         .as_array()
         .map(|r| Value::String(r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")));
-    let values: [(&str, Value); 21] = [
+    // Submitted again by the same person: how many times (the record keeps each one's fields).
+    let resubmissions = record["resubmissions"]
+        .as_array()
+        .filter(|r| !r.is_empty())
+        .map(|r| Value::from(r.len()));
+    let values: [(&str, Value); 22] = [
         ("lead_id", record["id"].clone()),
         ("name", contact["name"].clone()),
         ("email", contact["email"].clone()),
@@ -89,6 +95,7 @@ pub fn airtable_fields(record: &Value, columns: &BTreeMap<String, String>) -> Ma
         ("call_status", record["call_status"].clone()),
         ("submitted_at", record["timestamps"]["submitted_at"].clone()),
         ("call_placed_at", record["timestamps"]["call_placed_at"].clone()),
+        ("resubmissions", resubmissions.unwrap_or(Value::Null)),
     ];
     values
         .into_iter()

@@ -295,6 +295,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), Finali
         bus::stream::CALLS,
         bus::consumer::FINALIZER,
         Some(gate),
+        bus::Lanes::new(ctx.settings.concurrency.finalizer, ctx.settings.bus.max_handling),
         handler,
         shutdown.clone(),
     );

@@ -47,4 +47,5 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod twilio;
+pub mod unbounce;
 pub mod users;

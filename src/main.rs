@@ -60,6 +60,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             return create_user(&username, role, &settings).await;
         }
         Command::Admin(AdminCommand::Users) => return list_users(&settings).await,
+        Command::Admin(AdminCommand::UnbounceUrl) => return unbounce_url(&settings).await,
         Command::Admin(AdminCommand::RotateKey) => return rotate_key(&settings).await,
         Command::Admin(AdminCommand::Activity { limit }) => {
             let store = leadq::store::Store::open(&settings).await?;
@@ -92,6 +93,17 @@ fn parse_email(file: &std::path::Path, settings: &Settings) -> anyhow::Result<()
             Err(UsageError(err.to_string()).into())
         }
     }
+}
+
+/// The token's hash lives in the `config` bucket, so this works while the agent runs.
+async fn unbounce_url(settings: &Settings) -> anyhow::Result<()> {
+    let bus = leadq::bus::Bus::connect(&settings.nats_url, "leadq admin").await?;
+    leadq::bus::setup(&bus.js, &settings.bus).await?;
+    let config = bus.js.get_key_value(leadq::bus::bucket::CONFIG).await?;
+    let token = leadq::unbounce::rotate_token(&config).await?;
+    eprintln!("Unbounce webhook URL (shown once; the previous one no longer works):");
+    println!("{}", leadq::unbounce::webhook_url(&settings.public_url, &token));
+    Ok(())
 }
 
 /// API keys live in NATS, so these work while the agent runs.

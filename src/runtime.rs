@@ -102,6 +102,8 @@ pub struct Context {
     pub dnc: DoNotContact,
     /// The `config` bucket: script, rules.
     pub config: async_nats::jetstream::kv::Store,
+    /// Answers to POSTs made with an `Idempotency-Key`.
+    pub idempotency: async_nats::jetstream::kv::Store,
     pub users: Users,
     pub credentials: Credentials,
     pub auth: Arc<http::Auth>,
@@ -139,6 +141,11 @@ impl Context {
             .get_key_value(bus::bucket::CONFIG)
             .await
             .map_err(|e| BusError::jetstream("bucket config", e))?;
+        let idempotency = bus
+            .js
+            .get_key_value(bus::bucket::IDEMPOTENCY)
+            .await
+            .map_err(|e| BusError::jetstream("bucket idempotency", e))?;
         let agent_state = AgentStateStore::open(&bus.js).await?;
         let agent_now = agent_state.watch().await?;
         Ok(Self {
@@ -154,6 +161,7 @@ impl Context {
             store,
             started: Instant::now(),
             config,
+            idempotency,
             credentials,
             auth,
             stopping,

@@ -184,6 +184,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), SmsErr
         bus::stream::LEADS,
         bus::consumer::SMS,
         Some(gate),
+        bus::Lanes::new(ctx.settings.concurrency.sms, ctx.settings.bus.max_handling),
         handler,
         shutdown,
     )

@@ -1,13 +1,20 @@
 //! The one durable consume loop every worker runs. A handler returns an [`Outcome`]; the loop
 //! turns it into ack, nak-with-delay or term. It acks only after the handler returned `Done`,
 //! which a handler does only once its effect is durable, so a crash anywhere means redelivery.
+//!
+//! Up to [`Lanes::concurrency`] messages are handled at once. The loop pulls only as many messages
+//! as it has free lanes (so none waits in a client buffer while its ack wait runs out), and while
+//! a handler works it keeps the message's deadline extended with in-progress acks, so a slow
+//! outside service never makes JetStream hand the same message to another replica.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::PullConsumer;
+use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -38,18 +45,43 @@ pub struct Delivery<P> {
     pub msg_id: Option<String>,
 }
 
+/// How one consume loop spreads its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lanes {
+    /// Messages handled at once by this process.
+    pub concurrency: usize,
+    /// A handler still working after this is abandoned and its message delivered again: the
+    /// bound that keeps a stuck request from holding a message (and its deadline) forever.
+    pub max_handling: Duration,
+}
+
+impl Lanes {
+    pub fn new(concurrency: usize, max_handling: Duration) -> Self {
+        Self {
+            concurrency: concurrency.max(1),
+            max_handling,
+        }
+    }
+}
+
 /// How long a message waits after the handler panicked: a bug, perhaps only under some condition.
 const PANIC_RETRY: Duration = Duration::from_secs(5);
+/// A pull request lives this long on the server; the loop then asks again.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// One pull request's messages, tagged with the request, then its end.
+type Pulled = (u64, Option<Result<async_nats::jetstream::Message, async_nats::Error>>);
 
 /// Runs `handler` on every message of the durable consumer until `shutdown` fires; with a `gate`,
-/// only while the agent is running (paused, it stops pulling and the messages wait). A message in
-/// the handler when shutdown comes is finished and settled; prefetched ones are left unacked and
-/// come back to another replica after the ack wait.
+/// only while the agent is running (paused, it stops pulling and the messages wait). Messages in
+/// the handlers when shutdown or a pause comes are finished and settled.
 pub async fn consume<P, H, F>(
     bus: &Bus,
     stream: &str,
     durable: &str,
     gate: Option<watch::Receiver<AgentState>>,
+    lanes: Lanes,
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<(), BusError>
@@ -63,12 +95,19 @@ where
         .get_consumer_from_stream(durable, stream)
         .await
         .map_err(|e| BusError::jetstream(format!("consumer {stream}/{durable} (run `leadq setup`)"), e))?;
-    let max_deliver = consumer
+    let config = consumer
         .info()
         .await
         .map_err(|e| BusError::jetstream(format!("consumer {stream}/{durable} info"), e))?
         .config
-        .max_deliver;
+        .clone();
+    let settle = Settle {
+        bus,
+        durable,
+        max_deliver: config.max_deliver,
+        progress_every: progress_interval(&config),
+        max_handling: lanes.max_handling,
+    };
     let mut gate = gate;
     loop {
         if let Some(state) = gate.as_mut() {
@@ -81,34 +120,73 @@ where
                 gate = None; // Nobody updates the state any more: run.
             }
         }
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(4)
-            .heartbeat(Duration::from_secs(5))
-            .messages()
-            .await
-            .map_err(|e| BusError::jetstream(format!("pulling from {stream}/{durable}"), e))?;
-        tracing::info!(stream, consumer = durable, "consuming");
+        tracing::info!(stream, consumer = durable, lanes = lanes.concurrency, "consuming");
+        let mut working = FuturesUnordered::new();
+        let mut pulls: SelectAll<BoxStream<'static, Pulled>> = SelectAll::new();
+        // Messages asked for and not yet come, per pull request.
+        let mut asked: HashMap<u64, usize> = HashMap::new();
+        let mut next_pull = 0u64;
         let paused = loop {
-            let next = tokio::select! {
+            let free = lanes
+                .concurrency
+                .saturating_sub(working.len() + asked.values().sum::<usize>());
+            if free > 0 && (asked.is_empty() || free * 2 >= lanes.concurrency || working.is_empty()) {
+                match consumer
+                    .batch()
+                    .max_messages(free)
+                    .expires(PULL_EXPIRES)
+                    .heartbeat(PULL_HEARTBEAT)
+                    .messages()
+                    .await
+                {
+                    Ok(batch) => {
+                        let id = next_pull;
+                        next_pull += 1;
+                        asked.insert(id, free);
+                        let tagged = batch
+                            .map(move |m| (id, Some(m)))
+                            .chain(futures::stream::once(async move { (id, None) }));
+                        pulls.push(tagged.boxed());
+                    }
+                    Err(err) => {
+                        tracing::warn!(stream, consumer = durable, %err, "pull request failed; trying again");
+                        tokio::select! {
+                            () = shutdown.cancelled() => break false,
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break false,
                 () = until_paused(&mut gate) => break true,
-                next = messages.next() => next,
-            };
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(err)) => {
-                    // Missed heartbeats and reconnects surface here; the stream re-pulls by itself.
-                    tracing::warn!(stream, consumer = durable, %err, "pull interrupted");
-                    continue;
-                }
-                None => break false,
-            };
-            handle_one(bus, durable, max_deliver, &message, &handler).await;
+                Some(()) = working.next(), if !working.is_empty() => {}
+                Some((id, pulled)) = pulls.next(), if !pulls.is_empty() => match pulled {
+                    Some(Ok(message)) => {
+                        if let Some(left) = asked.get_mut(&id) {
+                            *left = left.saturating_sub(1);
+                        }
+                        working.push(settle.handle_one(message, &handler));
+                    }
+                    Some(Err(err)) => {
+                        // Missed heartbeats and reconnects surface here; the request ends and is
+                        // made again.
+                        tracing::warn!(stream, consumer = durable, %err, "pull interrupted");
+                    }
+                    None => {
+                        asked.remove(&id);
+                    }
+                },
+            }
         };
-        // Dropping the pull ends it; prefetched messages come back after the ack wait.
-        drop(messages);
+        // No more pulls; what is in the handlers is finished and settled.
+        drop(pulls);
+        if !working.is_empty() {
+            tracing::info!(stream, consumer = durable, in_flight = working.len(), "finishing messages in hand");
+        }
+        while working.next().await.is_some() {}
         if !paused {
             break;
         }
@@ -116,6 +194,19 @@ where
     }
     tracing::info!(stream, consumer = durable, "stopped consuming");
     Ok(())
+}
+
+/// In-progress acks often enough that the shortest deadline the consumer gives is never reached.
+fn progress_interval(config: &async_nats::jetstream::consumer::Config) -> Duration {
+    let shortest = config
+        .backoff
+        .iter()
+        .copied()
+        .chain(std::iter::once(config.ack_wait))
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(Duration::from_secs(30));
+    (shortest / 3).max(Duration::from_millis(100))
 }
 
 /// Resolves when the agent leaves the running state; never without a gate.
@@ -128,101 +219,138 @@ async fn until_paused(gate: &mut Option<watch::Receiver<AgentState>>) {
     std::future::pending().await
 }
 
-async fn handle_one<P, H, F>(
-    bus: &Bus,
-    durable: &str,
+/// What every message of one loop is handled and settled with.
+struct Settle<'a> {
+    bus: &'a Bus,
+    durable: &'a str,
     max_deliver: i64,
-    message: &async_nats::jetstream::Message,
-    handler: &H,
-) where
-    P: Payload,
-    H: Fn(Delivery<P>) -> F,
-    F: Future<Output = Outcome>,
-{
-    let (attempt, stream_sequence) = match message.info() {
-        Ok(info) => (info.delivered, info.stream_sequence),
-        Err(err) => {
-            tracing::warn!(%err, subject = %message.subject, "message without JetStream metadata");
-            return;
-        }
-    };
-    let msg_id = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(MSG_ID_HEADER))
-        .map(|v| v.to_string());
-    let span = tracing::info_span!(
-        "consume",
-        subject = %message.subject,
-        consumer = durable,
-        stream_sequence,
-        attempt,
-        msg_id = msg_id.as_deref().unwrap_or(""),
-        outcome = field::Empty,
-    );
-    trace::adopt(&span, message.headers.as_ref());
-    async {
-        let outcome = match decode::<P>(&message.payload) {
-            Err(err) => Outcome::Poison(format!("undecodable {}: {err}", P::SUBJECT)),
-            Ok(payload) => {
-                let delivery = Delivery {
-                    payload,
-                    attempt,
-                    stream_sequence,
-                    msg_id,
-                };
-                // Boxed: a handler's future can be large, and the loop's stack should not carry it.
-                AssertUnwindSafe(Box::pin(handler(delivery)))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| Outcome::Retry {
-                        after: PANIC_RETRY,
-                        reason: "handler panicked".into(),
-                    })
-            }
-        };
-        let outcome = match outcome {
-            Outcome::Retry { reason, .. } if attempt >= max_deliver => {
-                Outcome::Poison(format!("gave up after {attempt} deliveries: {reason}"))
-            }
-            other => other,
-        };
-        tracing::Span::current().record("outcome", field::debug(&outcome));
-        settle(bus, durable, message, outcome).await;
-    }
-    .instrument(span)
-    .await;
+    progress_every: Duration,
+    max_handling: Duration,
 }
 
-async fn settle(bus: &Bus, durable: &str, message: &async_nats::jetstream::Message, outcome: Outcome) {
-    let result = match outcome {
-        Outcome::Done => message.double_ack().await,
-        Outcome::Retry { after, reason } => {
-            tracing::warn!(%reason, retry_in = ?after, "handler failed; will retry");
-            message.ack_with(AckKind::Nak(Some(after))).await
+impl Settle<'_> {
+    async fn handle_one<P, H, F>(&self, message: async_nats::jetstream::Message, handler: &H)
+    where
+        P: Payload,
+        H: Fn(Delivery<P>) -> F,
+        F: Future<Output = Outcome>,
+    {
+        let (attempt, stream_sequence) = match message.info() {
+            Ok(info) => (info.delivered, info.stream_sequence),
+            Err(err) => {
+                tracing::warn!(%err, subject = %message.subject, "message without JetStream metadata");
+                return;
+            }
+        };
+        let msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(MSG_ID_HEADER))
+            .map(|v| v.to_string());
+        let span = tracing::info_span!(
+            "consume",
+            subject = %message.subject,
+            consumer = self.durable,
+            stream_sequence,
+            attempt,
+            msg_id = msg_id.as_deref().unwrap_or(""),
+            outcome = field::Empty,
+        );
+        trace::adopt(&span, message.headers.as_ref());
+        async {
+            let outcome = match decode::<P>(&message.payload) {
+                Err(err) => Outcome::Poison(format!("undecodable {}: {err}", P::SUBJECT)),
+                Ok(payload) => {
+                    let delivery = Delivery {
+                        payload,
+                        attempt,
+                        stream_sequence,
+                        msg_id,
+                    };
+                    // Boxed: a handler's future can be large, and the loop's stack should not carry it.
+                    let work = AssertUnwindSafe(Box::pin(handler(delivery)))
+                        .catch_unwind()
+                        .map(|r| {
+                            r.unwrap_or_else(|_| Outcome::Retry {
+                                after: PANIC_RETRY,
+                                reason: "handler panicked".into(),
+                            })
+                        });
+                    self.keeping_deadline(&message, work).await
+                }
+            };
+            let outcome = match outcome {
+                Outcome::Retry { reason, .. } if attempt >= self.max_deliver => {
+                    Outcome::Poison(format!("gave up after {attempt} deliveries: {reason}"))
+                }
+                other => other,
+            };
+            tracing::Span::current().record("outcome", field::debug(&outcome));
+            self.settle(&message, outcome).await;
         }
-        Outcome::Poison(reason) => {
-            tracing::error!(%reason, "poison message terminated");
-            let alert = Alert::new(
-                durable,
-                format!("message on {} dropped: {reason}", message.subject),
-                serde_json::json!({
-                    "subject": message.subject.as_str(),
-                    "payload": String::from_utf8_lossy(&message.payload),
-                }),
-            );
-            match bus.publish(&alert).await {
-                Ok(_) => message.ack_with(AckKind::Term).await,
-                // Without the alert nobody would know; keep the message for another try.
-                Err(err) => {
-                    tracing::error!(%err, "alert not published; message kept");
-                    message.ack_with(AckKind::Nak(Some(PANIC_RETRY))).await
+        .instrument(span)
+        .await;
+    }
+
+    /// Runs `work`, telling the server every `progress_every` that the message is still being
+    /// handled, up to `max_handling`.
+    async fn keeping_deadline(
+        &self,
+        message: &async_nats::jetstream::Message,
+        work: impl Future<Output = Outcome>,
+    ) -> Outcome {
+        let mut work = std::pin::pin!(tokio::time::timeout(self.max_handling, work));
+        let mut ticks = tokio::time::interval(self.progress_every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // The first tick is immediate: the delivery itself set the deadline.
+        loop {
+            tokio::select! {
+                done = &mut work => {
+                    return done.unwrap_or_else(|_| Outcome::Retry {
+                        after: PANIC_RETRY,
+                        reason: format!("handler still working after {:?}; abandoned", self.max_handling),
+                    });
+                }
+                _ = ticks.tick() => {
+                    if let Err(err) = message.ack_with(AckKind::Progress).await {
+                        tracing::debug!(%err, "in-progress ack not sent");
+                    }
                 }
             }
         }
-    };
-    if let Err(err) = result {
-        // The server will redeliver after the ack wait; handlers are idempotent for this.
-        tracing::warn!(%err, "settling the message failed");
+    }
+
+    async fn settle(&self, message: &async_nats::jetstream::Message, outcome: Outcome) {
+        let (bus, durable) = (self.bus, self.durable);
+        let result = match outcome {
+            Outcome::Done => message.double_ack().await,
+            Outcome::Retry { after, reason } => {
+                tracing::warn!(%reason, retry_in = ?after, "handler failed; will retry");
+                message.ack_with(AckKind::Nak(Some(after))).await
+            }
+            Outcome::Poison(reason) => {
+                tracing::error!(%reason, "poison message terminated");
+                let alert = Alert::new(
+                    durable,
+                    format!("message on {} dropped: {reason}", message.subject),
+                    serde_json::json!({
+                        "subject": message.subject.as_str(),
+                        "payload": String::from_utf8_lossy(&message.payload),
+                    }),
+                );
+                match bus.publish(&alert).await {
+                    Ok(_) => message.ack_with(AckKind::Term).await,
+                    // Without the alert nobody would know; keep the message for another try.
+                    Err(err) => {
+                        tracing::error!(%err, "alert not published; message kept");
+                        message.ack_with(AckKind::Nak(Some(PANIC_RETRY))).await
+                    }
+                }
+            }
+        };
+        if let Err(err) = result {
+            // The server will redeliver after the ack wait; handlers are idempotent for this.
+            tracing::warn!(%err, "settling the message failed");
+        }
     }
 }

@@ -14,7 +14,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 
-pub use consume::{Delivery, Outcome, consume};
+pub use consume::{Delivery, Lanes, Outcome, consume};
 pub use json_kv::JsonKv;
 pub use payload::*;
 pub use topology::{Change, SetupItem, SetupReport, setup};
@@ -68,7 +68,9 @@ pub mod bucket {
     pub const API_KEYS: &str = "api_keys";
     pub const USERS: &str = "users";
     pub const CREDENTIALS: &str = "credentials";
-    pub const ALL: [&str; 9] = [
+    pub const PHONES: &str = "phones";
+    pub const IDEMPOTENCY: &str = "idempotency";
+    pub const ALL: [&str; 11] = [
         EMAILS_SEEN,
         CALLS,
         AGENT,
@@ -78,6 +80,8 @@ pub mod bucket {
         API_KEYS,
         USERS,
         CREDENTIALS,
+        PHONES,
+        IDEMPOTENCY,
     ];
 }
 

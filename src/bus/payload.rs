@@ -58,6 +58,8 @@ pub enum LeadSource {
     Email,
     CmoTrigger,
     AdminTestEmail,
+    /// Unbounce's form-submit webhook.
+    UnbounceWebhook,
 }
 
 /// A lead ready to be called. Published by the poller, the CMO trigger and the admin test email.
@@ -74,6 +76,10 @@ pub struct LeadReceived {
     /// A retry waits until then (and for the calling window).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub not_before: Option<OffsetDateTime>,
+    /// Called even when the number had a lead inside the resubmit window: an admin's deliberate
+    /// test, recorded in the activity log by whoever set it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 impl LeadReceived {
@@ -86,6 +92,7 @@ impl LeadReceived {
             timestamps,
             attempt: 0,
             not_before: None,
+            force: false,
         }
     }
 }

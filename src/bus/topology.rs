@@ -119,6 +119,20 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
             bucket::USERS,
             "Admin page users by name: role and argon2id password hash",
         ),
+        kv::Config {
+            max_age: crate::calls::PHONE_MEMORY,
+            ..base(
+                bucket::PHONES,
+                "The first lead of each phone number (E.164 digits): one call per person",
+            )
+        },
+        kv::Config {
+            max_age: DAY,
+            ..base(
+                bucket::IDEMPOTENCY,
+                "Answers to POSTs made with an Idempotency-Key, by caller and key",
+            )
+        },
         // History 1: after a key rotation no value under the old key is left behind.
         base(
             bucket::CREDENTIALS,

@@ -190,9 +190,63 @@ impl Lead {
     }
 }
 
+impl Lead {
+    /// Fills what this lead lacks from a later submission by the same person (a field left
+    /// empty the first time, a form field only the second form had); returns whether anything
+    /// changed. What the first submission said is never overwritten.
+    pub fn merge_missing(&mut self, later: &Lead) -> bool {
+        let mut changed = false;
+        let mut fill = |mine: &mut Option<String>, theirs: &Option<String>| {
+            if mine.is_none() && theirs.is_some() {
+                mine.clone_from(theirs);
+                changed = true;
+            }
+        };
+        fill(&mut self.name, &later.name);
+        fill(&mut self.email, &later.email);
+        fill(&mut self.office_space, &later.office_space);
+        fill(&mut self.message, &later.message);
+        fill(&mut self.campaign_id, &later.campaign_id);
+        for (key, value) in &later.extras {
+            if !self.extras.contains_key(key) {
+                self.extras.insert(key.clone(), value.clone());
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_submission_fills_gaps_and_overwrites_nothing() {
+        let form = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut first = Lead::from_form(
+            form(&[("fname", "Ada"), ("phone", "4155550142")]),
+            PageDetails::default(),
+            country::Id::US,
+        )
+        .expect("lead");
+        let later = Lead::from_form(
+            form(&[
+                ("fname", "Ada L."),
+                ("phone", "4155550142"),
+                ("email", "ada@example.com"),
+                ("company", "Engines"),
+            ]),
+            PageDetails::default(),
+            country::Id::US,
+        )
+        .expect("lead");
+        assert!(first.merge_missing(&later));
+        assert_eq!(first.name.as_deref(), Some("Ada"), "the first answer stands");
+        assert_eq!(first.email.as_deref(), Some("ada@example.com"));
+        assert_eq!(first.extras.get("company").map(String::as_str), Some("Engines"));
+        assert!(!first.merge_missing(&later), "nothing new the second time");
+    }
 
     fn us(raw: &str) -> Result<String, LeadError> {
         Phone::parse(raw, country::Id::US).map(|p| p.as_str().to_owned())

@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::auth::Authed;
-use super::cmo::{CommandRequest, enqueue, run_command, status_body};
+use super::cmo::{CommandRequest, Intake, enqueue, run_command, status_body};
+use super::idempotency::{self, IdempotencyKey};
 use super::{ApiError, AppJson, store};
 use crate::bus::{Activity, LeadSource, subject};
 use crate::credentials::{CredentialError, CredentialView};
@@ -147,6 +148,9 @@ pub struct TestEmail {
     /// The whole email as received (headers and body), or just its body.
     #[serde(alias = "email", alias = "raw_email")]
     raw: String,
+    /// "Call again anyway": call even if the number was called inside the resubmit window.
+    #[serde(default)]
+    force: bool,
 }
 
 /// Parses a pasted email with the intake's parser. A lead is queued on `lead.received` like one
@@ -156,37 +160,50 @@ pub struct TestEmail {
 async fn test_email(
     State(ctx): State<Context>,
     user: Authed,
-    AppJson(request): AppJson<TestEmail>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     user.require(Access::Manage)?;
     let store = store(&ctx)?;
+    let request: TestEmail =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))?;
     if request.raw.trim().is_empty() {
         return Err(ApiError::BadRequest("paste an email in `raw`".into()));
     }
-    match crate::domain::parse_notification(request.raw.as_bytes(), ctx.settings.default_region) {
-        Ok(lead) => {
-            let received = enqueue(&ctx, lead, LeadSource::AdminTestEmail, &user.username).await?;
-            let body = json!({
-                "status": "queued",
-                "lead_id": received.lead_id,
-                "lead": received.lead,
-            });
-            store.save_test_email(&request.raw, &body, &user.username).await?;
-            Ok(Json(body))
+    let key = IdempotencyKey::from_headers(&headers, &user.username)?;
+    let (ctx, user, request) = (&ctx, &user, &request);
+    let answer = idempotency::once(&ctx.idempotency, key.as_ref(), &body, move |lead_id| async move {
+        match crate::domain::parse_notification(request.raw.as_bytes(), ctx.settings.default_region) {
+            Ok(lead) => {
+                let intake = Intake {
+                    lead_id,
+                    force: request.force,
+                };
+                let received = enqueue(&ctx, lead, LeadSource::AdminTestEmail, &user.username, intake).await?;
+                let body = json!({
+                    "status": "queued",
+                    "lead_id": received.lead_id,
+                    "lead": received.lead,
+                });
+                store.save_test_email(&request.raw, &body, &user.username).await?;
+                Ok(body)
+            }
+            Err(err) => {
+                let body = err.to_json();
+                store.save_test_email(&request.raw, &body, &user.username).await?;
+                ctx.bus
+                    .record(&Activity::new(
+                        "lead.test_email_rejected",
+                        &user.username,
+                        format!("test email not taken: {err}"),
+                    ))
+                    .await;
+                Err(ApiError::Unprocessable(body))
+            }
         }
-        Err(err) => {
-            let body = err.to_json();
-            store.save_test_email(&request.raw, &body, &user.username).await?;
-            ctx.bus
-                .record(&Activity::new(
-                    "lead.test_email_rejected",
-                    &user.username,
-                    format!("test email not taken: {err}"),
-                ))
-                .await;
-            Err(ApiError::Unprocessable(body))
-        }
-    }
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 /// The last 20 pasted test emails, newest first, with what became of each.

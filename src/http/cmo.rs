@@ -4,6 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::body::Bytes;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,6 +15,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::idempotency::{self, IdempotencyKey};
 use super::{ApiError, AppJson};
 use crate::agent::AgentState;
 use crate::api_keys::KeyCheck;
@@ -220,14 +223,33 @@ pub struct TriggerLead {
     pub what_kind_of_office_space_are_you_interested_in: Option<String>,
     pub message: Option<String>,
     pub campaignid: Option<String>,
+    /// Call even if this number had a lead inside the resubmit window (recorded in the activity log).
+    #[serde(default)]
+    pub force: bool,
     /// Any other form fields, kept as extras.
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub extra: serde_json::Map<String, Value>,
 }
 
-/// Queues a lead given as form fields, for REST and NATS alike.
-pub async fn queue_lead(ctx: &Context, actor: &str, request: TriggerLead) -> Result<Value, ApiError> {
+/// Queues a lead given as form fields, for REST and NATS alike: the body as sent, so a repeated
+/// `Idempotency-Key` can be told apart from a reused one.
+pub async fn trigger(
+    ctx: &Context,
+    actor: &str,
+    key: Option<&IdempotencyKey>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let request: TriggerLead =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))?;
+    idempotency::once(&ctx.idempotency, key, body, |lead_id| {
+        queue_lead(ctx, actor, request, lead_id)
+    })
+    .await
+}
+
+async fn queue_lead(ctx: &Context, actor: &str, request: TriggerLead, lead_id: Option<Uuid>) -> Result<Value, ApiError> {
+    let force = request.force;
     let known = [
         ("fname", request.fname),
         ("email", request.email),
@@ -252,7 +274,7 @@ pub async fn queue_lead(ctx: &Context, actor: &str, request: TriggerLead) -> Res
             LeadError::Invalid { field, detail } => ApiError::InvalidField { field, detail },
             LeadError::NotALead(detail) => ApiError::BadRequest(detail),
         })?;
-    let received = enqueue(ctx, lead, LeadSource::CmoTrigger, actor).await?;
+    let received = enqueue(ctx, lead, LeadSource::CmoTrigger, actor, Intake { lead_id, force }).await?;
     Ok(json!({
         "status": "success",
         "message": "Lead queued for processing",
@@ -261,31 +283,58 @@ pub async fn queue_lead(ctx: &Context, actor: &str, request: TriggerLead) -> Res
     }))
 }
 
+/// How a lead that did not come through the inbox is queued.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Intake {
+    /// The lead's id when the request names it (an idempotency key, a webhook's body); else new.
+    pub lead_id: Option<Uuid>,
+    /// Call even if the number had a lead inside the resubmit window.
+    pub force: bool,
+}
+
 /// Puts a lead that did not come through the inbox on `lead.received`, and logs who did it.
-pub async fn enqueue(ctx: &Context, lead: Lead, source: LeadSource, actor: &str) -> Result<LeadReceived, ApiError> {
+pub async fn enqueue(
+    ctx: &Context,
+    lead: Lead,
+    source: LeadSource,
+    actor: &str,
+    intake: Intake,
+) -> Result<LeadReceived, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let lead_id = Uuid::now_v7();
-    let received = LeadReceived::new(
+    let lead_id = intake.lead_id.unwrap_or_else(Uuid::now_v7);
+    let received_at = lead.received_at.or(Some(now));
+    let mut received = LeadReceived::new(
         lead_id,
         source,
-        Lead {
-            received_at: Some(now),
-            ..lead
-        },
+        Lead { received_at, ..lead },
         IntakeTimestamps {
             inbox_at: None,
             seen_at: now,
             published_at: now,
         },
     );
-    ctx.bus.publish(&received).await?;
+    received.force = intake.force;
+    ctx.bus.publish(&received).await.map_err(|err| {
+        tracing::warn!(%err, "lead not queued");
+        ApiError::Unavailable("the lead could not be queued (NATS is unavailable); try again".into())
+    })?;
     let (kind, summary) = match source {
         LeadSource::AdminTestEmail => ("lead.test_email", "test email queued as a lead"),
+        LeadSource::UnbounceWebhook => ("lead.webhook", "form submission received from Unbounce"),
         _ => ("lead.triggered", "lead queued by the CMO agent"),
     };
     let mut entry = Activity::new(kind, actor, summary);
     entry.lead_id = Some(lead_id);
     ctx.bus.record(&entry).await;
+    if intake.force {
+        let mut entry = Activity::new(
+            "lead.forced",
+            actor,
+            "called on purpose even if the number was called inside the resubmit window",
+        );
+        entry.lead_id = Some(lead_id);
+        ctx.bus.record(&entry).await;
+    }
     Ok(received)
 }
 
@@ -294,9 +343,12 @@ pub async fn enqueue(ctx: &Context, lead: Lead, source: LeadSource, actor: &str)
 async fn trigger_lead(
     State(ctx): State<Context>,
     CmoKey(key): CmoKey,
-    AppJson(request): AppJson<TriggerLead>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(queue_lead(&ctx, &format!("cmo:{key}"), request).await?))
+    let actor = format!("cmo:{key}");
+    let idempotency_key = IdempotencyKey::from_headers(&headers, &actor)?;
+    Ok(Json(trigger(&ctx, &actor, idempotency_key.as_ref(), &body).await?))
 }
 
 /// A period's report, for REST and NATS alike.

@@ -13,6 +13,9 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    /// A malformed part of a request body, named in the answer's `field`.
+    #[error("{field}: {detail}")]
+    InvalidBody { field: &'static str, detail: String },
     /// A lead that cannot be called: the field at fault is named in the body.
     #[error("invalid lead: {field}: {detail}")]
     InvalidField { field: &'static str, detail: String },
@@ -58,7 +61,7 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidBody { .. } => StatusCode::BAD_REQUEST,
             Self::InvalidField { .. } | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -86,7 +89,7 @@ impl IntoResponse for ApiError {
             Self::Unprocessable(detail) => detail.clone(),
             _ => serde_json::json!({ "error": message }),
         };
-        if let Self::InvalidField { field, .. } = &self {
+        if let Self::InvalidField { field, .. } | Self::InvalidBody { field, .. } = &self {
             body["field"] = (*field).into();
         }
         let mut response = (status, Json(body)).into_response();

@@ -6,6 +6,8 @@ mod admin;
 mod auth;
 pub mod cmo;
 mod error;
+mod idempotency;
+mod unbounce;
 mod twilio;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::Auth;
 pub use cmo::{AGENT_ID, status_body};
 pub use error::{ApiError, AppJson};
+pub use idempotency::IdempotencyKey;
 
 use crate::runtime::Context;
 
@@ -43,6 +46,7 @@ pub fn router(ctx: Context) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi))
         .merge(twilio::routes())
+        .merge(unbounce::routes())
         .merge(cmo::routes())
         .merge(auth::routes())
         .merge(admin::routes())

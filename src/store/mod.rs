@@ -19,6 +19,11 @@ const SCHEMA: &str = include_str!("schema.surql");
 const NAMESPACE: &str = "leadq";
 const DATABASE: &str = "leadq";
 
+/// A lead's resubmissions, from the activity log (`$lead_id`): one list whichever of the
+/// finalizer and the activity writer comes first.
+const RESUBMISSIONS: &str =
+    "(SELECT VALUE detail FROM activity WHERE kind = 'lead.resubmitted' AND lead_id = $lead_id)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {endpoint} (LEADQ_DB): {source}")]
@@ -227,6 +232,21 @@ impl Store {
             .bind(("at", at))
             .await?
             .check()?;
+        if entry.kind == "lead.resubmitted"
+            && let Some(lead_id) = entry.lead_id
+        {
+            // Once the lead is finalized its record lists it (before that, finalizing does), and
+            // the CRM row is written again with it.
+            self.db
+                .query(format!(
+                    "UPDATE $lead SET resubmissions = {RESUBMISSIONS}; \
+                     UPDATE $lead SET crm_sync = 'pending' WHERE crm_sync = 'synced'"
+                ))
+                .bind(("lead", RecordId::new("lead", lead_id.to_string())))
+                .bind(("lead_id", lead_id.to_string()))
+                .await?
+                .check()?;
+        }
         // The SMS role keeps no records; its report is how a lead's record learns the text went out.
         if let (Some(state), Some(lead_id)) = (entry.kind.strip_prefix("sms."), entry.lead_id) {
             self.db
@@ -286,14 +306,16 @@ impl Store {
         });
         let lead_id = RecordId::new("lead", lead.lead_id.to_string());
         self.db
-            .query(
+            .query(format!(
                 "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
                  reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
+                 resubmissions = {RESUBMISSIONS}, \
                  crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
                  UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
-                 duration_secs = $duration, answered_by = $answered_by",
-            )
+                 duration_secs = $duration, answered_by = $answered_by"
+            ))
             .bind(("lead", lead_id))
+            .bind(("lead_id", lead.lead_id.to_string()))
             .bind(("contact", serde_json::to_value(&lead.lead).map_err(encode)?))
             .bind(("answers", serde_json::to_value(&record.answers).map_err(encode)?))
             .bind(("score", i64::from(record.score)))
