@@ -222,10 +222,12 @@ impl Caller {
     /// Places the call (the client retries 429/5xx at once, which Twilio guarantees did nothing).
     async fn dial(&self, lead: &LeadReceived) -> Result<Outcome, CallerError> {
         let (url, status_callback) = (self.webhook("call-start", lead), self.webhook("call-status", lead));
+        let amd_callback = self.webhook("amd", lead);
         let request = NewCall {
             to: lead.lead.phone.as_str(),
             url: &url,
             status_callback: &status_callback,
+            amd_callback: &amd_callback,
         };
         match self.twilio.create_call(&request).await {
             Ok(call) => {

@@ -53,6 +53,15 @@ pub struct CallState {
     /// Which try this is (see `LeadReceived::attempt`).
     #[serde(default)]
     pub attempt: u32,
+    /// Twilio's `answered` status event, and when the first TwiML (the greeting) was served:
+    /// how long a person who picked up waited to hear something.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub answered_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub first_words_at: Option<OffsetDateTime>,
+    /// The live call was sent to the voicemail after a machine was detected (once per call).
+    #[serde(default)]
+    pub voicemail_redirected: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -72,12 +81,22 @@ impl CallState {
             intake: None,
             placed_at: None,
             attempt: 0,
+            answered_at: None,
+            first_words_at: None,
+            voicemail_redirected: false,
             updated_at: OffsetDateTime::now_utc(),
         }
     }
 
     pub fn answer(&self, question_id: &str) -> Option<&HeardAnswer> {
         self.answers.iter().find(|a| a.question_id == question_id)
+    }
+
+    /// From the `answered` event to the first words, in ms (0 when the words were first: Twilio
+    /// fetches the TwiML and posts the event side by side).
+    pub fn answered_to_first_words_ms(&self) -> Option<i64> {
+        let (answered, first) = (self.answered_at?, self.first_words_at?);
+        Some((first - answered).whole_milliseconds().max(0) as i64)
     }
 }
 

@@ -198,6 +198,9 @@ impl Finalizer {
                     s.reprompted.clear();
                     s.answered_by = None;
                     s.placed_at = None;
+                    s.answered_at = None;
+                    s.first_words_at = None;
+                    s.voicemail_redirected = false;
                 }
                 ((), ours)
             })

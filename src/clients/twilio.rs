@@ -98,6 +98,9 @@ pub struct NewCall<'a> {
     /// TwiML for the answered call (`call-start`).
     pub url: &'a str,
     pub status_callback: &'a str,
+    /// Where Twilio posts the answering-machine detection result, which comes after the call is
+    /// answered (asynchronous detection: the lead hears the greeting at once).
+    pub amd_callback: &'a str,
 }
 
 /// Quick retries of a 429/5xx answer before the caller of the client decides what to do.
@@ -111,6 +114,8 @@ pub struct TwilioClient {
     account_sid: String,
     auth_token: SecretString,
     from: String,
+    /// `Calls.json` requests in flight at once (`twilio.max_in_flight`).
+    calls_in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl TwilioClient {
@@ -137,6 +142,7 @@ impl TwilioClient {
             account_sid,
             auth_token,
             from,
+            calls_in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
         })
     }
 
@@ -159,7 +165,9 @@ impl TwilioClient {
                 Err(TwilioError::Transient { status, message }) if attempt < QUICK_RETRIES => {
                     attempt += 1;
                     tracing::warn!(status, %message, attempt, "Twilio busy; retrying");
-                    tokio::time::sleep(QUICK_RETRY_BASE * 2u32.pow(attempt)).await;
+                    // Jittered, so a burst that met a 429 together does not retry together.
+                    let step = QUICK_RETRY_BASE * 2u32.pow(attempt);
+                    tokio::time::sleep(step / 2 + step.mul_f64(rand::random::<f64>() / 2.0)).await;
                 }
                 other => return other,
             }
@@ -206,7 +214,9 @@ impl TwilioClient {
         }
     }
 
-    /// `POST Calls.json`: dials `to`, with answering-machine detection and every status event.
+    /// `POST Calls.json`: dials `to`, with asynchronous answering-machine detection (the call's
+    /// TwiML is fetched on answer, the detection's result posted to `amd_callback` later) and
+    /// every status event.
     pub async fn create_call(&self, call: &NewCall<'_>) -> Result<CallResource, TwilioError> {
         let form: Vec<(&str, &str)> = vec![
             ("To", call.to),
@@ -219,10 +229,31 @@ impl TwilioClient {
             ("StatusCallbackEvent", "ringing"),
             ("StatusCallbackEvent", "answered"),
             ("StatusCallbackEvent", "completed"),
-            ("MachineDetection", "Enable"),
+            // Detection waits for a machine's greeting to end, so the voicemail lands after the beep.
+            ("MachineDetection", "DetectMessageEnd"),
+            ("AsyncAmd", "true"),
+            ("AsyncAmdStatusCallback", call.amd_callback),
+            ("AsyncAmdStatusCallbackMethod", "POST"),
             ("Timeout", "30"),
         ];
+        // Twilio queues calls above the account's calls per second; this bounds open requests.
+        let _slot = self.calls_in_flight.acquire().await;
         self.send(self.http.post(self.url("Calls.json")).form(&form)).await
+    }
+
+    /// `POST Calls/{Sid}.json` with `Url`: the live call leaves its TwiML for this document (how
+    /// a machine detected after the greeting began gets the voicemail instead).
+    pub async fn redirect_call(&self, call_sid: &str, url: &str) -> Result<CallResource, TwilioError> {
+        let form = [("Url", url), ("Method", "POST")];
+        self.send(self.http.post(self.url(&format!("Calls/{call_sid}.json"))).form(&form))
+            .await
+    }
+
+    /// `POST Calls/{Sid}.json` with `Status=completed`: ends a live call (a fax answered).
+    pub async fn hang_up(&self, call_sid: &str) -> Result<CallResource, TwilioError> {
+        let form = [("Status", "completed")];
+        self.send(self.http.post(self.url(&format!("Calls/{call_sid}.json"))).form(&form))
+            .await
     }
 
     /// `POST Messages.json`: one SMS from the configured number.

@@ -25,6 +25,8 @@ pub fn routes() -> Router<Context> {
         .route("/webhooks/twilio/call-start", post(call_start))
         .route("/webhooks/twilio/answer/{n}", post(answer))
         .route("/webhooks/twilio/call-status", post(call_status))
+        .route("/webhooks/twilio/amd", post(machine_detection))
+        .route("/webhooks/twilio/voicemail", post(voicemail))
         .route("/webhooks/twilio/sms", post(sms_reply))
 }
 
@@ -133,10 +135,16 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
         .is_some_and(|a| a.starts_with("machine") || a == "fax");
     let Some((state, ())) = book
         .update(lead_id, |state| {
-            let changed = state.answered_by != answered_by || state.call_sid.is_none();
-            state.answered_by.clone_from(&answered_by);
+            // With asynchronous detection this request carries no AnsweredBy: keep what the
+            // detection said, if it came first.
+            let answered_by = answered_by.clone().or_else(|| state.answered_by.clone());
+            let changed = state.answered_by != answered_by || state.call_sid.is_none() || state.first_words_at.is_none();
+            state.answered_by = answered_by;
             if state.call_sid.is_none() {
                 state.call_sid = request.param("CallSid").map(str::to_owned);
+            }
+            if state.first_words_at.is_none() {
+                state.first_words_at = Some(time::OffsetDateTime::now_utc());
             }
             ((), changed)
         })
@@ -269,24 +277,40 @@ const TERMINAL: &[&str] = &["completed", "busy", "no-answer", "failed", "cancele
 async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Result<Response, ApiError> {
     let lead_id = request.lead_id()?;
     let status = request.param("CallStatus").unwrap_or("").to_owned();
+    if status == "in-progress" {
+        // The `answered` event: the start of the wait for the first words.
+        ctx.calls
+            .update(lead_id, |state| {
+                let first = state.answered_at.is_none();
+                if first {
+                    state.answered_at = Some(time::OffsetDateTime::now_utc());
+                }
+                ((), first)
+            })
+            .await?;
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    }
     if !TERMINAL.contains(&status.as_str()) {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     }
     let book = &ctx.calls;
     let answered_by = request.param("AnsweredBy").map(str::to_owned);
     let call_sid = request.param("CallSid").map(str::to_owned);
-    book.update(lead_id, |state| {
-        let changed = state.phase != CallPhase::Completed || state.call_sid.is_none();
-        state.phase = CallPhase::Completed;
-        if state.call_sid.is_none() {
-            state.call_sid.clone_from(&call_sid);
-        }
-        if state.answered_by.is_none() {
-            state.answered_by.clone_from(&answered_by);
-        }
-        ((), changed)
-    })
-    .await?;
+    let finished = book
+        .update(lead_id, |state| {
+            let changed = state.phase != CallPhase::Completed || state.call_sid.is_none();
+            state.phase = CallPhase::Completed;
+            if state.call_sid.is_none() {
+                state.call_sid.clone_from(&call_sid);
+            }
+            if state.answered_by.is_none() {
+                state.answered_by.clone_from(&answered_by);
+            }
+            ((), changed)
+        })
+        .await?;
+    // The asynchronous detection's verdict, when the final callback does not repeat it.
+    let answered_by = answered_by.or_else(|| finished.and_then(|(state, ())| state.answered_by));
     let completed = CallCompleted {
         lead_id,
         call_sid: request.param("CallSid").unwrap_or_default().to_owned(),
@@ -297,6 +321,65 @@ async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Resu
     // The message id is the CallSid: a repeated or late callback is dropped by the stream.
     ctx.bus.publish(&completed).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// Asynchronous answering-machine detection's result, after the greeting already began. A
+/// machine (after its beep, silence or other end of message) gets the voicemail: the live call
+/// is redirected to it, once per call; a fax is hung up; a person or `unknown` goes on.
+async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -> Result<Response, ApiError> {
+    let lead_id = request.lead_id()?;
+    let answered_by = request.param("AnsweredBy").unwrap_or("unknown").to_owned();
+    let fax = answered_by == "fax";
+    let machine = answered_by.starts_with("machine");
+    let Some((state, act)) = ctx
+        .calls
+        .update(lead_id, |state| {
+            let act = (machine || fax) && !state.voicemail_redirected && state.phase != CallPhase::Completed;
+            let changed = state.answered_by.as_deref() != Some(answered_by.as_str()) || act;
+            state.answered_by = Some(answered_by.clone());
+            state.voicemail_redirected |= act;
+            (act, changed)
+        })
+        .await?
+    else {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    };
+    tracing::info!(%lead_id, answered_by, "answering-machine detection");
+    if !act {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    }
+    let call_sid = state
+        .call_sid
+        .clone()
+        .or_else(|| request.param("CallSid").map(str::to_owned))
+        .unwrap_or_default();
+    let client = crate::clients::twilio::TwilioClient::new(&ctx.settings.twilio)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let sent = if fax {
+        client.hang_up(&call_sid).await
+    } else {
+        client
+            .redirect_call(&call_sid, &action_url(&ctx, "voicemail", lead_id))
+            .await
+    };
+    if let Err(err) = sent {
+        // Unmarked, so Twilio's retry of this callback tries again.
+        ctx.calls
+            .update(lead_id, |state| {
+                state.voicemail_redirected = false;
+                ((), true)
+            })
+            .await?;
+        return Err(ApiError::Unavailable(format!("the call could not be redirected: {err}")));
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// The voicemail, for a call redirected here after the machine's beep.
+async fn voicemail(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
+    request.lead_id()?;
+    let script = crate::shared_config::current_script(&ctx).await;
+    Ok(TwiML(twiml::render(&[Verb::Say(script.voicemail.clone()), Verb::Hangup])))
 }
 
 /// Replies that opt a number out of every later call and text, as carriers and Twilio define them.

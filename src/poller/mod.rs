@@ -200,6 +200,8 @@ impl Poller {
         ignored: &mut HashSet<u32>,
         shutdown: &CancellationToken,
     ) -> Result<(), PollerError> {
+        // What the server reported before this search, the search sees; only later reports count.
+        while session.unsolicited_responses.try_recv().is_ok() {}
         let mut uids: Vec<u32> = session
             .uid_search("UNSEEN")
             .await?
@@ -281,9 +283,24 @@ impl Poller {
     }
 
     /// Waits in IDLE until the server reports a change, the fallback interval passes, or shutdown.
+    ///
+    /// The server reports new mail once, in whatever response it is writing when the mail
+    /// arrives. During the scan's FETCH and STORE (and before IDLE's continuation) such a report
+    /// goes to the session's unsolicited channel, not to IDLE, and IDLE would then wait for the
+    /// *next* change. So the channel is emptied before each scan, and if anything arrived by the
+    /// time IDLE is running, IDLE ends at once and the inbox is scanned again.
     async fn idle(&self, session: Session, shutdown: &CancellationToken) -> Result<Session, PollerError> {
+        let reported = session.unsolicited_responses.clone();
         let mut handle = session.idle();
         handle.init().await?;
+        let mut missed = false;
+        while let Ok(response) = reported.try_recv() {
+            missed |= reports_new_mail(&response);
+        }
+        if missed {
+            tracing::debug!("IDLE: mail arrived during the scan; scanning again");
+            return Ok(handle.done().await?);
+        }
         let (wait, interrupt) = handle.wait_with_timeout(self.imap.fallback_interval.min(self.imap.idle_timeout));
         let response = tokio::select! {
             response = wait => Some(response?),
@@ -319,6 +336,15 @@ impl Poller {
             ))
             .await;
     }
+}
+
+/// Whether an untagged response tells of mail that a scan has not seen.
+fn reports_new_mail(response: &async_imap::types::UnsolicitedResponse) -> bool {
+    use async_imap::types::UnsolicitedResponse;
+    matches!(
+        response,
+        UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+    )
 }
 
 /// SASL XOAUTH2 for Gmail with an OAuth2 access token.

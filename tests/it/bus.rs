@@ -141,6 +141,7 @@ fn replica(
             bus::stream::LEADS,
             bus::consumer::CALLER,
             None,
+            bus::Lanes::new(8, Duration::from_secs(60)),
             |d| {
                 seen.lock()
                     .expect("lock")
@@ -214,6 +215,7 @@ async fn a_replica_killed_before_it_acks_has_its_message_redelivered_to_the_othe
             bus::stream::LEADS,
             bus::consumer::CALLER,
             None,
+            bus::Lanes::new(4, Duration::from_secs(60)),
             |d| {
                 let _ = got_it.send(d.payload.lead_id);
                 // Hangs mid-work, as a process does just before it is killed.
@@ -243,6 +245,7 @@ async fn a_replica_killed_before_it_acks_has_its_message_redelivered_to_the_othe
                 bus::stream::LEADS,
                 bus::consumer::CALLER,
                 None,
+                bus::Lanes::new(4, Duration::from_secs(60)),
                 |d| {
                     let _ = handled.send((d.payload.lead_id, d.attempt));
                     async { Outcome::Done }
@@ -289,6 +292,7 @@ async fn a_poison_message_is_terminated_with_an_alert() {
                 bus::stream::LEADS,
                 bus::consumer::CALLER,
                 None,
+                bus::Lanes::new(4, Duration::from_secs(60)),
                 |_| {
                     *handled.lock().expect("lock") += 1;
                     async { Outcome::Done }
@@ -376,6 +380,7 @@ async fn the_trace_context_crosses_the_bus() {
         bus::stream::LEADS,
         bus::consumer::CALLER,
         None,
+        bus::Lanes::new(4, Duration::from_secs(60)),
         move |_| {
             *record.lock().expect("lock") = Some(trace_of(&tracing::Span::current()));
             stop.cancel();
@@ -390,4 +395,111 @@ async fn the_trace_context_crosses_the_bus() {
         Some(published_in),
         "the consumer started a new trace"
     );
+}
+
+/// A handler slower than the ack wait (5 s here) is not handed to the other replica meanwhile:
+/// the loop extends the message's deadline while it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_slower_than_the_ack_wait_keeps_its_message() {
+    let nats = NatsServer::start();
+    let publisher = nats.ready_bus().await;
+    let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
+        .await
+        .expect("consumer");
+    assert_eq!(info.config.backoff.first(), Some(&Duration::from_secs(5)), "the ack wait this test outlasts");
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let (bus, handled, shutdown) = (nats.bus().await, handled.clone(), shutdown.clone());
+        replicas.push(tokio::spawn(async move {
+            bus::consume::<LeadReceived, _, _>(
+                &bus,
+                bus::stream::LEADS,
+                bus::consumer::CALLER,
+                None,
+                bus::Lanes::new(4, Duration::from_secs(60)),
+                |d| {
+                    let handled = handled.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_secs(7)).await;
+                        handled.lock().expect("lock").push((d.payload.lead_id, d.attempt));
+                        Outcome::Done
+                    }
+                },
+                shutdown,
+            )
+            .await
+            .expect("consume");
+        }));
+    }
+    for n in 0..4 {
+        publisher.publish(&lead(n)).await.expect("publish");
+    }
+    eventually(Duration::from_secs(30), "4 handled", || {
+        let handled = handled.clone();
+        async move { handled.lock().expect("lock").len() >= 4 }
+    })
+    .await;
+    // A redelivery would have started at 5 s and end 7 s later.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    shutdown.cancel();
+    for replica in replicas {
+        replica.await.expect("replica");
+    }
+    let handled = handled.lock().expect("lock");
+    assert_eq!(handled.len(), 4, "handled more than once: {handled:?}");
+    assert!(handled.iter().all(|(_, attempt)| *attempt == 1), "redelivered: {handled:?}");
+}
+
+/// One loop handles up to its lanes at once, never more, and acks each message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_handles_up_to_its_lanes_at_once() {
+    let nats = NatsServer::start();
+    let publisher = nats.ready_bus().await;
+    for n in 0..60 {
+        publisher.publish(&lead(n)).await.expect("publish");
+    }
+    let now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let shutdown = CancellationToken::new();
+    let bus = nats.bus().await;
+    let (now2, peak2, done2, stop) = (now.clone(), peak.clone(), done.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        bus::consume::<LeadReceived, _, _>(
+            &bus,
+            bus::stream::LEADS,
+            bus::consumer::CALLER,
+            None,
+            bus::Lanes::new(16, Duration::from_secs(60)),
+            |_| {
+                let (now, peak, done) = (now2.clone(), peak2.clone(), done2.clone());
+                async move {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let running = now.fetch_add(1, SeqCst) + 1;
+                    peak.fetch_max(running, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    now.fetch_sub(1, SeqCst);
+                    done.fetch_add(1, SeqCst);
+                    Outcome::Done
+                }
+            },
+            stop,
+        )
+        .await
+        .expect("consume");
+    });
+    eventually(Duration::from_secs(30), "60 handled", || {
+        let done = done.clone();
+        async move { done.load(std::sync::atomic::Ordering::SeqCst) == 60 }
+    })
+    .await;
+    shutdown.cancel();
+    task.await.expect("loop");
+    assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 16, "lanes in use at the busiest");
+    let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
+        .await
+        .expect("consumer");
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "messages left unacked");
 }

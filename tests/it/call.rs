@@ -360,9 +360,18 @@ async fn call_requests_validate_against_twilios_openapi_document() {
             to: "+14155550142",
             url: "https://leads.example.com/webhooks/twilio/call-start?lead=1",
             status_callback: "https://leads.example.com/webhooks/twilio/call-status?lead=1",
+            amd_callback: "https://leads.example.com/webhooks/twilio/amd?lead=1",
         };
         let created = client.create_call(&call).await;
         assert!(created.is_ok(), "Calls.json create refused: {created:?}");
+        // The live-call update that sends a detected machine to the voicemail, and a hang-up.
+        let sid = "CA0123456789abcdef0123456789abcdef";
+        let redirected = client
+            .redirect_call(sid, "https://leads.example.com/webhooks/twilio/voicemail?lead=1")
+            .await;
+        assert!(redirected.is_ok(), "Calls/{{Sid}}.json redirect refused: {redirected:?}");
+        let hung_up = client.hang_up(sid).await;
+        assert!(hung_up.is_ok(), "Calls/{{Sid}}.json hang-up refused: {hung_up:?}");
         let listed = client.calls_to("+14155550142").await;
         assert!(listed.is_ok(), "Calls.json list refused: {listed:?}");
         // The control: Prism does refuse a request the document forbids (no From).

@@ -272,3 +272,47 @@ async fn malformed_mail_never_stops_the_poller() {
     assert!(!poller.task.is_finished(), "the poller stopped");
     poller.stop().await;
 }
+
+/// The moment that lost mail: an email appended while the poller is between its scan's publish
+/// and IDLE (the scan's STORE carries the server's report of it, which IDLE never sees). Each
+/// email goes in the instant the previous one is on the stream, so every append lands in that
+/// window; with a fallback of ten minutes, an email whose push was dropped would wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_arriving_between_the_scan_and_idle_is_not_left_for_the_fallback() {
+    let nats = NatsServer::start();
+    let dovecot = Dovecot::start();
+    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let mut received = poller
+        .ctx
+        .bus
+        .client
+        .subscribe(bus::subject::LEAD_RECEIVED)
+        .await
+        .expect("sub");
+    let template = String::from_utf8(fixture("01-plain-private-office.eml")).expect("utf-8");
+    let mut appender = dovecot.session().await;
+    const EMAILS: usize = 120;
+    for n in 0..EMAILS {
+        let raw = template.replace(
+            "<20261124140311.1a2b3c@mail.unbounce.com>",
+            &format!("<race-{n}@leadq.test>"),
+        );
+        appender.append("INBOX", None, None, raw.as_bytes()).await.expect("append");
+        let want = format!("race-{n}@leadq.test");
+        let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(message) = received.next().await {
+                let lead: LeadReceived = bus::decode(&message.payload).expect("lead");
+                if lead.lead.message_id.as_deref() == Some(want.as_str()) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            matches!(arrived, Ok(true)),
+            "email {n} of {EMAILS} was not pushed to the poller (it would wait for the fallback search)"
+        );
+    }
+    poller.stop().await;
+}
