@@ -2,7 +2,14 @@
 //! auth, form validation and Twilio's error bodies; then it plays the callee. It fetches the call's `Url` with a correct
 //! `X-Twilio-Signature`, follows the TwiML (`Say`, `Gather`, `Pause`, `Redirect`, `Hangup`),
 //! answers each `Gather` from the number's persona, and sends signed status callbacks with a
-//! `SequenceNumber`. Faults (error statuses, slow answers) can be injected per test.
+//! `SequenceNumber`. Faults (error statuses, slow answers) can be injected per test, and every
+//! REST answer can be given a latency, as Twilio's own takes about 150 ms.
+//!
+//! Answering-machine detection is played as Twilio does it: with `AsyncAmd=true` the call's
+//! `Url` is fetched as soon as the callee picks up and the result is posted to
+//! `AsyncAmdStatusCallback` a configurable delay later; `POST Calls/{Sid}.json` with `Url`
+//! redirects the live call (its current TwiML is abandoned), with `Status=completed` ends it.
+//! Without `AsyncAmd`, detection finishes before the `Url` is fetched, which carries `AnsweredBy`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -52,6 +59,16 @@ pub enum Fault {
     SlowAnswer(Duration),
 }
 
+/// A live-call update (`POST Calls/{Sid}.json`).
+#[derive(Debug, Clone, PartialEq)]
+enum Update {
+    Redirect(String),
+    Hangup,
+}
+
+/// How long an answering machine's greeting keeps a `<Gather>` waiting before it ends in silence.
+const MACHINE_GREETING: Duration = Duration::from_secs(2);
+
 /// One placed call and what happened on it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallRecord {
@@ -62,10 +79,14 @@ pub struct CallRecord {
     pub status_callback: Option<String>,
     pub status_events: Vec<String>,
     pub machine_detection: Option<String>,
+    /// Where the asynchronous detection's result goes (`AsyncAmd=true`).
+    pub async_amd_callback: Option<String>,
     /// Everything said to the callee, in order.
     pub heard: Vec<String>,
     /// Final status: completed, busy, no-answer or failed.
     pub status: String,
+    /// What happened on the call in order: `twiml <url path>`, `amd <AnsweredBy>`, `redirect <path>`, `hangup`.
+    pub timeline: Vec<String>,
     /// Application errors met (a bad signature refused, unparsable TwiML...).
     pub errors: Vec<String>,
     pub date_created: String,
@@ -81,12 +102,17 @@ pub struct MessageRecord {
     pub date_created: String,
 }
 
-#[derive(Default)]
 struct Shared {
     calls: Vec<CallRecord>,
     messages: Vec<MessageRecord>,
     personas: HashMap<String, Persona>,
     faults: VecDeque<Fault>,
+    /// Added to every REST answer.
+    latency: Duration,
+    /// From pick-up to the asynchronous detection's result.
+    amd_delay: Duration,
+    /// Live calls' update channels, by CallSid.
+    live: HashMap<String, tokio::sync::mpsc::UnboundedSender<Update>>,
 }
 
 #[derive(Clone)]
@@ -113,10 +139,19 @@ impl Drop for TwilioStandIn {
 impl TwilioStandIn {
     /// Listens on `127.0.0.1:port` (0 for any free port).
     pub async fn start(account_sid: &str, auth_token: &str, port: u16) -> std::io::Result<Self> {
+        let shared = Shared {
+            calls: Vec::new(),
+            messages: Vec::new(),
+            personas: HashMap::new(),
+            faults: VecDeque::new(),
+            latency: Duration::ZERO,
+            amd_delay: Duration::from_millis(200),
+            live: HashMap::new(),
+        };
         let state = StandIn {
             account_sid: account_sid.into(),
             auth_token: auth_token.into(),
-            shared: Arc::default(),
+            shared: Arc::new(Mutex::new(shared)),
             http: reqwest::Client::new(),
         };
         let app = Router::new()
@@ -124,6 +159,7 @@ impl TwilioStandIn {
                 "/2010-04-01/Accounts/{sid}/Calls.json",
                 post(create_call).get(list_calls),
             )
+            .route("/2010-04-01/Accounts/{sid}/Calls/{call_sid}", post(update_call))
             .route(
                 "/2010-04-01/Accounts/{sid}/Messages.json",
                 post(create_message).get(list_messages),
@@ -145,6 +181,16 @@ impl TwilioStandIn {
 
     pub fn set_persona(&self, to: &str, persona: Persona) {
         self.shared().personas.insert(to.into(), persona);
+    }
+
+    /// Every REST answer from now on takes this long (Twilio's own: about 150 ms).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared().latency = latency;
+    }
+
+    /// How long after pick-up the asynchronous detection's result is posted.
+    pub fn set_amd_delay(&self, delay: Duration) {
+        self.shared().amd_delay = delay;
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -198,6 +244,13 @@ impl StandIn {
             return Err(twilio_error(401, 20003, "Authenticate"));
         }
         serde_urlencoded::from_bytes(body).map_err(|_| twilio_error(400, 20001, "Could not parse the request body"))
+    }
+
+    async fn delay(&self) {
+        let latency = self.lock().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -259,6 +312,7 @@ async fn create_call(
         Ok(form) => form,
         Err(refused) => return refused,
     };
+    standin.delay().await;
     let one = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let Some(to) = one("To") else {
         return twilio_error(400, 21201, "No 'To' number is specified");
@@ -296,6 +350,9 @@ async fn create_call(
             .map(|(_, v)| v.clone())
             .collect(),
         machine_detection: one("MachineDetection"),
+        async_amd_callback: one("AsyncAmd")
+            .filter(|v| v == "true")
+            .and_then(|_| one("AsyncAmdStatusCallback")),
         status: "queued".into(),
         date_created: date_created.clone(),
         ..CallRecord::default()
@@ -309,7 +366,9 @@ async fn create_call(
             .cloned()
             .unwrap_or_else(|| Persona::answers(&["yes"; 5]))
     };
-    tokio::spawn(play(standin.clone(), call_sid.clone(), persona));
+    let (updates, updated) = tokio::sync::mpsc::unbounded_channel();
+    standin.lock().live.insert(call_sid.clone(), updates);
+    tokio::spawn(play(standin.clone(), call_sid.clone(), persona, updated));
     let body = json!({
         "sid": call_sid, "account_sid": standin.account_sid, "to": to, "from": from,
         "status": "queued", "date_created": date_created, "direction": "outbound-api",
@@ -319,6 +378,49 @@ async fn create_call(
         tokio::time::sleep(delay).await;
     }
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// `POST Calls/{Sid}.json`: redirect a live call to new TwiML (`Url`) or end it (`Status=completed`).
+async fn update_call(
+    State(standin): State<StandIn>,
+    Path((sid, call_file)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = match standin.authorized_form(&headers, &sid, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    standin.delay().await;
+    let Some(call_sid) = call_file.strip_suffix(".json").map(str::to_owned) else {
+        return twilio_error(404, 20404, "The requested resource was not found");
+    };
+    let one = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let update = match (one("Url"), one("Status").as_deref()) {
+        (Some(url), _) if reqwest::Url::parse(&url).is_ok() => Update::Redirect(url),
+        (Some(url), _) => return twilio_error(400, 21205, &format!("Url is not a valid URL: {url}")),
+        (None, Some("completed" | "canceled")) => Update::Hangup,
+        _ => return twilio_error(400, 20001, "Url, Twiml or Status is required"),
+    };
+    let (live, record) = {
+        let shared = standin.lock();
+        (
+            shared.live.get(&call_sid).cloned(),
+            shared.calls.iter().find(|c| c.sid == call_sid).cloned(),
+        )
+    };
+    let Some(record) = record else {
+        return twilio_error(404, 20404, "The requested resource was not found");
+    };
+    // Twilio refuses to redirect a call that is no longer in progress.
+    if live.is_none_or(|live| live.send(update).is_err()) {
+        return twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.");
+    }
+    let body = json!({
+        "sid": record.sid, "account_sid": standin.account_sid, "to": record.to, "from": record.from,
+        "status": "in-progress", "date_created": record.date_created,
+    });
+    Json(body).into_response()
 }
 
 fn now_rfc2822() -> String {
@@ -340,6 +442,7 @@ async fn create_message(
         Ok(form) => form,
         Err(refused) => return refused,
     };
+    standin.delay().await;
     let one = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let Some(to) = one("To") else {
         return twilio_error(400, 21604, "A 'To' phone number is required.");
@@ -390,6 +493,7 @@ async fn list_messages(
     if !standin.authorized(&headers, &sid) {
         return twilio_error(401, 20003, "Authenticate");
     }
+    standin.delay().await;
     let messages: Vec<_> = standin
         .lock()
         .messages
@@ -413,6 +517,7 @@ async fn list_calls(
     if !standin.authorized(&headers, &sid) {
         return twilio_error(401, 20003, "Authenticate");
     }
+    standin.delay().await;
     let calls: Vec<_> = standin
         .lock()
         .calls
@@ -427,7 +532,12 @@ async fn list_calls(
 }
 
 /// Plays one call to its end, as the callee and the phone network would.
-async fn play(standin: StandIn, sid: String, persona: Persona) {
+async fn play(
+    standin: StandIn,
+    sid: String,
+    persona: Persona,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<Update>,
+) {
     let Some(call) = standin.lock().calls.iter().find(|c| c.sid == sid).cloned() else {
         return;
     };
@@ -438,10 +548,9 @@ async fn play(standin: StandIn, sid: String, persona: Persona) {
         ("To".to_owned(), call.to.clone()),
         ("Direction".to_owned(), "outbound-api".to_owned()),
     ];
-    let mut sequence = 0;
-    let mut status = |standin: StandIn, event: &'static str, status: &'static str, extra: Vec<(String, String)>| {
-        let (call, base, seq) = (call.clone(), base.clone(), sequence);
-        sequence += 1;
+    let sequence = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let status = |standin: StandIn, event: &'static str, status: &'static str, extra: Vec<(String, String)>| {
+        let (call, base, sequence) = (call.clone(), base.clone(), sequence.clone());
         async move {
             let Some(callback) = call.status_callback.as_deref() else {
                 return;
@@ -449,6 +558,7 @@ async fn play(standin: StandIn, sid: String, persona: Persona) {
             if event != "completed" && !call.status_events.iter().any(|e| e == event) {
                 return;
             }
+            let seq = sequence.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut params = base;
             params.push(("CallStatus".into(), status.into()));
             params.push(("SequenceNumber".into(), seq.to_string()));
@@ -476,66 +586,138 @@ async fn play(standin: StandIn, sid: String, persona: Persona) {
             vec![("CallDuration".into(), "0".into())],
         )
         .await;
+        standin.lock().live.remove(&sid);
         return;
     }
-    let answered_by = match (&persona, call.machine_detection.is_some()) {
-        (_, false) => None,
-        (Persona::Machine, true) => Some("machine_end_beep"),
-        (_, true) => Some("human"),
+    let machine = persona == Persona::Machine;
+    let detected = match (machine, call.machine_detection.as_deref()) {
+        (_, None) => None,
+        (true, Some("DetectMessageEnd")) => Some("machine_end_beep"),
+        (true, Some(_)) => Some("machine_start"),
+        (false, Some(_)) => Some("human"),
     };
     let mut params = base.clone();
     params.push(("CallStatus".into(), "in-progress".into()));
-    if let Some(by) = answered_by {
-        params.push(("AnsweredBy".into(), by.into()));
+    match (&call.async_amd_callback, detected) {
+        // Asynchronous: the TwiML now, the detection's result later, beside the call.
+        (Some(callback), Some(by)) => {
+            let (standin, callback, mut amd) = (standin.clone(), callback.clone(), base.clone());
+            let delay = standin.lock().amd_delay;
+            let sid = sid.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                amd.push(("AnsweredBy".into(), by.into()));
+                amd.push(("MachineDetectionDuration".into(), delay.as_millis().to_string()));
+                standin.record(&sid, |c| c.timeline.push(format!("amd {by}")));
+                if let Err(err) = standin.webhook(&callback, &amd).await {
+                    standin.record(&sid, |c| c.errors.push(err));
+                }
+            });
+        }
+        // Synchronous: detection is over before the TwiML is fetched.
+        (None, Some(by)) => params.push(("AnsweredBy".into(), by.into())),
+        _ => {}
     }
-    status(standin.clone(), "answered", "in-progress", vec![]).await;
+    let answered = status(standin.clone(), "answered", "in-progress", vec![]);
     let started = std::time::Instant::now();
     let mut answers: VecDeque<(String, f32)> = match persona {
         Persona::Answers(answers) => answers.into(),
         _ => VecDeque::new(),
     };
-    let mut next = Some((call.url.clone(), params));
+    // Twilio fetches the TwiML and posts the `answered` event side by side.
+    let (fetch_first, ()) = tokio::join!(fetch(&standin, &sid, &call.url, &params), answered);
+    let mut document = fetch_first;
     // A bound on webhook round trips, as a long call would end anyway.
-    for _ in 0..64 {
-        let Some((url, params)) = next.take() else { break };
-        let document = match standin.webhook(&url, &params).await.and_then(|xml| twiml::parse(&xml)) {
-            Ok(verbs) => verbs,
-            Err(err) => {
-                standin.record(&sid, |c| c.errors.push(err));
-                break;
+    'call: for _ in 0..64 {
+        let Some(verbs) = document.take() else { break };
+        let mut next: Option<(String, Vec<(String, String)>)> = None;
+        for verb in verbs {
+            // A live-call update abandons the current document at once.
+            match updates.try_recv() {
+                Ok(Update::Redirect(url)) => {
+                    next = Some((url, in_progress(&base)));
+                    standin.record(&sid, |c| c.timeline.push(format!("redirect {}", path_of(&next.as_ref().map(|n| n.0.clone()).unwrap_or_default()))));
+                    break;
+                }
+                Ok(Update::Hangup) => {
+                    standin.record(&sid, |c| c.timeline.push("hangup".into()));
+                    break 'call;
+                }
+                Err(_) => {}
             }
-        };
-        for verb in document {
             match verb {
                 Verb::Say(text) => standin.record(&sid, |c| c.heard.push(text)),
                 Verb::Pause => {}
-                Verb::Hangup => break,
+                Verb::Hangup => break 'call,
                 Verb::Redirect(target) => {
-                    let mut p = base.clone();
-                    p.push(("CallStatus".into(), "in-progress".into()));
-                    next = Some((target, p));
+                    next = Some((target, in_progress(&base)));
                     break;
                 }
                 Verb::Gather { action, prompt, .. } => {
                     standin.record(&sid, |c| c.heard.extend(prompt));
                     let (speech, confidence) = answers.pop_front().unwrap_or_default();
-                    let mut p = base.clone();
-                    p.push(("CallStatus".into(), "in-progress".into()));
+                    if machine {
+                        // A machine's greeting plays over the question; an update may come meanwhile.
+                        tokio::select! {
+                            update = updates.recv() => {
+                                match update {
+                                    Some(Update::Redirect(url)) => {
+                                        standin.record(&sid, |c| c.timeline.push(format!("redirect {}", path_of(&url))));
+                                        next = Some((url, in_progress(&base)));
+                                        break;
+                                    }
+                                    Some(Update::Hangup) | None => {
+                                        standin.record(&sid, |c| c.timeline.push("hangup".into()));
+                                        break 'call;
+                                    }
+                                }
+                            }
+                            () = tokio::time::sleep(MACHINE_GREETING) => {}
+                        }
+                    }
+                    let mut p = in_progress(&base);
                     p.push(("SpeechResult".into(), speech));
                     p.push(("Confidence".into(), confidence.to_string()));
-                    next = Some((action.unwrap_or_else(|| url.clone()), p));
+                    next = Some((action.unwrap_or_else(|| call.url.clone()), p));
                     break;
                 }
             }
         }
+        let Some((url, params)) = next else { break };
+        document = fetch(&standin, &sid, &url, &params).await;
     }
+    standin.lock().live.remove(&sid);
     let duration = started.elapsed().as_secs().max(1).to_string();
     standin.record(&sid, |c| c.status = "completed".into());
     let mut extra = vec![("CallDuration".to_owned(), duration)];
-    if let Some(by) = answered_by {
+    if let Some(by) = detected {
         extra.push(("AnsweredBy".into(), by.into()));
     }
     status(standin.clone(), "completed", "completed", extra).await;
+}
+
+fn in_progress(base: &[(String, String)]) -> Vec<(String, String)> {
+    let mut params = base.to_vec();
+    params.push(("CallStatus".into(), "in-progress".into()));
+    params
+}
+
+fn path_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|_| url.to_owned())
+}
+
+/// Fetches TwiML as Twilio does; `None` (recorded as an error) ends the call.
+async fn fetch(standin: &StandIn, sid: &str, url: &str, params: &[(String, String)]) -> Option<Vec<Verb>> {
+    standin.record(sid, |c| c.timeline.push(format!("twiml {}", path_of(url))));
+    match standin.webhook(url, params).await.and_then(|xml| twiml::parse(&xml)) {
+        Ok(verbs) => Some(verbs),
+        Err(err) => {
+            standin.record(sid, |c| c.errors.push(err));
+            None
+        }
+    }
 }
 
 #[cfg(test)]

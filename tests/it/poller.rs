@@ -273,12 +273,12 @@ async fn malformed_mail_never_stops_the_poller() {
     poller.stop().await;
 }
 
-/// The moment that lost mail: an email appended while the poller is between its scan's publish
-/// and IDLE (the scan's STORE carries the server's report of it, which IDLE never sees). Each
-/// email goes in the instant the previous one is on the stream, so every append lands in that
-/// window; with a fallback of ten minutes, an email whose push was dropped would wait for it.
+/// The moment that lost mail: an email that arrives while the poller is working through a scan
+/// (after its SEARCH, before IDLE). The server reports it in a FETCH or STORE response, which IDLE
+/// never sees. Each round puts ten emails in, and the eleventh in while the poller is halfway
+/// through them; with a fallback of ten minutes, an eleventh whose report was dropped waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mail_arriving_between_the_scan_and_idle_is_not_left_for_the_fallback() {
+async fn mail_arriving_during_a_scan_is_not_left_for_the_fallback() {
     let nats = NatsServer::start();
     let dovecot = Dovecot::start();
     let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
@@ -290,28 +290,40 @@ async fn mail_arriving_between_the_scan_and_idle_is_not_left_for_the_fallback() 
         .await
         .expect("sub");
     let template = String::from_utf8(fixture("01-plain-private-office.eml")).expect("utf-8");
-    let mut appender = dovecot.session().await;
-    const EMAILS: usize = 120;
-    for n in 0..EMAILS {
-        let raw = template.replace(
+    let email = |id: &str| {
+        template.replace(
             "<20261124140311.1a2b3c@mail.unbounce.com>",
-            &format!("<race-{n}@leadq.test>"),
-        );
-        appender.append("INBOX", None, None, raw.as_bytes()).await.expect("append");
-        let want = format!("race-{n}@leadq.test");
-        let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+            &format!("<{id}@leadq.test>"),
+        )
+    };
+    let mut appender = dovecot.session().await;
+    for round in 0..3 {
+        for n in 0..10 {
+            let raw = email(&format!("r{round}-{n}"));
+            appender.append("INBOX", None, None, raw.as_bytes()).await.expect("append");
+        }
+        let mut seen = std::collections::HashSet::new();
+        let late = format!("r{round}-late@leadq.test");
+        let outcome = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(message) = received.next().await {
                 let lead: LeadReceived = bus::decode(&message.payload).expect("lead");
-                if lead.lead.message_id.as_deref() == Some(want.as_str()) {
-                    return true;
+                seen.insert(lead.lead.message_id.clone().unwrap_or_default());
+                if seen.len() == 5 {
+                    // The poller is in the middle of this round's scan.
+                    let raw = email(&format!("r{round}-late"));
+                    appender.append("INBOX", None, None, raw.as_bytes()).await.expect("append");
+                }
+                if seen.len() == 11 {
+                    return;
                 }
             }
-            false
         })
         .await;
         assert!(
-            matches!(arrived, Ok(true)),
-            "email {n} of {EMAILS} was not pushed to the poller (it would wait for the fallback search)"
+            outcome.is_ok() && seen.contains(&late),
+            "round {round}: {} of 11 emails arrived; the one appended during the scan was not pushed \
+             (it would wait for the fallback search)",
+            seen.len()
         );
     }
     poller.stop().await;
