@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::agent::AgentStateStore;
 use crate::bus::{self, Activity, Delivery, LeadReceived, Outcome};
@@ -153,19 +153,10 @@ impl Caller {
     }
 
     /// The same person submitted again inside the resubmit window: no second call. The new
-    /// submission is recorded on the first lead (fields it lacked are merged into the call's
-    /// intake while that call is not finished; the activity log and the lead's record keep it).
+    /// submission is recorded on the first lead: the activity entry is what the lead's record
+    /// (its `resubmissions`, and the fields the first submission lacked) is made from.
     async fn record_resubmission(&self, lead: &LeadReceived, first: Uuid) -> Result<Outcome, CallerError> {
         tracing::info!(%first, "the number has a lead inside the resubmit window; not calling again");
-        self.book
-            .update(first, |state| {
-                let Some(intake) = state.intake.as_mut() else {
-                    return ((), false);
-                };
-                let merged = intake.lead.merge_missing(&lead.lead);
-                ((), merged && state.phase != CallPhase::Completed)
-            })
-            .await?;
         let mut entry = Activity::new(
             "lead.resubmitted",
             "caller",

@@ -361,6 +361,9 @@ impl PhoneClaims {
                 Err(err) => return Err(BusError::jetstream("phones update", err)),
             }
         }
-        Err(BusError::jetstream("phones", format!("{key}: too many concurrent claims")))
+        Err(BusError::jetstream(
+            "phones",
+            format!("{key}: too many concurrent claims"),
+        ))
     }
 }

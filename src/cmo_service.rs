@@ -78,7 +78,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusErr
     let requests = futures::stream::select_all(endpoints).take_until(shutdown.cancelled_owned());
     // Requests are answered side by side: a burst of trigger-leads does not queue behind one.
     requests
-        .for_each_concurrent(CONCURRENT_REQUESTS, |(operation, request)| respond(&ctx, operation, request))
+        .for_each_concurrent(CONCURRENT_REQUESTS, |(operation, request)| {
+            respond(&ctx, operation, request)
+        })
         .await;
     Ok(())
 }

@@ -640,7 +640,12 @@ impl Settings {
                 ),
             ));
         }
-        if raw.bus.backoff.first().is_some_and(|first| *first < Duration::from_secs(1)) {
+        if raw
+            .bus
+            .backoff
+            .first()
+            .is_some_and(|first| *first < Duration::from_secs(1))
+        {
             return Err(invalid(
                 "LEADQ_BUS__BACKOFF",
                 "the first step is the ack wait and must be at least 1s".into(),

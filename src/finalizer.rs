@@ -143,6 +143,7 @@ impl Finalizer {
             reasons,
             placed_at: state.placed_at,
             finalized_at,
+            answered_to_first_words_ms: state.answered_to_first_words_ms(),
         };
         self.store.save_finalized(&record).await?;
         self.crm_wake.notify_one();

@@ -54,8 +54,7 @@ impl Submission {
             serde_urlencoded::from_bytes(body).map_err(|e| bad("body", format!("not a form body: {e}")))?;
         let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let data = get("data.json").ok_or_else(|| bad("data.json", "missing"))?;
-        let object: Value =
-            serde_json::from_str(&data).map_err(|e| bad("data.json", format!("not JSON: {e}")))?;
+        let object: Value = serde_json::from_str(&data).map_err(|e| bad("data.json", format!("not JSON: {e}")))?;
         let outer = PageDetails {
             page_name: get("page_name"),
             page_url: get("page_url"),
@@ -89,7 +88,12 @@ impl Submission {
         }
     }
 
-    fn from_data(data: &Value, outer: PageDetails, page_id: &str, identity_bytes: &[u8]) -> Result<Self, SubmissionError> {
+    fn from_data(
+        data: &Value,
+        outer: PageDetails,
+        page_id: &str,
+        identity_bytes: &[u8],
+    ) -> Result<Self, SubmissionError> {
         let Some(object) = data.as_object() else {
             return Err(bad("data.json", "must be a JSON object of form fields"));
         };
@@ -146,20 +150,33 @@ impl Submission {
 
 /// `2026-12-01` and `10:57 PM UTC` as one instant.
 fn submitted_at(date: &str, time: &str) -> Result<OffsetDateTime, SubmissionError> {
-    let date = time::Date::parse(date.trim(), time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|e| bad("date_submitted", format!("`{date}` is not a date such as 2026-12-01: {e}")))?;
+    let date =
+        time::Date::parse(date.trim(), time::macros::format_description!("[year]-[month]-[day]")).map_err(|e| {
+            bad(
+                "date_submitted",
+                format!("`{date}` is not a date such as 2026-12-01: {e}"),
+            )
+        })?;
     let clock = time.trim().trim_end_matches("UTC").trim().to_ascii_uppercase();
     let parsed = time::Time::parse(
         &clock,
         time::macros::format_description!("[hour repr:12 padding:none]:[minute] [period]"),
     )
     .or_else(|_| time::Time::parse(&clock, time::macros::format_description!("[hour]:[minute]")))
-    .map_err(|e| bad("time_submitted", format!("`{time}` is not a time such as 10:57 PM UTC: {e}")))?;
+    .map_err(|e| {
+        bad(
+            "time_submitted",
+            format!("`{time}` is not a time such as 10:57 PM UTC: {e}"),
+        )
+    })?;
     Ok(date.with_time(parsed).assume_utc())
 }
 
 fn sha256_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Makes a new webhook token, keeps its hash (the old URL stops working at once), and returns
@@ -201,7 +218,10 @@ pub async fn check_token(config: &kv::Store, token: &str) -> Result<Option<bool>
 
 /// The URL to paste into Unbounce for `token`.
 pub fn webhook_url(public_url: &url::Url, token: &str) -> String {
-    format!("{}/webhooks/unbounce/{token}", public_url.as_str().trim_end_matches('/'))
+    format!(
+        "{}/webhooks/unbounce/{token}",
+        public_url.as_str().trim_end_matches('/')
+    )
 }
 
 #[cfg(test)]
@@ -214,7 +234,10 @@ mod tests {
     #[test]
     fn the_form_body_becomes_the_documented_lead() {
         let submission = Submission::from_form(FORM.trim().as_bytes()).expect("submission");
-        let lead = submission.clone().into_lead(phonenumber::country::Id::US).expect("lead");
+        let lead = submission
+            .clone()
+            .into_lead(phonenumber::country::Id::US)
+            .expect("lead");
         assert_eq!(lead.name.as_deref(), Some("Maria"));
         assert_eq!(lead.email.as_deref(), Some("maria@example.com"));
         assert_eq!(lead.phone.as_str(), "+16465550142");

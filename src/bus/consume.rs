@@ -184,7 +184,12 @@ where
         // No more pulls; what is in the handlers is finished and settled.
         drop(pulls);
         if !working.is_empty() {
-            tracing::info!(stream, consumer = durable, in_flight = working.len(), "finishing messages in hand");
+            tracing::info!(
+                stream,
+                consumer = durable,
+                in_flight = working.len(),
+                "finishing messages in hand"
+            );
         }
         while working.next().await.is_some() {}
         if !paused {
@@ -268,14 +273,12 @@ impl Settle<'_> {
                         msg_id,
                     };
                     // Boxed: a handler's future can be large, and the loop's stack should not carry it.
-                    let work = AssertUnwindSafe(Box::pin(handler(delivery)))
-                        .catch_unwind()
-                        .map(|r| {
-                            r.unwrap_or_else(|_| Outcome::Retry {
-                                after: PANIC_RETRY,
-                                reason: "handler panicked".into(),
-                            })
-                        });
+                    let work = AssertUnwindSafe(Box::pin(handler(delivery))).catch_unwind().map(|r| {
+                        r.unwrap_or_else(|_| Outcome::Retry {
+                            after: PANIC_RETRY,
+                            reason: "handler panicked".into(),
+                        })
+                    });
                     self.keeping_deadline(&message, work).await
                 }
             };

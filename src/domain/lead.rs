@@ -71,6 +71,14 @@ impl Phone {
         if trimmed.is_empty() {
             return Err(LeadError::invalid("phone", "missing"));
         }
+        // The parser reads letters as a keypad's digits (1-800-FLOWERS); a form's phone field
+        // with letters in it is a typo, not a vanity number to dial.
+        if trimmed.chars().any(|c| c.is_alphabetic()) {
+            return Err(LeadError::invalid(
+                "phone",
+                format!("`{trimmed}` has letters in it; a phone number is digits"),
+            ));
+        }
         let number = phonenumber::parse(Some(region), trimmed)
             .map_err(|e| LeadError::invalid("phone", format!("`{trimmed}` is not a phone number: {e}")))?;
         if !phonenumber::is_valid(&number) {
@@ -268,7 +276,14 @@ mod tests {
 
     #[test]
     fn bad_phones_name_the_field() {
-        for raw in ["", "12345", "not a number", "+1 000 000 0000", "555-0123"] {
+        for raw in [
+            "",
+            "12345",
+            "not a number",
+            "+1 000 000 0000",
+            "555-0123",
+            "+1212555ABCD",
+        ] {
             match us(raw) {
                 Err(LeadError::Invalid { field: "phone", .. }) => {}
                 other => panic!("{raw:?} gave {other:?}"),

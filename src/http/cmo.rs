@@ -3,8 +3,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
@@ -234,12 +234,7 @@ pub struct TriggerLead {
 
 /// Queues a lead given as form fields, for REST and NATS alike: the body as sent, so a repeated
 /// `Idempotency-Key` can be told apart from a reused one.
-pub async fn trigger(
-    ctx: &Context,
-    actor: &str,
-    key: Option<&IdempotencyKey>,
-    body: &[u8],
-) -> Result<Value, ApiError> {
+pub async fn trigger(ctx: &Context, actor: &str, key: Option<&IdempotencyKey>, body: &[u8]) -> Result<Value, ApiError> {
     let request: TriggerLead =
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))?;
     idempotency::once(&ctx.idempotency, key, body, |lead_id| {
@@ -248,7 +243,12 @@ pub async fn trigger(
     .await
 }
 
-async fn queue_lead(ctx: &Context, actor: &str, request: TriggerLead, lead_id: Option<Uuid>) -> Result<Value, ApiError> {
+async fn queue_lead(
+    ctx: &Context,
+    actor: &str,
+    request: TriggerLead,
+    lead_id: Option<Uuid>,
+) -> Result<Value, ApiError> {
     let force = request.force;
     let known = [
         ("fname", request.fname),

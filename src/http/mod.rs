@@ -7,8 +7,8 @@ mod auth;
 pub mod cmo;
 mod error;
 mod idempotency;
-mod unbounce;
 mod twilio;
+mod unbounce;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -138,7 +138,8 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
             // With asynchronous detection this request carries no AnsweredBy: keep what the
             // detection said, if it came first.
             let answered_by = answered_by.clone().or_else(|| state.answered_by.clone());
-            let changed = state.answered_by != answered_by || state.call_sid.is_none() || state.first_words_at.is_none();
+            let changed =
+                state.answered_by != answered_by || state.call_sid.is_none() || state.first_words_at.is_none();
             state.answered_by = answered_by;
             if state.call_sid.is_none() {
                 state.call_sid = request.param("CallSid").map(str::to_owned);
@@ -370,7 +371,9 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
                 ((), true)
             })
             .await?;
-        return Err(ApiError::Unavailable(format!("the call could not be redirected: {err}")));
+        return Err(ApiError::Unavailable(format!(
+            "the call could not be redirected: {err}"
+        )));
     }
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
@@ -379,7 +382,10 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
 async fn voicemail(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     request.lead_id()?;
     let script = crate::shared_config::current_script(&ctx).await;
-    Ok(TwiML(twiml::render(&[Verb::Say(script.voicemail.clone()), Verb::Hangup])))
+    Ok(TwiML(twiml::render(&[
+        Verb::Say(script.voicemail.clone()),
+        Verb::Hangup,
+    ])))
 }
 
 /// Replies that opt a number out of every later call and text, as carriers and Twilio define them.

@@ -58,6 +58,8 @@ pub struct FinalizedLead {
     pub reasons: Vec<String>,
     pub placed_at: Option<time::OffsetDateTime>,
     pub finalized_at: time::OffsetDateTime,
+    /// From Twilio's `answered` event to the first TwiML served: the silence a person heard.
+    pub answered_to_first_words_ms: Option<i64>,
 }
 
 /// A reporting period, counted in the business's time zone.
@@ -246,6 +248,7 @@ impl Store {
                 .bind(("lead_id", lead_id.to_string()))
                 .await?
                 .check()?;
+            self.merge_resubmissions(lead_id).await?;
         }
         // The SMS role keeps no records; its report is how a lead's record learns the text went out.
         if let (Some(state), Some(lead_id)) = (entry.kind.strip_prefix("sms."), entry.lead_id) {
@@ -303,6 +306,7 @@ impl Store {
             "call_placed_at": record.placed_at.and_then(rfc3339),
             "finalized_at": rfc3339(record.finalized_at),
             "speed_to_lead_secs": speed_to_lead,
+            "answered_to_first_words_ms": record.answered_to_first_words_ms,
         });
         let lead_id = RecordId::new("lead", lead.lead_id.to_string());
         self.db
@@ -330,6 +334,46 @@ impl Store {
             .bind(("answered_by", record.call.answered_by.clone()))
             .await?
             .check()?;
+        self.merge_resubmissions(lead.lead_id).await
+    }
+
+    /// Fills what the lead's record lacks from its resubmissions' fields. Run after either of
+    /// the two writes it depends on (the record, a resubmission's activity entry), so the later
+    /// run sees both.
+    async fn merge_resubmissions(&self, lead_id: uuid::Uuid) -> Result<(), StoreError> {
+        let record = RecordId::new("lead", lead_id.to_string());
+        let mut response = self
+            .db
+            .query(
+                "SELECT VALUE contact FROM $lead; \
+                 SELECT VALUE detail.lead FROM activity WHERE kind = 'lead.resubmitted' AND lead_id = $lead_id",
+            )
+            .bind(("lead", record.clone()))
+            .bind(("lead_id", lead_id.to_string()))
+            .await?
+            .check()?;
+        let contacts: Vec<serde_json::Value> = response.take(0)?;
+        let later: Vec<serde_json::Value> = response.take(1)?;
+        let Some(Ok(mut contact)) = contacts
+            .into_iter()
+            .next()
+            .map(serde_json::from_value::<crate::domain::Lead>)
+        else {
+            return Ok(());
+        };
+        let mut changed = false;
+        for lead in later.into_iter().filter_map(|v| serde_json::from_value(v).ok()) {
+            changed |= contact.merge_missing(&lead);
+        }
+        if changed {
+            let contact = serde_json::to_value(&contact).map_err(|e| StoreError::Encode(e.to_string()))?;
+            self.db
+                .query("UPDATE $lead SET contact = $contact")
+                .bind(("lead", record))
+                .bind(("contact", contact))
+                .await?
+                .check()?;
+        }
         Ok(())
     }
 

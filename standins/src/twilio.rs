@@ -79,6 +79,8 @@ pub struct CallRecord {
     pub status_callback: Option<String>,
     pub status_events: Vec<String>,
     pub machine_detection: Option<String>,
+    /// When the `Calls.json` request came in.
+    pub requested_at: Option<std::time::Instant>,
     /// Where the asynchronous detection's result goes (`AsyncAmd=true`).
     pub async_amd_callback: Option<String>,
     /// Everything said to the callee, in order.
@@ -111,6 +113,9 @@ struct Shared {
     latency: Duration,
     /// From pick-up to the asynchronous detection's result.
     amd_delay: Duration,
+    /// `Calls.json` requests being answered now, and the most at once.
+    calls_open: usize,
+    calls_open_peak: usize,
     /// Live calls' update channels, by CallSid.
     live: HashMap<String, tokio::sync::mpsc::UnboundedSender<Update>>,
 }
@@ -121,6 +126,15 @@ struct StandIn {
     auth_token: String,
     shared: Arc<Mutex<Shared>>,
     http: reqwest::Client,
+}
+
+struct OpenRequest(Arc<Mutex<Shared>>);
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        let mut shared = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        shared.calls_open -= 1;
+    }
 }
 
 /// A running stand-in; stops when dropped.
@@ -147,6 +161,8 @@ impl TwilioStandIn {
             latency: Duration::ZERO,
             amd_delay: Duration::from_millis(200),
             live: HashMap::new(),
+            calls_open: 0,
+            calls_open_peak: 0,
         };
         let state = StandIn {
             account_sid: account_sid.into(),
@@ -197,6 +213,11 @@ impl TwilioStandIn {
         self.shared().faults.push_back(fault);
     }
 
+    /// The most `Calls.json` requests that were open at once.
+    pub fn peak_call_requests(&self) -> usize {
+        self.shared().calls_open_peak
+    }
+
     pub fn calls(&self) -> Vec<CallRecord> {
         self.shared().calls.clone()
     }
@@ -244,6 +265,14 @@ impl StandIn {
             return Err(twilio_error(401, 20003, "Authenticate"));
         }
         serde_urlencoded::from_bytes(body).map_err(|_| twilio_error(400, 20001, "Could not parse the request body"))
+    }
+
+    /// Counts a `Calls.json` request as open until the guard drops; keeps the peak.
+    fn open_call_request(&self) -> OpenRequest {
+        let mut shared = self.lock();
+        shared.calls_open += 1;
+        shared.calls_open_peak = shared.calls_open_peak.max(shared.calls_open);
+        OpenRequest(self.shared.clone())
     }
 
     async fn delay(&self) {
@@ -312,6 +341,7 @@ async fn create_call(
         Ok(form) => form,
         Err(refused) => return refused,
     };
+    let _open = standin.open_call_request();
     standin.delay().await;
     let one = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let Some(to) = one("To") else {
@@ -350,6 +380,7 @@ async fn create_call(
             .map(|(_, v)| v.clone())
             .collect(),
         machine_detection: one("MachineDetection"),
+        requested_at: Some(std::time::Instant::now()),
         async_amd_callback: one("AsyncAmd")
             .filter(|v| v == "true")
             .and_then(|_| one("AsyncAmdStatusCallback")),
@@ -636,7 +667,12 @@ async fn play(
             match updates.try_recv() {
                 Ok(Update::Redirect(url)) => {
                     next = Some((url, in_progress(&base)));
-                    standin.record(&sid, |c| c.timeline.push(format!("redirect {}", path_of(&next.as_ref().map(|n| n.0.clone()).unwrap_or_default()))));
+                    standin.record(&sid, |c| {
+                        c.timeline.push(format!(
+                            "redirect {}",
+                            path_of(&next.as_ref().map(|n| n.0.clone()).unwrap_or_default())
+                        ))
+                    });
                     break;
                 }
                 Ok(Update::Hangup) => {

@@ -406,7 +406,11 @@ async fn a_handler_slower_than_the_ack_wait_keeps_its_message() {
     let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
         .await
         .expect("consumer");
-    assert_eq!(info.config.backoff.first(), Some(&Duration::from_secs(5)), "the ack wait this test outlasts");
+    assert_eq!(
+        info.config.backoff.first(),
+        Some(&Duration::from_secs(5)),
+        "the ack wait this test outlasts"
+    );
     let handled = Arc::new(Mutex::new(Vec::new()));
     let shutdown = CancellationToken::new();
     let mut replicas = Vec::new();
@@ -449,7 +453,10 @@ async fn a_handler_slower_than_the_ack_wait_keeps_its_message() {
     }
     let handled = handled.lock().expect("lock");
     assert_eq!(handled.len(), 4, "handled more than once: {handled:?}");
-    assert!(handled.iter().all(|(_, attempt)| *attempt == 1), "redelivered: {handled:?}");
+    assert!(
+        handled.iter().all(|(_, attempt)| *attempt == 1),
+        "redelivered: {handled:?}"
+    );
 }
 
 /// One loop handles up to its lanes at once, never more, and acks each message.
@@ -497,9 +504,17 @@ async fn a_loop_handles_up_to_its_lanes_at_once() {
     .await;
     shutdown.cancel();
     task.await.expect("loop");
-    assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 16, "lanes in use at the busiest");
+    assert_eq!(
+        peak.load(std::sync::atomic::Ordering::SeqCst),
+        16,
+        "lanes in use at the busiest"
+    );
     let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
         .await
         .expect("consumer");
-    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "messages left unacked");
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "messages left unacked"
+    );
 }

@@ -20,24 +20,24 @@ use crate::helpers::{NatsServer, eventually, free_port, on_free_port, on_stream,
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "stand-in-auth-token";
 const AIRTABLE_TOKEN: &str = "pat-stand-in";
-const AIRTABLE_BASE: &str = "appLeadqCalls0001";
+pub(crate) const AIRTABLE_BASE: &str = "appLeadqCalls0001";
 
-struct Agent {
-    ctx: Context,
-    twilio: TwilioStandIn,
-    airtable: AirtableStandIn,
-    shutdown: CancellationToken,
+pub(crate) struct Agent {
+    pub ctx: Context,
+    pub twilio: TwilioStandIn,
+    pub airtable: AirtableStandIn,
+    pub shutdown: CancellationToken,
     _nats: NatsServer,
 }
 
 impl Agent {
     /// The api role and the Twilio stand-in; the caller loop too when `with_caller_loop`.
-    async fn start(with_caller_loop: bool) -> Self {
+    pub async fn start(with_caller_loop: bool) -> Self {
         Box::pin(Self::start_with(with_caller_loop, |_| {})).await
     }
 
     /// As `start`, with the settings adjusted first (an inbox, say).
-    async fn start_with(with_caller_loop: bool, adjust: impl FnOnce(&mut leadq::config::Settings)) -> Self {
+    pub async fn start_with(with_caller_loop: bool, adjust: impl FnOnce(&mut leadq::config::Settings)) -> Self {
         let nats = NatsServer::start();
         let twilio = TwilioStandIn::start(SID, TOKEN, 0).await.expect("stand-in");
         let airtable = AirtableStandIn::start(AIRTABLE_TOKEN).await.expect("airtable stand-in");
@@ -71,7 +71,7 @@ impl Agent {
         }
     }
 
-    fn bus(&self) -> &Bus {
+    pub fn bus(&self) -> &Bus {
         &self.ctx.bus
     }
 
@@ -79,7 +79,7 @@ impl Agent {
         on_stream(self.bus(), bus::stream::CALLS).await
     }
 
-    async fn completed(&self, count: usize) -> Vec<CallCompleted> {
+    pub async fn completed(&self, count: usize) -> Vec<CallCompleted> {
         eventually(Duration::from_secs(20), "call.completed", || async {
             self.calls_stream::<CallCompleted>().await.len() >= count
         })
@@ -94,7 +94,7 @@ impl Drop for Agent {
     }
 }
 
-fn lead(name: &str, phone: &str) -> LeadReceived {
+pub(crate) fn lead(name: &str, phone: &str) -> LeadReceived {
     let form = vec![
         ("fname".to_owned(), name.to_owned()),
         ("phone".to_owned(), phone.to_owned()),
@@ -369,7 +369,10 @@ async fn call_requests_validate_against_twilios_openapi_document() {
         let redirected = client
             .redirect_call(sid, "https://leads.example.com/webhooks/twilio/voicemail?lead=1")
             .await;
-        assert!(redirected.is_ok(), "Calls/{{Sid}}.json redirect refused: {redirected:?}");
+        assert!(
+            redirected.is_ok(),
+            "Calls/{{Sid}}.json redirect refused: {redirected:?}"
+        );
         let hung_up = client.hang_up(sid).await;
         assert!(hung_up.is_ok(), "Calls/{{Sid}}.json hang-up refused: {hung_up:?}");
         let listed = client.calls_to("+14155550142").await;

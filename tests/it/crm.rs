@@ -57,6 +57,7 @@ fn finalized(n: usize) -> FinalizedLead {
         reasons: vec!["team of 3 meets the minimum of 1".into()],
         placed_at: Some(OffsetDateTime::now_utc()),
         finalized_at: OffsetDateTime::now_utc(),
+        answered_to_first_words_ms: None,
     }
 }
 

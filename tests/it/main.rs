@@ -12,5 +12,6 @@ mod dovecot;
 mod helpers;
 mod intake;
 mod poller;
+mod speed;
 mod store;
 mod webhooks;

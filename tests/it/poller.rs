@@ -300,7 +300,10 @@ async fn mail_arriving_during_a_scan_is_not_left_for_the_fallback() {
     for round in 0..3 {
         for n in 0..10 {
             let raw = email(&format!("r{round}-{n}"));
-            appender.append("INBOX", None, None, raw.as_bytes()).await.expect("append");
+            appender
+                .append("INBOX", None, None, raw.as_bytes())
+                .await
+                .expect("append");
         }
         let mut seen = std::collections::HashSet::new();
         let late = format!("r{round}-late@leadq.test");
@@ -311,7 +314,10 @@ async fn mail_arriving_during_a_scan_is_not_left_for_the_fallback() {
                 if seen.len() == 5 {
                     // The poller is in the middle of this round's scan.
                     let raw = email(&format!("r{round}-late"));
-                    appender.append("INBOX", None, None, raw.as_bytes()).await.expect("append");
+                    appender
+                        .append("INBOX", None, None, raw.as_bytes())
+                        .await
+                        .expect("append");
                 }
                 if seen.len() == 11 {
                     return;
