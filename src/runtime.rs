@@ -173,6 +173,7 @@ impl Context {
 /// When saved credentials change, the worker roles restart with them; the api keeps serving.
 pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken) -> Result<(), RuntimeError> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::task::spawn_blocking(crate::domain::lead::load_phone_metadata);
     // Opened once: the embedded store's file stays locked to this process across restarts.
     let (bus, store) = connect(&settings, roles.iter().any(|r| r.uses_store())).await?;
     let assemble = || {

@@ -66,9 +66,11 @@ impl Lanes {
 
 /// How long a message waits after the handler panicked: a bug, perhaps only under some condition.
 const PANIC_RETRY: Duration = Duration::from_secs(5);
-/// A pull request lives this long on the server; the loop then asks again.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
-const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+/// A pull request lives this long on the server; the loop then asks again (and a request lost
+/// with a connection is noticed by the client's own timeout, this plus 5 s). No idle heartbeat:
+/// async-nats 0.51's `Batch` swallows a heartbeat without arranging to be woken again, so a
+/// message arriving after one would wait for the request's end.
+const PULL_EXPIRES: Duration = Duration::from_secs(3);
 
 /// One pull request's messages, tagged with the request, then its end.
 type Pulled = (u64, Option<Result<async_nats::jetstream::Message, async_nats::Error>>);
@@ -135,7 +137,6 @@ where
                     .batch()
                     .max_messages(free)
                     .expires(PULL_EXPIRES)
-                    .heartbeat(PULL_HEARTBEAT)
                     .messages()
                     .await
                 {

@@ -95,6 +95,12 @@ impl Phone {
     }
 }
 
+/// Loads libphonenumber's metadata, which the parser otherwise reads on first use: over half a
+/// second in a debug build, that the first lead after a start would wait.
+pub fn load_phone_metadata() {
+    let _ = Phone::parse("+14155550100", country::Id::US);
+}
+
 /// Parses a region code such as `US` or `GB` (the `LEADQ_DEFAULT_REGION` setting).
 pub fn parse_region(code: &str) -> Option<country::Id> {
     code.trim().to_ascii_uppercase().parse().ok()

@@ -518,3 +518,42 @@ async fn a_loop_handles_up_to_its_lanes_at_once() {
         "messages left unacked"
     );
 }
+
+/// A message published while the loop waits on its pull request is handled at once, not when
+/// the request runs out (3 s) and the loop asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_arriving_while_the_loop_waits_is_handled_at_once() {
+    let nats = NatsServer::start();
+    let publisher = nats.ready_bus().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let bus = nats.bus().await;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        bus::consume::<LeadReceived, _, _>(
+            &bus,
+            bus::stream::LEADS,
+            bus::consumer::CALLER,
+            None,
+            bus::Lanes::new(32, Duration::from_secs(60)),
+            |_| {
+                let _ = tx.send(std::time::Instant::now());
+                async { Outcome::Done }
+            },
+            stop,
+        )
+        .await
+    });
+    for (n, idle) in [2, 1].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let published = std::time::Instant::now();
+        publisher.publish(&lead(n)).await.expect("publish");
+        let handled = rx.recv().await.expect("handled");
+        let waited = handled.duration_since(published);
+        assert!(
+            waited < Duration::from_secs(1),
+            "message {n} waited {waited:?} for the next pull request"
+        );
+    }
+    shutdown.cancel();
+}
