@@ -108,7 +108,11 @@ async fn main() -> anyhow::Result<()> {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()?;
     let webhook = String::from_utf8(url_out.stdout)?.trim().to_owned();
-    anyhow::ensure!(webhook.starts_with(&base), "no webhook URL: {}", String::from_utf8_lossy(&url_out.stderr));
+    anyhow::ensure!(
+        webhook.starts_with(&base),
+        "no webhook URL: {}",
+        String::from_utf8_lossy(&url_out.stderr)
+    );
     let mut agent = Agent(
         Command::new(leadq)
             .arg("all")
@@ -119,7 +123,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let http = reqwest::Client::new();
     let ready = Instant::now();
-    while !http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+    while !http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
         anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "leadq did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -134,7 +143,9 @@ async fn main() -> anyhow::Result<()> {
             .send()
     };
 
-    eprintln!("pipeline benchmark: {singles} leads one at a time, then a burst of {burst}; Twilio answers in {latency:?}");
+    eprintln!(
+        "pipeline benchmark: {singles} leads one at a time, then a burst of {burst}; Twilio answers in {latency:?}"
+    );
     let (mut to_call, mut to_bus) = (Vec::new(), Vec::new());
     for n in 0..singles {
         let phone = format!("+1415{:07}", 2_000_000 + n);
@@ -145,9 +156,18 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(message.is_some(), "no lead.received");
         to_bus.push(started.elapsed());
         loop {
-            if let Some(at) = twilio.calls().iter().find(|c| c.to == phone).and_then(|c| c.requested_at) {
+            if let Some(at) = twilio
+                .calls()
+                .iter()
+                .find(|c| c.to == phone)
+                .and_then(|c| c.requested_at)
+            {
                 if std::env::var_os("LEADQ_BENCH_VERBOSE").is_some() {
-                    eprintln!("  lead {n}: on the bus {:?}, called {:?}", to_bus.last(), at.duration_since(started));
+                    eprintln!(
+                        "  lead {n}: on the bus {:?}, called {:?}",
+                        to_bus.last(),
+                        at.duration_since(started)
+                    );
                 }
                 to_call.push(at.duration_since(started));
                 break;
@@ -167,28 +187,42 @@ async fn main() -> anyhow::Result<()> {
         .buffer_unordered(32)
         .collect::<Vec<_>>()
         .await;
-    anyhow::ensure!(posts.iter().all(|r| r.as_ref().is_ok_and(|r| r.status().is_success())), "a webhook post failed");
+    anyhow::ensure!(
+        posts.iter().all(|r| r.as_ref().is_ok_and(|r| r.status().is_success())),
+        "a webhook post failed"
+    );
     let posted = burst_start.elapsed();
     let wanted = (singles + burst) as usize;
     while twilio.calls().len() < before + burst as usize {
-        anyhow::ensure!(burst_start.elapsed() < Duration::from_secs(900), "the burst was not called");
+        anyhow::ensure!(
+            burst_start.elapsed() < Duration::from_secs(900),
+            "the burst was not called"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let calls = twilio.calls();
-    let last_call = calls
+    let mut requested: Vec<Duration> = twilio
+        .calls()
         .iter()
         .skip(before)
         .filter_map(|c| c.requested_at)
-        .max()
         .map(|t| t.duration_since(burst_start))
-        .unwrap_or_default();
+        .collect();
+    requested.sort();
+    let last_call = requested.last().copied().unwrap_or_default();
+    let hundredth = requested.get(99).copied().unwrap_or(last_call);
     while twilio.messages().len() < wanted {
-        anyhow::ensure!(burst_start.elapsed() < Duration::from_secs(1800), "not every lead was texted");
+        anyhow::ensure!(
+            burst_start.elapsed() < Duration::from_secs(1800),
+            "not every lead was texted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let last_sms = burst_start.elapsed();
     while airtable.records(AIRTABLE_BASE, "Leads").len() < wanted {
-        anyhow::ensure!(burst_start.elapsed() < Duration::from_secs(1800), "not every lead reached the CRM");
+        anyhow::ensure!(
+            burst_start.elapsed() < Duration::from_secs(1800),
+            "not every lead reached the CRM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -202,13 +236,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let (called, calls_max) = per(twilio.calls().into_iter().map(|c| c.to).collect());
     let (texted, sms_max) = per(twilio.messages().into_iter().map(|m| m.to).collect());
-    let (rows, rows_max) = per(
-        airtable
-            .records(AIRTABLE_BASE, "Leads")
-            .into_iter()
-            .map(|r| r.fields["Phone"].to_string())
-            .collect(),
-    );
+    let (rows, rows_max) = per(airtable
+        .records(AIRTABLE_BASE, "Leads")
+        .into_iter()
+        .map(|r| r.fields["Phone"].to_string())
+        .collect());
     let _ = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
     let _ = agent.0.wait();
 
@@ -217,14 +249,24 @@ async fn main() -> anyhow::Result<()> {
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
     let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     println!();
-    println!("| pipeline ({singles} single leads, burst of {burst}, Twilio latency {} ) | figure | goal |", ms(latency));
+    println!(
+        "| pipeline ({singles} single leads, burst of {burst}, Twilio latency {} ) | figure | goal |",
+        ms(latency)
+    );
     println!("|---|---|---|");
     for (name, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
-        println!("| webhook -> Calls.json request, {name} | {} | < 1 s |", ms(percentile(&to_call, p)));
+        println!(
+            "| webhook -> Calls.json request, {name} | {} | < 1 s |",
+            ms(percentile(&to_call, p))
+        );
     }
-    println!("| webhook -> lead.received, p99 | {} | < 50 ms |", ms(percentile(&to_bus, 99.0)));
+    println!(
+        "| webhook -> lead.received, p99 | {} | < 50 ms |",
+        ms(percentile(&to_bus, 99.0))
+    );
     println!("| burst: all {burst} webhooks answered | {} | |", secs(posted));
-    println!("| burst: last Calls.json request | {} | 100 leads within 2 s |", secs(last_call));
+    println!("| burst: 100th Calls.json request | {} | < 2 s |", secs(hundredth));
+    println!("| burst: last Calls.json request | {} | |", secs(last_call));
     println!("| burst: last SMS sent | {} | |", secs(last_sms));
     println!(
         "| burst: leads per hour (calls requested) | {:.0} | |",

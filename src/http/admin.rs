@@ -41,6 +41,7 @@ pub fn routes() -> Router<Context> {
         .route("/api/admin/credentials", get(list_credentials).post(save_credential))
         .route("/api/admin/credentials/{service}/{key}", delete(delete_credential))
         .route("/api/admin/agent/{command}", post(agent_command))
+        .route("/api/admin/unbounce-url", post(unbounce_url))
         .route("/api/admin/script", get(script).put(save_script))
         .route("/api/admin/script/try", post(try_answer))
         .route("/api/admin/events", get(events))
@@ -318,6 +319,24 @@ async fn agent_command(
     Ok(Json(run_command(&ctx, &user.username, request).await?))
 }
 
+/// A new secret URL for Unbounce's form-submit webhook, shown once; the old one stops working.
+#[utoipa::path(post, path = "/api/admin/unbounce-url", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "{url}: paste it in Unbounce (page > Integrations > Webhooks)"), (status = 403)))]
+async fn unbounce_url(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, ApiError> {
+    user.require(Access::Manage)?;
+    let token = crate::unbounce::rotate_token(&ctx.config).await?;
+    ctx.bus
+        .record(&Activity::new(
+            "unbounce.url_rotated",
+            &user.username,
+            "a new Unbounce webhook URL was made; the previous one no longer works",
+        ))
+        .await;
+    Ok(Json(
+        json!({ "url": crate::unbounce::webhook_url(&ctx.settings.public_url, &token) }),
+    ))
+}
+
 #[derive(Deserialize, serde::Serialize, ToSchema)]
 pub struct ScriptAndRules {
     #[schema(value_type = Object)]
@@ -484,6 +503,7 @@ async fn events(
     save_credential,
     delete_credential,
     agent_command,
+    unbounce_url,
     script,
     save_script,
     try_answer,

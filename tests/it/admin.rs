@@ -124,6 +124,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
             Some(json!({ "raw": fixture_email() })),
         ),
         (Method::GET, "/api/admin/test-email", None),
+        (Method::POST, "/api/admin/unbounce-url", None),
         (Method::PUT, "/api/admin/script", Some(script)),
     ]
 }
