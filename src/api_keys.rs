@@ -10,7 +10,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::bus::{self, BusError, JsonKv};
@@ -51,10 +50,7 @@ pub enum KeyCheck {
 }
 
 fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::secrets::sha256_hex(secret.as_bytes())
 }
 
 /// Each key's budget in this process, rebuilt when its rate changes.
@@ -125,15 +121,7 @@ impl ApiKeys {
         let Some(record) = (if valid_id { self.get(id).await? } else { None }) else {
             return Ok(KeyCheck::Unknown);
         };
-        let expected = record.secret_sha256.as_bytes();
-        let given = digest(secret);
-        // Equal-length hex strings: compare every byte, so the timing says nothing.
-        let same = expected.len() == given.len()
-            && expected
-                .iter()
-                .zip(given.as_bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+        let same = crate::secrets::same_digest(&record.secret_sha256, &digest(secret));
         Ok(if !same {
             KeyCheck::Unknown
         } else if record.revoked {

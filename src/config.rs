@@ -707,7 +707,7 @@ impl Settings {
             default_region,
             bus: raw.bus,
             concurrency: raw.concurrency,
-            resubmit_window: duration("LEADQ_RESUBMIT_WINDOW", &raw.resubmit_window)?,
+            resubmit_window: resubmit_window(&raw.resubmit_window)?,
             unbounce: raw.unbounce,
             imap,
             twilio,
@@ -735,6 +735,19 @@ fn duration(setting: &'static str, raw: &str) -> Result<Duration, ConfigError> {
         setting,
         reason: format!("`{raw}`: {e}"),
     })
+}
+
+/// The `phones` bucket remembers a number for [`crate::calls::PHONE_MEMORY`]; a longer window
+/// could not be kept.
+fn resubmit_window(raw: &str) -> Result<Duration, ConfigError> {
+    let window = duration("LEADQ_RESUBMIT_WINDOW", raw)?;
+    if window > crate::calls::PHONE_MEMORY {
+        return Err(ConfigError::Invalid {
+            setting: "LEADQ_RESUBMIT_WINDOW",
+            reason: format!("`{raw}` is longer than the 90 days a number is remembered"),
+        });
+    }
+    Ok(window)
 }
 
 fn validate_calling_hours(raw: &RawCallingHours) -> Result<crate::domain::calling_hours::CallingHours, ConfigError> {
@@ -891,6 +904,10 @@ mod tests {
             ("LEADQ_BUS__MAX_DELIVER", "many", "LEADQ_BUS__MAX_DELIVER"),
             ("LEADQ_LOG_FORMAT", "xml", "LEADQ_LOG_FORMAT"),
             ("LEADQ_DEFAULT_REGION", "Atlantis", "LEADQ_DEFAULT_REGION"),
+            // Shorter than four tries of the 15 s Twilio timeout: slow answers would be cut short.
+            ("LEADQ_BUS__MAX_HANDLING", "30s", "LEADQ_BUS__MAX_HANDLING"),
+            ("LEADQ_RESUBMIT_WINDOW", "365days", "LEADQ_RESUBMIT_WINDOW"),
+            ("LEADQ_RESUBMIT_WINDOW", "soon", "LEADQ_RESUBMIT_WINDOW"),
             ("LEADQ_IMAP__HOST", "imap.example.com", "LEADQ_IMAP__USERNAME"),
             ("LEADQ_CALLING_HOURS__START", "8 o'clock", "LEADQ_CALLING_HOURS__START"),
             ("LEADQ_CALLING_HOURS__END", "07:00", "LEADQ_CALLING_HOURS__END"),

@@ -34,6 +34,23 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buffer)
 }
 
+/// SHA-256 of `bytes` as 64 lowercase hex digits: how secrets shown once (API keys, webhook
+/// tokens) are kept.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether two digests are equal, comparing every byte so the timing says nothing.
+pub fn same_digest(expected: &str, given: &str) -> bool {
+    expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// A new AES-256 key as 64 hex digits.
 pub fn new_master_key() -> SecretString {
     let key: [u8; 32] = rand::random();

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use async_nats::jetstream::kv;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::bus::BusError;
 use crate::domain::lead::{Lead, LeadError, PageDetails};
+use crate::secrets::{same_digest, sha256_hex};
 
 /// The `config` bucket key holding the token's hash.
 const TOKEN_KEY: &str = "unbounce_token";
@@ -172,19 +172,12 @@ fn submitted_at(date: &str, time: &str) -> Result<OffsetDateTime, SubmissionErro
     Ok(date.with_time(parsed).assume_utc())
 }
 
-fn sha256_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Makes a new webhook token, keeps its hash (the old URL stops working at once), and returns
 /// the token: shown once, never stored.
 pub async fn rotate_token(config: &kv::Store) -> Result<String, BusError> {
     let token = crate::secrets::random_token(24);
     let body = serde_json::json!({
-        "sha256": sha256_hex(&token),
+        "sha256": sha256_hex(token.as_bytes()),
         "created_at": OffsetDateTime::now_utc().unix_timestamp(),
     });
     config
@@ -205,15 +198,7 @@ pub async fn check_token(config: &kv::Store, token: &str) -> Result<Option<bool>
     };
     let stored: Value = serde_json::from_slice(&entry).unwrap_or_default();
     let expected = stored["sha256"].as_str().unwrap_or_default();
-    let given = sha256_hex(token);
-    // Constant time over the hashes: the comparison tells nothing about the token.
-    let same = expected.len() == given.len()
-        && expected
-            .bytes()
-            .zip(given.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    Ok(Some(same))
+    Ok(Some(same_digest(expected, &sha256_hex(token.as_bytes()))))
 }
 
 /// The URL to paste into Unbounce for `token`.

@@ -8,10 +8,10 @@ use async_nats::jetstream::kv;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::ApiError;
+use crate::secrets::sha256_hex;
 
 pub const HEADER: &str = "idempotency-key";
 
@@ -45,9 +45,8 @@ impl IdempotencyKey {
                 "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
             ));
         }
-        let digest = Sha256::digest(format!("{actor}\u{0}{key}"));
         Ok(Self {
-            slot: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            slot: sha256_hex(format!("{actor}\u{0}{key}").as_bytes()),
         })
     }
 
@@ -72,7 +71,7 @@ where
     let Some(key) = key else {
         return work(None).await;
     };
-    let request_sha256: String = Sha256::digest(request).iter().map(|b| format!("{b:02x}")).collect();
+    let request_sha256 = sha256_hex(request);
     let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(format!("idempotency keys: {e}"));
     if let Some(entry) = bucket.get(&key.slot).await.map_err(|e| unavailable(&e))?
         && let Ok(remembered) = serde_json::from_slice::<Remembered>(&entry)

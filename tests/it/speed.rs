@@ -64,10 +64,16 @@ async fn one_person_submitting_twice_is_called_texted_and_recorded_once() {
     assert_eq!(agent.twilio.messages().len(), 1, "one text");
     let rows = agent.airtable.records(AIRTABLE_BASE, "Leads");
     assert_eq!(rows.len(), 1, "one CRM row");
-    assert_eq!(
-        rows[0].fields["Resubmissions"], 1,
-        "the row says it was submitted again"
-    );
+    // A row written before the resubmission is written again with it (on the CRM sync's next pass).
+    eventually(
+        Duration::from_secs(20),
+        "the CRM row to say it was submitted again",
+        || async {
+            let rows = agent.airtable.records(AIRTABLE_BASE, "Leads");
+            rows.len() == 1 && rows[0].fields.get("Resubmissions") == Some(&serde_json::json!(1))
+        },
+    )
+    .await;
     let record = store.lead(first.lead_id).await.expect("read").expect("record");
     assert_eq!(
         record["resubmissions"][0]["resubmitted_lead_id"],
@@ -355,4 +361,70 @@ async fn a_person_hears_the_greeting_on_answer_and_a_machine_gets_the_voicemail_
         "{}",
         record["timestamps"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_email_pasted_twice_as_a_test_is_called_once_unless_called_again_on_purpose() {
+    let agent = whole_agent(|_| {}).await;
+    agent
+        .ctx
+        .users
+        .upsert(
+            "boss",
+            leadq::users::UserRole::Admin,
+            "correct horse battery staple".into(),
+        )
+        .await
+        .expect("user");
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{}/api/auth/login", base(&agent)))
+        .json(&serde_json::json!({ "username": "boss", "password": "correct horse battery staple" }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["access_token"].as_str().expect("token").to_owned();
+    let email = std::fs::read_to_string("tests/fixtures/emails/01-plain-private-office.eml").expect("fixture");
+    // Another email of the same person: a new Message-ID, the same phone.
+    let other = email.replace(
+        "<20261124140311.1a2b3c@mail.unbounce.com>",
+        "<second-form@mail.unbounce.com>",
+    );
+    let paste = |raw: String, force: bool| {
+        let request = http
+            .post(format!("{}/api/admin/test-email", base(&agent)))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "raw": raw, "force": force }));
+        async move { request.send().await.expect("post").status().as_u16() }
+    };
+    assert_eq!(paste(email.clone(), false).await, 200);
+    assert_eq!(paste(email.clone(), false).await, 200);
+    assert_eq!(paste(other, false).await, 200);
+    agent.completed(1).await;
+    eventually(Duration::from_secs(20), "two resubmissions", || async {
+        let store = agent.ctx.store.clone().expect("store");
+        store
+            .recent_activity(200)
+            .await
+            .map(|rows| rows.iter().filter(|r| r.kind == "lead.resubmitted").count() >= 2)
+            .unwrap_or(false)
+    })
+    .await;
+    assert_eq!(agent.twilio.calls().len(), 1, "three pastes of one person: one call");
+    // "Call again anyway": a deliberate second call, in the activity log.
+    assert_eq!(paste(email, true).await, 200);
+    agent.completed(2).await;
+    assert_eq!(agent.twilio.calls().len(), 2);
+    let store = agent.ctx.store.clone().expect("store");
+    eventually(Duration::from_secs(10), "the override in the activity log", || async {
+        store
+            .recent_activity(200)
+            .await
+            .map(|rows| rows.iter().any(|r| r.kind == "lead.forced" && r.actor == "boss"))
+            .unwrap_or(false)
+    })
+    .await;
 }
