@@ -157,6 +157,7 @@ pub struct TestEmail {
 /// Parses a pasted email with the intake's parser. A lead is queued on `lead.received` like one
 /// from the inbox; otherwise the answer is the exact parse error (422). Both are kept.
 #[utoipa::path(post, path = "/api/admin/test-email", tag = "admin", security(("bearer" = [])), request_body = TestEmail,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body gets the first answer")),
     responses((status = 200, description = "{status, lead_id, lead}"), (status = 422, description = "{error, detail, field?}"), (status = 403)))]
 async fn test_email(
     State(ctx): State<Context>,

@@ -339,7 +339,8 @@ pub async fn enqueue(
 }
 
 #[utoipa::path(post, path = "/api/cmo/trigger-lead", tag = "cmo", request_body = TriggerLead, security(("api_key" = [])),
-    responses((status = 200, description = "{status, message, task_id, lead}"), (status = 422, description = "a field that makes the lead uncallable")))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body gets the first answer and queues nothing")),
+    responses((status = 200, description = "{status, message, task_id, lead}"), (status = 422, description = "a field that makes the lead uncallable, or an Idempotency-Key reused for another body")))]
 async fn trigger_lead(
     State(ctx): State<Context>,
     CmoKey(key): CmoKey,

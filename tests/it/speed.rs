@@ -428,3 +428,45 @@ async fn the_same_email_pasted_twice_as_a_test_is_called_once_unless_called_agai
     })
     .await;
 }
+
+/// A thousand leads through caller, webhooks, finalizer, CRM sync and SMS, with Twilio answering
+/// in 150 ms: every one called, recorded and texted, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_leads_through_the_whole_pipeline_each_once() {
+    const LEADS: usize = 1000;
+    let agent = whole_agent(|_| {}).await;
+    agent.twilio.set_latency(Duration::from_millis(150));
+    let phones: Vec<String> = (0..LEADS).map(|n| format!("+1646{:07}", 3_000_000 + n)).collect();
+    for phone in &phones {
+        agent.bus().publish(&lead("Ada", phone)).await.expect("publish");
+    }
+    eventually(Duration::from_secs(300), "every lead texted", || async {
+        agent.twilio.messages().len() >= LEADS
+    })
+    .await;
+    eventually(Duration::from_secs(120), "every lead in the CRM", || async {
+        agent.airtable.records(AIRTABLE_BASE, "Leads").len() >= LEADS
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let count = |items: Vec<String>| {
+        let mut per: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for item in items {
+            *per.entry(item).or_default() += 1;
+        }
+        (per.len(), per.values().copied().max().unwrap_or(0))
+    };
+    let calls = count(agent.twilio.calls().into_iter().map(|c| c.to).collect());
+    let texts = count(agent.twilio.messages().into_iter().map(|m| m.to).collect());
+    let rows = count(
+        agent
+            .airtable
+            .records(AIRTABLE_BASE, "Leads")
+            .into_iter()
+            .map(|r| r.fields["Phone"].to_string())
+            .collect(),
+    );
+    assert_eq!(calls, (LEADS, 1), "(leads called, most calls to one lead)");
+    assert_eq!(texts, (LEADS, 1), "(leads texted, most texts to one lead)");
+    assert_eq!(rows, (LEADS, 1), "(leads in the CRM, most rows for one lead)");
+}
