@@ -557,3 +557,49 @@ async fn a_message_arriving_while_the_loop_waits_is_handled_at_once() {
     }
     shutdown.cancel();
 }
+
+/// Told to stop, the loop pulls nothing more but finishes and acks what its lanes hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_and_acks_the_messages_in_hand() {
+    let nats = NatsServer::start();
+    let publisher = nats.ready_bus().await;
+    for n in 0..6 {
+        publisher.publish(&lead(n)).await.expect("publish");
+    }
+    let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let shutdown = CancellationToken::new();
+    let bus = nats.bus().await;
+    let (count, begun, stop) = (finished.clone(), started.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        bus::consume::<LeadReceived, _, _>(
+            &bus,
+            bus::stream::LEADS,
+            bus::consumer::CALLER,
+            None,
+            bus::Lanes::new(4, Duration::from_secs(60)),
+            |_| {
+                let (count, begun) = (count.clone(), begun.clone());
+                async move {
+                    begun.notify_one();
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Outcome::Done
+                }
+            },
+            stop,
+        )
+        .await
+        .expect("consume");
+    });
+    started.notified().await;
+    shutdown.cancel();
+    task.await.expect("loop");
+    let done = finished.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(done, 4, "the four lanes' messages were finished, no more were taken");
+    let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
+        .await
+        .expect("consumer");
+    assert_eq!(info.num_ack_pending, 0, "a finished message was left unacked");
+    assert_eq!(info.num_pending, 2, "the two never taken wait for the next replica");
+}
