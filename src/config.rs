@@ -287,7 +287,7 @@ impl Default for RawTwilio {
             from_number: None,
             confidence_threshold: 0.4,
             request_timeout: "15s".into(),
-            max_in_flight: 16,
+            max_in_flight: 32,
         }
     }
 }
