@@ -128,6 +128,29 @@ async fn the_same_msg_id_published_twice_is_stored_once() {
     assert_eq!(stream.info().await.expect("info").state.messages, 1);
 }
 
+/// The caller's durable consumer of `lead.received`, as every test here runs it.
+async fn consume_leads<H, F>(
+    bus: &Bus,
+    lanes: usize,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), bus::BusError>
+where
+    H: Fn(leadq::bus::Delivery<LeadReceived>) -> F,
+    F: std::future::Future<Output = Outcome>,
+{
+    bus::consume(
+        bus,
+        bus::stream::LEADS,
+        bus::consumer::CALLER,
+        None,
+        bus::Lanes::new(lanes, Duration::from_secs(60)),
+        handler,
+        shutdown,
+    )
+    .await
+}
+
 /// Runs one replica of a consumer that records which lead ids it handled.
 fn replica(
     bus: Bus,
@@ -136,12 +159,9 @@ fn replica(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        bus::consume::<LeadReceived, _, _>(
+        consume_leads(
             &bus,
-            bus::stream::LEADS,
-            bus::consumer::CALLER,
-            None,
-            bus::Lanes::new(8, Duration::from_secs(60)),
+            8,
             |d| {
                 seen.lock()
                     .expect("lock")
@@ -210,12 +230,9 @@ async fn a_replica_killed_before_it_acks_has_its_message_redelivered_to_the_othe
     let (got_it, mut holding) = tokio::sync::mpsc::unbounded_channel();
     let doomed_bus = nats.bus().await;
     let doomed = tokio::spawn(async move {
-        let _ = bus::consume::<LeadReceived, _, _>(
+        let _ = consume_leads(
             &doomed_bus,
-            bus::stream::LEADS,
-            bus::consumer::CALLER,
-            None,
-            bus::Lanes::new(4, Duration::from_secs(60)),
+            4,
             |d| {
                 let _ = got_it.send(d.payload.lead_id);
                 // Hangs mid-work, as a process does just before it is killed.
@@ -240,12 +257,9 @@ async fn a_replica_killed_before_it_acks_has_its_message_redelivered_to_the_othe
     let survivor = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            bus::consume::<LeadReceived, _, _>(
+            consume_leads(
                 &survivor_bus,
-                bus::stream::LEADS,
-                bus::consumer::CALLER,
-                None,
-                bus::Lanes::new(4, Duration::from_secs(60)),
+                4,
                 |d| {
                     let _ = handled.send((d.payload.lead_id, d.attempt));
                     async { Outcome::Done }
@@ -287,12 +301,9 @@ async fn a_poison_message_is_terminated_with_an_alert() {
     let worker = tokio::spawn({
         let (bus, shutdown, handled) = (bus.clone(), shutdown.clone(), handled.clone());
         async move {
-            bus::consume::<LeadReceived, _, _>(
+            consume_leads(
                 &bus,
-                bus::stream::LEADS,
-                bus::consumer::CALLER,
-                None,
-                bus::Lanes::new(4, Duration::from_secs(60)),
+                4,
                 |_| {
                     *handled.lock().expect("lock") += 1;
                     async { Outcome::Done }
@@ -375,12 +386,9 @@ async fn the_trace_context_crosses_the_bus() {
     let seen = Arc::new(Mutex::new(None));
     let shutdown = CancellationToken::new();
     let (record, stop) = (seen.clone(), shutdown.clone());
-    bus::consume::<LeadReceived, _, _>(
+    consume_leads(
         &bus,
-        bus::stream::LEADS,
-        bus::consumer::CALLER,
-        None,
-        bus::Lanes::new(4, Duration::from_secs(60)),
+        4,
         move |_| {
             *record.lock().expect("lock") = Some(trace_of(&tracing::Span::current()));
             stop.cancel();
@@ -417,12 +425,9 @@ async fn a_handler_slower_than_the_ack_wait_keeps_its_message() {
     for _ in 0..2 {
         let (bus, handled, shutdown) = (nats.bus().await, handled.clone(), shutdown.clone());
         replicas.push(tokio::spawn(async move {
-            bus::consume::<LeadReceived, _, _>(
+            consume_leads(
                 &bus,
-                bus::stream::LEADS,
-                bus::consumer::CALLER,
-                None,
-                bus::Lanes::new(4, Duration::from_secs(60)),
+                4,
                 |d| {
                     let handled = handled.clone();
                     async move {
@@ -474,12 +479,9 @@ async fn a_loop_handles_up_to_its_lanes_at_once() {
     let bus = nats.bus().await;
     let (now2, peak2, done2, stop) = (now.clone(), peak.clone(), done.clone(), shutdown.clone());
     let task = tokio::spawn(async move {
-        bus::consume::<LeadReceived, _, _>(
+        consume_leads(
             &bus,
-            bus::stream::LEADS,
-            bus::consumer::CALLER,
-            None,
-            bus::Lanes::new(16, Duration::from_secs(60)),
+            16,
             |_| {
                 let (now, peak, done) = (now2.clone(), peak2.clone(), done2.clone());
                 async move {
@@ -530,12 +532,9 @@ async fn a_message_arriving_while_the_loop_waits_is_handled_at_once() {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        bus::consume::<LeadReceived, _, _>(
+        consume_leads(
             &bus,
-            bus::stream::LEADS,
-            bus::consumer::CALLER,
-            None,
-            bus::Lanes::new(32, Duration::from_secs(60)),
+            32,
             |_| {
                 let _ = tx.send(std::time::Instant::now());
                 async { Outcome::Done }
@@ -572,12 +571,9 @@ async fn shutdown_finishes_and_acks_the_messages_in_hand() {
     let bus = nats.bus().await;
     let (count, begun, stop) = (finished.clone(), started.clone(), shutdown.clone());
     let task = tokio::spawn(async move {
-        bus::consume::<LeadReceived, _, _>(
+        consume_leads(
             &bus,
-            bus::stream::LEADS,
-            bus::consumer::CALLER,
-            None,
-            bus::Lanes::new(4, Duration::from_secs(60)),
+            4,
             |_| {
                 let (count, begun) = (count.clone(), begun.clone());
                 async move {
