@@ -128,6 +128,18 @@ async fn the_same_msg_id_published_twice_is_stored_once() {
     assert_eq!(stream.info().await.expect("info").state.messages, 1);
 }
 
+/// Nothing left for the caller's consumer: every message delivered and acked.
+async fn assert_all_acked(bus: &Bus) {
+    let info = consumer_info(bus, bus::stream::LEADS, bus::consumer::CALLER)
+        .await
+        .expect("consumer");
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "messages left unacked"
+    );
+}
+
 /// The caller's durable consumer of `lead.received`, as every test here runs it.
 async fn consume_leads<H, F>(
     bus: &Bus,
@@ -209,14 +221,7 @@ async fn two_replicas_split_a_thousand_messages_without_doubles_or_gaps() {
     }
     let by_a = seen.values().filter(|h| h[0] == "a").count();
     assert!(by_a > 0 && by_a < 1000, "one replica did all the work ({by_a} by a)");
-    let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
-        .await
-        .expect("consumer");
-    assert_eq!(
-        (info.num_pending, info.num_ack_pending),
-        (0, 0),
-        "messages left unacked"
-    );
+    assert_all_acked(&publisher).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,14 +516,7 @@ async fn a_loop_handles_up_to_its_lanes_at_once() {
         16,
         "lanes in use at the busiest"
     );
-    let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
-        .await
-        .expect("consumer");
-    assert_eq!(
-        (info.num_pending, info.num_ack_pending),
-        (0, 0),
-        "messages left unacked"
-    );
+    assert_all_acked(&publisher).await;
 }
 
 /// A message published while the loop waits on its pull request is handled at once, not when
