@@ -23,8 +23,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every role (api, poller, caller, finalizer, sms) in one process.
-    All,
+    /// Run every role (api, poller, caller, finalizer, sms) in one process. Outside services with
+    /// no account configured (Twilio, Airtable) run as an in-process sandbox unless LEADQ_SANDBOX=0.
+    All {
+        /// Use the sandbox for every service without a live configuration (as LEADQ_SANDBOX=1).
+        #[arg(long)]
+        sandbox: bool,
+    },
     /// Run the HTTP API: CMO and admin routes, Twilio webhooks, the admin page, the activity log writer.
     Api,
     /// Run the IMAP poller: lead emails to lead.received, within a second (IMAP IDLE).

@@ -77,6 +77,7 @@ struct RawSettings {
     default_region: String,
     bus: BusSettings,
     concurrency: Concurrency,
+    sandbox: Option<bool>,
     resubmit_window: String,
     unbounce: UnbounceSettings,
     imap: RawImap,
@@ -115,6 +116,7 @@ impl Default for RawSettings {
             default_region: "US".into(),
             bus: BusSettings::default(),
             concurrency: Concurrency::default(),
+            sandbox: None,
             resubmit_window: "24h".into(),
             unbounce: UnbounceSettings::default(),
             imap: RawImap::default(),
@@ -468,6 +470,9 @@ pub struct Settings {
     pub default_region: phonenumber::country::Id,
     pub bus: BusSettings,
     pub concurrency: Concurrency,
+    /// `LEADQ_SANDBOX`: `true` points every outside service without a live configuration at the
+    /// in-process stand-ins, `false` never does; unset, `leadq all` does.
+    pub sandbox: Option<bool>,
     /// A phone number that already has a lead this recently is not called again; the new
     /// submission is recorded on the first lead.
     pub resubmit_window: Duration,
@@ -707,6 +712,7 @@ impl Settings {
             default_region,
             bus: raw.bus,
             concurrency: raw.concurrency,
+            sandbox: raw.sandbox,
             resubmit_window: resubmit_window(&raw.resubmit_window)?,
             unbounce: raw.unbounce,
             imap,

@@ -7,6 +7,7 @@
 //! - [`domain`]: pure logic: the `Lead` type and notification-email parsing.
 //! - [`store`]: SurrealDB, the system of record.
 //! - [`runtime`]: roles started from one context, shut down together.
+//! - [`sandbox`]: the Twilio and Airtable stand-ins in the process, for a machine with no accounts.
 //! - [`http`]: the api role's routes.
 //! - [`poller`]: the IMAP inbox to `lead.received`, exactly once.
 //! - [`calls`]: call state (compare-and-set) and the do-not-contact list, in KV buckets.
@@ -40,6 +41,7 @@ pub mod finalizer;
 pub mod http;
 pub mod poller;
 pub mod runtime;
+pub mod sandbox;
 pub mod secrets;
 pub mod shared_config;
 pub mod sms;

@@ -38,10 +38,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn dispatch(command: Command, mut settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let roles: &[Role] = match command {
-        Command::All => &Role::ALL,
+        Command::All { sandbox } => {
+            if sandbox {
+                settings.sandbox = Some(true);
+            }
+            &Role::ALL
+        }
         Command::Api => &[Role::Api],
         Command::Poller => &[Role::Poller],
         Command::Caller => &[Role::Caller],

@@ -13,6 +13,7 @@ use crate::bus::{self, Bus, BusError};
 use crate::calls::{CallBook, DoNotContact};
 use crate::config::Settings;
 use crate::credentials::{self, CredentialError, Credentials, Vault};
+use crate::sandbox::{self, Sandbox};
 use crate::secrets::{self, SecretsError};
 use crate::store::{Store, StoreError};
 use crate::users::{UserError, Users};
@@ -82,6 +83,8 @@ pub enum RuntimeError {
     Credential(#[from] CredentialError),
     #[error(transparent)]
     Users(#[from] UserError),
+    #[error("the sandbox's stand-ins could not listen on loopback: {0}")]
+    Sandbox(std::io::Error),
 }
 
 /// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
@@ -107,6 +110,8 @@ pub struct Context {
     pub users: Users,
     pub credentials: Credentials,
     pub auth: Arc<http::Auth>,
+    /// Twilio's and Airtable's modes when this process runs the sandbox (`None`: it does not).
+    pub sandbox: Option<(sandbox::Mode, sandbox::Mode)>,
     /// Cancelled when this context's roles stop (a shutdown, or a restart for new credentials);
     /// long-lived responses such as the live event stream end with it.
     pub stopping: CancellationToken,
@@ -116,14 +121,16 @@ impl Context {
     /// Connects to NATS, makes the topology match (idempotent), and opens the store if needed.
     pub async fn build(settings: Settings, with_store: bool) -> Result<Self, RuntimeError> {
         let (bus, store) = connect(&settings, with_store).await?;
-        Box::pin(Self::assemble(settings, bus, store, CancellationToken::new())).await
+        Box::pin(Self::assemble(settings, bus, store, None, CancellationToken::new())).await
     }
 
-    /// Opens the buckets and lays the saved credentials over `settings`.
+    /// Opens the buckets and lays the saved credentials over `settings`, then the sandbox over
+    /// what is still not configured.
     async fn assemble(
         mut settings: Settings,
         bus: Bus,
         store: Option<Store>,
+        sandbox: Option<&Sandbox>,
         stopping: CancellationToken,
     ) -> Result<Self, RuntimeError> {
         let vault = Vault::new(
@@ -131,10 +138,11 @@ impl Context {
             secrets::previous_master_key(&settings)?.as_ref(),
         )?;
         let credentials = Credentials::open(&bus.js, vault).await?;
+        credentials::apply(&mut settings, &credentials.plain_values().await?);
+        let sandbox = sandbox.map(|sandbox| sandbox.apply(&mut settings));
         let twilio_token = credentials
             .follow("twilio", "auth_token", settings.twilio.auth_token.clone())
             .await?;
-        credentials::apply(&mut settings, &credentials.plain_values().await?);
         let auth = Arc::new(http::Auth::new(&secrets::jwt_secret(&settings, true)?, &settings.admin));
         let config = bus
             .js
@@ -164,6 +172,7 @@ impl Context {
             idempotency,
             credentials,
             auth,
+            sandbox,
             stopping,
         })
     }
@@ -176,11 +185,17 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     tokio::task::spawn_blocking(crate::domain::lead::load_phone_metadata);
     // Opened once: the embedded store's file stays locked to this process across restarts.
     let (bus, store) = connect(&settings, roles.iter().any(|r| r.uses_store())).await?;
+    let sandbox = match settings.sandbox {
+        Some(true) => Some(Sandbox::start().await.map_err(RuntimeError::Sandbox)?),
+        None if roles == Role::ALL => Some(Sandbox::start().await.map_err(RuntimeError::Sandbox)?),
+        _ => None,
+    };
     let assemble = || {
         Box::pin(Context::assemble(
             settings.clone(),
             bus.clone(),
             store.clone(),
+            sandbox.as_ref(),
             shutdown.child_token(),
         ))
     };
@@ -189,6 +204,9 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     let mut generation = shutdown.child_token();
     let mut changes = credential_changes(&bus, &generation, !workers.is_empty()).await?;
     let mut ctx = assemble().await?;
+    if let Some(modes) = ctx.sandbox {
+        crate::sandbox::announce(&ctx.settings, modes);
+    }
     check_configured(&ctx.settings, roles)?;
     let mut api = JoinSet::new();
     if roles.contains(&Role::Api) {
@@ -240,6 +258,9 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
         generation = shutdown.child_token();
         changes = credential_changes(&bus, &generation, true).await?;
         ctx = assemble().await?;
+        if let Some(modes) = ctx.sandbox {
+            crate::sandbox::announce(&ctx.settings, modes);
+        }
     }
 }
 
