@@ -110,8 +110,8 @@ pub struct Context {
     pub users: Users,
     pub credentials: Credentials,
     pub auth: Arc<http::Auth>,
-    /// Twilio's and Airtable's modes when this process runs the sandbox (`None`: it does not).
-    pub sandbox: Option<(sandbox::Mode, sandbox::Mode)>,
+    /// The sandbox, when this process runs one (it says which services it stands in for).
+    pub sandbox: Option<Arc<Sandbox>>,
     /// Cancelled when this context's roles stop (a shutdown, or a restart for new credentials);
     /// long-lived responses such as the live event stream end with it.
     pub stopping: CancellationToken,
@@ -130,7 +130,7 @@ impl Context {
         mut settings: Settings,
         bus: Bus,
         store: Option<Store>,
-        sandbox: Option<&Sandbox>,
+        sandbox: Option<&Arc<Sandbox>>,
         stopping: CancellationToken,
     ) -> Result<Self, RuntimeError> {
         let vault = Vault::new(
@@ -139,7 +139,11 @@ impl Context {
         )?;
         let credentials = Credentials::open(&bus.js, vault).await?;
         credentials::apply(&mut settings, &credentials.plain_values().await?);
-        let sandbox = sandbox.map(|sandbox| sandbox.apply(&mut settings));
+        if let Some(sandbox) = sandbox {
+            let modes = sandbox.apply(&mut settings);
+            sandbox::announce(&settings, modes);
+        }
+        let sandbox = sandbox.cloned();
         let twilio_token = credentials
             .follow("twilio", "auth_token", settings.twilio.auth_token.clone())
             .await?;
@@ -186,8 +190,12 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     // Opened once: the embedded store's file stays locked to this process across restarts.
     let (bus, store) = connect(&settings, roles.iter().any(|r| r.uses_store())).await?;
     let sandbox = match settings.sandbox {
-        Some(true) => Some(Sandbox::start().await.map_err(RuntimeError::Sandbox)?),
-        None if roles == Role::ALL => Some(Sandbox::start().await.map_err(RuntimeError::Sandbox)?),
+        Some(true) => Some(Arc::new(
+            Sandbox::start(&settings).await.map_err(RuntimeError::Sandbox)?,
+        )),
+        None if roles == Role::ALL => Some(Arc::new(
+            Sandbox::start(&settings).await.map_err(RuntimeError::Sandbox)?,
+        )),
         _ => None,
     };
     let assemble = || {
@@ -204,9 +212,6 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     let mut generation = shutdown.child_token();
     let mut changes = credential_changes(&bus, &generation, !workers.is_empty()).await?;
     let mut ctx = assemble().await?;
-    if let Some(modes) = ctx.sandbox {
-        crate::sandbox::announce(&ctx.settings, modes);
-    }
     check_configured(&ctx.settings, roles)?;
     let mut api = JoinSet::new();
     if roles.contains(&Role::Api) {
@@ -258,9 +263,6 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
         generation = shutdown.child_token();
         changes = credential_changes(&bus, &generation, true).await?;
         ctx = assemble().await?;
-        if let Some(modes) = ctx.sandbox {
-            crate::sandbox::announce(&ctx.settings, modes);
-        }
     }
 }
 

@@ -7,8 +7,10 @@
 //! file or the Credentials page); the sandbox never receives a request meant for a live one.
 
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use standins::airtable::AirtableStandIn;
-use standins::twilio::TwilioStandIn;
+use standins::twilio::{Persona, TwilioStandIn};
 
 use crate::config::Settings;
 
@@ -18,10 +20,60 @@ const FROM_NUMBER: &str = "+15005550006";
 const AIRTABLE_BASE: &str = "appLeadqSandbox01";
 
 /// Whether each outside service is live or sandboxed, as said once at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     Live,
     Sandboxed,
+}
+
+/// How the sandbox's simulated lead answers the call: a kind, or five answers of one's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Callee {
+    Kind(CalleeKind),
+    /// Said one per question, through the same `<Gather>`/`SpeechResult` exchange Twilio uses.
+    Answers(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalleeKind {
+    Qualified,
+    Unqualified,
+    Voicemail,
+    Busy,
+    NoAnswer,
+    Silence,
+}
+
+impl Callee {
+    fn persona(&self) -> Persona {
+        match self {
+            Self::Kind(CalleeKind::Qualified) => Persona::answers(&[
+                "a private office",
+                "six of us",
+                "next month",
+                "about two thousand a month",
+                "yes, I decide",
+            ]),
+            Self::Kind(CalleeKind::Unqualified) => Persona::answers(&[
+                "a hot desk",
+                "just me",
+                "in two years",
+                "a hundred dollars",
+                "no, my boss decides",
+            ]),
+            Self::Kind(CalleeKind::Voicemail) => Persona::Machine,
+            Self::Kind(CalleeKind::Busy) => Persona::Busy,
+            Self::Kind(CalleeKind::NoAnswer) => Persona::NoAnswer,
+            Self::Kind(CalleeKind::Silence) => Persona::answers(&[""; 10]),
+            Self::Answers(answers) => {
+                let said: Vec<&str> = answers.iter().map(String::as_str).collect();
+                Persona::answers(&said)
+            }
+        }
+    }
 }
 
 pub struct Sandbox {
@@ -29,47 +81,135 @@ pub struct Sandbox {
     airtable: AirtableStandIn,
     twilio_token: String,
     airtable_token: String,
+    /// Where the stand-ins listen.
+    twilio_base: url::Url,
+    airtable_base: url::Url,
+    /// The configured (live) base URLs, which settings sandboxed before get back once their
+    /// service's credentials exist.
+    live_twilio_base: url::Url,
+    live_airtable_base: url::Url,
+    /// Twilio's and Airtable's modes as the last [`Sandbox::apply`] found them: the workers
+    /// re-apply on a credential change, and the api (which keeps running) reads it from here.
+    modes: std::sync::Mutex<(Mode, Mode)>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (twilio, airtable) = self.modes();
+        f.debug_struct("Sandbox")
+            .field("twilio", &twilio)
+            .field("airtable", &airtable)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sandbox {
-    /// Starts the stand-ins on free loopback ports.
-    pub async fn start() -> std::io::Result<Self> {
+    /// Starts the stand-ins on free loopback ports, for a process configured with `settings`.
+    pub async fn start(settings: &Settings) -> std::io::Result<Self> {
         let twilio_token = crate::secrets::random_token(24);
         let airtable_token = format!("pat{}", crate::secrets::random_token(24));
         let twilio = TwilioStandIn::start(ACCOUNT_SID, &twilio_token, 0).await?;
         let airtable = AirtableStandIn::start(&airtable_token).await?;
+        let loopback = |base: String| {
+            url::Url::parse(&base).map_err(|e| std::io::Error::other(format!("stand-in address {base}: {e}")))
+        };
         Ok(Self {
+            twilio_base: loopback(twilio.base_url())?,
+            airtable_base: loopback(airtable.base_url())?,
             twilio,
             airtable,
             twilio_token,
             airtable_token,
+            live_twilio_base: settings.twilio.api_base.clone(),
+            live_airtable_base: settings.airtable.api_base.clone(),
+            modes: std::sync::Mutex::new((Mode::Sandboxed, Mode::Sandboxed)),
         })
     }
 
-    /// Points each service without a live configuration at the sandbox; returns the modes of
-    /// Twilio and Airtable.
+    /// Points each service without a live configuration at the sandbox; returns (and keeps) the
+    /// modes of Twilio and Airtable.
     pub fn apply(&self, settings: &mut Settings) -> (Mode, Mode) {
         let twilio = &mut settings.twilio;
-        let twilio_mode = if twilio.account_sid.is_some() && twilio.auth_token.is_some() && twilio.from_number.is_some()
-        {
+        // Settings sandboxed before (the api's, from its start) still carry the sandbox account.
+        let ours = twilio.account_sid.as_deref() == Some(ACCOUNT_SID);
+        let configured =
+            !ours && twilio.account_sid.is_some() && twilio.auth_token.is_some() && twilio.from_number.is_some();
+        let twilio_mode = if configured {
+            // Once live credentials are saved over them, they get the live URL back.
+            if twilio.api_base == self.twilio_base {
+                twilio.api_base = self.live_twilio_base.clone();
+            }
             Mode::Live
         } else {
-            twilio.api_base = self.twilio.base_url().parse().expect("a loopback URL");
+            twilio.api_base = self.twilio_base.clone();
             twilio.account_sid = Some(ACCOUNT_SID.into());
             twilio.auth_token = Some(SecretString::from(self.twilio_token.clone()));
             twilio.from_number = Some(FROM_NUMBER.into());
             Mode::Sandboxed
         };
         let airtable = &mut settings.airtable;
-        let airtable_mode = if airtable.token.is_some() && airtable.base_id.is_some() {
+        let ours = airtable.base_id.as_deref() == Some(AIRTABLE_BASE);
+        let airtable_mode = if !ours && airtable.token.is_some() && airtable.base_id.is_some() {
+            if airtable.api_base == self.airtable_base {
+                airtable.api_base = self.live_airtable_base.clone();
+            }
             Mode::Live
         } else {
-            airtable.api_base = self.airtable.base_url().parse().expect("a loopback URL");
+            airtable.api_base = self.airtable_base.clone();
             airtable.token = Some(SecretString::from(self.airtable_token.clone()));
             airtable.base_id = Some(AIRTABLE_BASE.into());
             Mode::Sandboxed
         };
-        (twilio_mode, airtable_mode)
+        let modes = (twilio_mode, airtable_mode);
+        *self.modes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = modes;
+        modes
+    }
+
+    /// Twilio's and Airtable's modes now.
+    pub fn modes(&self) -> (Mode, Mode) {
+        *self.modes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether any service is simulated (the page shows its banner).
+    pub fn any(&self) -> bool {
+        let (twilio, airtable) = self.modes();
+        twilio == Mode::Sandboxed || airtable == Mode::Sandboxed
+    }
+}
+
+impl Sandbox {
+    /// The next call to `phone` is answered as `callee` says.
+    pub fn set_callee(&self, phone: &str, callee: &Callee) {
+        self.twilio.set_persona(phone, callee.persona());
+    }
+
+    /// What the sandbox's network and CRM hold, newest first: the Outbox page.
+    pub fn outbox(&self, table: &str) -> Value {
+        let calls: Vec<Value> = self
+            .twilio
+            .calls()
+            .into_iter()
+            .rev()
+            .map(|c| {
+                json!({ "sid": c.sid, "to": c.to, "status": c.status, "at": c.date_created,
+                        "heard": c.heard, "said": c.said })
+            })
+            .collect();
+        let texts: Vec<Value> = self
+            .twilio
+            .messages()
+            .into_iter()
+            .rev()
+            .map(|m| json!({ "sid": m.sid, "to": m.to, "body": m.body, "at": m.date_created }))
+            .collect();
+        let rows: Vec<Value> = self
+            .airtable
+            .records(AIRTABLE_BASE, table)
+            .into_iter()
+            .rev()
+            .map(|r| json!({ "id": r.id, "fields": r.fields }))
+            .collect();
+        json!({ "calls": calls, "texts": texts, "crm_rows": rows })
     }
 }
 

@@ -10,6 +10,7 @@ import TestEmail from './views/TestEmail.vue'
 import Credentials from './views/Credentials.vue'
 import Activity from './views/Activity.vue'
 import Settings from './views/Settings.vue'
+import Outbox from './views/Outbox.vue'
 
 const routes = [
   { path: '/login', component: Login, meta: { public: true } },
@@ -19,6 +20,7 @@ const routes = [
   { path: '/credentials', component: Credentials, meta: { title: 'Credentials', access: 'manage' } },
   { path: '/activity', component: Activity, meta: { title: 'Activity' } },
   { path: '/settings', component: Settings, meta: { title: 'Settings' } },
+  { path: '/outbox', component: Outbox, meta: { title: 'Outbox' } },
   { path: '/:rest(.*)', redirect: '/' },
 ]
 

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::auth::Authed;
-use super::cmo::{CommandRequest, Intake, enqueue, run_command, status_body};
+use super::cmo::{CommandRequest, Intake, enqueue, run_command, sandbox_callee, status_body};
 use super::idempotency::{self, IdempotencyKey};
 use super::{ApiError, AppJson, store};
 use crate::bus::{Activity, LeadSource, subject};
@@ -42,6 +42,7 @@ pub fn routes() -> Router<Context> {
         .route("/api/admin/credentials/{service}/{key}", delete(delete_credential))
         .route("/api/admin/agent/{command}", post(agent_command))
         .route("/api/admin/unbounce-url", post(unbounce_url))
+        .route("/api/admin/sandbox", get(sandbox))
         .route("/api/admin/script", get(script).put(save_script))
         .route("/api/admin/script/try", post(try_answer))
         .route("/api/admin/events", get(events))
@@ -152,6 +153,10 @@ pub struct TestEmail {
     /// "Call again anyway": call even if the number was called inside the resubmit window.
     #[serde(default)]
     force: bool,
+    /// Sandbox only: how the simulated lead answers (see trigger-lead's `sandbox_callee`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    sandbox_callee: Option<crate::sandbox::Callee>,
 }
 
 /// Parses a pasted email with the intake's parser. A lead is queued on `lead.received` like one
@@ -177,6 +182,9 @@ async fn test_email(
     let answer = idempotency::once(&ctx.idempotency, key.as_ref(), &body, move |lead_id| async move {
         match crate::domain::parse_notification(request.raw.as_bytes(), ctx.settings.default_region) {
             Ok(lead) => {
+                if let Some(callee) = &request.sandbox_callee {
+                    sandbox_callee(ctx, lead.phone.as_str(), callee)?;
+                }
                 let intake = Intake {
                     lead_id,
                     force: request.force,
@@ -318,6 +326,34 @@ async fn agent_command(
         parameters: Value::Null,
     };
     Ok(Json(run_command(&ctx, &user.username, request).await?))
+}
+
+/// Which outside services are live and which the sandbox stands in for, and, in the sandbox, its
+/// outbox: the calls placed (what was said each way), the texts sent and the CRM rows.
+#[utoipa::path(get, path = "/api/admin/sandbox", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "{active, services: {twilio, airtable}, outbox?: {calls, texts, crm_rows}}")))]
+async fn sandbox(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, ApiError> {
+    user.require(Access::Read)?;
+    let configured = |yes: bool| if yes { "live" } else { "not_configured" };
+    let twilio = &ctx.settings.twilio;
+    let airtable = &ctx.settings.airtable;
+    Ok(Json(match &ctx.sandbox {
+        Some(sandbox) => {
+            let (twilio, airtable_mode) = sandbox.modes();
+            json!({
+                "active": sandbox.any(),
+                "services": { "twilio": twilio, "airtable": airtable_mode },
+                "outbox": sandbox.outbox(&airtable.table),
+            })
+        }
+        None => json!({
+            "active": false,
+            "services": {
+                "twilio": configured(twilio.account_sid.is_some() && twilio.auth_token.is_some()),
+                "airtable": configured(airtable.token.is_some() && airtable.base_id.is_some()),
+            },
+        }),
+    }))
 }
 
 /// A new secret URL for Unbounce's form-submit webhook, shown once; the old one stops working.
@@ -505,6 +541,7 @@ async fn events(
     delete_credential,
     agent_command,
     unbounce_url,
+    sandbox,
     script,
     save_script,
     try_answer,

@@ -226,6 +226,11 @@ pub struct TriggerLead {
     /// Call even if this number had a lead inside the resubmit window (recorded in the activity log).
     #[serde(default)]
     pub force: bool,
+    /// Sandbox only: how the simulated lead answers (`qualified`, `unqualified`, `voicemail`,
+    /// `busy`, `no_answer`, `silence`, or a list of answers). Refused when Twilio is live.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub sandbox_callee: Option<crate::sandbox::Callee>,
     /// Any other form fields, kept as extras.
     #[serde(flatten)]
     #[schema(value_type = Object)]
@@ -249,7 +254,7 @@ async fn queue_lead(
     request: TriggerLead,
     lead_id: Option<Uuid>,
 ) -> Result<Value, ApiError> {
-    let force = request.force;
+    let (force, callee) = (request.force, request.sandbox_callee);
     let known = [
         ("fname", request.fname),
         ("email", request.email),
@@ -274,6 +279,9 @@ async fn queue_lead(
             LeadError::Invalid { field, detail } => ApiError::InvalidField { field, detail },
             LeadError::NotALead(detail) => ApiError::BadRequest(detail),
         })?;
+    if let Some(callee) = &callee {
+        sandbox_callee(ctx, lead.phone.as_str(), callee)?;
+    }
     let received = enqueue(ctx, lead, LeadSource::CmoTrigger, actor, Intake { lead_id, force }).await?;
     Ok(json!({
         "status": "success",
@@ -281,6 +289,20 @@ async fn queue_lead(
         "task_id": received.lead_id,
         "lead": { "name": received.lead.name, "phone": received.lead.phone },
     }))
+}
+
+/// Tells the sandbox how the lead at `phone` will answer; refused unless the calls go to the sandbox.
+pub fn sandbox_callee(ctx: &Context, phone: &str, callee: &crate::sandbox::Callee) -> Result<(), ApiError> {
+    match &ctx.sandbox {
+        Some(sandbox) if sandbox.modes().0 == crate::sandbox::Mode::Sandboxed => {
+            sandbox.set_callee(phone, callee);
+            Ok(())
+        }
+        _ => Err(ApiError::InvalidBody {
+            field: "sandbox_callee",
+            detail: "only for the sandbox, and Twilio is live: this lead would get a real call".into(),
+        }),
+    }
 }
 
 /// How a lead that did not come through the inbox is queued.

@@ -354,7 +354,7 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
         .clone()
         .or_else(|| request.param("CallSid").map(str::to_owned))
         .unwrap_or_default();
-    let client = crate::clients::twilio::TwilioClient::new(&ctx.settings.twilio)
+    let client = crate::clients::twilio::TwilioClient::new(&current_twilio(&ctx).await?)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let sent = if fax {
         client.hang_up(&call_sid).await
@@ -376,6 +376,23 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
         )));
     }
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// Twilio as the workers see it now: the api keeps its settings from its start, but credentials
+/// saved since (or the sandbox giving way to them) decide where a live-call update goes. Read once
+/// per detection result, so once per call.
+async fn current_twilio(ctx: &Context) -> Result<crate::config::TwilioSettings, ApiError> {
+    let mut settings = (*ctx.settings).clone();
+    let saved = ctx
+        .credentials
+        .plain_values()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("saved credentials: {e}")))?;
+    crate::credentials::apply(&mut settings, &saved);
+    if let Some(sandbox) = &ctx.sandbox {
+        sandbox.apply(&mut settings);
+    }
+    Ok(settings.twilio)
 }
 
 /// The voicemail, for a call redirected here after the machine's beep.

@@ -85,6 +85,8 @@ pub struct CallRecord {
     pub async_amd_callback: Option<String>,
     /// Everything said to the callee, in order.
     pub heard: Vec<String>,
+    /// What the callee said, one entry per `<Gather>` (empty for silence).
+    pub said: Vec<String>,
     /// Final status: completed, busy, no-answer or failed.
     pub status: String,
     /// What happened on the call in order: `twiml <url path>`, `amd <AnsweredBy>`, `redirect <path>`, `hangup`.
@@ -692,6 +694,7 @@ async fn play(
                 Verb::Gather { action, prompt, .. } => {
                     standin.record(&sid, |c| c.heard.extend(prompt));
                     let (speech, confidence) = answers.pop_front().unwrap_or_default();
+                    standin.record(&sid, |c| c.said.push(speech.clone()));
                     if machine {
                         // A machine's greeting plays over the question; an update may come meanwhile.
                         tokio::select! {

@@ -125,6 +125,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
         ),
         (Method::GET, "/api/admin/test-email", None),
         (Method::POST, "/api/admin/unbounce-url", None),
+        (Method::GET, "/api/admin/sandbox", None),
         (Method::PUT, "/api/admin/script", Some(script)),
     ]
 }

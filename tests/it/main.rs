@@ -12,6 +12,7 @@ mod dovecot;
 mod helpers;
 mod intake;
 mod poller;
+mod sandbox;
 mod speed;
 mod store;
 mod webhooks;

@@ -1,0 +1,219 @@
+//! The sandbox: `leadq all` with no Twilio or Airtable account runs the whole job against the
+//! in-process stand-ins, through the production roles, and goes live when credentials are saved.
+
+use std::time::Duration;
+
+use leadq::runtime::Role;
+use reqwest::Client;
+use serde_json::{Value, json};
+use standins::twilio::TwilioStandIn;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{NatsServer, eventually, on_free_port};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Running {
+    base: String,
+    http: Client,
+    token: String,
+    api_key: String,
+    shutdown: CancellationToken,
+    _nats: NatsServer,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Running {
+    /// Every role, as `leadq all` runs them, with no outside account configured.
+    async fn start(adjust: impl FnOnce(&mut leadq::config::Settings)) -> Self {
+        let nats = NatsServer::start();
+        let mut settings = nats.settings();
+        let base = on_free_port(&mut settings);
+        settings.calling_hours.start = jiff::civil::Time::MIN;
+        settings.calling_hours.end = jiff::civil::Time::MAX;
+        settings.retry_ladder = Vec::new();
+        adjust(&mut settings);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(leadq::runtime::run(settings, &Role::ALL, shutdown.clone()));
+        let http = Client::new();
+        eventually(Duration::from_secs(30), "the api", || async {
+            http.get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        let bus = nats.bus().await;
+        let users = leadq::users::Users::open(&bus.js).await.expect("users");
+        users
+            .upsert("boss", leadq::users::UserRole::Admin, PASSWORD.into())
+            .await
+            .expect("user");
+        let login: Value = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({ "username": "boss", "password": PASSWORD }))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        let keys = leadq::api_keys::ApiKeys::open(&bus.js).await.expect("keys");
+        let (api_key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
+        Self {
+            base,
+            http,
+            token: login["access_token"].as_str().expect("token").to_owned(),
+            api_key,
+            shutdown,
+            _nats: nats,
+        }
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        (response.status().as_u16(), response.json().await.unwrap_or_default())
+    }
+
+    async fn trigger(&self, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/cmo/trigger-lead", self.base))
+            .header("X-API-Key", &self.api_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("trigger");
+        (response.status().as_u16(), response.json().await.unwrap_or_default())
+    }
+
+    /// The lead's record once it is finished (verdict, text sent, CRM row written).
+    async fn finished(&self, lead_id: &str) -> Value {
+        let path = format!("/api/admin/leads/{lead_id}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let (status, body) = self.admin(reqwest::Method::GET, &path, None).await;
+            if status == 200 && body["sms_state"] == "sent" && body["crm_sync"] == "synced" {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lead {lead_id} not finished: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_accounts_the_sandbox_runs_the_whole_job_as_the_callee_chosen() {
+    let agent = Box::pin(Running::start(|_| {})).await;
+    let (_, sandbox) = agent.admin(reqwest::Method::GET, "/api/admin/sandbox", None).await;
+    assert_eq!(sandbox["active"], true);
+    assert_eq!(
+        sandbox["services"],
+        json!({ "twilio": "sandboxed", "airtable": "sandboxed" })
+    );
+
+    let cases = [
+        ("+14155550701", json!("qualified"), "qualified"),
+        ("+14155550702", json!("voicemail"), "voicemail"),
+        (
+            "+14155550703",
+            json!(["a hot desk", "just me", "in two years", "fifty dollars", "no"]),
+            "unqualified",
+        ),
+    ];
+    for (phone, callee, verdict) in &cases {
+        let (status, queued) = agent
+            .trigger(json!({ "fname": "Ada", "phone": phone, "sandbox_callee": callee }))
+            .await;
+        assert_eq!(status, 200, "{queued}");
+        let record = agent.finished(queued["task_id"].as_str().expect("task id")).await;
+        assert_eq!(record["verdict"], *verdict, "{phone}: {record}");
+    }
+    let (_, sandbox) = agent.admin(reqwest::Method::GET, "/api/admin/sandbox", None).await;
+    let outbox = &sandbox["outbox"];
+    assert_eq!(outbox["calls"].as_array().map(Vec::len), Some(3), "{outbox}");
+    assert_eq!(outbox["texts"].as_array().map(Vec::len), Some(3), "{outbox}");
+    assert_eq!(outbox["crm_rows"].as_array().map(Vec::len), Some(3), "{outbox}");
+    let qualified = outbox["calls"]
+        .as_array()
+        .and_then(|calls| calls.iter().find(|c| c["to"] == "+14155550701"))
+        .expect("the qualified call");
+    assert_eq!(
+        qualified["said"][1], "six of us",
+        "the callee's answers are in the outbox"
+    );
+
+    let bad = agent
+        .trigger(json!({ "fname": "Ada", "phone": "+14155550704", "sandbox_callee": "maybe" }))
+        .await;
+    assert_eq!(bad.0, 400, "an unknown callee: {bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_twilio_credentials_make_calls_live_and_the_sandbox_refuses_callees() {
+    const SID: &str = "AC00000000000000000000000000000777";
+    const TOKEN: &str = "the-real-accounts-token";
+    let real = TwilioStandIn::start(SID, TOKEN, 0).await.expect("the 'real' Twilio");
+    let real_base = real.base_url();
+    let agent = Box::pin(Running::start(|settings| {
+        // Where live Twilio is; the sandbox stands in until credentials exist.
+        settings.twilio.api_base = real_base.parse().expect("url");
+    }))
+    .await;
+    let (status, queued) = agent.trigger(json!({ "fname": "Ada", "phone": "+14155550711" })).await;
+    assert_eq!(status, 200);
+    agent.finished(queued["task_id"].as_str().expect("id")).await;
+    assert!(real.calls().is_empty(), "a sandboxed call reached the live service");
+
+    for (key, value) in [
+        ("account_sid", SID),
+        ("auth_token", TOKEN),
+        ("from_number", "+15005550006"),
+    ] {
+        let (status, body) = agent
+            .admin(
+                reqwest::Method::POST,
+                "/api/admin/credentials",
+                Some(json!({ "service": "twilio", "key": key, "value": value })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    eventually(Duration::from_secs(20), "Twilio live", || async {
+        let (_, sandbox) = agent.admin(reqwest::Method::GET, "/api/admin/sandbox", None).await;
+        sandbox["services"]["twilio"] == "live"
+    })
+    .await;
+    let refused = agent
+        .trigger(json!({ "fname": "Ada", "phone": "+14155550712", "sandbox_callee": "qualified" }))
+        .await;
+    assert_eq!(
+        (refused.0, refused.1["field"].as_str()),
+        (400, Some("sandbox_callee")),
+        "{refused:?}"
+    );
+    let (status, _) = agent.trigger(json!({ "fname": "Ada", "phone": "+14155550712" })).await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(20), "the live call", || async {
+        real.calls().iter().any(|c| c.to == "+14155550712")
+    })
+    .await;
+    let (_, sandbox) = agent.admin(reqwest::Method::GET, "/api/admin/sandbox", None).await;
+    let sandbox_calls = sandbox["outbox"]["calls"].as_array().map(Vec::len);
+    assert_eq!(sandbox_calls, Some(1), "the live lead was not sent to the sandbox");
+}
