@@ -165,6 +165,12 @@ impl Sandbox {
         modes
     }
 
+    /// The token the sandbox signs its webhooks with, while Twilio is sandboxed: what the api
+    /// checks them against then, whatever partial Twilio credentials are saved.
+    pub fn webhook_token(&self) -> Option<SecretString> {
+        (self.modes().0 == Mode::Sandboxed).then(|| SecretString::from(self.twilio_token.clone()))
+    }
+
     /// Twilio's and Airtable's modes now.
     pub fn modes(&self) -> (Mode, Mode) {
         *self.modes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

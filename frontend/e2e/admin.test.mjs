@@ -192,6 +192,51 @@ test('an admin works through every page', async () => {
   }
 })
 
+test('with no accounts, the sandbox finishes test leads as the chosen callee', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+  const page = await context.newPage()
+  await login(page)
+  await page.getByTestId('sandbox-banner').waitFor()
+  const template = readFileSync(join(root, 'tests/fixtures/emails/01-plain-private-office.eml'), 'utf8')
+  const cases = [
+    { callee: 'qualified', phone: '415-555-0801', e164: '+14155550801', verdict: 'qualified' },
+    { callee: 'voicemail', phone: '415-555-0802', e164: '+14155550802', verdict: 'voicemail' },
+  ]
+  for (const [n, c] of cases.entries()) {
+    await page.getByTestId('nav').getByText('Test email').click()
+    await page.getByTestId('callee').waitFor()
+    await page.selectOption('select[name=callee]', c.callee)
+    const email = template
+      .replace('201-555-0123', c.phone)
+      .replace('<20261124140311.1a2b3c@mail.unbounce.com>', `<sandbox-${n}@leadq.e2e>`)
+    await page.fill('textarea[name=raw]', email)
+    await page.click('button[type=submit]')
+    const result = page.getByTestId('test-email-result')
+    await result.waitFor()
+    const leadId = (await result.locator('code').innerText()).trim()
+    if (n === 0) await page.screenshot({ path: join(out, '10-sandbox-test-email.png'), fullPage: true })
+    // The lead's page, once the sandbox's call, record, CRM row and text are done.
+    await until(`lead ${c.e164} finished`, async () => {
+      await page.goto(`${base}/leads/${leadId}`)
+      await page.getByTestId('lead-detail').waitFor({ timeout: 5000 })
+      const text = await page.getByTestId('lead-detail').innerText()
+      return text.includes(c.verdict) && text.includes('CRM synced') && text.includes('SMS sent')
+    }, 40000)
+    await page.screenshot({ path: join(out, `11-sandbox-lead-${c.callee}.png`), fullPage: true })
+  }
+  await page.getByTestId('nav').getByText('Outbox').click()
+  const outbox = page.getByTestId('outbox')
+  for (const c of cases) {
+    await outbox.getByTestId('outbox-call').filter({ hasText: c.e164 }).first().waitFor()
+    await outbox.getByTestId('outbox-text').filter({ hasText: c.e164 }).first().waitFor()
+  }
+  await outbox.getByTestId('outbox-row').filter({ hasText: '+14155550801' }).first().waitFor()
+  await outbox.getByTestId('outbox-call').filter({ hasText: '+14155550801' }).first().locator('summary').click()
+  await outbox.getByText('six of us').first().waitFor()
+  await page.screenshot({ path: join(out, '12-outbox.png'), fullPage: true })
+  await context.close()
+})
+
 test('a viewer sees only what a viewer may do', async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
   const page = await context.newPage()

@@ -55,8 +55,12 @@ impl FromRequest<Context> for TwilioRequest {
 
     async fn from_request(request: Request, ctx: &Context) -> Result<Self, ApiError> {
         let forbidden = |why: &str| ApiError::Forbidden(format!("Twilio signature {why}"));
-        // Followed live: a token saved from the admin page counts at once, with no read per request.
-        let token = ctx.twilio_token.borrow().clone();
+        // Followed live: a token saved from the admin page counts at once, with no read per request;
+        // while Twilio is the sandbox, the sandbox's token.
+        let token = match ctx.sandbox.as_ref().and_then(|sandbox| sandbox.webhook_token()) {
+            Some(token) => Some(token),
+            None => ctx.twilio_token.borrow().clone(),
+        };
         let Some(token) = token.as_ref() else {
             return Err(ApiError::Forbidden(
                 "Twilio is not configured (LEADQ_TWILIO__AUTH_TOKEN)".into(),
