@@ -41,11 +41,20 @@ pub struct NatsServer {
 impl NatsServer {
     pub fn start() -> Self {
         let store = tempfile::tempdir().expect("temp dir");
-        Self::start_on(free_port(), store)
+        // A free port can be taken by another test's server before ours binds it: then ours exits,
+        // and the port answers for the wrong server. Try again on another port.
+        let mut store = Some(store);
+        for _ in 0..5 {
+            match Self::start_on(free_port(), store.take().expect("store")) {
+                Ok(server) => return server,
+                Err(back) => store = Some(back),
+            }
+        }
+        panic!("nats-server did not start on any of five free ports");
     }
 
-    fn start_on(port: u16, store: tempfile::TempDir) -> Self {
-        let child = Command::new(nats_server_bin())
+    fn start_on(port: u16, store: tempfile::TempDir) -> Result<Self, tempfile::TempDir> {
+        let mut child = Command::new(nats_server_bin())
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store.path())
             .stdout(Stdio::null())
@@ -53,11 +62,22 @@ impl NatsServer {
             .spawn()
             .expect("spawn nats-server");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return Err(store); // It exited: the port was not free after all.
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
             assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port, store }
+        // Listening, and still ours: a server that lost the port would have exited by now.
+        std::thread::sleep(Duration::from_millis(50));
+        if !matches!(child.try_wait(), Ok(None)) {
+            return Err(store);
+        }
+        Ok(Self { child, port, store })
     }
 
     /// Where JetStream keeps its files: what a test reads to see what is stored raw.
