@@ -184,3 +184,23 @@ pub async fn consumer_info(
         .await?;
     Ok(handle.info().await?.clone())
 }
+
+/// Makes an admin-page admin in the `users` bucket and signs in through the API; the bearer token.
+pub async fn admin_token(bus: &Bus, http: &reqwest::Client, base: &str) -> String {
+    const PASSWORD: &str = "correct horse battery staple";
+    let users = leadq::users::Users::open(&bus.js).await.expect("users");
+    users
+        .upsert("boss", leadq::users::UserRole::Admin, PASSWORD.into())
+        .await
+        .expect("user");
+    let login: serde_json::Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({ "username": "boss", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    login["access_token"].as_str().expect("access_token").to_owned()
+}

@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 use standins::twilio::TwilioStandIn;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{NatsServer, eventually, on_free_port};
-
-const PASSWORD: &str = "correct horse battery staple";
+use crate::helpers::{NatsServer, admin_token, eventually, on_free_port};
 
 struct Running {
     base: String,
@@ -49,26 +47,13 @@ impl Running {
         })
         .await;
         let bus = nats.bus().await;
-        let users = leadq::users::Users::open(&bus.js).await.expect("users");
-        users
-            .upsert("boss", leadq::users::UserRole::Admin, PASSWORD.into())
-            .await
-            .expect("user");
-        let login: Value = http
-            .post(format!("{base}/api/auth/login"))
-            .json(&json!({ "username": "boss", "password": PASSWORD }))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
+        let token = admin_token(&bus, &http, &base).await;
         let keys = leadq::api_keys::ApiKeys::open(&bus.js).await.expect("keys");
         let (api_key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
         Self {
             base,
             http,
-            token: login["access_token"].as_str().expect("token").to_owned(),
+            token,
             api_key,
             shutdown,
             _nats: nats,

@@ -368,27 +368,8 @@ async fn a_person_hears_the_greeting_on_answer_and_a_machine_gets_the_voicemail_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_email_pasted_twice_as_a_test_is_called_once_unless_called_again_on_purpose() {
     let agent = whole_agent(|_| {}).await;
-    agent
-        .ctx
-        .users
-        .upsert(
-            "boss",
-            leadq::users::UserRole::Admin,
-            "correct horse battery staple".into(),
-        )
-        .await
-        .expect("user");
     let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("{}/api/auth/login", base(&agent)))
-        .json(&serde_json::json!({ "username": "boss", "password": "correct horse battery staple" }))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = login["access_token"].as_str().expect("token").to_owned();
+    let token = crate::helpers::admin_token(agent.bus(), &http, &base(&agent)).await;
     let email = std::fs::read_to_string("tests/fixtures/emails/01-plain-private-office.eml").expect("fixture");
     // Another email of the same person: a new Message-ID, the same phone.
     let other = email.replace(
