@@ -262,6 +262,7 @@ impl Caller {
     }
 
     async fn mark_dialed(&self, lead: &LeadReceived, call: &CallResource) -> Result<(), CallerError> {
+        let placed_at = OffsetDateTime::now_utc();
         self.book
             .update(lead.lead_id, |s| {
                 // The status callback of a short call (busy, say) can come before this record.
@@ -272,9 +273,9 @@ impl Caller {
                 }
                 if s.call_sid.is_none() {
                     s.call_sid = Some(call.sid.clone());
-                    s.placed_at = Some(OffsetDateTime::now_utc());
                 }
-                ((), changed)
+                let placed = s.placed_by(placed_at);
+                ((), changed || placed)
             })
             .await?;
         Ok(())

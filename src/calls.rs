@@ -92,6 +92,19 @@ impl CallState {
         self.answers.iter().find(|a| a.question_id == question_id)
     }
 
+    /// Twilio had taken the call by `at`. Whoever sees it first records it (a status callback can
+    /// beat the caller's own record); the earliest time wins, since it is the closest to the truth.
+    /// Returns whether anything changed.
+    pub fn placed_by(&mut self, at: OffsetDateTime) -> bool {
+        match self.placed_at {
+            Some(known) if known <= at => false,
+            _ => {
+                self.placed_at = Some(at);
+                true
+            }
+        }
+    }
+
     /// From the `answered` event to the first words, in ms (0 when the words were first: Twilio
     /// fetches the TwiML and posts the event side by side).
     pub fn answered_to_first_words_ms(&self) -> Option<i64> {
@@ -157,7 +170,7 @@ impl CallBook {
 
     /// Calls being dialed or talking now, for the dashboard: one pass over the bucket's current
     /// entries on a single watch, not a read per call.
-    pub async fn in_progress(&self) -> Result<Vec<serde_json::Value>, BusError> {
+    pub async fn in_progress(&self) -> Result<Vec<CallState>, BusError> {
         use futures::StreamExt;
         // Fresh from the server (the bucket handle's own status is what it saw when opened).
         let mut stream = self.kv.stream.clone();
@@ -179,13 +192,7 @@ impl CallBook {
                 && let Ok(state) = serde_json::from_slice::<CallState>(&entry.value)
                 && matches!(state.phase, CallPhase::Dialing | CallPhase::Dialed)
             {
-                live.push(serde_json::json!({
-                    "lead_id": state.lead_id,
-                    "name": state.name,
-                    "phase": state.phase,
-                    "answers": state.answers.len(),
-                    "since": state.placed_at.unwrap_or(state.updated_at),
-                }));
+                live.push(state);
             }
             // The last entry that existed when the watch began: the snapshot is complete.
             if entry.delta == 0 {

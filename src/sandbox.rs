@@ -110,6 +110,14 @@ impl Sandbox {
         let airtable_token = format!("pat{}", crate::secrets::random_token(24));
         let twilio = TwilioStandIn::start(ACCOUNT_SID, &twilio_token, 0).await?;
         let airtable = AirtableStandIn::start(&airtable_token).await?;
+        // The sandbox CRM's table has every column leadq writes, and refuses any other, as a
+        // table made by the Credentials page's "create the missing columns" would.
+        let columns = crate::crm::schema::wanted_columns(&settings.airtable.fields);
+        let columns: Vec<(&str, &str)> = columns
+            .iter()
+            .filter_map(|spec| Some((spec["name"].as_str()?, spec["type"].as_str()?)))
+            .collect();
+        airtable.define_table(AIRTABLE_BASE, &settings.airtable.table, &columns);
         let loopback = |base: String| {
             url::Url::parse(&base).map_err(|e| std::io::Error::other(format!("stand-in address {base}: {e}")))
         };
@@ -187,6 +195,19 @@ impl Sandbox {
     /// The next call to `phone` is answered as `callee` says.
     pub fn set_callee(&self, phone: &str, callee: &Callee) {
         self.twilio.set_persona(phone, callee.persona());
+    }
+
+    /// The sandbox CRM's row for a lead (its `column` holds the lead id), while Airtable is
+    /// sandboxed.
+    pub fn crm_row(&self, table: &str, column: &str, lead_id: &str) -> Option<Value> {
+        if self.modes().1 != Mode::Sandboxed {
+            return None;
+        }
+        self.airtable
+            .records(AIRTABLE_BASE, table)
+            .into_iter()
+            .find(|r| r.fields.get(column).and_then(Value::as_str) == Some(lead_id))
+            .map(|r| json!({ "id": r.id, "fields": r.fields }))
     }
 
     /// What the sandbox's network and CRM hold, newest first: the Outbox page.

@@ -85,9 +85,10 @@ impl SmsSender {
         }
     }
 
-    async fn report(&self, lead: &LeadFinalized, kind: &str, summary: String) {
+    async fn report(&self, lead: &LeadFinalized, kind: &str, summary: String, detail: serde_json::Value) {
         let mut entry = Activity::new(kind, "sms", summary);
         entry.lead_id = Some(lead.lead_id);
+        entry.detail = detail;
         self.ctx.bus.record(&entry).await;
     }
 
@@ -103,7 +104,7 @@ impl SmsSender {
     async fn text_once(&self, lead: &LeadFinalized) -> Result<Outcome, SmsError> {
         if self.dnc.contains(&lead.phone).await? {
             tracing::info!("on the do-not-contact list; not texting");
-            self.report(lead, "sms.skipped", "not texted: on the do-not-contact list".into())
+            self.report(lead, "sms.skipped", "not texted: on the do-not-contact list".into(), serde_json::Value::Null)
                 .await;
             return Ok(Outcome::Done);
         }
@@ -157,13 +158,15 @@ impl SmsSender {
             Ok(message) => {
                 self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
                 tracing::info!(sid = %message.sid, "booking link texted");
-                self.report(lead, "sms.sent", format!("texted the booking link to {}", lead.phone))
+                let detail = serde_json::json!({ "sid": message.sid, "body": text });
+                self.report(lead, "sms.sent", format!("texted the booking link to {}", lead.phone), detail)
                     .await;
                 Ok(Outcome::Done)
             }
             Err(TwilioError::Rejected { status, code, message }) => {
                 let reason = format!("Twilio refused the SMS ({status}, code {code}): {message}");
-                self.report(lead, "sms.failed", reason.clone()).await;
+                self.report(lead, "sms.failed", reason.clone(), serde_json::json!({ "code": code }))
+                    .await;
                 Ok(Outcome::Poison(reason))
             }
             // Ambiguous or unreachable: the entry stays `sending`; the next delivery reconciles.

@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
+use crate::crm::schema::{FieldSchema, TableSchema};
+
 /// Airtable refuses more records than this in one request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 10;
 /// Airtable allows 5 requests a second per base, and refuses everything for 30 seconds beyond it.
@@ -50,6 +52,8 @@ struct RecordId {
 pub struct AirtableClient {
     http: reqwest::Client,
     url: String,
+    /// The base's schema: `{api}/v0/meta/bases/{baseId}`.
+    meta: String,
     token: SecretString,
     merge_on: String,
     limiter: Arc<DefaultDirectRateLimiter>,
@@ -80,14 +84,12 @@ impl AirtableClient {
             .build()
             .map_err(|e| AirtableError::Transient(e.to_string()))?;
 
-        let url = format!(
-            "{}/v0/{base_id}/{}",
-            api_base.as_str().trim_end_matches('/'),
-            urlencode(table)
-        );
+        let api = api_base.as_str().trim_end_matches('/');
+        let url = format!("{api}/v0/{base_id}/{}", urlencode(table));
         Ok(Self {
             http,
             url,
+            meta: format!("{api}/v0/meta/bases/{base_id}"),
             token,
             merge_on: merge_on.to_owned(),
             limiter: Arc::new(RateLimiter::direct(
@@ -114,29 +116,64 @@ impl AirtableClient {
             "typecast": true,
             "records": records.iter().map(|fields| json!({ "fields": fields })).collect::<Vec<_>>(),
         });
-        self.limiter.until_ready().await;
-        let response = self
+        let answer: UpsertAnswer = self.send(self.http.patch(&self.url).json(&body)).await?;
+        Ok(answer.records.into_iter().map(|r| r.id).collect())
+    }
+
+    /// `GET /v0/meta/bases/{baseId}/tables`: the base's tables and their columns (the token needs
+    /// the `schema.bases:read` scope).
+    pub async fn tables(&self) -> Result<Vec<TableSchema>, AirtableError> {
+        #[derive(Deserialize)]
+        struct Tables {
+            tables: Vec<TableSchema>,
+        }
+        let request = self.http.get(format!("{}/tables", self.meta));
+        Ok(self.send::<Tables>(request).await?.tables)
+    }
+
+    /// `POST /v0/meta/bases/{baseId}/tables/{tableId}/fields`: one column, as
+    /// [`crate::crm::schema::column_spec`] describes it (`schema.bases:write`).
+    pub async fn create_field(&self, table_id: &str, spec: &Value) -> Result<FieldSchema, AirtableError> {
+        let request = self
             .http
-            .patch(&self.url)
+            .post(format!("{}/tables/{}/fields", self.meta, urlencode(table_id)))
+            .json(spec);
+        self.send(request).await
+    }
+
+    /// `POST /v0/meta/bases/{baseId}/tables`: a new table with these columns (the first is its
+    /// primary field).
+    pub async fn create_table(&self, name: &str, fields: &[Value]) -> Result<TableSchema, AirtableError> {
+        let body = json!({ "name": name, "description": "Leads qualified by leadq", "fields": fields });
+        let request = self.http.post(format!("{}/tables", self.meta)).json(&body);
+        self.send(request).await
+    }
+
+    async fn send<T: for<'de> Deserialize<'de>>(&self, request: reqwest::RequestBuilder) -> Result<T, AirtableError> {
+        self.limiter.until_ready().await;
+        let response = request
             .bearer_auth(self.token.expose_secret())
-            .json(&body)
             .send()
             .await
             .map_err(|e| AirtableError::Transient(e.to_string()))?;
-        let status = response.status().as_u16();
-        if response.status().is_success() {
-            let answer: UpsertAnswer = response
-                .json()
-                .await
-                .map_err(|e| AirtableError::Transient(format!("unreadable answer: {e}")))?;
-            return Ok(answer.records.into_iter().map(|r| r.id).collect());
-        }
-        let message = response.text().await.unwrap_or_default();
-        match status {
-            429 => Err(AirtableError::RateLimited),
-            s if s >= 500 => Err(AirtableError::Transient(format!("{s}: {message}"))),
-            _ => Err(AirtableError::Rejected { status, message }),
-        }
+        read(response).await
+    }
+}
+
+/// A 2xx answer's body, or the error its status means.
+async fn read<T: for<'de> Deserialize<'de>>(response: reqwest::Response) -> Result<T, AirtableError> {
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        return response
+            .json()
+            .await
+            .map_err(|e| AirtableError::Transient(format!("unreadable answer: {e}")));
+    }
+    let message = response.text().await.unwrap_or_default();
+    match status {
+        429 => Err(AirtableError::RateLimited),
+        s if s >= 500 => Err(AirtableError::Transient(format!("{s}: {message}"))),
+        _ => Err(AirtableError::Rejected { status, message }),
     }
 }
 

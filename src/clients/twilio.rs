@@ -91,6 +91,17 @@ struct MessageList {
     messages: Vec<MessageResource>,
 }
 
+/// The parts of Twilio's Account resource a connection test shows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct AccountResource {
+    pub sid: String,
+    #[serde(default)]
+    pub friendly_name: String,
+    /// active, suspended or closed.
+    #[serde(default)]
+    pub status: String,
+}
+
 /// What a new outbound call needs.
 #[derive(Debug, Clone)]
 pub struct NewCall<'a> {
@@ -272,6 +283,16 @@ impl TwilioClient {
             )
             .await?;
         Ok(list.messages)
+    }
+
+    /// `GET Accounts/{Sid}.json`: whether these credentials open the account (a connection test).
+    pub async fn account(&self) -> Result<AccountResource, TwilioError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}.json",
+            self.base.as_str().trim_end_matches('/'),
+            self.account_sid
+        );
+        self.send(self.http.get(url)).await
     }
 
     /// `GET Calls.json?To=`: calls to `to`, newest first; how an ambiguous request is reconciled.

@@ -5,6 +5,7 @@ pub mod calling_hours;
 pub mod lead;
 pub mod notification;
 pub mod qualification;
+pub mod reading;
 pub mod script;
 
 pub use lead::{Lead, LeadError, Phone};

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use super::auth::Authed;
 use super::cmo::{CommandRequest, Intake, enqueue, run_command, sandbox_callee, status_body};
 use super::idempotency::{self, IdempotencyKey};
-use super::{ApiError, AppJson, store};
+use super::{ApiError, AppJson, store, views};
 use crate::bus::{Activity, LeadSource, subject};
 use crate::credentials::{CredentialError, CredentialView};
 use crate::domain::qualification::Rules;
@@ -65,7 +65,7 @@ async fn me(user: Authed) -> Json<Value> {
 
 /// Today's figures for the dashboard.
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, description = "{agent, today: {leads, calls, sms, qualified, conversion_rate, verdicts, speed_to_lead}, calls_in_progress}"), (status = 401), (status = 403)))]
+    responses((status = 200, description = "{agent, today: {leads, calls, sms, qualified, conversion_rate, verdicts, speed_to_lead}, fresh_install, calls_in_progress: [{lead_id, name, phone, phase, answered, asking, heard: [{question, said, captured}], since}]}"), (status = 401), (status = 403)))]
 async fn stats(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
     let store = store(&ctx)?;
@@ -73,6 +73,7 @@ async fn stats(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, 
     let status = status_body(&ctx).await?;
     let figures = store.figures(since).await?;
     let dashboard = store.dashboard(since).await?;
+    let (calls, script) = (ctx.calls.in_progress().await?, shared_config::current_script(&ctx).await);
     let verdicts: serde_json::Map<String, Value> = dashboard["verdicts"]
         .as_array()
         .into_iter()
@@ -95,7 +96,8 @@ async fn stats(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, 
                 "samples": dashboard["samples"],
             },
         },
-        "calls_in_progress": ctx.calls.in_progress().await?,
+        "fresh_install": !store.has_leads().await?,
+        "calls_in_progress": calls.iter().map(|call| views::live_call(call, &script)).collect::<Vec<_>>(),
     })))
 }
 
@@ -135,14 +137,25 @@ async fn leads(
     Ok(Json(serde_json::to_value(page).unwrap_or_default()))
 }
 
-/// One lead: contact, answers raw and interpreted, verdict, reasons, timestamps, CRM and SMS state.
+/// One lead: contact, answers raw and interpreted, verdict, reasons, timestamps, CRM and SMS state,
+/// and for its page: `transcript` (question prompt, said, read_as, captured), `activity` (oldest
+/// first), `text_sent`, and `crm_row` (the row the sandbox's CRM holds, null when Airtable is live).
 #[utoipa::path(get, path = "/api/admin/leads/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "the lead id")),
     responses((status = 200), (status = 404), (status = 401), (status = 403)))]
 async fn lead(State(ctx): State<Context>, user: Authed, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::BadRequest(format!("`{id}` is not a lead id")))?;
-    store(&ctx)?.lead(id).await?.map(Json).ok_or(ApiError::NotFound)
+    let store = store(&ctx)?;
+    let record = store.lead(id).await?.ok_or(ApiError::NotFound)?;
+    let activity = store.lead_activity(id).await?;
+    let script = shared_config::current_script(&ctx).await;
+    let airtable = &ctx.settings.airtable;
+    let crm_row = ctx.sandbox.as_ref().and_then(|sandbox| {
+        let column = airtable.fields.get("lead_id")?;
+        sandbox.crm_row(&airtable.table, column, &id.to_string())
+    });
+    Ok(Json(views::lead_page(record, &script, activity, crm_row)))
 }
 
 #[derive(Deserialize, ToSchema)]

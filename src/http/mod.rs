@@ -5,10 +5,12 @@
 mod admin;
 mod auth;
 pub mod cmo;
+mod connections;
 mod error;
 mod idempotency;
 mod twilio;
 mod unbounce;
+mod views;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,6 +37,23 @@ pub use idempotency::IdempotencyKey;
 
 use crate::runtime::Context;
 
+/// The settings as the workers use them now: the api keeps its settings from its start, but
+/// credentials saved since (or the sandbox giving way to them) decide which service is reached.
+/// Read when needed (once per call for a live-call update, or a connection test), never cached.
+async fn settings_now(ctx: &Context) -> Result<crate::config::Settings, ApiError> {
+    let mut settings = (*ctx.settings).clone();
+    let saved = ctx
+        .credentials
+        .plain_values()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("saved credentials: {e}")))?;
+    crate::credentials::apply(&mut settings, &saved);
+    if let Some(sandbox) = &ctx.sandbox {
+        sandbox.apply(&mut settings);
+    }
+    Ok(settings)
+}
+
 /// How long a readiness probe waits for each dependency before calling it down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -50,6 +69,7 @@ pub fn router(ctx: Context) -> Router {
         .merge(cmo::routes())
         .merge(auth::routes())
         .merge(admin::routes())
+        .merge(connections::routes())
         // Unknown API paths answer JSON; everything else is the page's (client-side routes).
         .route("/api/{*rest}", axum::routing::any(not_found))
         .route("/webhooks/{*rest}", axum::routing::any(not_found))
@@ -148,6 +168,7 @@ async fn openapi() -> impl IntoResponse {
     let mut document = cmo::CmoApi::openapi();
     document.merge(auth::AuthApi::openapi());
     document.merge(admin::AdminApi::openapi());
+    document.merge(connections::ConnectionsApi::openapi());
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",

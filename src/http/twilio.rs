@@ -151,7 +151,8 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
             if state.first_words_at.is_none() {
                 state.first_words_at = Some(time::OffsetDateTime::now_utc());
             }
-            ((), changed)
+            let placed = state.placed_by(time::OffsetDateTime::now_utc());
+            ((), changed || placed)
         })
         .await?
     else {
@@ -311,7 +312,9 @@ async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Resu
             if state.answered_by.is_none() {
                 state.answered_by.clone_from(&answered_by);
             }
-            ((), changed)
+            // A call that was never answered was still placed (and counts as a call made).
+            let placed = state.call_sid.is_some() && state.placed_by(time::OffsetDateTime::now_utc());
+            ((), changed || placed)
         })
         .await?;
     // The asynchronous detection's verdict, when the final callback does not repeat it.
@@ -358,7 +361,7 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
         .clone()
         .or_else(|| request.param("CallSid").map(str::to_owned))
         .unwrap_or_default();
-    let client = crate::clients::twilio::TwilioClient::new(&current_twilio(&ctx).await?)
+    let client = crate::clients::twilio::TwilioClient::new(&super::settings_now(&ctx).await?.twilio)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let sent = if fax {
         client.hang_up(&call_sid).await
@@ -382,22 +385,6 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
-/// Twilio as the workers see it now: the api keeps its settings from its start, but credentials
-/// saved since (or the sandbox giving way to them) decide where a live-call update goes. Read once
-/// per detection result, so once per call.
-async fn current_twilio(ctx: &Context) -> Result<crate::config::TwilioSettings, ApiError> {
-    let mut settings = (*ctx.settings).clone();
-    let saved = ctx
-        .credentials
-        .plain_values()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("saved credentials: {e}")))?;
-    crate::credentials::apply(&mut settings, &saved);
-    if let Some(sandbox) = &ctx.sandbox {
-        sandbox.apply(&mut settings);
-    }
-    Ok(settings.twilio)
-}
 
 /// The voicemail, for a call redirected here after the machine's beep.
 async fn voicemail(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {

@@ -100,6 +100,70 @@ fn backoff(imap: &ImapSettings, failures: u32) -> Duration {
     half + rand::rng().random_range(Duration::ZERO..=half)
 }
 
+/// Signs in and opens the mailbox; returns the session and how many emails the mailbox holds.
+async fn open_inbox(imap: &ImapSettings) -> Result<(Session, u32), PollerError> {
+    let fail = |detail: String| PollerError::Connect {
+        host: format!("{}:{}", imap.host, imap.port),
+        detail,
+    };
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((imap.host.as_str(), imap.port)))
+        .await
+        .map_err(|_| fail("connect timed out".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    let stream = if imap.tls {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| fail(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(imap.host.clone()).map_err(|e| fail(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| fail(format!("TLS: {e}")))?;
+        Either::Right(tls)
+    } else {
+        Either::Left(tcp)
+    };
+    let mut client = async_imap::Client::new(stream);
+    client
+        .read_response()
+        .await
+        .map_err(|e| fail(format!("no greeting: {e}")))?;
+    let password = imap.password.expose_secret();
+    let mut session = match imap.auth {
+        ImapAuth::Password => client.login(&imap.username, password).await,
+        ImapAuth::Xoauth2 => {
+            client
+                .authenticate(
+                    "XOAUTH2",
+                    XOAuth2 {
+                        user: &imap.username,
+                        token: password,
+                    },
+                )
+                .await
+        }
+    }
+    .map_err(|(e, _)| fail(format!("sign-in refused for {}: {e}", imap.username)))?;
+    let mailbox = session.select(&imap.mailbox).await?;
+    Ok((session, mailbox.exists))
+}
+
+/// The Credentials page's "test connection": signs in, opens the mailbox, signs out; the answer
+/// is how many emails it holds.
+pub async fn check_inbox(imap: &ImapSettings) -> Result<u32, PollerError> {
+    let (mut session, emails) = open_inbox(imap).await?;
+    if let Err(err) = session.logout().await {
+        tracing::debug!(%err, "inbox check: logout failed");
+    }
+    Ok(emails)
+}
+
 impl Poller {
     /// One connection's life: connect, catch up, then IDLE and scan until shutdown or an error.
     async fn session(&self, shutdown: &CancellationToken, failures: &mut u32) -> Result<(), PollerError> {
@@ -140,57 +204,7 @@ impl Poller {
     }
 
     async fn connect(&self) -> Result<Session, PollerError> {
-        let imap = &self.imap;
-        let fail = |detail: String| PollerError::Connect {
-            host: format!("{}:{}", imap.host, imap.port),
-            detail,
-        };
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((imap.host.as_str(), imap.port)))
-            .await
-            .map_err(|_| fail("connect timed out".into()))?
-            .map_err(|e| fail(e.to_string()))?;
-        let stream = if imap.tls {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let config =
-                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| fail(e.to_string()))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-            let name = rustls::pki_types::ServerName::try_from(imap.host.clone()).map_err(|e| fail(e.to_string()))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| fail(format!("TLS: {e}")))?;
-            Either::Right(tls)
-        } else {
-            Either::Left(tcp)
-        };
-        let mut client = async_imap::Client::new(stream);
-        client
-            .read_response()
-            .await
-            .map_err(|e| fail(format!("no greeting: {e}")))?;
-        let password = imap.password.expose_secret();
-        let mut session = match imap.auth {
-            ImapAuth::Password => client.login(&imap.username, password).await,
-            ImapAuth::Xoauth2 => {
-                client
-                    .authenticate(
-                        "XOAUTH2",
-                        XOAuth2 {
-                            user: &imap.username,
-                            token: password,
-                        },
-                    )
-                    .await
-            }
-        }
-        .map_err(|(e, _)| fail(format!("sign-in refused for {}: {e}", imap.username)))?;
-        session.select(&imap.mailbox).await?;
-        Ok(session)
+        Ok(open_inbox(&self.imap).await?.0)
     }
 
     /// Handles every unseen email not known to be a non-lead.

@@ -471,6 +471,32 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 
+    /// Whether any lead was ever finished: a fresh install's dashboard says what to do first.
+    pub async fn has_leads(&self) -> Result<bool, StoreError> {
+        let mut response = self
+            .db
+            .query("RETURN count(SELECT VALUE id FROM lead LIMIT 1) > 0")
+            .await?
+            .check()?;
+        let any: Option<bool> = response.take(0)?;
+        Ok(any.unwrap_or(false))
+    }
+
+    /// What happened to one lead, oldest first (the lead's page); at most 200 entries.
+    pub async fn lead_activity(&self, lead_id: uuid::Uuid) -> Result<Vec<ActivityRow>, StoreError> {
+        let mut response = self
+            .db
+            .query(
+                "SELECT record::id(id) AS id, kind, actor, summary, lead_id, detail, <string>at AS at \
+                   FROM activity WHERE lead_id = $lead_id ORDER BY at ASC LIMIT 200",
+            )
+            .bind(("lead_id", lead_id.to_string()))
+            .await?
+            .check()?;
+        let rows: Vec<serde_json::Value> = response.take(0)?;
+        Ok(rows.into_iter().filter_map(|row| serde_json::from_value(row).ok()).collect())
+    }
+
     /// The newest entries first.
     pub async fn recent_activity(&self, limit: u32) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self

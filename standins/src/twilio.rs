@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -177,6 +177,7 @@ impl TwilioStandIn {
                 "/2010-04-01/Accounts/{sid}/Calls.json",
                 post(create_call).get(list_calls),
             )
+            .route("/2010-04-01/Accounts/{account_file}", get(fetch_account))
             .route("/2010-04-01/Accounts/{sid}/Calls/{call_sid}", post(update_call))
             .route(
                 "/2010-04-01/Accounts/{sid}/Messages.json",
@@ -411,6 +412,25 @@ async fn create_call(
         tokio::time::sleep(delay).await;
     }
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// `GET Accounts/{Sid}.json`: the account, for credentials that open it.
+async fn fetch_account(
+    State(standin): State<StandIn>,
+    Path(account_file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(sid) = account_file.strip_suffix(".json") else {
+        return twilio_error(404, 20404, "The requested resource was not found");
+    };
+    if !standin.authorized(&headers, sid) {
+        return twilio_error(401, 20003, "Authenticate");
+    }
+    Json(json!({
+        "sid": sid, "friendly_name": "leadq stand-in account", "status": "active", "type": "Full",
+        "uri": format!("/2010-04-01/Accounts/{sid}.json"),
+    }))
+    .into_response()
 }
 
 /// `POST Calls/{Sid}.json`: redirect a live call to new TwiML (`Url`) or end it (`Status=completed`).

@@ -1001,3 +1001,27 @@ async fn finalizer_and_sms_processes_killed_at_random_still_finish_every_lead_on
     }
     assert_eq!(agent.twilio.calls().len(), leads.len(), "one call per lead");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_status_callback_beats_the_callers_record_still_counts_as_made() {
+    let agent = Agent::start(true).await;
+    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    let since = OffsetDateTime::now_utc() - Duration::from_secs(60);
+    let phones = ["+14155550190", "+14155550191", "+14155550192"];
+    for phone in phones {
+        agent.twilio.set_persona(phone, Persona::Busy);
+        // Twilio answers Calls.json after the busy line's callback was delivered.
+        agent.twilio.inject(Fault::SlowAnswer(Duration::from_millis(600)));
+    }
+    for phone in phones {
+        agent.bus().publish(&lead("Ada", phone)).await.expect("publish");
+    }
+    eventually(Duration::from_secs(30), "every lead finalized", || async {
+        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await.len() >= phones.len()
+    })
+    .await;
+    assert_eq!(agent.twilio.calls().len(), phones.len());
+    let store = agent.ctx.store.clone().expect("store");
+    let figures = store.figures(since).await.expect("figures");
+    assert_eq!(figures.calls_made, phones.len() as u64, "every placed call counts as made");
+}

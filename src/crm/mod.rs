@@ -3,6 +3,8 @@
 //! request and never faster than Airtable allows, so a burst is batched and an outage is caught up
 //! when Airtable is back. Three failed tries in a row raise one `agent.alert` per outage.
 
+pub mod schema;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
