@@ -18,6 +18,9 @@ use crate::config::Settings;
 const ACCOUNT_SID: &str = "AC5a4db0c05a4db0c05a4db0c05a4db0c0";
 const FROM_NUMBER: &str = "+15005550006";
 const AIRTABLE_BASE: &str = "appLeadqSandbox01";
+/// The simulated lead takes this long over each answer, so a call can be watched on the
+/// dashboard question by question (five answers: a call of about four seconds).
+const CALLEE_SPEAKING_TIME: std::time::Duration = std::time::Duration::from_millis(700);
 
 /// Whether each outside service is live or sandboxed, as said once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,6 +112,7 @@ impl Sandbox {
         let twilio_token = crate::secrets::random_token(24);
         let airtable_token = format!("pat{}", crate::secrets::random_token(24));
         let twilio = TwilioStandIn::start(ACCOUNT_SID, &twilio_token, 0).await?;
+        twilio.set_speaking_time(CALLEE_SPEAKING_TIME);
         let airtable = AirtableStandIn::start(&airtable_token).await?;
         // The sandbox CRM's table has every column leadq writes, and refuses any other, as a
         // table made by the Credentials page's "create the missing columns" would.

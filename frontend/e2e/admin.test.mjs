@@ -101,6 +101,10 @@ test('an admin works through every page', async () => {
 
   await login(dashboard)
   await dashboard.getByTestId('live-state').filter({ hasText: 'live' }).waitFor()
+  // A fresh install says what to do first, with the way to each step.
+  const firstRun = dashboard.getByTestId('first-run')
+  await firstRun.getByText('Send a test lead').waitFor()
+  await firstRun.getByRole('link', { name: 'Credentials' }).waitFor()
   await dashboard.screenshot({ path: join(out, '02-dashboard.png'), fullPage: true })
 
   // A second tab pastes a fixture email; the first, left alone, shows the lead arriving.
@@ -138,6 +142,12 @@ test('an admin works through every page', async () => {
   const masked = `${secret.slice(0, 4)}…${secret.slice(-4)}`
   await tab.getByTestId('credential-list').getByText(masked).waitFor()
   assert.ok(!(await tab.content()).includes(secret), 'the page never holds the plain value')
+  // "Test connection" says what the service answered: here the sandbox's CRM, whose table has
+  // every column; an inbox that is not configured says how to configure it.
+  await tab.getByTestId('connection-airtable').getByText('Test connection').click()
+  await tab.getByTestId('connection-airtable').getByTestId('connection-answer').filter({ hasText: 'has every column' }).waitFor()
+  await tab.getByTestId('connection-imap').getByText('Test connection').click()
+  await tab.getByTestId('connection-imap').getByTestId('connection-answer').filter({ hasText: 'LEADQ_IMAP__HOST' }).waitFor()
   await tab.screenshot({ path: join(out, '04-credentials.png'), fullPage: true })
 
   // Both actions are in the activity log, by this admin.
@@ -157,7 +167,7 @@ test('an admin works through every page', async () => {
   await tab.fill('input[name=spoken]', 'five or six of us')
   await tab.selectOption('select[name=question]', 'team_size')
   await tab.getByText('Read it').click()
-  await tab.getByTestId('reading').filter({ hasText: '"min":5' }).waitFor()
+  await tab.getByTestId('reading').filter({ hasText: '5–6 people' }).waitFor()
   // A rule changed on the page is saved and is what the page shows after a reload.
   await tab.fill('input[name=min_team_size]', '3')
   await tab.getByTestId('save-script').click()
@@ -197,6 +207,10 @@ test('with no accounts, the sandbox finishes test leads as the chosen callee', a
   const page = await context.newPage()
   await login(page)
   await page.getByTestId('sandbox-banner').waitFor()
+  // The dashboard, in another tab, follows the call question by question.
+  const watch = await context.newPage()
+  await login(watch)
+  await watch.getByTestId('live-state').filter({ hasText: 'live' }).waitFor()
   const template = readFileSync(join(root, 'tests/fixtures/emails/01-plain-private-office.eml'), 'utf8')
   const cases = [
     { callee: 'qualified', phone: '415-555-0801', e164: '+14155550801', verdict: 'qualified' },
@@ -214,14 +228,32 @@ test('with no accounts, the sandbox finishes test leads as the chosen callee', a
     const result = page.getByTestId('test-email-result')
     await result.waitFor()
     const leadId = (await result.locator('code').innerText()).trim()
-    if (n === 0) await page.screenshot({ path: join(out, '10-sandbox-test-email.png'), fullPage: true })
+    if (n === 0) {
+      await page.screenshot({ path: join(out, '10-sandbox-test-email.png'), fullPage: true })
+      const call = watch.getByTestId('live-call')
+      await call.getByTestId('asking').filter({ hasText: 'How many people' }).waitFor({ timeout: 10000 })
+      await call.getByTestId('heard').filter({ hasText: 'a private office' }).waitFor({ timeout: 5000 })
+      await watch.screenshot({ path: join(out, '13-sandbox-live-call.png'), fullPage: true })
+    }
     // The lead's page, once the sandbox's call, record, CRM row and text are done.
     await until(`lead ${c.e164} finished`, async () => {
       await page.goto(`${base}/leads/${leadId}`)
       await page.getByTestId('lead-detail').waitFor({ timeout: 5000 })
       const text = await page.getByTestId('lead-detail').innerText()
-      return text.includes(c.verdict) && text.includes('CRM synced') && text.includes('SMS sent')
+      return text.includes(c.verdict) && text.includes('CRM synced') && text.includes('text sent')
     }, 40000)
+    if (c.callee === 'qualified') {
+      // The transcript in words, the text that went out, the row the sandbox CRM holds.
+      const transcript = page.getByTestId('transcript')
+      await transcript.locator('tr', { hasText: 'How many people' }).filter({ hasText: '6 people' }).waitFor()
+      await transcript.locator('tr', { hasText: 'What kind of space' }).filter({ hasText: 'Private office' }).waitFor()
+      await transcript.getByText('$2,000 a month').waitFor()
+      await page.getByTestId('text-sent').filter({ hasText: leadId }).waitFor()
+      await page.getByTestId('crm-row').getByText('Verdict').waitFor()
+      const shown = await page.getByTestId('lead-detail').innerText()
+      assert.ok(!/\d{4}-\d{2}-\d{2}T\d{2}:/.test(shown), `no raw timestamps on the lead page: ${shown}`)
+      assert.ok(!shown.includes('{"'), 'no JSON on the lead page')
+    }
     await page.screenshot({ path: join(out, `11-sandbox-lead-${c.callee}.png`), fullPage: true })
   }
   await page.getByTestId('nav').getByText('Outbox').click()

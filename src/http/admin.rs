@@ -478,7 +478,7 @@ pub struct TryAnswer {
 
 /// How an answer to a question of the script in force is read: the same as `leadq script test`.
 #[utoipa::path(post, path = "/api/admin/script/try", tag = "admin", security(("bearer" = [])), request_body = TryAnswer,
-    responses((status = 200, description = "{question, raw, value, captured}"), (status = 404, description = "no such question")))]
+    responses((status = 200, description = "{question, raw, value, captured, read_as}"), (status = 404, description = "no such question")))]
 async fn try_answer(
     State(ctx): State<Context>,
     user: Authed,
@@ -498,7 +498,10 @@ async fn try_answer(
         None => jiff::ZonedDateTime::now().date(),
     };
     let answer = crate::domain::answers::interpret(question, &request.text, today);
-    Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
+    let read_as = crate::domain::reading::in_words(&question.answer, &answer.value, answer.captured);
+    let mut body = serde_json::to_value(answer).unwrap_or_default();
+    body["read_as"] = Value::String(read_as);
+    Ok(Json(body))
 }
 
 /// The subjects the dashboard follows live.

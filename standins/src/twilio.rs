@@ -115,6 +115,8 @@ struct Shared {
     latency: Duration,
     /// From pick-up to the asynchronous detection's result.
     amd_delay: Duration,
+    /// How long a person takes to answer each question (none by default: tests run fast).
+    speaking_time: Duration,
     /// `Calls.json` requests being answered now, and the most at once.
     calls_open: usize,
     calls_open_peak: usize,
@@ -162,6 +164,7 @@ impl TwilioStandIn {
             faults: VecDeque::new(),
             latency: Duration::ZERO,
             amd_delay: Duration::from_millis(200),
+            speaking_time: Duration::ZERO,
             live: HashMap::new(),
             calls_open: 0,
             calls_open_peak: 0,
@@ -210,6 +213,11 @@ impl TwilioStandIn {
     /// How long after pick-up the asynchronous detection's result is posted.
     pub fn set_amd_delay(&self, delay: Duration) {
         self.shared().amd_delay = delay;
+    }
+
+    /// Each answer comes this long after its question, as a person's would.
+    pub fn set_speaking_time(&self, time: Duration) {
+        self.shared().speaking_time = time;
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -714,6 +722,10 @@ async fn play(
                 Verb::Gather { action, prompt, .. } => {
                     standin.record(&sid, |c| c.heard.extend(prompt));
                     let (speech, confidence) = answers.pop_front().unwrap_or_default();
+                    let speaking = standin.lock().speaking_time;
+                    if !machine && !speaking.is_zero() {
+                        tokio::time::sleep(speaking).await;
+                    }
                     standin.record(&sid, |c| c.said.push(speech.clone()));
                     if machine {
                         // A machine's greeting plays over the question; an update may come meanwhile.

@@ -175,8 +175,18 @@ fn the_lead_page_tells_the_call_in_words(record: &Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_the_sandbox_each_connection_test_says_what_answered() {
-    let agent = Box::pin(Running::start(|_| {})).await;
+async fn in_the_sandbox_each_connection_test_says_what_answered_and_night_is_no_obstacle() {
+    // Calling hours that exclude now (an hour-long window two hours away, in every zone a US
+    // number can ring in): a sandboxed test lead is still called at once, since it rings no one.
+    let agent = Box::pin(Running::start(|settings| {
+        let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).time();
+        settings.calling_hours.start = now.wrapping_add(jiff::SignedDuration::from_hours(12));
+        settings.calling_hours.end = now.wrapping_add(jiff::SignedDuration::from_hours(13));
+    }))
+    .await;
+    let (status, queued) = agent.trigger(json!({ "fname": "Ada", "phone": "+14155550721" })).await;
+    assert_eq!(status, 200, "{queued}");
+    agent.finished(queued["task_id"].as_str().expect("id")).await;
     let test = |service: &'static str| {
         let agent = &agent;
         async move {
