@@ -104,8 +104,13 @@ impl SmsSender {
     async fn text_once(&self, lead: &LeadFinalized) -> Result<Outcome, SmsError> {
         if self.dnc.contains(&lead.phone).await? {
             tracing::info!("on the do-not-contact list; not texting");
-            self.report(lead, "sms.skipped", "not texted: on the do-not-contact list".into(), serde_json::Value::Null)
-                .await;
+            self.report(
+                lead,
+                "sms.skipped",
+                "not texted: on the do-not-contact list".into(),
+                serde_json::Value::Null,
+            )
+            .await;
             return Ok(Outcome::Done);
         }
         let key = lead.lead_id.simple().to_string();
@@ -159,8 +164,13 @@ impl SmsSender {
                 self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
                 tracing::info!(sid = %message.sid, "booking link texted");
                 let detail = serde_json::json!({ "sid": message.sid, "body": text });
-                self.report(lead, "sms.sent", format!("texted the booking link to {}", lead.phone), detail)
-                    .await;
+                self.report(
+                    lead,
+                    "sms.sent",
+                    format!("texted the booking link to {}", lead.phone),
+                    detail,
+                )
+                .await;
                 Ok(Outcome::Done)
             }
             Err(TwilioError::Rejected { status, code, message }) => {

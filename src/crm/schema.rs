@@ -25,7 +25,14 @@ enum Kind {
 }
 
 /// The verdicts a record can have (the choices of the Verdict column).
-const VERDICTS: [&str; 6] = ["qualified", "unqualified", "needs_review", "no_answer", "call_failed", "voicemail"];
+const VERDICTS: [&str; 6] = [
+    "qualified",
+    "unqualified",
+    "needs_review",
+    "no_answer",
+    "call_failed",
+    "voicemail",
+];
 
 fn kind_of(field: &str) -> Kind {
     match field {
@@ -72,8 +79,9 @@ impl Kind {
             Self::Text | Self::LongText => TEXT.contains(&kind),
             Self::Email => kind == "email" || TEXT.contains(&kind),
             Self::Phone => kind == "phoneNumber" || TEXT.contains(&kind),
-            Self::Number(_) => matches!(kind, "number" | "currency" | "percent" | "duration" | "rating")
-                || TEXT.contains(&kind),
+            Self::Number(_) => {
+                matches!(kind, "number" | "currency" | "percent" | "duration" | "rating") || TEXT.contains(&kind)
+            }
             Self::DateTime | Self::Date => matches!(kind, "dateTime" | "date") || TEXT.contains(&kind),
             Self::Checkbox => kind == "checkbox",
             Self::Verdict => TEXT.contains(&kind),
@@ -112,7 +120,10 @@ pub fn column_spec(column: &str, field: &str) -> Value {
 /// Every column leadq writes (`columns`: lead field → column name), the merge column first: a
 /// new table's first column is its primary field.
 pub fn wanted_columns(columns: &BTreeMap<String, String>) -> Vec<Value> {
-    let mut specs: Vec<Value> = columns.iter().map(|(field, column)| column_spec(column, field)).collect();
+    let mut specs: Vec<Value> = columns
+        .iter()
+        .map(|(field, column)| column_spec(column, field))
+        .collect();
     if let Some(merge) = columns.get("lead_id") {
         specs.sort_by_key(|spec| spec["name"] != merge.as_str());
     }
@@ -150,7 +161,11 @@ impl SchemaCheck {
             return format!(
                 "the base has no table named \"{}\" (it has: {}); leadq can create it with its {} columns",
                 self.table,
-                if self.tables_in_base.is_empty() { "none".into() } else { self.tables_in_base.join(", ") },
+                if self.tables_in_base.is_empty() {
+                    "none".into()
+                } else {
+                    self.tables_in_base.join(", ")
+                },
                 self.missing.len()
             );
         }
@@ -232,7 +247,12 @@ mod tests {
         let result = check(&tables, "Leads", &default_fields());
         assert_eq!(result.table_id.as_deref(), Some("tblLeads"));
         assert_eq!(result.missing.len(), default_fields().len() - 4);
-        assert!(result.missing.iter().any(|m| m["name"] == "Email" && m["type"] == "email"));
+        assert!(
+            result
+                .missing
+                .iter()
+                .any(|m| m["name"] == "Email" && m["type"] == "email")
+        );
         assert_eq!(
             result.mistyped,
             vec![Mistyped {
@@ -242,7 +262,11 @@ mod tests {
             }]
         );
         assert!(!result.ready());
-        assert!(result.summary().contains("\"Decision Maker\" is singleLineText"), "{}", result.summary());
+        assert!(
+            result.summary().contains("\"Decision Maker\" is singleLineText"),
+            "{}",
+            result.summary()
+        );
     }
 
     #[test]
@@ -262,7 +286,12 @@ mod tests {
     fn a_complete_table_is_ready_and_found_by_id_too() {
         let fields = wanted_columns(&default_fields())
             .iter()
-            .map(|spec| field(spec["name"].as_str().unwrap_or_default(), spec["type"].as_str().unwrap_or_default()))
+            .map(|spec| {
+                field(
+                    spec["name"].as_str().unwrap_or_default(),
+                    spec["type"].as_str().unwrap_or_default(),
+                )
+            })
             .collect();
         let tables = vec![TableSchema {
             id: "tblLeads".into(),

@@ -97,13 +97,19 @@ mod tests {
         assert_eq!(in_words(&choice(), &json!("hot_desk"), true), "Hot desk");
         assert_eq!(in_words(&AnswerType::Number, &json!(6), true), "6 people");
         assert_eq!(in_words(&AnswerType::Number, &json!(1), true), "1 person");
-        assert_eq!(in_words(&AnswerType::Number, &json!({ "min": 1, "max": 2 }), true), "1–2 people");
+        assert_eq!(
+            in_words(&AnswerType::Number, &json!({ "min": 1, "max": 2 }), true),
+            "1–2 people"
+        );
         assert_eq!(in_words(&AnswerType::Money, &json!(2000), true), "$2,000 a month");
         assert_eq!(
             in_words(&AnswerType::Money, &json!({ "min": 1500, "max": 12500 }), true),
             "$1,500–$12,500 a month"
         );
-        assert_eq!(in_words(&AnswerType::Date, &json!("2027-01-15"), true), "15 January 2027");
+        assert_eq!(
+            in_words(&AnswerType::Date, &json!("2027-01-15"), true),
+            "15 January 2027"
+        );
         assert_eq!(in_words(&AnswerType::YesNo, &json!(true), true), "Yes");
         assert_eq!(in_words(&AnswerType::YesNo, &json!(false), true), "No");
     }

@@ -73,7 +73,10 @@ async fn stats(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, 
     let status = status_body(&ctx).await?;
     let figures = store.figures(since).await?;
     let dashboard = store.dashboard(since).await?;
-    let (calls, script) = (ctx.calls.in_progress().await?, shared_config::current_script(&ctx).await);
+    let (calls, script) = (
+        ctx.calls.in_progress().await?,
+        shared_config::current_script(&ctx).await,
+    );
     let verdicts: serde_json::Map<String, Value> = dashboard["verdicts"]
         .as_array()
         .into_iter()

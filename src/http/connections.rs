@@ -105,10 +105,14 @@ fn airtable_client(settings: &Settings) -> Result<AirtableClient, AirtableError>
 /// Airtable's refusal of a schema request, said so a person knows what to change.
 fn schema_refusal(err: &AirtableError) -> String {
     match err {
-        AirtableError::Rejected { status: 401, .. } => "Airtable refused the token (401): check it on the Credentials page".into(),
-        AirtableError::Rejected { status: 403 | 404, .. } => "Airtable answered 403: the base id is wrong, or the token lacks the \
+        AirtableError::Rejected { status: 401, .. } => {
+            "Airtable refused the token (401): check it on the Credentials page".into()
+        }
+        AirtableError::Rejected { status: 403 | 404, .. } => {
+            "Airtable answered 403: the base id is wrong, or the token lacks the \
              schema.bases:read / schema.bases:write scopes or access to this base"
-            .into(),
+                .into()
+        }
         other => other.to_string(),
     }
 }
@@ -116,7 +120,11 @@ fn schema_refusal(err: &AirtableError) -> String {
 async fn schema_check(settings: &Settings) -> Result<SchemaCheck, AirtableError> {
     let client = airtable_client(settings)?;
     let tables = client.tables().await?;
-    Ok(schema::check(&tables, &settings.airtable.table, &settings.airtable.fields))
+    Ok(schema::check(
+        &tables,
+        &settings.airtable.table,
+        &settings.airtable.fields,
+    ))
 }
 
 async fn test_airtable(ctx: &Context, settings: &Settings) -> Json<Value> {
@@ -149,7 +157,10 @@ async fn test_inbox(settings: &Settings) -> Json<Value> {
             "imap",
             "live",
             true,
-            format!("signed in to {} as {}; {} holds {emails} emails", imap.host, imap.username, imap.mailbox),
+            format!(
+                "signed in to {} as {}; {} holds {emails} emails",
+                imap.host, imap.username, imap.mailbox
+            ),
             json!({ "emails": emails }),
         ),
         Err(err) => answer("imap", "live", false, err.to_string(), Value::Null),
@@ -174,7 +185,12 @@ async fn create_columns(State(ctx): State<Context>, user: Authed) -> Result<Json
                 .create_table(&check.table, &check.missing)
                 .await
                 .map_err(unavailable)?;
-            created.extend(check.missing.iter().filter_map(|m| m["name"].as_str().map(str::to_owned)));
+            created.extend(
+                check
+                    .missing
+                    .iter()
+                    .filter_map(|m| m["name"].as_str().map(str::to_owned)),
+            );
         }
         Some(table_id) => {
             for spec in &check.missing {
@@ -191,7 +207,9 @@ async fn create_columns(State(ctx): State<Context>, user: Authed) -> Result<Json
         ))
         .await;
     let after = schema_check(&settings).await.map_err(unavailable)?;
-    Ok(Json(json!({ "created": created, "check": after, "answer": after.summary() })))
+    Ok(Json(
+        json!({ "created": created, "check": after, "answer": after.summary() }),
+    ))
 }
 
 #[derive(utoipa::OpenApi)]

@@ -385,7 +385,6 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
-
 /// The voicemail, for a call redirected here after the machine's beep.
 async fn voicemail(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     request.lead_id()?;

@@ -92,7 +92,11 @@ mod tests {
         let script = Script::default();
         let mut state = CallState::queued(Uuid::now_v7(), "+14155550100", Some("Ada"));
         state.phase = CallPhase::Dialed;
-        assert_eq!(live_call(&state, &script)["asking"], Value::Null, "ringing: nothing asked yet");
+        assert_eq!(
+            live_call(&state, &script)["asking"],
+            Value::Null,
+            "ringing: nothing asked yet"
+        );
         state.first_words_at = Some(OffsetDateTime::now_utc());
         state.answers.push(HeardAnswer {
             question_id: script.questions[0].id.clone(),
@@ -127,7 +131,10 @@ mod tests {
         let transcript = page["transcript"].as_array().expect("transcript");
         assert_eq!(transcript[0]["read_as"], "Hot desk");
         assert_eq!(transcript[0]["question"], script.questions[0].prompt.as_str());
-        assert_eq!((transcript[1]["read_as"].as_str(), &transcript[1]["said"]), (Some("not captured"), &Value::Null));
+        assert_eq!(
+            (transcript[1]["read_as"].as_str(), &transcript[1]["said"]),
+            (Some("not captured"), &Value::Null)
+        );
         assert_eq!(transcript[2]["question"], "gone_from_the_script");
         assert_eq!(page["text_sent"], "Hi Ada, book here");
     }

@@ -494,7 +494,10 @@ impl Store {
             .await?
             .check()?;
         let rows: Vec<serde_json::Value> = response.take(0)?;
-        Ok(rows.into_iter().filter_map(|row| serde_json::from_value(row).ok()).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| serde_json::from_value(row).ok())
+            .collect())
     }
 
     /// The newest entries first.

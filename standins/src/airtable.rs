@@ -186,12 +186,21 @@ impl AirtableStandIn {
     /// The column names and types of a table, when it has a schema.
     pub fn columns(&self, base: &str, table: &str) -> Option<Vec<(String, String)>> {
         let shared = self.lock();
-        let found = shared.schemas.get(base)?.iter().find(|t| t.name == table || t.id == table)?;
+        let found = shared
+            .schemas
+            .get(base)?
+            .iter()
+            .find(|t| t.name == table || t.id == table)?;
         Some(
             found
                 .fields
                 .iter()
-                .map(|f| (f["name"].as_str().unwrap_or_default().to_owned(), f["type"].as_str().unwrap_or_default().to_owned()))
+                .map(|f| {
+                    (
+                        f["name"].as_str().unwrap_or_default().to_owned(),
+                        f["type"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect(),
         )
     }
@@ -318,7 +327,11 @@ async fn upsert(
             .flat_map(|fields| fields.keys())
             .find(|column| !schema.has_column(column));
         if let Some(column) = unknown {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_FIELD_NAME", &format!("Unknown field name: \"{column}\""));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "UNKNOWN_FIELD_NAME",
+                &format!("Unknown field name: \"{column}\""),
+            );
         }
     }
     let rows = shared.tables.entry(format!("{base}/{table}")).or_default();
@@ -374,12 +387,19 @@ async fn upsert(
 /// Airtable's answer to a token it does not know, or to a base it cannot see.
 fn refused(standin: &StandIn, headers: &HeaderMap) -> Option<Response> {
     if !standin.authorized(headers) {
-        return Some(error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", "Authentication required"));
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "AUTHENTICATION_REQUIRED",
+            "Authentication required",
+        ));
     }
-    standin
-        .lock()
-        .down
-        .then(|| error(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "Service Unavailable"))
+    standin.lock().down.then(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "Service Unavailable",
+        )
+    })
 }
 
 fn no_base() -> Response {
@@ -410,21 +430,41 @@ async fn create_table(
         return refusal;
     }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST_UNKNOWN", "Invalid request: parameter validation failed");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST_UNKNOWN",
+            "Invalid request: parameter validation failed",
+        );
     };
     let Some(name) = request["name"].as_str().filter(|n| !n.trim().is_empty()) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST_MISSING_FIELDS", "Could not find field \"name\"");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST_MISSING_FIELDS",
+            "Could not find field \"name\"",
+        );
     };
     let Some(specs) = request["fields"].as_array().filter(|f| !f.is_empty()) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST_MISSING_FIELDS", "A table needs at least one field");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST_MISSING_FIELDS",
+            "A table needs at least one field",
+        );
     };
     if let Some(problem) = specs.iter().find_map(field_problem) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_FIELD_TYPE_OPTIONS_FOR_CREATE", &problem);
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_FIELD_TYPE_OPTIONS_FOR_CREATE",
+            &problem,
+        );
     }
     let mut shared = standin.lock();
     let tables = shared.schemas.entry(base).or_default();
     if tables.iter().any(|t| t.name == name) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "DUPLICATE_TABLE_NAME", &format!("A table named \"{name}\" already exists"));
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "DUPLICATE_TABLE_NAME",
+            &format!("A table named \"{name}\" already exists"),
+        );
     }
     let fields = specs
         .iter()
@@ -454,17 +494,29 @@ async fn create_field(
         return refusal;
     }
     let Ok(mut spec) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST_UNKNOWN", "Invalid request: parameter validation failed");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST_UNKNOWN",
+            "Invalid request: parameter validation failed",
+        );
     };
     if let Some(problem) = field_problem(&spec) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_FIELD_TYPE_OPTIONS_FOR_CREATE", &problem);
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_FIELD_TYPE_OPTIONS_FOR_CREATE",
+            &problem,
+        );
     }
     let mut shared = standin.lock();
     let Some(tables) = shared.schemas.get_mut(&base) else {
         return no_base();
     };
     let Some(found) = tables.iter_mut().find(|t| t.id == table || t.name == table) else {
-        return error(StatusCode::NOT_FOUND, "TABLE_NOT_FOUND", &format!("Could not find table {table} in this base"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "TABLE_NOT_FOUND",
+            &format!("Could not find table {table} in this base"),
+        );
     };
     let name = spec["name"].as_str().unwrap_or_default().trim().to_owned();
     if name.is_empty() || found.has_column(&name) {

@@ -1017,11 +1017,18 @@ async fn a_call_whose_status_callback_beats_the_callers_record_still_counts_as_m
         agent.bus().publish(&lead("Ada", phone)).await.expect("publish");
     }
     eventually(Duration::from_secs(30), "every lead finalized", || async {
-        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await.len() >= phones.len()
+        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .len()
+            >= phones.len()
     })
     .await;
     assert_eq!(agent.twilio.calls().len(), phones.len());
     let store = agent.ctx.store.clone().expect("store");
     let figures = store.figures(since).await.expect("figures");
-    assert_eq!(figures.calls_made, phones.len() as u64, "every placed call counts as made");
+    assert_eq!(
+        figures.calls_made,
+        phones.len() as u64,
+        "every placed call counts as made"
+    );
 }

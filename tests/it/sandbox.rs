@@ -160,18 +160,39 @@ fn the_lead_page_tells_the_call_in_words(record: &Value) {
     let line = |n: usize| (transcript[n]["said"].as_str(), transcript[n]["read_as"].as_str());
     assert_eq!(line(0), (Some("a private office"), Some("Private office")), "{record}");
     assert_eq!(line(1), (Some("six of us"), Some("6 people")), "{record}");
-    assert_eq!(line(3), (Some("about two thousand a month"), Some("$2,000 a month")), "{record}");
+    assert_eq!(
+        line(3),
+        (Some("about two thousand a month"), Some("$2,000 a month")),
+        "{record}"
+    );
     assert_eq!(line(4), (Some("yes, I decide"), Some("Yes")), "{record}");
     assert!(
-        transcript[1]["question"].as_str().is_some_and(|q| q.starts_with("How many people")),
+        transcript[1]["question"]
+            .as_str()
+            .is_some_and(|q| q.starts_with("How many people")),
         "questions by their prompt: {record}"
     );
     let text = record["text_sent"].as_str().expect("the text sent");
-    assert!(text.contains(record["id"].as_str().expect("id")), "the booking link names the lead: {text}");
+    assert!(
+        text.contains(record["id"].as_str().expect("id")),
+        "the booking link names the lead: {text}"
+    );
     let row = &record["crm_row"]["fields"];
-    assert_eq!((&row["Verdict"], &row["Name"]), (&json!("qualified"), &json!("Ada")), "{record}");
-    let kinds: Vec<&str> = record["activity"].as_array().expect("activity").iter().filter_map(|a| a["kind"].as_str()).collect();
-    assert!(kinds.contains(&"call.placed") && kinds.contains(&"sms.sent"), "{kinds:?}");
+    assert_eq!(
+        (&row["Verdict"], &row["Name"]),
+        (&json!("qualified"), &json!("Ada")),
+        "{record}"
+    );
+    let kinds: Vec<&str> = record["activity"]
+        .as_array()
+        .expect("activity")
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"call.placed") && kinds.contains(&"sms.sent"),
+        "{kinds:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,13 +218,30 @@ async fn in_the_sandbox_each_connection_test_says_what_answered_and_night_is_no_
         }
     };
     let twilio = test("twilio").await;
-    assert_eq!((&twilio["ok"], &twilio["mode"]), (&json!(true), &json!("sandboxed")), "{twilio}");
-    assert!(twilio["answer"].as_str().is_some_and(|a| a.contains("is active")), "{twilio}");
+    assert_eq!(
+        (&twilio["ok"], &twilio["mode"]),
+        (&json!(true), &json!("sandboxed")),
+        "{twilio}"
+    );
+    assert!(
+        twilio["answer"].as_str().is_some_and(|a| a.contains("is active")),
+        "{twilio}"
+    );
     let airtable = test("airtable").await;
-    assert_eq!((&airtable["ok"], &airtable["mode"]), (&json!(true), &json!("sandboxed")), "{airtable}");
+    assert_eq!(
+        (&airtable["ok"], &airtable["mode"]),
+        (&json!(true), &json!("sandboxed")),
+        "{airtable}"
+    );
     let inbox = test("imap").await;
-    assert_eq!((&inbox["ok"], &inbox["mode"]), (&json!(false), &json!("not_configured")), "{inbox}");
-    let (status, _) = agent.admin(reqwest::Method::POST, "/api/admin/connections/fax/test", None).await;
+    assert_eq!(
+        (&inbox["ok"], &inbox["mode"]),
+        (&json!(false), &json!("not_configured")),
+        "{inbox}"
+    );
+    let (status, _) = agent
+        .admin(reqwest::Method::POST, "/api/admin/connections/fax/test", None)
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -213,7 +251,9 @@ async fn saved_twilio_credentials_make_calls_live_and_the_sandbox_refuses_callee
     const TOKEN: &str = "the-real-accounts-token";
     let real = TwilioStandIn::start(SID, TOKEN, 0).await.expect("the 'real' Twilio");
     let real_base = real.base_url();
-    let airtable = AirtableStandIn::start("pat-the-real-one").await.expect("the 'real' Airtable");
+    let airtable = AirtableStandIn::start("pat-the-real-one")
+        .await
+        .expect("the 'real' Airtable");
     let airtable_base = airtable.base_url();
     let agent = Box::pin(Running::start(|settings| {
         // Where live Twilio and Airtable are; the sandbox stands in until credentials exist.
@@ -262,14 +302,23 @@ async fn saved_twilio_credentials_make_calls_live_and_the_sandbox_refuses_callee
     let (_, sandbox) = agent.admin(reqwest::Method::GET, "/api/admin/sandbox", None).await;
     let sandbox_calls = sandbox["outbox"]["calls"].as_array().map(Vec::len);
     assert_eq!(sandbox_calls, Some(1), "the live lead was not sent to the sandbox");
-    assert_eq!(sandbox["active"], true, "Airtable is still the sandbox: the banner stays");
+    assert_eq!(
+        sandbox["active"], true,
+        "Airtable is still the sandbox: the banner stays"
+    );
 
     // Airtable goes live too: its check finds the columns a hand-made table lacks, makes them,
     // and the banner goes.
-    airtable.define_table("appRealBase000001", "Leads", &[("Lead ID", "singleLineText"), ("Decision Maker", "singleLineText")]);
+    airtable.define_table(
+        "appRealBase000001",
+        "Leads",
+        &[("Lead ID", "singleLineText"), ("Decision Maker", "singleLineText")],
+    );
     for (key, value) in [("token", "pat-the-real-one"), ("base_id", "appRealBase000001")] {
         let body = json!({ "service": "airtable", "key": key, "value": value });
-        let (status, body) = agent.admin(reqwest::Method::POST, "/api/admin/credentials", Some(body)).await;
+        let (status, body) = agent
+            .admin(reqwest::Method::POST, "/api/admin/credentials", Some(body))
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     eventually(Duration::from_secs(20), "no sandbox left", || async {
@@ -277,21 +326,37 @@ async fn saved_twilio_credentials_make_calls_live_and_the_sandbox_refuses_callee
         sandbox["active"] == false
     })
     .await;
-    let (_, check) = agent.admin(reqwest::Method::POST, "/api/admin/connections/airtable/test", None).await;
-    assert_eq!((&check["ok"], &check["mode"]), (&json!(false), &json!("live")), "{check}");
+    let (_, check) = agent
+        .admin(reqwest::Method::POST, "/api/admin/connections/airtable/test", None)
+        .await;
+    assert_eq!(
+        (&check["ok"], &check["mode"]),
+        (&json!(false), &json!("live")),
+        "{check}"
+    );
     let missing = check["detail"]["missing"].as_array().map(Vec::len);
     assert_eq!(missing, Some(leadq::crm::default_fields().len() - 2), "{check}");
     assert_eq!(check["detail"]["mistyped"][0]["column"], "Decision Maker", "{check}");
-    let (status, made) = agent.admin(reqwest::Method::POST, "/api/admin/connections/airtable/columns", None).await;
+    let (status, made) = agent
+        .admin(reqwest::Method::POST, "/api/admin/connections/airtable/columns", None)
+        .await;
     assert_eq!(status, 200, "{made}");
     assert_eq!(made["created"].as_array().map(Vec::len), missing, "{made}");
     let columns = airtable.columns("appRealBase000001", "Leads").expect("the table");
-    assert!(columns.contains(&("Email".to_owned(), "email".to_owned())), "{columns:?}");
-    assert!(columns.contains(&("Score".to_owned(), "number".to_owned())), "{columns:?}");
+    assert!(
+        columns.contains(&("Email".to_owned(), "email".to_owned())),
+        "{columns:?}"
+    );
+    assert!(
+        columns.contains(&("Score".to_owned(), "number".to_owned())),
+        "{columns:?}"
+    );
     // The mistyped column is named, not changed: it may hold a team's data.
     assert_eq!(made["check"]["mistyped"][0]["column"], "Decision Maker", "{made}");
     // The next lead's row lands in the live base (which refuses any column it lacks).
-    let (status, queued) = agent.trigger(json!({ "fname": "Grace", "phone": "+14155550713" })).await;
+    let (status, queued) = agent
+        .trigger(json!({ "fname": "Grace", "phone": "+14155550713" }))
+        .await;
     assert_eq!(status, 200, "{queued}");
     let lead_id = json!(queued["task_id"].as_str().expect("id"));
     eventually(Duration::from_secs(40), "the row in the live CRM", || async {
