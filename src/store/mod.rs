@@ -155,6 +155,16 @@ pub struct Page<T> {
     pub offset: u32,
 }
 
+/// The columns of an [`ActivityRow`], as a query selects them.
+const ACTIVITY_COLUMNS: &str = "record::id(id) AS id, kind, actor, summary, lead_id, detail, <string>at AS at";
+
+/// Rows of an activity query; a row that does not read as one is left out.
+fn activity_rows(rows: Vec<serde_json::Value>) -> Vec<ActivityRow> {
+    rows.into_iter()
+        .filter_map(|row| serde_json::from_value(row).ok())
+        .collect()
+}
+
 /// An activity log row as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivityRow {
@@ -486,50 +496,40 @@ impl Store {
     pub async fn lead_activity(&self, lead_id: uuid::Uuid) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self
             .db
-            .query(
-                "SELECT record::id(id) AS id, kind, actor, summary, lead_id, detail, <string>at AS at \
-                   FROM activity WHERE lead_id = $lead_id ORDER BY at ASC LIMIT 200",
-            )
+            .query(format!(
+                "SELECT {ACTIVITY_COLUMNS} FROM activity WHERE lead_id = $lead_id ORDER BY at ASC LIMIT 200"
+            ))
             .bind(("lead_id", lead_id.to_string()))
             .await?
             .check()?;
-        let rows: Vec<serde_json::Value> = response.take(0)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| serde_json::from_value(row).ok())
-            .collect())
+        Ok(activity_rows(response.take(0)?))
     }
 
     /// The newest entries first.
     pub async fn recent_activity(&self, limit: u32) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self
             .db
-            .query(
-                "SELECT record::id(id) AS id, kind, actor, summary, lead_id, detail, <string>at AS at \
-                 FROM activity ORDER BY at DESC LIMIT $limit",
-            )
+            .query(format!(
+                "SELECT {ACTIVITY_COLUMNS} FROM activity ORDER BY at DESC LIMIT $limit"
+            ))
             .bind(("limit", i64::from(limit)))
             .await?
             .check()?;
-        let rows: Vec<serde_json::Value> = response.take(0)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| serde_json::from_value(row).ok())
-            .collect())
+        Ok(activity_rows(response.take(0)?))
     }
 
     /// One page of the activity log, newest first, optionally of one kind and one actor.
     pub async fn activity_page(&self, filter: &ActivityFilter) -> Result<Page<ActivityRow>, StoreError> {
         let mut response = self
             .db
-            .query(
+            .query(format!(
                 "LET $rows = SELECT * FROM activity \
                    WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor); \
                  RETURN count($rows); \
-                 SELECT record::id(id) AS id, kind, actor, summary, lead_id, detail, <string>at AS at \
+                 SELECT {ACTIVITY_COLUMNS} \
                    FROM activity WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor) \
-                   ORDER BY at DESC LIMIT $limit START $offset",
-            )
+                   ORDER BY at DESC LIMIT $limit START $offset"
+            ))
             .bind(("kind", filter.kind.clone()))
             .bind(("actor", filter.actor.clone()))
             .bind(("limit", i64::from(filter.limit)))
@@ -537,12 +537,8 @@ impl Store {
             .await?
             .check()?;
         let total: Option<u64> = response.take(1)?;
-        let rows: Vec<serde_json::Value> = response.take(2)?;
         Ok(Page {
-            items: rows
-                .into_iter()
-                .filter_map(|row| serde_json::from_value(row).ok())
-                .collect(),
+            items: activity_rows(response.take(2)?),
             total: total.unwrap_or(0),
             limit: filter.limit,
             offset: filter.offset,
