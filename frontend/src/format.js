@@ -25,3 +25,11 @@ export function duration(secs) {
 
 // An id or a kind as words: "no_answer" → "no answer", "sms.sent" → "sms sent".
 export const words = (id) => String(id ?? '').replaceAll(/[_.]/g, ' ')
+
+// A CRM cell as text: a list joined, yes/no, a timestamp as a moment, anything else as it reads.
+export function cell(value) {
+  if (Array.isArray(value)) return value.join(', ')
+  if (typeof value === 'boolean') return value ? 'Yes' : 'No'
+  if (typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value)) return when(value)
+  return String(value)
+}
