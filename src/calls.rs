@@ -62,6 +62,10 @@ pub struct CallState {
     /// The live call was sent to the voicemail after a machine was detected (once per call).
     #[serde(default)]
     pub voicemail_redirected: bool,
+    /// The call's end was learnt from Twilio's call resource, not its status callback: the
+    /// webhooks of this call may have failed.
+    #[serde(default)]
+    pub reconciled: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -84,6 +88,7 @@ impl CallState {
             answered_at: None,
             first_words_at: None,
             voicemail_redirected: false,
+            reconciled: false,
             updated_at: OffsetDateTime::now_utc(),
         }
     }
@@ -232,7 +237,7 @@ impl CallBook {
             let body = serde_json::to_vec(&state).map_err(|e| kv_error("encode", e))?;
             match self.kv.update(Self::key(lead_id), body.into(), revision).await {
                 Ok(_) => return Ok(Some((state, decision))),
-                Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(err) if bus::lost_race(&err) => continue,
                 Err(err) => return Err(kv_error("update", err)),
             }
         }
@@ -364,7 +369,7 @@ impl PhoneClaims {
             }
             match self.kv.update(&key, body.clone().into(), entry.revision).await {
                 Ok(_) => return Ok(Claim::Ours),
-                Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(err) if bus::lost_race(&err) => continue,
                 Err(err) => return Err(BusError::jetstream("phones update", err)),
             }
         }

@@ -89,6 +89,7 @@ struct RawSettings {
     airtable_api_base: String,
     airtable: RawAirtable,
     call_watchdog: String,
+    call_reconcile_after: String,
     retry_ladder: Vec<String>,
     status_interval: String,
     master_key: Option<String>,
@@ -128,6 +129,7 @@ impl Default for RawSettings {
             airtable_api_base: "https://api.airtable.com".into(),
             airtable: RawAirtable::default(),
             call_watchdog: "2h".into(),
+            call_reconcile_after: "3m".into(),
             retry_ladder: vec!["30m".into(), "2h".into()],
             status_interval: "10s".into(),
             master_key: None,
@@ -489,6 +491,9 @@ pub struct Settings {
     pub airtable: AirtableSettings,
     /// A placed call with no final status callback after this long is finalized anyway.
     pub call_watchdog: Duration,
+    /// A placed call with no news for this long is looked up at Twilio (`GET Calls/{Sid}.json`):
+    /// its end is learnt there when the status callback was lost.
+    pub call_reconcile_after: Duration,
     /// Waits before calling again after a busy line or no answer; when they run out, `no_answer`.
     pub retry_ladder: Vec<Duration>,
     /// How often every process publishes `agent.status` (and at once on a state change).
@@ -544,14 +549,7 @@ impl Settings {
                 format!("`{}` is not an address such as 127.0.0.1:8000", raw.http_addr),
             )
         })?;
-        if !raw.nats_url.contains("://") && raw.nats_url.contains(' ') {
-            return Err(invalid(
-                "LEADQ_NATS_URL",
-                format!("`{}` is not a NATS URL", raw.nats_url),
-            ));
-        }
-        Url::parse(&raw.nats_url)
-            .map_err(|e| invalid("LEADQ_NATS_URL", format!("`{}` is not a NATS URL: {e}", raw.nats_url)))?;
+        crate::bus::server_addrs(&raw.nats_url).map_err(|reason| invalid("LEADQ_NATS_URL", reason))?;
         let db = match raw.db.as_deref() {
             Some(db) => DbLocation::parse(db).map_err(|reason| invalid("LEADQ_DB", reason))?,
             None => DbLocation::File(raw.data_dir.join("db")),
@@ -722,6 +720,7 @@ impl Settings {
             sms_template: raw.sms_template,
             airtable,
             call_watchdog: duration("LEADQ_CALL_WATCHDOG", &raw.call_watchdog)?,
+            call_reconcile_after: duration("LEADQ_CALL_RECONCILE_AFTER", &raw.call_reconcile_after)?,
             retry_ladder: raw
                 .retry_ladder
                 .iter()

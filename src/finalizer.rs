@@ -18,6 +18,7 @@ use crate::agent::AgentStateStore;
 use crate::bus::{self, Activity, BusError, CallCompleted, Delivery, LeadFinalized, LeadReceived, Outcome};
 use crate::calls::{CallBook, CallPhase, CallState};
 use crate::clients::airtable::AirtableClient;
+use crate::clients::twilio::TwilioClient;
 use crate::crm::CrmSync;
 use crate::domain::answers::{Interpretation, interpret};
 use crate::domain::qualification::{Assessment, CallEnd, assess};
@@ -42,6 +43,8 @@ pub struct Finalizer {
     book: CallBook,
     /// Nudges the CRM sync after each record, so a lead reaches Airtable at once.
     crm_wake: Arc<Notify>,
+    /// Where a call whose status callback never came is looked up; None without credentials.
+    twilio: Option<TwilioClient>,
 }
 
 /// Each answer as heard, read with the script's answer types; unanswered questions are kept as
@@ -68,15 +71,40 @@ fn read_answers(script: &Script, state: &CallState, day: jiff::civil::Date) -> V
         .collect()
 }
 
+/// Twilio's final call statuses.
+const TERMINAL_STATUSES: [&str; 5] = ["completed", "busy", "no-answer", "failed", "canceled"];
+
+/// Whether a person picked up and leadq let them down: its first words never went out (the
+/// call-start webhook failed), or the call's end had to be learnt from Twilio and questions were
+/// left unasked. Such a call is tried again, or filed `interrupted`, never `no_answer`.
+fn cut_off(completed: &CallCompleted, state: &CallState, script: &Script) -> bool {
+    let machine = completed
+        .answered_by
+        .as_deref()
+        .is_some_and(|a| a.starts_with("machine") || a == "fax");
+    let person = completed.status == "completed" && !machine;
+    let unheard = state.first_words_at.is_none();
+    let unfinished = state.reconciled && state.answers.len() < script.questions.len() && !state.opted_out;
+    person && (unheard || unfinished)
+}
+
 impl Finalizer {
     pub async fn new(ctx: Context) -> Result<Self, FinalizerError> {
         let store = ctx.store.clone().ok_or(FinalizerError::NoStore)?;
         let book = ctx.calls.clone();
+        let twilio = match TwilioClient::new(&ctx.settings.twilio) {
+            Ok(client) => Some(client),
+            Err(err) => {
+                tracing::warn!(%err, "calls whose status callback is lost are finalized by the watchdog only");
+                None
+            }
+        };
         Ok(Self {
             ctx,
             store,
             book,
             crm_wake: Arc::new(Notify::new()),
+            twilio,
         })
     }
 
@@ -110,12 +138,17 @@ impl Finalizer {
             tracing::info!("a completion of an earlier try, already handled");
             return Ok(Outcome::Done);
         }
-        if matches!(completed.status.as_str(), "busy" | "no-answer")
-            && let Some(wait) = self.ctx.settings.retry_ladder.get(state.attempt as usize)
-        {
-            return self.schedule_retry(&intake, &state, &completed.status, *wait).await;
-        }
         let script = shared_config::current_script(&self.ctx).await;
+        let cut_off = cut_off(completed, &state, &script);
+        let try_again = matches!(completed.status.as_str(), "busy" | "no-answer") || cut_off;
+        if try_again && let Some(wait) = self.ctx.settings.retry_ladder.get(state.attempt as usize) {
+            let status = if cut_off {
+                "interrupted"
+            } else {
+                completed.status.as_str()
+            };
+            return self.schedule_retry(&intake, &state, status, *wait).await;
+        }
         let rules = shared_config::current_rules(&self.ctx).await;
         let finalized_at = OffsetDateTime::now_utc();
         let call_day = jiff::Timestamp::from_second(state.placed_at.unwrap_or(finalized_at).unix_timestamp())
@@ -128,6 +161,7 @@ impl Finalizer {
         let end = CallEnd {
             status: &completed.status,
             answered_by: completed.answered_by.as_deref(),
+            cut_off,
         };
         let Assessment {
             score,
@@ -202,6 +236,7 @@ impl Finalizer {
                     s.answered_at = None;
                     s.first_words_at = None;
                     s.voicemail_redirected = false;
+                    s.reconciled = false;
                 }
                 ((), ours)
             })
@@ -217,52 +252,97 @@ impl Finalizer {
         Ok(Outcome::Done)
     }
 
-    /// The watchdog's sweep: a call placed longer ago than `older_than` whose final status never
-    /// came is reported on `call.completed` as Twilio would have (completed if anything was
-    /// answered, no-answer otherwise); the entry is marked completed so it is reported once, and a
-    /// late real callback carries the same message id and is dropped by the stream.
-    pub async fn sweep(&self, older_than: Duration) -> Result<usize, FinalizerError> {
-        let cutoff = OffsetDateTime::now_utc() - older_than;
+    /// The watchdog's sweep over `dialed` calls. One with no news for `reconcile_after` is looked
+    /// up at Twilio (`GET Calls/{Sid}.json`): if Twilio has ended it, its end is reported on
+    /// `call.completed` as the lost status callback would have; a live one is left. One with no
+    /// news for `give_up_after` (Twilio unreachable all along) is reported anyway, completed if
+    /// the lead picked up, no-answer otherwise. The entry is marked completed and `reconciled`
+    /// under compare-and-set, so it is reported once; a late real callback carries the same
+    /// message id and is dropped by the stream.
+    pub async fn sweep(&self, reconcile_after: Duration, give_up_after: Duration) -> Result<usize, FinalizerError> {
+        let now = OffsetDateTime::now_utc();
         let mut reported = 0;
         for lead_id in self.book.lead_ids().await? {
-            let stale = self
+            let Some((state, _)) = self.book.get(lead_id).await? else {
+                continue;
+            };
+            if state.phase != CallPhase::Dialed || state.updated_at > now - reconcile_after {
+                continue;
+            }
+            let Some(end) = self.learn_end(&state, state.updated_at < now - give_up_after).await else {
+                continue;
+            };
+            let seen = state.updated_at;
+            let marked = self
                 .book
-                .update(lead_id, |state| {
-                    let stale = state.phase == CallPhase::Dialed && state.updated_at < cutoff;
-                    if stale {
-                        state.phase = CallPhase::Completed;
+                .update(lead_id, |s| {
+                    // Only the entry this sweep read: a callback that came meanwhile wins.
+                    let ours = s.phase == CallPhase::Dialed && s.updated_at == seen;
+                    if ours {
+                        s.phase = CallPhase::Completed;
+                        s.reconciled = true;
                     }
-                    (stale.then(|| state.clone()), stale)
+                    (ours, ours)
                 })
                 .await?;
-            let Some((_, Some(state))) = stale else { continue };
-            let status = if state.answers.is_empty() {
-                "no-answer"
-            } else {
-                "completed"
-            };
-            tracing::warn!(%lead_id, status, "no final status from Twilio; finalizing on the watchdog");
-            let completed = CallCompleted {
-                lead_id,
-                call_sid: state.call_sid.clone().unwrap_or_default(),
-                status: status.into(),
-                duration_secs: None,
-                answered_by: state.answered_by.clone(),
-            };
-            self.ctx.bus.publish(&completed).await?;
+            if !matches!(marked, Some((_, true))) {
+                continue;
+            }
+            tracing::warn!(%lead_id, status = %end.status, "no status callback from Twilio; finalizing from what Twilio says");
+            self.ctx.bus.publish(&end).await?;
             reported += 1;
         }
         Ok(reported)
     }
 
+    /// How a silent call ended: Twilio's own record of it, or (`giving_up`) a best guess when
+    /// Twilio cannot tell; None while the call is still live or Twilio may yet answer.
+    async fn learn_end(&self, state: &CallState, giving_up: bool) -> Option<CallCompleted> {
+        let call_sid = state.call_sid.clone().unwrap_or_default();
+        let looked_up = match (&self.twilio, call_sid.is_empty()) {
+            (Some(twilio), false) => match twilio.call(&call_sid).await {
+                Ok(call) => Some(call),
+                Err(err) => {
+                    tracing::warn!(lead_id = %state.lead_id, %err, "could not look the call up at Twilio");
+                    None
+                }
+            },
+            _ => None,
+        };
+        match looked_up {
+            Some(call) if TERMINAL_STATUSES.contains(&call.status.as_str()) => Some(CallCompleted {
+                lead_id: state.lead_id,
+                call_sid,
+                status: call.status,
+                duration_secs: call.duration.and_then(|d| d.parse().ok()),
+                answered_by: call.answered_by.or_else(|| state.answered_by.clone()),
+            }),
+            // Still ringing or talking at Twilio: not ours to end, however long.
+            Some(_) => None,
+            None if giving_up => {
+                let picked_up =
+                    state.answered_at.is_some() || state.first_words_at.is_some() || !state.answers.is_empty();
+                Some(CallCompleted {
+                    lead_id: state.lead_id,
+                    call_sid,
+                    status: if picked_up { "completed" } else { "no-answer" }.into(),
+                    duration_secs: None,
+                    answered_by: state.answered_by.clone(),
+                })
+            }
+            None => None,
+        }
+    }
+
     async fn watchdog(&self, shutdown: CancellationToken) {
-        let every = (self.ctx.settings.call_watchdog / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let every = (self.ctx.settings.call_reconcile_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
             }
-            if let Err(err) = self.sweep(self.ctx.settings.call_watchdog).await {
+            let settings = &self.ctx.settings;
+            if let Err(err) = self.sweep(settings.call_reconcile_after, settings.call_watchdog).await {
                 tracing::warn!(%err, "call watchdog sweep failed");
             }
         }

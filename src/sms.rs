@@ -32,6 +32,11 @@ struct SmsEntry {
     sid: Option<String>,
 }
 
+/// Twilio refuses a message body longer than this (error 21617).
+const MAX_SMS_CHARS: usize = 1600;
+/// The first name in a text is cut here: a text is read on a phone.
+const MAX_NAME_IN_TEXT: usize = 40;
+
 /// The booking link for one lead.
 pub fn booking_link(base: &Url, lead: &LeadFinalized) -> Url {
     let mut link = base.clone();
@@ -152,13 +157,30 @@ impl SmsSender {
                 }
             }
         }
-        let first_name = lead.name.split_whitespace().next().unwrap_or("there");
+        let first_name: String = lead
+            .name
+            .split_whitespace()
+            .next()
+            .unwrap_or("there")
+            .chars()
+            .take(MAX_NAME_IN_TEXT)
+            .collect();
         let text = self
             .ctx
             .settings
             .sms_template
-            .replace("{name}", first_name)
+            .replace("{name}", &first_name)
             .replace("{link}", link.as_str());
+        if text.chars().count() > MAX_SMS_CHARS {
+            // Twilio refuses it (error 21617); a request that cannot succeed is not sent.
+            let reason = format!(
+                "the text would be {} characters; Twilio takes {MAX_SMS_CHARS}",
+                text.chars().count()
+            );
+            self.report(lead, "sms.failed", reason.clone(), serde_json::Value::Null)
+                .await;
+            return Ok(Outcome::Poison(reason));
+        }
         match self.twilio.send_sms(&lead.phone, &text).await {
             Ok(message) => {
                 self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;

@@ -95,6 +95,8 @@ pub enum BusError {
         url: String,
         source: async_nats::ConnectError,
     },
+    #[error("LEADQ_NATS_URL: {0}")]
+    BadUrl(String),
     #[error("publishing to {subject}: {source}")]
     Publish {
         subject: &'static str,
@@ -118,6 +120,45 @@ impl BusError {
     }
 }
 
+/// The servers of `LEADQ_NATS_URL`: one URL, or several separated by commas (the nodes of a
+/// cluster), so a process whose first seed is down still connects through another.
+pub fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let addrs = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            if url.contains(char::is_whitespace) {
+                return Err(format!("`{url}` is not a NATS URL"));
+            }
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("`{url}` is not a NATS URL: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(format!("`{urls}` names no NATS server"));
+    }
+    Ok(addrs)
+}
+
+/// Whether a compare-and-set write lost to another writer, and must re-read. async-nats maps only
+/// JetStream's error 10071 to `WrongLastRevision`; a replicated (clustered) stream refuses the
+/// same write with 10164, "wrong last sequence" without the number.
+pub fn lost_race(err: &jetstream::kv::UpdateError) -> bool {
+    if err.kind() == jetstream::kv::UpdateErrorKind::WrongLastRevision {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<jetstream::Error>() {
+            return refusal.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+                || refusal.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// One connection to NATS and its JetStream context; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Bus {
@@ -128,10 +169,12 @@ pub struct Bus {
 impl Bus {
     /// Connects once (no retry loop), so a wrong URL fails fast at start with the setting named.
     pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
+        let servers = server_addrs(url).map_err(|reason| BusError::BadUrl(reason))?;
         let client = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
-            .connect(url)
+            // With several seeds, any that answers; a node lost later is left for another.
+            .connect(servers)
             .await
             .map_err(|source| BusError::Connect {
                 url: url.to_owned(),
@@ -181,5 +224,41 @@ impl Bus {
             .await
             .map(|_| ())
             .map_err(|e| BusError::jetstream("account info", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    use async_nats::jetstream::kv::UpdateError;
+
+    use super::*;
+
+    /// A kv update refused by the server with this JetStream error code, as async-nats reports it.
+    fn refused_with(code: u64) -> UpdateError {
+        let refusal: jetstream::Error = serde_json::from_value(serde_json::json!({
+            "code": 400, "err_code": code, "description": "wrong last sequence"
+        }))
+        .expect("a JetStream error body");
+        PublishError::with_source(PublishErrorKind::Other, refusal).into()
+    }
+
+    #[test]
+    fn a_clustered_streams_wrong_last_sequence_is_a_lost_race_too() {
+        assert!(lost_race(&refused_with(10164)), "R3: 10164");
+        assert!(lost_race(&refused_with(10071)));
+        assert!(!lost_race(&refused_with(10077)), "another refusal is an error");
+    }
+
+    #[test]
+    fn several_nats_servers_are_taken_and_a_bad_one_is_named() {
+        let servers =
+            server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224").expect("three");
+        assert_eq!(servers.len(), 3);
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").map(|s| s.len()), Ok(1));
+        let bad = server_addrs("nats://127.0.0.1:1,nats://127.0.0.1:port").expect_err("a bad port");
+        assert!(bad.contains("nats://127.0.0.1:port"), "{bad}");
+        assert!(server_addrs(" , ").is_err());
+        assert!(server_addrs("nats://a b:4222").is_err());
     }
 }

@@ -70,6 +70,11 @@ pub struct CallResource {
     pub status: String,
     #[serde(default)]
     pub date_created: Option<String>,
+    /// Seconds from answer to hang-up, once ended (Twilio sends it as a string).
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub answered_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +288,12 @@ impl TwilioClient {
             )
             .await?;
         Ok(list.messages)
+    }
+
+    /// `GET Calls/{Sid}.json`: one call as Twilio knows it (its end, when the status callback was lost).
+    pub async fn call(&self, call_sid: &str) -> Result<CallResource, TwilioError> {
+        self.send(self.http.get(self.url(&format!("Calls/{call_sid}.json"))))
+            .await
     }
 
     /// `GET Accounts/{Sid}.json`: whether these credentials open the account (a connection test).

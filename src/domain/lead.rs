@@ -151,6 +151,51 @@ const OFFICE_FIELDS: &[&str] = &["what_kind_of_office_space_are_you_interested_i
 const MESSAGE_FIELDS: &[&str] = &["message", "comments", "comment"];
 const CAMPAIGN_FIELDS: &[&str] = &["campaignid", "campaign_id", "campaign"];
 
+/// The longest name kept: it is spoken on the call and written in the text.
+const MAX_NAME_CHARS: usize = 100;
+/// The longest one-line value kept (office space, campaign, a form field's name).
+const MAX_LINE_CHARS: usize = 200;
+/// The longest message or extra form value kept.
+const MAX_TEXT_CHARS: usize = 2000;
+
+/// A form value as leadq keeps it: control characters (which make a call's TwiML invalid XML and
+/// garble a text) become spaces, runs of spaces one, newlines are kept only in `multiline` text,
+/// and the value is cut to `max` characters.
+pub fn clean_text(value: &str, max: usize, multiline: bool) -> String {
+    let mut out = String::with_capacity(value.len().min(max * 4));
+    let mut kept = 0;
+    let mut pending_space = false;
+    for c in value.trim().chars() {
+        if kept >= max {
+            break;
+        }
+        if multiline && c == '\n' {
+            // A newline ends the line: spaces before it go.
+            while out.ends_with(' ') {
+                out.pop();
+                kept -= 1;
+            }
+            out.push('\n');
+            kept += 1;
+            pending_space = false;
+        } else if c.is_whitespace() || c.is_control() || matches!(c, '\u{fffe}' | '\u{ffff}') {
+            pending_space = !out.is_empty() && !out.ends_with('\n');
+        } else {
+            if pending_space {
+                out.push(' ');
+                kept += 1;
+                pending_space = false;
+                if kept >= max {
+                    break;
+                }
+            }
+            out.push(c);
+            kept += 1;
+        }
+    }
+    out.trim_end().to_owned()
+}
+
 impl Lead {
     /// Builds a lead from submitted form fields in the order they came; the same rules for email
     /// intake, the CMO trigger and the admin test email.
@@ -176,26 +221,39 @@ impl Lead {
                     known.insert(slot, value);
                 }
                 _ => {
-                    extras.insert(key.trim().to_owned(), value);
+                    extras.insert(
+                        clean_text(&key, MAX_LINE_CHARS, false),
+                        clean_text(&value, MAX_TEXT_CHARS, true),
+                    );
                 }
             }
         }
-        let present = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let line = |v: Option<String>, max| v.map(|s| clean_text(&s, max, false)).filter(|s| !s.is_empty());
         let phone = Phone::parse(known.get("phone").map(String::as_str).unwrap_or(""), region)?;
-        let email = present(known.remove("email"))
+        let email = known
+            .remove("email")
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
             .map(|e| parse_email_address(&e))
             .transpose()?;
-        let name = match (present(known.remove("name")), present(known.remove("last_name"))) {
-            (Some(first), Some(last)) => Some(format!("{first} {last}")),
+        let name = match (
+            line(known.remove("name"), MAX_NAME_CHARS),
+            line(known.remove("last_name"), MAX_NAME_CHARS),
+        ) {
+            (Some(first), Some(last)) => Some(clean_text(&format!("{first} {last}"), MAX_NAME_CHARS, false)),
             (first, last) => first.or(last),
         };
+        let message = known
+            .remove("message")
+            .map(|m| clean_text(&m, MAX_TEXT_CHARS, true))
+            .filter(|m| !m.is_empty());
         Ok(Self {
             name,
             email,
             phone,
-            office_space: present(known.remove("office_space")),
-            message: present(known.remove("message")),
-            campaign_id: present(known.remove("campaign_id")),
+            office_space: line(known.remove("office_space"), MAX_LINE_CHARS),
+            message,
+            campaign_id: line(known.remove("campaign_id"), MAX_LINE_CHARS),
             page,
             message_id: None,
             received_at: None,
@@ -233,6 +291,35 @@ impl Lead {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_lose_control_characters_and_are_bounded() {
+        let long = "Ada ".repeat(2500);
+        let lead = Lead::from_form(
+            form(&[
+                ("fname", "Ada\u{1}\u{7}\r\nLovelace\u{0}"),
+                ("phone", "4155550142"),
+                ("message", "line one  \r\n\tline\u{1b}two"),
+            ]),
+            PageDetails::default(),
+            country::Id::US,
+        )
+        .expect("a lead");
+        assert_eq!(lead.name.as_deref(), Some("Ada Lovelace"));
+        assert_eq!(lead.message.as_deref(), Some("line one\nline two"));
+        let lead = Lead::from_form(
+            form(&[("fname", &long), ("phone", "4155550142")]),
+            PageDetails::default(),
+            country::Id::US,
+        )
+        .expect("a lead");
+        let name = lead.name.expect("a name");
+        assert!(
+            name.chars().count() <= MAX_NAME_CHARS && name.starts_with("Ada Ada"),
+            "{name}"
+        );
+        assert_eq!(clean_text("\u{1}\u{2}", 10, false), "");
+    }
+
     use super::*;
 
     #[test]

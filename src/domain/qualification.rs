@@ -42,6 +42,8 @@ pub enum Verdict {
     NoAnswer,
     CallFailed,
     Voicemail,
+    /// A person answered but the call broke on leadq's side before the questions were through.
+    Interrupted,
 }
 
 impl Verdict {
@@ -53,6 +55,7 @@ impl Verdict {
             Self::NoAnswer => "no_answer",
             Self::CallFailed => "call_failed",
             Self::Voicemail => "voicemail",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -69,6 +72,9 @@ pub struct Assessment {
 pub struct CallEnd<'a> {
     pub status: &'a str,
     pub answered_by: Option<&'a str>,
+    /// A person picked up but leadq's webhooks failed them (nothing said, or the call's end
+    /// learnt from Twilio with questions unasked): not a lead who did not answer.
+    pub cut_off: bool,
 }
 
 /// Each of the four rules is worth a quarter of the score; an unknown answer earns part of it.
@@ -110,6 +116,16 @@ pub fn assess(rules: &Rules, answers: &[Interpretation], end: CallEnd<'_>, call_
         return ended(
             Verdict::Voicemail,
             "an answering machine took the call; a voicemail was left",
+        );
+    }
+    if end.cut_off {
+        let heard = answers.iter().filter(|a| a.captured).count();
+        return ended(
+            Verdict::Interrupted,
+            &format!(
+                "the lead answered, but the call broke on leadq's side after {heard} of {} answers",
+                answers.len()
+            ),
         );
     }
     if !answers.iter().any(|a| a.captured) {
@@ -211,6 +227,7 @@ mod tests {
     const HUMAN: CallEnd<'static> = CallEnd {
         status: "completed",
         answered_by: Some("human"),
+        cut_off: false,
     };
     const TODAY: Date = Date::constant(2026, 11, 24);
 
@@ -257,7 +274,11 @@ mod tests {
     #[test]
     fn call_outcomes_set_the_verdict() {
         let rules = Rules::default();
-        let end = |status, answered_by| CallEnd { status, answered_by };
+        let end = |status, answered_by| CallEnd {
+            status,
+            answered_by,
+            cut_off: false,
+        };
         assert_eq!(assess(&rules, &[], end("busy", None), TODAY).verdict, Verdict::NoAnswer);
         assert_eq!(
             assess(&rules, &[], end("no-answer", None), TODAY).verdict,
@@ -275,5 +296,13 @@ mod tests {
             assess(&rules, &[], end("completed", Some("human")), TODAY).verdict,
             Verdict::NoAnswer
         );
+        let cut = CallEnd { cut_off: true, ..HUMAN };
+        let a = assess(&rules, &heard(&[("space_type", json!("hot_desk"))]), cut, TODAY);
+        assert_eq!(
+            a.verdict,
+            Verdict::Interrupted,
+            "a call broken on leadq's side is not a no-answer"
+        );
+        assert!(a.reasons[0].contains("1 of 1 answers"), "{a:?}");
     }
 }

@@ -26,11 +26,23 @@ pub enum Verb {
 const VOICE: &str = "Polly.Joanna";
 const LANGUAGE: &str = "en-US";
 
+/// Characters XML 1.0 cannot carry even escaped (most control characters): dropped, so a script
+/// or a name that holds one still makes a valid document.
+fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let allowed =
+        |c: char| !(c.is_control() && !matches!(c, '\t' | '\n' | '\r')) && !matches!(c, '\u{fffe}' | '\u{ffff}');
+    if text.chars().all(allowed) {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(text.chars().filter(|c| allowed(*c)).collect())
+    }
+}
+
 fn write_say(writer: &mut Writer<Vec<u8>>, text: &str) -> io::Result<()> {
     writer
         .create_element("Say")
         .with_attributes([("voice", VOICE), ("language", LANGUAGE)])
-        .write_text_content(BytesText::new(text))?;
+        .write_text_content(BytesText::new(&xml_safe(text)))?;
     Ok(())
 }
 
@@ -103,6 +115,13 @@ mod tests {
         assert!(xml.contains("Hi &lt;Say&gt;&amp; &quot;Bob&quot;"), "{xml}");
         assert_eq!(xml.matches("<Say").count(), 1, "{xml}");
         assert!(xml.ends_with("<Hangup/></Response>"), "{xml}");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_document() {
+        let xml = render(&[Verb::Say("Hi Ada\u{1}\u{8} Lovelace\u{fffe}".into())]);
+        assert!(xml.contains(">Hi Ada Lovelace</Say>"), "{xml}");
+        assert!(!xml.chars().any(|c| c.is_control()), "{xml:?}");
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub struct CallRecord {
     /// Application errors met (a bad signature refused, unparsable TwiML...).
     pub errors: Vec<String>,
     pub date_created: String,
+    /// Seconds from answer to hang-up, once the call has ended (Twilio's `duration`).
+    pub duration: Option<u64>,
+    /// What the detection said, when it ran.
+    pub answered_by: Option<String>,
 }
 
 /// One accepted SMS.
@@ -111,6 +115,11 @@ struct Shared {
     messages: Vec<MessageRecord>,
     personas: HashMap<String, Persona>,
     faults: VecDeque<Fault>,
+    /// Status callbacks are never delivered (a webhook lost on the way, the api down).
+    status_callbacks_lost: bool,
+    /// This many TwiML fetches fail as if the api answered 500 (Twilio then says "an application
+    /// error has occurred" and hangs up).
+    failing_twiml_fetches: usize,
     /// Added to every REST answer.
     latency: Duration,
     /// From pick-up to the asynchronous detection's result.
@@ -162,6 +171,8 @@ impl TwilioStandIn {
             messages: Vec::new(),
             personas: HashMap::new(),
             faults: VecDeque::new(),
+            status_callbacks_lost: false,
+            failing_twiml_fetches: 0,
             latency: Duration::ZERO,
             amd_delay: Duration::from_millis(200),
             speaking_time: Duration::ZERO,
@@ -181,7 +192,10 @@ impl TwilioStandIn {
                 post(create_call).get(list_calls),
             )
             .route("/2010-04-01/Accounts/{account_file}", get(fetch_account))
-            .route("/2010-04-01/Accounts/{sid}/Calls/{call_sid}", post(update_call))
+            .route(
+                "/2010-04-01/Accounts/{sid}/Calls/{call_sid}",
+                post(update_call).get(fetch_call),
+            )
             .route(
                 "/2010-04-01/Accounts/{sid}/Messages.json",
                 post(create_message).get(list_messages),
@@ -213,6 +227,16 @@ impl TwilioStandIn {
     /// How long after pick-up the asynchronous detection's result is posted.
     pub fn set_amd_delay(&self, delay: Duration) {
         self.shared().amd_delay = delay;
+    }
+
+    /// While set, no status callback is delivered; the calls still end (see `GET Calls/{Sid}.json`).
+    pub fn lose_status_callbacks(&self, lost: bool) {
+        self.shared().status_callbacks_lost = lost;
+    }
+
+    /// The next `count` TwiML fetches fail as if the webhook answered 500.
+    pub fn fail_twiml_fetches(&self, count: usize) {
+        self.shared().failing_twiml_fetches = count;
     }
 
     /// Each answer comes this long after its question, as a person's would.
@@ -441,6 +465,31 @@ async fn fetch_account(
     .into_response()
 }
 
+/// `GET Calls/{Sid}.json`: one call as Twilio keeps it (how leadq learns the end of a call whose
+/// status callback never came).
+async fn fetch_call(
+    State(standin): State<StandIn>,
+    Path((sid, call_file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !standin.authorized(&headers, &sid) {
+        return twilio_error(401, 20003, "Authenticate");
+    }
+    standin.delay().await;
+    let call = call_file
+        .strip_suffix(".json")
+        .and_then(|call_sid| standin.lock().calls.iter().find(|c| c.sid == call_sid).cloned());
+    let Some(c) = call else {
+        return twilio_error(404, 20404, "The requested resource was not found");
+    };
+    Json(json!({
+        "sid": c.sid, "account_sid": sid, "to": c.to, "from": c.from, "status": c.status,
+        "date_created": c.date_created, "direction": "outbound-api",
+        "duration": c.duration.map(|d| d.to_string()), "answered_by": c.answered_by,
+    }))
+    .into_response()
+}
+
 /// `POST Calls/{Sid}.json`: redirect a live call to new TwiML (`Url`) or end it (`Status=completed`).
 async fn update_call(
     State(standin): State<StandIn>,
@@ -619,6 +668,10 @@ async fn play(
             if event != "completed" && !call.status_events.iter().any(|e| e == event) {
                 return;
             }
+            if standin.lock().status_callbacks_lost {
+                standin.record(&call.sid, |c| c.timeline.push(format!("status {status} lost")));
+                return;
+            }
             let seq = sequence.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut params = base;
             params.push(("CallStatus".into(), status.into()));
@@ -639,7 +692,10 @@ async fn play(
         _ => None,
     };
     if let Some(terminal) = terminal {
-        standin.record(&sid, |c| c.status = terminal.into());
+        standin.record(&sid, |c| {
+            c.status = terminal.into();
+            c.duration = Some(0);
+        });
         status(
             standin.clone(),
             "completed",
@@ -758,8 +814,13 @@ async fn play(
         document = fetch(&standin, &sid, &url, &params).await;
     }
     standin.lock().live.remove(&sid);
-    let duration = started.elapsed().as_secs().max(1).to_string();
-    standin.record(&sid, |c| c.status = "completed".into());
+    let seconds = started.elapsed().as_secs().max(1);
+    let duration = seconds.to_string();
+    standin.record(&sid, |c| {
+        c.status = "completed".into();
+        c.duration = Some(seconds);
+        c.answered_by = detected.map(str::to_owned);
+    });
     let mut extra = vec![("CallDuration".to_owned(), duration)];
     if let Some(by) = detected {
         extra.push(("AnsweredBy".into(), by.into()));
@@ -782,6 +843,16 @@ fn path_of(url: &str) -> String {
 /// Fetches TwiML as Twilio does; `None` (recorded as an error) ends the call.
 async fn fetch(standin: &StandIn, sid: &str, url: &str, params: &[(String, String)]) -> Option<Vec<Verb>> {
     standin.record(sid, |c| c.timeline.push(format!("twiml {}", path_of(url))));
+    let failing = {
+        let mut shared = standin.lock();
+        let failing = shared.failing_twiml_fetches > 0;
+        shared.failing_twiml_fetches = shared.failing_twiml_fetches.saturating_sub(1);
+        failing
+    };
+    if failing {
+        standin.record(sid, |c| c.errors.push(format!("{url} answered 500 (injected)")));
+        return None;
+    }
     match standin.webhook(url, params).await.and_then(|xml| twiml::parse(&xml)) {
         Ok(verbs) => Some(verbs),
         Err(err) => {

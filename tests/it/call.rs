@@ -795,12 +795,10 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
     let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.clone())
         .await
         .expect("finalizer");
-    assert_eq!(finalizer.sweep(Duration::from_secs(3600)).await.expect("sweep"), 1);
-    assert_eq!(
-        finalizer.sweep(Duration::from_secs(3600)).await.expect("sweep"),
-        0,
-        "reported twice"
-    );
+    // The CallSid is unknown to Twilio: after the watchdog's time the call is reported anyway.
+    let hour = Duration::from_secs(3600);
+    assert_eq!(finalizer.sweep(hour, hour).await.expect("sweep"), 1);
+    assert_eq!(finalizer.sweep(hour, hour).await.expect("sweep"), 0, "reported twice");
     let completed = agent.calls_stream::<CallCompleted>().await;
     assert_eq!(completed.len(), 1);
     assert_eq!(
@@ -816,7 +814,86 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
     assert_eq!(finalizer.handle(&delivery).await, Outcome::Done);
     let store = agent.ctx.store.clone().expect("store");
     let record = store.lead(stale_lead.lead_id).await.expect("read").expect("record");
-    assert_eq!(record["verdict"], "needs_review", "{record}");
+    // One answer of five, and the end never heard: the call broke, the lead did answer.
+    assert_eq!(record["verdict"], "interrupted", "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_status_callback_is_learnt_from_twilio_in_seconds_not_hours() {
+    let agent = Agent::start_with(true, |settings| {
+        settings.call_reconcile_after = Duration::from_secs(1);
+        settings.call_watchdog = Duration::from_secs(7200);
+    })
+    .await;
+    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    agent.twilio.lose_status_callbacks(true);
+    let phone = "+14155550230";
+    agent.twilio.set_persona(
+        phone,
+        Persona::answers(&[
+            "a private office",
+            "six of us",
+            "next month",
+            "two grand a month",
+            "yes",
+        ]),
+    );
+    let ada = lead("Ada", phone);
+    agent.bus().publish(&ada).await.expect("publish");
+    eventually(Duration::from_secs(20), "the lead finalized", || async {
+        !on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .is_empty()
+    })
+    .await;
+    let calls = agent.twilio.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0].timeline.iter().any(|t| t == "status completed lost"),
+        "{:?}",
+        calls[0].timeline
+    );
+    let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
+    assert_eq!(
+        finalized[0].verdict, "qualified",
+        "every answer was heard: the lost callback changes nothing"
+    );
+    let completed = agent.calls_stream::<CallCompleted>().await;
+    assert_eq!(
+        (completed.len(), completed[0].duration_secs.is_some()),
+        (1, true),
+        "{completed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_who_picked_up_while_call_start_failed_is_called_again_not_filed_no_answer() {
+    let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(1)]).await;
+    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    let phone = "+14155550231";
+    agent.twilio.set_persona(
+        phone,
+        Persona::answers(&[
+            "a private office",
+            "six of us",
+            "next month",
+            "two grand a month",
+            "yes",
+        ]),
+    );
+    // The api answers the first call's TwiML request with a 500: the lead hears Twilio's error.
+    agent.twilio.fail_twiml_fetches(1);
+    let ada = lead("Ada", phone);
+    agent.bus().publish(&ada).await.expect("publish");
+    eventually(Duration::from_secs(30), "the lead finalized", || async {
+        !on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .is_empty()
+    })
+    .await;
+    assert_eq!(agent.twilio.calls().len(), 2, "called once more after the broken call");
+    let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
+    assert_eq!(finalized[0].verdict, "qualified");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
