@@ -33,6 +33,27 @@ ensure_nats_server() {
   "$LEADQ_NATS_SERVER" --version >/dev/null || die "nats-server did not install at $LEADQ_NATS_SERVER"
 }
 
+# The SurrealDB server the tests share between processes (`surreal start`), at the SDK's version:
+# crates.io's surrealdb-server is a library, so tools/surreal-server is its binary. Built once
+# (a debug build: tests need it working, not fast) and kept beside leadq's own build, in
+# $CARGO_TARGET_DIR/tools, so a machine that caches the target directory caches it too.
+SURREAL_VERSION=3.3.5
+ensure_surreal_server() {
+  if [ -n "${LEADQ_SURREAL:-}" ]; then
+    [ -x "$LEADQ_SURREAL" ] || die "LEADQ_SURREAL=$LEADQ_SURREAL is not executable"
+    return
+  fi
+  export LEADQ_SURREAL="$CARGO_TARGET_DIR/tools/surreal-$SURREAL_VERSION"
+  [ -x "$LEADQ_SURREAL" ] && return
+  say "building the SurrealDB server $SURREAL_VERSION (crates.io surrealdb-server); once per machine"
+  CARGO_TARGET_DIR="$LEADQ_TOOLS/surreal-build" cargo build --quiet --locked \
+    --manifest-path "$LEADQ_ROOT/tools/surreal-server/Cargo.toml" \
+    || die "the SurrealDB server did not build (tools/surreal-server)"
+  mkdir -p "$CARGO_TARGET_DIR/tools"
+  cp "$LEADQ_TOOLS/surreal-build/debug/surreal" "$LEADQ_SURREAL.tmp" && mv "$LEADQ_SURREAL.tmp" "$LEADQ_SURREAL"
+  "$LEADQ_SURREAL" version >/dev/null || die "the SurrealDB server at $LEADQ_SURREAL does not run"
+}
+
 # Installs Debian packages that are missing (as root, or with sudo when there is one).
 APT_UPDATED=
 ensure_apt() {

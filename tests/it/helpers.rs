@@ -115,6 +115,189 @@ impl Drop for NatsServer {
     }
 }
 
+/// A three-node JetStream cluster on loopback (distinct server names, store dirs and routes), as
+/// production runs it; a node can be killed and started again on the same ports and store.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    _dir: tempfile::TempDir,
+}
+
+struct ClusterNode {
+    args: Vec<String>,
+    pub port: u16,
+    monitor: u16,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+        let routes = ports
+            .iter()
+            .map(|(_, route, _)| format!("nats-route://127.0.0.1:{route}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (port, route, monitor))| {
+                let store = dir.path().join(format!("n{i}"));
+                let args = [
+                    "-a", "127.0.0.1", "-p", &port.to_string(), "-m", &monitor.to_string(), "-n", &format!("n{i}"),
+                    "-js", "-sd", &store.display().to_string(), "--cluster_name", "leadq",
+                    "--cluster", &format!("nats://127.0.0.1:{route}"), "--routes", &routes,
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                ClusterNode {
+                    args,
+                    port: *port,
+                    monitor: *monitor,
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = Self { nodes, _dir: dir };
+        for i in 0..3 {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    /// Starts node `i` (again) and waits until it listens.
+    pub fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let child = Command::new(nats_server_bin())
+            .args(&node.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        node.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+            assert!(Instant::now() < deadline, "cluster node n{i} did not listen on {}", node.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs node `i`, as a machine lost.
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every node, as `LEADQ_NATS_URL` lists them.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Settings for R3 streams and buckets on this cluster.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::for_tests(&self.url());
+        settings.bus.replicas = 3;
+        settings
+    }
+
+    /// A connection once JetStream has a meta leader (a fresh cluster elects one in a few seconds).
+    pub async fn bus(&self) -> Bus {
+        let bus = Bus::connect(&self.url(), "leadq tests").await.expect("connect to the cluster");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while bus.ping().await.is_err() {
+            assert!(Instant::now() < deadline, "the cluster's JetStream did not come up");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bus
+    }
+
+    /// How many messages node `i`'s own replica of `stream` holds (its monitoring `/jsz`).
+    pub async fn messages_on_node(&self, i: usize, stream: &str) -> Option<u64> {
+        let url = format!("http://127.0.0.1:{}/jsz?streams=true", self.nodes[i].monitor);
+        let jsz: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+        jsz["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|account| account["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|detail| detail["name"] == stream)
+            .and_then(|detail| detail["state"]["messages"].as_u64())
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
+    }
+}
+
+/// A SurrealDB server (`surreal start`, the version of leadq's SDK, built by `scripts/test` into
+/// the cargo target directory's `tools/`) on a free loopback port, in memory, killed on drop.
+pub struct SurrealServer {
+    child: Child,
+    pub port: u16,
+}
+
+pub const SURREAL_USER: &str = "root";
+pub const SURREAL_PASS: &str = "leadq-tests";
+
+impl SurrealServer {
+    pub fn start() -> Self {
+        let bin = std::env::var("LEADQ_SURREAL").map(PathBuf::from).unwrap_or_else(|_| {
+            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+                let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+                format!("{home}/.cache/leadq-target")
+            });
+            PathBuf::from(target).join("tools/surreal-3.3.5")
+        });
+        assert!(
+            bin.exists(),
+            "no SurrealDB server at {}: run the tests with `scripts/test`, which builds it",
+            bin.display()
+        );
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["start", "--bind", &format!("127.0.0.1:{port}"), "--user", SURREAL_USER, "--pass", SURREAL_PASS])
+            .arg("memory")
+            .env("SURREAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn surreal");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "surreal did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Points `settings` at this server.
+    pub fn configure(&self, settings: &mut Settings) {
+        settings.db = leadq::config::DbLocation::Server(self.url().parse().expect("url"));
+        settings.db_user = Some(SURREAL_USER.into());
+        settings.db_pass = Some(SURREAL_PASS.to_owned().into());
+    }
+}
+
+impl Drop for SurrealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the built `leadq` with a clean `LEADQ_*` environment plus `env`.
 pub fn leadq(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadq"));

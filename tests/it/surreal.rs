@@ -1,0 +1,110 @@
+//! One SurrealDB server shared by processes, as at scale: an api (in this test process) and two
+//! `leadq finalizer` processes write the lead records to it, and what they hold is what the
+//! embedded store holds for the same calls.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use leadq::bus;
+use serde_json::Value;
+use standins::twilio::Persona;
+use time::OffsetDateTime;
+
+use crate::call::{AIRTABLE_BASE, Agent, lead};
+use crate::helpers::{SURREAL_PASS, SURREAL_USER, SurrealServer, eventually, on_stream};
+
+/// Five callees whose verdicts differ.
+fn cases() -> Vec<(&'static str, Persona)> {
+    vec![
+        ("+14155550250", Persona::answers(&["a private office", "six of us", "next month", "two grand a month", "yes"])),
+        ("+14155550251", Persona::answers(&["a hot desk", "just me", "in two years", "fifty dollars", "no"])),
+        ("+14155550252", Persona::answers(&["a dedicated desk", "three of us", "", "", "yes"])),
+        ("+14155550253", Persona::Machine),
+        ("+14155550254", Persona::Busy),
+    ]
+}
+
+/// What a sales manager reads of each lead (by phone) and of the day.
+async fn outcome(agent: &Agent, since: OffsetDateTime) -> (Vec<(String, Value, Value, Value)>, Vec<u64>) {
+    let mut leads = Vec::new();
+    for (phone, persona) in cases() {
+        agent.twilio.set_persona(phone, persona);
+        let one = lead("Ada", phone);
+        agent.bus().publish(&one).await.expect("publish");
+        leads.push(one);
+    }
+    eventually(Duration::from_secs(40), "every lead finalized", || async {
+        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await.len() >= leads.len()
+    })
+    .await;
+    let store = agent.ctx.store.clone().expect("store");
+    let mut records = Vec::new();
+    for one in &leads {
+        let record = store.lead(one.lead_id).await.expect("read").expect("a record");
+        records.push((
+            one.lead.phone.as_str().to_owned(),
+            record["verdict"].clone(),
+            record["score"].clone(),
+            record["reasons"].clone(),
+        ));
+    }
+    let figures = store.figures(since).await.expect("figures");
+    (records, vec![figures.total_leads, figures.qualified_leads, figures.calls_made])
+}
+
+/// `leadq finalizer` as its own process against the agent's NATS and the server.
+fn finalizer_process(agent: &Agent, surreal: &SurrealServer, data: &std::path::Path, n: usize) -> Child {
+    let settings = &agent.ctx.settings;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadq"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADQ_")) {
+        cmd.env_remove(key);
+    }
+    cmd.arg("finalizer")
+        .env("LEADQ_NATS_URL", &settings.nats_url)
+        .env("LEADQ_DB", surreal.url())
+        .env("LEADQ_DB_USER", SURREAL_USER)
+        .env("LEADQ_DB_PASS", SURREAL_PASS)
+        .env("LEADQ_DATA_DIR", data.join(format!("finalizer-{n}")))
+        .env("LEADQ_INSTANCE", format!("finalizer-{n}"))
+        .env("LEADQ_SANDBOX", "0")
+        .env("LEADQ_RETRY_LADDER", "[]")
+        .env("LEADQ_TWILIO_API_BASE", agent.twilio.base_url())
+        .env("LEADQ_TWILIO__ACCOUNT_SID", settings.twilio.account_sid.clone().unwrap_or_default())
+        .env("LEADQ_TWILIO__AUTH_TOKEN", "stand-in-auth-token")
+        .env("LEADQ_TWILIO__FROM_NUMBER", "+15005550006")
+        .env("LEADQ_AIRTABLE_API_BASE", agent.airtable.base_url())
+        .env("LEADQ_AIRTABLE__TOKEN", "pat-stand-in")
+        .env("LEADQ_AIRTABLE__BASE_ID", AIRTABLE_BASE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn leadq finalizer")
+}
+
+struct Killed(Vec<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_finalizer_processes_on_one_surrealdb_server_record_what_the_embedded_store_does() {
+    let since = OffsetDateTime::now_utc() - Duration::from_secs(60);
+    let embedded = Agent::start(true).await;
+    tokio::spawn(leadq::finalizer::run(embedded.ctx.clone(), embedded.shutdown.clone()));
+    let expected = outcome(&embedded, since).await;
+    drop(embedded);
+
+    let surreal = SurrealServer::start();
+    let shared = Agent::start_with(true, |settings| surreal.configure(settings)).await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let _finalizers = Killed((0..2).map(|n| finalizer_process(&shared, &surreal, data.path(), n)).collect());
+    let seen = outcome(&shared, since).await;
+    assert_eq!(seen, expected, "records and figures on the server are the embedded store's");
+    assert_eq!(seen.1[0], 5, "five leads: {:?}", seen.1);
+}
