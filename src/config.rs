@@ -77,6 +77,7 @@ struct RawSettings {
     default_region: String,
     bus: BusSettings,
     concurrency: Concurrency,
+    #[serde(deserialize_with = "switch")]
     sandbox: Option<bool>,
     resubmit_window: String,
     unbounce: UnbounceSettings,
@@ -413,6 +414,33 @@ impl Default for Concurrency {
 pub struct UnbounceSettings {
     /// When set, only these networks may post form submissions (Unbounce does not sign them).
     pub allow: Vec<ipnet::IpNet>,
+}
+
+/// An on/off setting as people write it in the environment: `1`/`0`, `true`/`false`,
+/// `yes`/`no`, `on`/`off` (figment reads `LEADQ_SANDBOX=0` as a number, not a boolean).
+fn switch<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Flag(bool),
+        Number(u64),
+        Word(String),
+    }
+    let written: Option<Written> = Option::deserialize(deserializer)?;
+    match written {
+        None => Ok(None),
+        Some(Written::Flag(on)) => Ok(Some(on)),
+        Some(Written::Number(n @ (0 | 1))) => Ok(Some(n == 1)),
+        Some(Written::Word(word)) => match word.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            "" => Ok(None),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not on or off (use 1 or 0)"
+            ))),
+        },
+        Some(Written::Number(n)) => Err(serde::de::Error::custom(format!("`{n}` is not on or off (use 1 or 0)"))),
+    }
 }
 
 /// Where the store lives; parsed from `LEADQ_DB`.
@@ -880,6 +908,22 @@ mod tests {
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8000");
         assert_eq!(s.db, DbLocation::File(PathBuf::from("./data/db")));
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8000/");
+    }
+
+    #[test]
+    fn the_sandbox_switch_reads_as_people_write_it() {
+        for (written, expected) in [
+            ("0", Some(false)),
+            ("1", Some(true)),
+            ("true", Some(true)),
+            ("off", Some(false)),
+        ] {
+            let s = load_with(|jail| jail.set_env("LEADQ_SANDBOX", written)).expect("loads");
+            assert_eq!(s.sandbox, expected, "LEADQ_SANDBOX={written}");
+        }
+        assert_eq!(load_with(|_| {}).expect("loads").sandbox, None);
+        let refused = load_with(|jail| jail.set_env("LEADQ_SANDBOX", "maybe")).expect_err("not a switch");
+        assert!(refused.to_string().contains("LEADQ_SANDBOX"), "{refused}");
     }
 
     #[test]

@@ -14,7 +14,10 @@ use crate::helpers::{NatsCluster, eventually, leadq, on_stream};
 async fn setup_with_three_replicas_makes_every_stream_and_bucket_r3() {
     let cluster = NatsCluster::start();
     let bus = cluster.bus().await;
-    let done = leadq(&["setup"], &[("LEADQ_NATS_URL", &cluster.url()), ("LEADQ_BUS__REPLICAS", "3")]);
+    let done = leadq(
+        &["setup"],
+        &[("LEADQ_NATS_URL", &cluster.url()), ("LEADQ_BUS__REPLICAS", "3")],
+    );
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     let streams = bus::stream::ALL.iter().map(|s| (*s).to_owned());
     let buckets = bus::bucket::ALL.iter().map(|b| format!("KV_{b}"));
@@ -34,7 +37,11 @@ async fn writers_racing_on_a_replicated_call_entry_all_land() {
     bus::setup(&bus.js, &cluster.settings().bus).await.expect("setup");
     let book = CallBook::open(&bus.js).await.expect("calls");
     let ada = lead("Ada", "+14155550240");
-    assert!(book.create(&CallState::queued(ada.lead_id, "+14155550240", Some("Ada"))).await.expect("create"));
+    assert!(
+        book.create(&CallState::queued(ada.lead_id, "+14155550240", Some("Ada")))
+            .await
+            .expect("create")
+    );
     // Eight webhooks at once, each adding its answer: on R3 a lost race is JetStream error 10164.
     let writers = (0..8).map(|n| {
         let book = book.clone();
@@ -52,7 +59,9 @@ async fn writers_racing_on_a_replicated_call_entry_all_land() {
         })
     });
     for writer in futures::future::join_all(writers).await {
-        writer.expect("task").expect("every write lands, re-read after a lost race");
+        writer
+            .expect("task")
+            .expect("every write lands, re-read after a lost race");
     }
     let (state, _) = book.get(ada.lead_id).await.expect("get").expect("entry");
     assert_eq!(state.answers.len(), 8, "{:?}", state.answers);
@@ -69,7 +78,13 @@ async fn with_one_node_of_three_down_a_lead_is_called_and_the_node_catches_up() 
     })
     .await;
     tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
-    let answers = ["a private office", "six of us", "next month", "two grand a month", "yes"];
+    let answers = [
+        "a private office",
+        "six of us",
+        "next month",
+        "two grand a month",
+        "yes",
+    ];
     let before = lead("Ada", "+14155550241");
     agent.twilio.set_persona("+14155550241", Persona::answers(&answers));
     agent.bus().publish(&before).await.expect("publish");
@@ -79,16 +94,24 @@ async fn with_one_node_of_three_down_a_lead_is_called_and_the_node_catches_up() 
     let during = lead("Bo", "+14155550242");
     agent.twilio.set_persona("+14155550242", Persona::answers(&answers));
     // The client moves to a live node; JetStream answers again once the streams' leaders moved.
-    eventually(Duration::from_secs(30), "the lead published with a node down", || async {
-        agent.bus().publish(&during).await.is_ok()
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the lead published with a node down",
+        || async { agent.bus().publish(&during).await.is_ok() },
+    )
     .await;
     eventually(Duration::from_secs(30), "both leads finalized", || async {
-        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await.len() >= 2
+        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .len()
+            >= 2
     })
     .await;
     assert_eq!(agent.twilio.calls().len(), 2, "each lead called once");
-    assert_eq!(on_stream::<CallCompleted>(agent.bus(), bus::stream::CALLS).await.len(), 2);
+    assert_eq!(
+        on_stream::<CallCompleted>(agent.bus(), bus::stream::CALLS).await.len(),
+        2
+    );
 
     // The node comes back with its old store and is brought up to date by the others.
     cluster.start_node(0);

@@ -144,9 +144,23 @@ impl NatsCluster {
             .map(|(i, (port, route, monitor))| {
                 let store = dir.path().join(format!("n{i}"));
                 let args = [
-                    "-a", "127.0.0.1", "-p", &port.to_string(), "-m", &monitor.to_string(), "-n", &format!("n{i}"),
-                    "-js", "-sd", &store.display().to_string(), "--cluster_name", "leadq",
-                    "--cluster", &format!("nats://127.0.0.1:{route}"), "--routes", &routes,
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-m",
+                    &monitor.to_string(),
+                    "-n",
+                    &format!("n{i}"),
+                    "-js",
+                    "-sd",
+                    &store.display().to_string(),
+                    "--cluster_name",
+                    "leadq",
+                    "--cluster",
+                    &format!("nats://127.0.0.1:{route}"),
+                    "--routes",
+                    &routes,
                 ]
                 .map(str::to_owned)
                 .to_vec();
@@ -177,7 +191,11 @@ impl NatsCluster {
         node.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
-            assert!(Instant::now() < deadline, "cluster node n{i} did not listen on {}", node.port);
+            assert!(
+                Instant::now() < deadline,
+                "cluster node n{i} did not listen on {}",
+                node.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -208,7 +226,9 @@ impl NatsCluster {
 
     /// A connection once JetStream has a meta leader (a fresh cluster elects one in a few seconds).
     pub async fn bus(&self) -> Bus {
-        let bus = Bus::connect(&self.url(), "leadq tests").await.expect("connect to the cluster");
+        let bus = Bus::connect(&self.url(), "leadq tests")
+            .await
+            .expect("connect to the cluster");
         let deadline = Instant::now() + Duration::from_secs(30);
         while bus.ping().await.is_err() {
             assert!(Instant::now() < deadline, "the cluster's JetStream did not come up");
@@ -264,7 +284,15 @@ impl SurrealServer {
         );
         let port = free_port();
         let child = Command::new(&bin)
-            .args(["start", "--bind", &format!("127.0.0.1:{port}"), "--user", SURREAL_USER, "--pass", SURREAL_PASS])
+            .args([
+                "start",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--user",
+                SURREAL_USER,
+                "--pass",
+                SURREAL_PASS,
+            ])
             .arg("memory")
             .env("SURREAL_LOG", "warn")
             .stdout(Stdio::null())

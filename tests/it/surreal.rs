@@ -16,9 +16,24 @@ use crate::helpers::{SURREAL_PASS, SURREAL_USER, SurrealServer, eventually, on_s
 /// Five callees whose verdicts differ.
 fn cases() -> Vec<(&'static str, Persona)> {
     vec![
-        ("+14155550250", Persona::answers(&["a private office", "six of us", "next month", "two grand a month", "yes"])),
-        ("+14155550251", Persona::answers(&["a hot desk", "just me", "in two years", "fifty dollars", "no"])),
-        ("+14155550252", Persona::answers(&["a dedicated desk", "three of us", "", "", "yes"])),
+        (
+            "+14155550250",
+            Persona::answers(&[
+                "a private office",
+                "six of us",
+                "next month",
+                "two grand a month",
+                "yes",
+            ]),
+        ),
+        (
+            "+14155550251",
+            Persona::answers(&["a hot desk", "just me", "in two years", "fifty dollars", "no"]),
+        ),
+        (
+            "+14155550252",
+            Persona::answers(&["a dedicated desk", "three of us", "", "", "yes"]),
+        ),
         ("+14155550253", Persona::Machine),
         ("+14155550254", Persona::Busy),
     ]
@@ -34,7 +49,10 @@ async fn outcome(agent: &Agent, since: OffsetDateTime) -> (Vec<(String, Value, V
         leads.push(one);
     }
     eventually(Duration::from_secs(40), "every lead finalized", || async {
-        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await.len() >= leads.len()
+        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
+            .await
+            .len()
+            >= leads.len()
     })
     .await;
     let store = agent.ctx.store.clone().expect("store");
@@ -49,7 +67,10 @@ async fn outcome(agent: &Agent, since: OffsetDateTime) -> (Vec<(String, Value, V
         ));
     }
     let figures = store.figures(since).await.expect("figures");
-    (records, vec![figures.total_leads, figures.qualified_leads, figures.calls_made])
+    (
+        records,
+        vec![figures.total_leads, figures.qualified_leads, figures.calls_made],
+    )
 }
 
 /// `leadq finalizer` as its own process against the agent's NATS and the server.
@@ -69,14 +90,17 @@ fn finalizer_process(agent: &Agent, surreal: &SurrealServer, data: &std::path::P
         .env("LEADQ_SANDBOX", "0")
         .env("LEADQ_RETRY_LADDER", "[]")
         .env("LEADQ_TWILIO_API_BASE", agent.twilio.base_url())
-        .env("LEADQ_TWILIO__ACCOUNT_SID", settings.twilio.account_sid.clone().unwrap_or_default())
+        .env(
+            "LEADQ_TWILIO__ACCOUNT_SID",
+            settings.twilio.account_sid.clone().unwrap_or_default(),
+        )
         .env("LEADQ_TWILIO__AUTH_TOKEN", "stand-in-auth-token")
         .env("LEADQ_TWILIO__FROM_NUMBER", "+15005550006")
         .env("LEADQ_AIRTABLE_API_BASE", agent.airtable.base_url())
         .env("LEADQ_AIRTABLE__TOKEN", "pat-stand-in")
         .env("LEADQ_AIRTABLE__BASE_ID", AIRTABLE_BASE)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(data.join(format!("finalizer-{n}.log"))).expect("log file"))
         .spawn()
         .expect("spawn leadq finalizer")
 }
@@ -103,8 +127,15 @@ async fn two_finalizer_processes_on_one_surrealdb_server_record_what_the_embedde
     let surreal = SurrealServer::start();
     let shared = Agent::start_with(true, |settings| surreal.configure(settings)).await;
     let data = tempfile::tempdir().expect("temp dir");
-    let _finalizers = Killed((0..2).map(|n| finalizer_process(&shared, &surreal, data.path(), n)).collect());
+    let _finalizers = Killed(
+        (0..2)
+            .map(|n| finalizer_process(&shared, &surreal, data.path(), n))
+            .collect(),
+    );
     let seen = outcome(&shared, since).await;
-    assert_eq!(seen, expected, "records and figures on the server are the embedded store's");
+    assert_eq!(
+        seen, expected,
+        "records and figures on the server are the embedded store's"
+    );
     assert_eq!(seen.1[0], 5, "five leads: {:?}", seen.1);
 }
