@@ -261,7 +261,7 @@ impl Caller {
             // Ambiguous, unreachable, or still busy: the entry stays `dialing`, and the next
             // delivery reconciles with Twilio before any new request.
             Err(err) => Ok(Outcome::Retry {
-                after: crate::clients::twilio::LATER,
+                after: err.retry_after(),
                 reason: err.to_string(),
             }),
         }

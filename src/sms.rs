@@ -106,6 +106,34 @@ impl SmsSender {
         Ok(())
     }
 
+    /// The text for this lead: the template with the first name (bounded) and the link.
+    fn text_for(&self, lead: &LeadFinalized, link: &Url) -> String {
+        let first_name: String = lead
+            .name
+            .split_whitespace()
+            .next()
+            .unwrap_or("there")
+            .chars()
+            .take(MAX_NAME_IN_TEXT)
+            .collect();
+        self.ctx
+            .settings
+            .sms_template
+            .replace("{name}", &first_name)
+            .replace("{link}", link.as_str())
+    }
+
+    /// Tells the lead's record the text went out: published, not merely recorded, since the
+    /// record learns it only from here; one entry per lead (a fixed id), however often it is said.
+    async fn confirm_sent(&self, lead: &LeadFinalized, sid: &str, body: &str) -> Result<(), SmsError> {
+        let mut entry = Activity::new("sms.sent", "sms", format!("texted the booking link to {}", lead.phone));
+        entry.id = uuid::Uuid::new_v5(&lead.lead_id, b"sms.sent");
+        entry.lead_id = Some(lead.lead_id);
+        entry.detail = serde_json::json!({ "sid": sid, "body": body });
+        self.ctx.bus.publish(&entry).await?;
+        Ok(())
+    }
+
     async fn text_once(&self, lead: &LeadFinalized) -> Result<Outcome, SmsError> {
         if self.dnc.contains(&lead.phone).await? {
             tracing::info!("on the do-not-contact list; not texting");
@@ -127,9 +155,13 @@ impl SmsSender {
             .map_err(|e| BusError::jetstream("sms get", e))?;
         match existing.and_then(|bytes| serde_json::from_slice::<SmsEntry>(&bytes).ok()) {
             Some(SmsEntry {
-                state: SmsState::Sent, ..
+                state: SmsState::Sent,
+                sid,
             }) => {
-                tracing::info!("already texted; nothing to do");
+                // Texted, perhaps by a process that died before the lead's record heard of it.
+                tracing::info!("already texted; confirming");
+                self.confirm_sent(lead, sid.as_deref().unwrap_or_default(), &self.text_for(lead, &link))
+                    .await?;
                 return Ok(Outcome::Done);
             }
             Some(SmsEntry {
@@ -140,7 +172,8 @@ impl SmsSender {
                 let marker = format!("a1={}", lead.lead_id);
                 let earlier = self.twilio.messages_to(&lead.phone).await?;
                 if let Some(message) = earlier.into_iter().find(|m| m.body.contains(&marker)) {
-                    self.mark(&key, SmsState::Sent, Some(message.sid)).await?;
+                    self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
+                    self.confirm_sent(lead, &message.sid, &message.body).await?;
                     return Ok(Outcome::Done);
                 }
             }
@@ -157,20 +190,7 @@ impl SmsSender {
                 }
             }
         }
-        let first_name: String = lead
-            .name
-            .split_whitespace()
-            .next()
-            .unwrap_or("there")
-            .chars()
-            .take(MAX_NAME_IN_TEXT)
-            .collect();
-        let text = self
-            .ctx
-            .settings
-            .sms_template
-            .replace("{name}", &first_name)
-            .replace("{link}", link.as_str());
+        let text = self.text_for(lead, &link);
         if text.chars().count() > MAX_SMS_CHARS {
             // Twilio refuses it (error 21617); a request that cannot succeed is not sent.
             let reason = format!(
@@ -185,14 +205,7 @@ impl SmsSender {
             Ok(message) => {
                 self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
                 tracing::info!(sid = %message.sid, "booking link texted");
-                let detail = serde_json::json!({ "sid": message.sid, "body": text });
-                self.report(
-                    lead,
-                    "sms.sent",
-                    format!("texted the booking link to {}", lead.phone),
-                    detail,
-                )
-                .await;
+                self.confirm_sent(lead, &message.sid, &text).await?;
                 Ok(Outcome::Done)
             }
             Err(TwilioError::Rejected { status, code, message }) => {
@@ -203,7 +216,7 @@ impl SmsSender {
             }
             // Ambiguous or unreachable: the entry stays `sending`; the next delivery reconciles.
             Err(err) => Ok(Outcome::Retry {
-                after: crate::clients::twilio::LATER,
+                after: err.retry_after(),
                 reason: err.to_string(),
             }),
         }

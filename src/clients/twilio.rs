@@ -26,7 +26,7 @@ impl OutboundError {
     pub fn retry(self) -> crate::bus::Outcome {
         let after = match &self {
             Self::Bus(_) => std::time::Duration::from_secs(5),
-            Self::Twilio(_) => LATER,
+            Self::Twilio(err) => err.retry_after(),
         };
         crate::bus::Outcome::Retry {
             after,
@@ -51,6 +51,20 @@ pub enum TwilioError {
     /// The request never left (connection refused): it did nothing.
     #[error("cannot reach Twilio: {0}")]
     Unreachable(String),
+}
+
+/// A request that may have gone through is looked up at Twilio this soon on the next delivery: a
+/// lead whose call never left should not wait the full [`LATER`].
+pub const RECONCILE_SOON: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl TwilioError {
+    /// How long a delivery that met this error waits before the next try.
+    pub fn retry_after(&self) -> std::time::Duration {
+        match self {
+            Self::Ambiguous(_) => RECONCILE_SOON,
+            _ => LATER,
+        }
+    }
 }
 
 /// Twilio's error body.

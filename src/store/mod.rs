@@ -177,6 +177,14 @@ pub struct ActivityRow {
     pub at: String,
 }
 
+/// How often opening the store retries a schema definition that conflicted with another's.
+const SCHEMA_TRIES: u32 = 10;
+
+/// A transaction conflict: SurrealDB ran nothing of it and says another try can succeed.
+fn retryable(err: &surrealdb::Error) -> bool {
+    err.to_string().contains("can be retried")
+}
+
 impl Store {
     pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
         if let DbLocation::File(path) = &settings.db
@@ -207,11 +215,24 @@ impl Store {
         db.use_ns(NAMESPACE).use_db(DATABASE).await.map_err(open_err)?;
         // Defining the schema runs deep in SurrealDB's executor: a task of its own starts it at the
         // bottom of a thread's stack, not on top of whatever is opening the store.
-        let schema_db = db.clone();
-        tokio::spawn(async move { schema_db.query(SCHEMA).await.and_then(|r| r.check()).map(drop) })
-            .await
-            .map_err(|e| open_err(surrealdb::Error::internal(format!("schema task: {e}"))))?
-            .map_err(open_err)?;
+        // Processes starting together on one server define it at once, and all but one of them
+        // meet a transaction conflict that SurrealDB says can be retried: so they retry.
+        let mut tries = 0;
+        loop {
+            let schema_db = db.clone();
+            let defined = tokio::spawn(async move { schema_db.query(SCHEMA).await.and_then(|r| r.check()).map(drop) })
+                .await
+                .map_err(|e| open_err(surrealdb::Error::internal(format!("schema task: {e}"))))?;
+            match defined {
+                Ok(()) => break,
+                Err(err) if tries < SCHEMA_TRIES && retryable(&err) => {
+                    tries += 1;
+                    tracing::debug!(%err, tries, "schema definition conflicted with another process's; retrying");
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(20..200) * u64::from(tries))).await;
+                }
+                Err(err) => return Err(open_err(err)),
+            }
+        }
         Ok(Self {
             db,
             figures_cache: Default::default(),

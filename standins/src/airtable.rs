@@ -35,6 +35,8 @@ struct Shared {
     accepted: Vec<Instant>,
     rate_limited: usize,
     down: bool,
+    /// The share of upserts answered 429 at random, beside the real 5-a-second limit.
+    refusal_rate: f64,
     /// Table schemas per base, for the Meta API; a table without one takes any column.
     schemas: HashMap<String, Vec<Table>>,
 }
@@ -143,6 +145,11 @@ impl AirtableStandIn {
             .get(&format!("{base}/{table}"))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// From now on, this share of upserts is answered 429 whatever the pace.
+    pub fn set_refusal_rate(&self, rate: f64) {
+        self.lock().refusal_rate = rate;
     }
 
     /// While down, every request gets a 503.
@@ -275,7 +282,8 @@ async fn upsert(
             "Service Unavailable",
         );
     }
-    if !standin.within_rate(&base) {
+    let refused = rand::random::<f64>() < standin.lock().refusal_rate;
+    if refused || !standin.within_rate(&base) {
         let body = json!({ "errors": [{ "error": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded. Please try again later" }] });
         return (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
     }

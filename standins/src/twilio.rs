@@ -115,6 +115,9 @@ struct Shared {
     messages: Vec<MessageRecord>,
     personas: HashMap<String, Persona>,
     faults: VecDeque<Fault>,
+    /// The share of creates that fail at random (see `set_fault_rate`).
+    fault_rate: f64,
+    slow_answer: Duration,
     /// Status callbacks are never delivered (a webhook lost on the way, the api down).
     status_callbacks_lost: bool,
     /// This many TwiML fetches fail as if the api answered 500 (Twilio then says "an application
@@ -171,6 +174,8 @@ impl TwilioStandIn {
             messages: Vec::new(),
             personas: HashMap::new(),
             faults: VecDeque::new(),
+            fault_rate: 0.0,
+            slow_answer: Duration::ZERO,
             status_callbacks_lost: false,
             failing_twiml_fetches: 0,
             latency: Duration::ZERO,
@@ -248,6 +253,15 @@ impl TwilioStandIn {
         self.shared().faults.push_back(fault);
     }
 
+    /// From now on, this share of `Calls.json` and `Messages.json` creates fails at random: half
+    /// answer 500 having done nothing, half are done and answered only after `slow` (a client that
+    /// times out first does not know it went through). 0 turns it off.
+    pub fn set_fault_rate(&self, rate: f64, slow: Duration) {
+        let mut shared = self.shared();
+        shared.fault_rate = rate;
+        shared.slow_answer = slow;
+    }
+
     /// The most `Calls.json` requests that were open at once.
     pub fn peak_call_requests(&self) -> usize {
         self.shared().calls_open_peak
@@ -319,6 +333,22 @@ impl StandIn {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The fault for this create: an injected one first, else one drawn at the fault rate.
+    fn next_fault(&self) -> Option<Fault> {
+        let mut shared = self.lock();
+        if let Some(fault) = shared.faults.pop_front() {
+            return Some(fault);
+        }
+        let draw = rand::random::<f64>();
+        if draw < shared.fault_rate / 2.0 {
+            Some(Fault::Status(500))
+        } else if draw < shared.fault_rate {
+            Some(Fault::SlowAnswer(shared.slow_answer))
+        } else {
+            None
+        }
     }
 
     fn sign(&self, url: &str, params: &[(String, String)]) -> String {
@@ -397,7 +427,7 @@ async fn create_call(
     if reqwest::Url::parse(&url).is_err() {
         return twilio_error(400, 21205, &format!("Url is not a valid URL: {url}"));
     }
-    let fault = standin.lock().faults.pop_front();
+    let fault = standin.next_fault();
     if let Some(Fault::Status(status)) = fault {
         return twilio_error(status, 20500, "An internal server error has occurred");
     }
@@ -573,7 +603,7 @@ async fn create_message(
             "The concatenated message body exceeds the 1600 character limit.",
         );
     }
-    let fault = standin.lock().faults.pop_front();
+    let fault = standin.next_fault();
     if let Some(Fault::Status(status)) = fault {
         return twilio_error(status, 20500, "An internal server error has occurred");
     }
@@ -591,6 +621,9 @@ async fn create_message(
         "body": record.body, "status": "queued", "num_segments": segments.to_string(),
         "direction": "outbound-api", "date_created": record.date_created,
     });
+    if let Some(Fault::SlowAnswer(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
     (StatusCode::CREATED, Json(body)).into_response()
 }
 

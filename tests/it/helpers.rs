@@ -259,31 +259,62 @@ impl Drop for NatsCluster {
 }
 
 /// A SurrealDB server (`surreal start`, the version of leadq's SDK, built by `scripts/test` into
-/// the cargo target directory's `tools/`) on a free loopback port, in memory, killed on drop.
+/// the cargo target directory's `tools/`) on a free loopback port, killed on drop.
 pub struct SurrealServer {
-    child: Child,
+    child: Option<Child>,
     pub port: u16,
+    /// `memory`, or `surrealkv://DIR` for a server whose data outlives a restart.
+    storage: String,
 }
 
 pub const SURREAL_USER: &str = "root";
 pub const SURREAL_PASS: &str = "leadq-tests";
 
-impl SurrealServer {
-    pub fn start() -> Self {
-        let bin = std::env::var("LEADQ_SURREAL").map(PathBuf::from).unwrap_or_else(|_| {
-            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
-                let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-                format!("{home}/.cache/leadq-target")
-            });
-            PathBuf::from(target).join("tools/surreal-3.3.5")
+fn surreal_bin() -> PathBuf {
+    let bin = std::env::var("LEADQ_SURREAL").map(PathBuf::from).unwrap_or_else(|_| {
+        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            format!("{home}/.cache/leadq-target")
         });
-        assert!(
-            bin.exists(),
-            "no SurrealDB server at {}: run the tests with `scripts/test`, which builds it",
-            bin.display()
-        );
-        let port = free_port();
-        let child = Command::new(&bin)
+        PathBuf::from(target).join("tools/surreal-3.3.5")
+    });
+    assert!(
+        bin.exists(),
+        "no SurrealDB server at {}: run the tests with `scripts/test`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+impl SurrealServer {
+    /// In memory.
+    pub fn start() -> Self {
+        Self::start_with("memory".into())
+    }
+
+    /// On disk in `dir`: its data survives [`SurrealServer::restart`].
+    pub fn start_on_disk(dir: &std::path::Path) -> Self {
+        Self::start_with(format!("surrealkv://{}", dir.display()))
+    }
+
+    fn start_with(storage: String) -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            storage,
+        };
+        server.restart();
+        server
+    }
+
+    /// Kills the server (if running) and starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let port = self.port;
+        let child = Command::new(surreal_bin())
             .args([
                 "start",
                 "--bind",
@@ -293,18 +324,18 @@ impl SurrealServer {
                 "--pass",
                 SURREAL_PASS,
             ])
-            .arg("memory")
+            .arg(&self.storage)
             .env("SURREAL_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn surreal");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "surreal did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { child, port }
     }
 
     pub fn url(&self) -> String {
@@ -321,8 +352,10 @@ impl SurrealServer {
 
 impl Drop for SurrealServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

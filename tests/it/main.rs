@@ -5,6 +5,7 @@ mod admin;
 mod answers;
 mod bus;
 mod call;
+mod chaos;
 mod cli;
 mod cluster;
 mod cmo;

@@ -1,0 +1,460 @@
+//! The fault suite: leadq in its production shape — `leadq api`, two callers, two finalizers, two
+//! SMS senders and a poller, each its own process, on a three-node JetStream cluster (R3) and a
+//! SurrealDB server — while leads come in by email, Unbounce webhook and trigger-lead, Twilio fails
+//! a fifth of its requests (half after doing them), Airtable refuses some and is down for a while,
+//! role processes are SIGKILLed and restarted, a NATS node is killed and restarted, and the
+//! SurrealDB server is restarted. Then every lead must be finished: called once, recorded, synced
+//! and texted once. `LEADQ_CHAOS_LEADS` sets the size (150 here; `scripts/chaos` runs 1,000).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use leadq::config::Settings;
+use leadq::store::Store;
+use serde_json::json;
+use standins::airtable::AirtableStandIn;
+use standins::twilio::TwilioStandIn;
+
+use crate::dovecot::{Dovecot, PASSWORD as IMAP_PASSWORD, USER as IMAP_USER};
+use crate::helpers::{NatsCluster, SURREAL_PASS, SURREAL_USER, SurrealServer, free_port};
+
+const SID: &str = "AC00000000000000000000000000c4a05";
+const TOKEN: &str = "chaos-auth-token";
+const AIRTABLE_TOKEN: &str = "pat-chaos";
+const AIRTABLE_BASE: &str = "appChaos000000001";
+
+/// One leadq role process, restarted by the harness after each kill.
+struct RoleProcess {
+    name: String,
+    role: &'static str,
+    env: Vec<(String, String)>,
+    log: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl RoleProcess {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("role log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadq"));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADQ_")) {
+            cmd.env_remove(key);
+        }
+        let child = cmd
+            .arg(self.role)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn a leadq role");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What each outside service saw, per lead (by phone).
+#[derive(Debug, Default)]
+struct Tally {
+    leads_in: usize,
+    calls: usize,
+    max_calls: usize,
+    max_texts: usize,
+    max_rows: usize,
+    unfinished: Vec<String>,
+    /// Per phone: its record's verdict, CRM and SMS state.
+    states: BTreeMap<String, String>,
+}
+
+fn most(counts: &BTreeMap<String, usize>) -> usize {
+    counts.values().copied().max().unwrap_or(0)
+}
+
+/// The lead's email: a notification as Unbounce sends it, for `phone`.
+fn notification(n: usize, phone: &str) -> String {
+    let template = include_str!("../fixtures/emails/01-plain-private-office.eml");
+    template.replace("201-555-0123", phone).replace(
+        "<20261124140311.1a2b3c@mail.unbounce.com>",
+        &format!("<chaos-{n}@leadq.test>"),
+    )
+}
+
+fn env_of(settings: &[(&str, String)]) -> Vec<(String, String)> {
+    settings.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults() {
+    let leads: usize = std::env::var("LEADQ_CHAOS_LEADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(150);
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut cluster = NatsCluster::start();
+    let bus = cluster.bus().await;
+    leadq::bus::setup(&bus.js, &cluster.settings().bus)
+        .await
+        .expect("R3 setup");
+    let mut surreal = SurrealServer::start_on_disk(&work.path().join("surreal"));
+    let dovecot = Dovecot::start();
+    let twilio = TwilioStandIn::start(SID, TOKEN, 0).await.expect("twilio stand-in");
+    let airtable = AirtableStandIn::start(AIRTABLE_TOKEN).await.expect("airtable stand-in");
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+
+    let common = [
+        ("LEADQ_NATS_URL", cluster.url()),
+        ("LEADQ_BUS__REPLICAS", "3".into()),
+        ("LEADQ_DB", surreal.url()),
+        ("LEADQ_DB_USER", SURREAL_USER.into()),
+        ("LEADQ_DB_PASS", SURREAL_PASS.into()),
+        (
+            "LEADQ_MASTER_KEY",
+            secrecy::ExposeSecret::expose_secret(&leadq::secrets::new_master_key()).to_owned(),
+        ),
+        ("LEADQ_JWT_SECRET", leadq::secrets::random_token(32)),
+        ("LEADQ_SANDBOX", "0".into()),
+        ("LEADQ_PUBLIC_URL", api.clone()),
+        ("LEADQ_TWILIO_API_BASE", twilio.base_url()),
+        ("LEADQ_TWILIO__ACCOUNT_SID", SID.into()),
+        ("LEADQ_TWILIO__AUTH_TOKEN", TOKEN.into()),
+        ("LEADQ_TWILIO__FROM_NUMBER", "+15005550006".into()),
+        ("LEADQ_TWILIO__REQUEST_TIMEOUT", "3s".into()),
+        ("LEADQ_AIRTABLE_API_BASE", airtable.base_url()),
+        ("LEADQ_AIRTABLE__TOKEN", AIRTABLE_TOKEN.into()),
+        ("LEADQ_AIRTABLE__BASE_ID", AIRTABLE_BASE.into()),
+        ("LEADQ_AIRTABLE__POLL", "2s".into()),
+        ("LEADQ_CALLING_HOURS__START", "00:00".into()),
+        ("LEADQ_CALLING_HOURS__END", "23:59".into()),
+        ("LEADQ_RETRY_LADDER", "[]".into()),
+        ("LEADQ_CALL_RECONCILE_AFTER", "10s".into()),
+        ("LEADQ_CALL_WATCHDOG", "2m".into()),
+        ("LEADQ_SHUTDOWN_GRACE", "2s".into()),
+        ("LEADQ_IMAP__HOST", "127.0.0.1".into()),
+        ("LEADQ_IMAP__PORT", dovecot.port.to_string()),
+        ("LEADQ_IMAP__TLS", "false".into()),
+        ("LEADQ_IMAP__USERNAME", IMAP_USER.into()),
+        ("LEADQ_IMAP__PASSWORD", IMAP_PASSWORD.into()),
+    ];
+    let roles = [
+        ("api", "api"),
+        ("caller-1", "caller"),
+        ("caller-2", "caller"),
+        ("finalizer-1", "finalizer"),
+        ("finalizer-2", "finalizer"),
+        ("sms-1", "sms"),
+        ("sms-2", "sms"),
+        ("poller", "poller"),
+    ];
+    let mut processes: Vec<RoleProcess> = roles
+        .iter()
+        .map(|(name, role)| {
+            let mut env = env_of(&common);
+            env.push(("LEADQ_INSTANCE".into(), (*name).into()));
+            env.push(("LEADQ_DATA_DIR".into(), work.path().join(name).display().to_string()));
+            env.push(("LEADQ_HTTP_ADDR".into(), format!("127.0.0.1:{api_port}")));
+            RoleProcess {
+                name: (*name).into(),
+                role,
+                env,
+                log: work.path().join(format!("{name}.log")),
+                child: None,
+            }
+        })
+        .collect();
+    for process in &mut processes {
+        process.start();
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http");
+    let ready = Instant::now() + Duration::from_secs(60);
+    while !http
+        .get(format!("{api}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            Instant::now() < ready,
+            "leadq api did not become ready: {}",
+            std::fs::read_to_string(&processes[0].log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let keys = leadq::api_keys::ApiKeys::open(&bus.js).await.expect("keys");
+    let (api_key, _) = keys.create("chaos", Vec::new(), 100_000).await.expect("api key");
+    let config = bus
+        .js
+        .get_key_value(leadq::bus::bucket::CONFIG)
+        .await
+        .expect("config bucket");
+    let token = leadq::unbounce::rotate_token(&config).await.expect("unbounce token");
+    let webhook = format!("{api}/webhooks/unbounce/{token}");
+
+    // Faults from the start: Twilio fails a fifth of creates (half after doing them), Airtable
+    // refuses a tenth of upserts.
+    twilio.set_fault_rate(0.2, Duration::from_secs(5));
+    airtable.set_refusal_rate(0.1);
+
+    let phones: Vec<String> = (0..leads).map(|n| format!("+1415{:07}", 5_000_000 + n)).collect();
+    let started = Instant::now();
+    let intake = {
+        let (http, phones, dovecot_inbox) = (http.clone(), phones.clone(), dovecot.inbox());
+        let (api, api_key, webhook) = (api.clone(), api_key.clone(), webhook.clone());
+        tokio::spawn(async move {
+            let spacing = Duration::from_millis(60);
+            for (n, phone) in phones.iter().enumerate() {
+                match n % 3 {
+                    0 => deliver_email(&dovecot_inbox, n, phone),
+                    1 => {
+                        let body = json!({ "fname": format!("Lead {n}"), "phone": phone });
+                        send_until_accepted(&http, || {
+                            http.post(format!("{api}/api/cmo/trigger-lead"))
+                                .header("X-API-Key", &api_key)
+                                .header("Idempotency-Key", format!("chaos-{n}"))
+                                .json(&body)
+                        })
+                        .await;
+                    }
+                    _ => {
+                        // Unbounce's form-urlencoded body: the fields as arrays in `data.json`.
+                        let data = json!({
+                            "fname": [format!("Lead {n}")],
+                            "phone": [phone],
+                            "email": [format!("lead{n}@example.com")],
+                        });
+                        let form = [
+                            ("page_id", "chaos-page".to_owned()),
+                            ("page_name", "Chaos".to_owned()),
+                            ("variant", "a".to_owned()),
+                            ("data.json", data.to_string()),
+                        ];
+                        send_until_accepted(&http, || http.post(&webhook).form(&form)).await;
+                    }
+                }
+                tokio::time::sleep(spacing).await;
+            }
+        })
+    };
+
+    // Kills while the leads come in: a role every 3 s, a NATS node at 8 s for 10 s, the SurrealDB
+    // server at 20 s, Airtable down from 5 s for the configured outage.
+    let outage = Duration::from_secs(
+        std::env::var("LEADQ_CHAOS_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(15),
+    );
+    let fault_window = Duration::from_secs(30).max(Duration::from_millis(60) * leads as u32);
+    let mut node_killed_at = None;
+    let mut node_back = false;
+    let mut surreal_restarted = false;
+    let mut airtable_down_since = None;
+    let mut kills = 0;
+    while started.elapsed() < fault_window {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let victim = rand::random_range(0..processes.len());
+        processes[victim].kill();
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        processes[victim].start();
+        let t = started.elapsed();
+        if t > Duration::from_secs(5) && airtable_down_since.is_none() {
+            airtable.set_down(true);
+            airtable_down_since = Some(Instant::now());
+        }
+        if airtable_down_since.is_some_and(|since| since.elapsed() > outage) {
+            airtable.set_down(false);
+        }
+        if t > Duration::from_secs(8) && node_killed_at.is_none() {
+            cluster.kill_node(1);
+            node_killed_at = Some(Instant::now());
+        }
+        if node_killed_at.is_some_and(|at| at.elapsed() > Duration::from_secs(10)) && !node_back {
+            cluster.start_node(1);
+            node_back = true;
+        }
+        if t > Duration::from_secs(20) && !surreal_restarted {
+            surreal.restart();
+            surreal_restarted = true;
+        }
+    }
+    intake.await.expect("intake");
+    // The faults end: what is left must drain.
+    if !node_back {
+        cluster.start_node(1);
+    }
+    airtable.set_down(false);
+    twilio.set_fault_rate(0.0, Duration::ZERO);
+    airtable.set_refusal_rate(0.0);
+    let faults_over = Instant::now();
+
+    let mut settings = Settings::for_tests(&cluster.url());
+    surreal.configure(&mut settings);
+    let store = Box::pin(Store::open(&settings)).await.expect("the store");
+    let wanted: BTreeSet<String> = phones.iter().cloned().collect();
+    let deadline = Duration::from_secs(300);
+    let (mut last_progress, mut finished_before, mut longest_stall) = (Instant::now(), 0, Duration::ZERO);
+    let tally = loop {
+        let tally = tally(&store, &twilio, &airtable, &wanted).await;
+        let finished = leads - tally.unfinished.len();
+        if finished > finished_before {
+            longest_stall = longest_stall.max(last_progress.elapsed());
+            last_progress = Instant::now();
+            finished_before = finished;
+        }
+        if tally.unfinished.is_empty() || faults_over.elapsed() > deadline {
+            break tally;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let drain = faults_over.elapsed();
+    let table = format!(
+        "\n| chaos ({} role kills, a NATS node lost 10 s, SurrealDB restarted, Airtable down {} s, Twilio 20% faults) | |\n|---|---|\n\
+         | leads in | {} |\n| calls placed | {} |\n| calls per lead (max) | {} |\n| SMS per lead (max) | {} |\n\
+         | CRM rows per lead (max) | {} |\n| leads not finished | {} |\n| longest stall in progress | {:.1} s |\n\
+         | time to drain after the last fault | {:.1} s |\n",
+        kills,
+        outage.as_secs(),
+        tally.leads_in,
+        tally.calls,
+        tally.max_calls,
+        tally.max_texts,
+        tally.max_rows,
+        tally.unfinished.len(),
+        longest_stall.as_secs_f64(),
+        drain.as_secs_f64(),
+    );
+    println!("{table}");
+    if !tally.unfinished.is_empty() {
+        for phone in tally.unfinished.iter().take(5) {
+            eprintln!(
+                "unfinished {phone}: {}",
+                tally.states.get(phone).map_or("no record", String::as_str)
+            );
+        }
+        eprintln!("logs kept in {}", work.keep().display());
+        for process in &processes {
+            let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .rev()
+                .take(5)
+                .collect();
+            eprintln!("--- {} ---\n{}", process.name, tail.join("\n"));
+        }
+    }
+    assert_eq!(tally.leads_in, leads, "every lead reached the store{table}");
+    assert!(
+        tally.unfinished.is_empty(),
+        "not finished: {:?}{table}",
+        &tally.unfinished[..tally.unfinished.len().min(10)]
+    );
+    assert_eq!(tally.max_calls, 1, "a lead called twice{table}");
+    assert_eq!(tally.max_texts, 1, "a lead texted twice{table}");
+    assert_eq!(tally.max_rows, 1, "a lead in the CRM twice{table}");
+}
+
+/// Puts the lead's notification in the inbox as the mail server's delivery would.
+fn deliver_email(inbox: &std::path::Path, n: usize, phone: &str) {
+    let new = inbox.join("new");
+    std::fs::create_dir_all(&new).expect("mkdir new");
+    std::fs::write(new.join(format!("chaos-{n}.leadq-test")), notification(n, phone)).expect("mail");
+    let _ = Command::new("chown")
+        .args(["-R", "dovecot:dovecot"])
+        .arg(inbox)
+        .status();
+}
+
+/// Posts until the api takes it (it may be down between a kill and its restart): what a form
+/// provider or the CMO agent does with an answer that did not come.
+async fn send_until_accepted(http: &reqwest::Client, request: impl Fn() -> reqwest::RequestBuilder) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        match request().send().await {
+            Ok(answer) if answer.status().is_success() => return,
+            Ok(answer) => last = format!("{} {}", answer.status(), answer.text().await.unwrap_or_default()),
+            Err(err) => last = err.to_string(),
+        }
+        assert!(Instant::now() < deadline, "the api never took a lead; last: {last}");
+        let _ = http;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Per phone: the lead records in the store (finished = a verdict, the CRM synced, the text
+/// settled), the calls and texts Twilio took, the rows Airtable holds.
+async fn tally(store: &Store, twilio: &TwilioStandIn, airtable: &AirtableStandIn, wanted: &BTreeSet<String>) -> Tally {
+    let mut finished = BTreeSet::new();
+    let mut recorded = BTreeSet::new();
+    let mut states = BTreeMap::new();
+    let mut offset = 0;
+    while let Ok(page) = store.leads_page(None, 200, offset).await {
+        for item in &page.items {
+            let value = serde_json::to_value(item).unwrap_or_default();
+            let phone = value["contact"]["phone"].as_str().unwrap_or_default().to_owned();
+            recorded.insert(phone.clone());
+            states.insert(
+                phone.clone(),
+                format!(
+                    "{} crm {} sms {}",
+                    value["verdict"], value["crm_sync"], value["sms_state"]
+                ),
+            );
+            let settled = matches!(value["sms_state"].as_str(), Some("sent" | "skipped" | "failed"));
+            if value["crm_sync"] == "synced" && settled {
+                finished.insert(phone);
+            }
+        }
+        offset += 200;
+        if page.items.len() < 200 {
+            break;
+        }
+    }
+    let mut calls = BTreeMap::new();
+    for call in twilio.calls() {
+        *calls.entry(call.to).or_insert(0) += 1;
+    }
+    let mut texts = BTreeMap::new();
+    for message in twilio.messages() {
+        *texts.entry(message.to).or_insert(0) += 1;
+    }
+    let mut rows = BTreeMap::new();
+    for row in airtable.records(AIRTABLE_BASE, "Leads") {
+        let phone = row
+            .fields
+            .get("Phone")
+            .and_then(|p| p.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        *rows.entry(phone).or_insert(0) += 1;
+    }
+    Tally {
+        leads_in: recorded.intersection(wanted).count(),
+        calls: calls.values().sum(),
+        max_calls: most(&calls),
+        max_texts: most(&texts),
+        max_rows: most(&rows),
+        unfinished: wanted.difference(&finished).cloned().collect(),
+        states,
+    }
+}
