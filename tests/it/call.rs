@@ -79,6 +79,18 @@ impl Agent {
         on_stream(self.bus(), bus::stream::CALLS).await
     }
 
+    /// Every `lead.finalized`, once there are at least `count`.
+    pub async fn finalized(&self, count: usize) -> Vec<bus::LeadFinalized> {
+        eventually(Duration::from_secs(60), "leads finalized", || async {
+            on_stream::<bus::LeadFinalized>(self.bus(), bus::stream::LEADS)
+                .await
+                .len()
+                >= count
+        })
+        .await;
+        on_stream(self.bus(), bus::stream::LEADS).await
+    }
+
     pub async fn completed(&self, count: usize) -> Vec<CallCompleted> {
         eventually(Duration::from_secs(20), "call.completed", || async {
             self.calls_stream::<CallCompleted>().await.len() >= count
@@ -92,6 +104,17 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// A callee who qualifies: a private office for six, next month, $2,000 a month, the decision maker.
+pub(crate) fn qualified_callee() -> Persona {
+    Persona::answers(&[
+        "a private office",
+        "six of us",
+        "next month",
+        "two grand a month",
+        "yes",
+    ])
 }
 
 pub(crate) fn lead(name: &str, phone: &str) -> LeadReceived {
@@ -828,24 +851,10 @@ async fn a_lost_status_callback_is_learnt_from_twilio_in_seconds_not_hours() {
     tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
     agent.twilio.lose_status_callbacks(true);
     let phone = "+14155550230";
-    agent.twilio.set_persona(
-        phone,
-        Persona::answers(&[
-            "a private office",
-            "six of us",
-            "next month",
-            "two grand a month",
-            "yes",
-        ]),
-    );
+    agent.twilio.set_persona(phone, qualified_callee());
     let ada = lead("Ada", phone);
     agent.bus().publish(&ada).await.expect("publish");
-    eventually(Duration::from_secs(20), "the lead finalized", || async {
-        !on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
-            .await
-            .is_empty()
-    })
-    .await;
+    agent.finalized(1).await;
     let calls = agent.twilio.calls();
     assert_eq!(calls.len(), 1);
     assert!(
@@ -871,26 +880,12 @@ async fn a_lead_who_picked_up_while_call_start_failed_is_called_again_not_filed_
     let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(1)]).await;
     tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
     let phone = "+14155550231";
-    agent.twilio.set_persona(
-        phone,
-        Persona::answers(&[
-            "a private office",
-            "six of us",
-            "next month",
-            "two grand a month",
-            "yes",
-        ]),
-    );
+    agent.twilio.set_persona(phone, qualified_callee());
     // The api answers the first call's TwiML request with a 500: the lead hears Twilio's error.
     agent.twilio.fail_twiml_fetches(1);
     let ada = lead("Ada", phone);
     agent.bus().publish(&ada).await.expect("publish");
-    eventually(Duration::from_secs(30), "the lead finalized", || async {
-        !on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
-            .await
-            .is_empty()
-    })
-    .await;
+    agent.finalized(1).await;
     assert_eq!(agent.twilio.calls().len(), 2, "called once more after the broken call");
     let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
     assert_eq!(finalized[0].verdict, "qualified");
@@ -1093,13 +1088,7 @@ async fn a_call_whose_status_callback_beats_the_callers_record_still_counts_as_m
     for phone in phones {
         agent.bus().publish(&lead("Ada", phone)).await.expect("publish");
     }
-    eventually(Duration::from_secs(30), "every lead finalized", || async {
-        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
-            .await
-            .len()
-            >= phones.len()
-    })
-    .await;
+    agent.finalized(phones.len()).await;
     assert_eq!(agent.twilio.calls().len(), phones.len());
     let store = agent.ctx.store.clone().expect("store");
     let figures = store.figures(since).await.expect("figures");

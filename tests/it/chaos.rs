@@ -440,13 +440,12 @@ fn deliver_email(inbox: &std::path::Path, n: usize, phone: &str) {
 /// provider or the CMO agent does with an answer that did not come.
 async fn send_until_accepted(http: &reqwest::Client, request: impl Fn() -> reqwest::RequestBuilder) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
     loop {
-        match request().send().await {
+        let last = match request().send().await {
             Ok(answer) if answer.status().is_success() => return,
-            Ok(answer) => last = format!("{} {}", answer.status(), answer.text().await.unwrap_or_default()),
-            Err(err) => last = err.to_string(),
-        }
+            Ok(answer) => format!("{} {}", answer.status(), answer.text().await.unwrap_or_default()),
+            Err(err) => err.to_string(),
+        };
         assert!(Instant::now() < deadline, "the api never took a lead; last: {last}");
         let _ = http;
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -5,27 +5,17 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use leadq::bus;
 use serde_json::Value;
 use standins::twilio::Persona;
 use time::OffsetDateTime;
 
-use crate::call::{AIRTABLE_BASE, Agent, lead};
-use crate::helpers::{SURREAL_PASS, SURREAL_USER, SurrealServer, eventually, on_stream};
+use crate::call::{AIRTABLE_BASE, Agent, lead, qualified_callee};
+use crate::helpers::{SURREAL_PASS, SURREAL_USER, SurrealServer};
 
 /// Five callees whose verdicts differ.
 fn cases() -> Vec<(&'static str, Persona)> {
     vec![
-        (
-            "+14155550250",
-            Persona::answers(&[
-                "a private office",
-                "six of us",
-                "next month",
-                "two grand a month",
-                "yes",
-            ]),
-        ),
+        ("+14155550250", qualified_callee()),
         (
             "+14155550251",
             Persona::answers(&["a hot desk", "just me", "in two years", "fifty dollars", "no"]),
@@ -48,13 +38,7 @@ async fn outcome(agent: &Agent, since: OffsetDateTime) -> (Vec<(String, Value, V
         agent.bus().publish(&one).await.expect("publish");
         leads.push(one);
     }
-    eventually(Duration::from_secs(40), "every lead finalized", || async {
-        on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS)
-            .await
-            .len()
-            >= leads.len()
-    })
-    .await;
+    agent.finalized(leads.len()).await;
     let store = agent.ctx.store.clone().expect("store");
     let mut records = Vec::new();
     for one in &leads {
