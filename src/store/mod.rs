@@ -34,8 +34,6 @@ pub enum StoreError {
     Encode(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
-    #[error("the store did not answer within {0:?}")]
-    TimedOut(Duration),
 }
 
 /// A handle on the store; clones share one connection.
@@ -179,54 +177,8 @@ pub struct ActivityRow {
     pub at: String,
 }
 
-/// The longest a store query may take. A SurrealDB server that restarts drops the queries in
-/// flight on its connection without an answer (the SDK reconnects, but those never return): past
-/// this they fail, and the work is retried on the new connection.
-const QUERY_DEADLINE: Duration = Duration::from_secs(15);
-
-/// A store query with [`QUERY_DEADLINE`].
-trait WithDeadline<T>: IntoFuture<Output = Result<T, surrealdb::Error>> + Sized {
-    fn within_deadline(self) -> impl Future<Output = Result<T, StoreError>> + Send
-    where
-        Self::IntoFuture: Send,
-    {
-        let query = self.into_future();
-        async move {
-            match tokio::time::timeout(QUERY_DEADLINE, query).await {
-                Ok(answer) => answer.map_err(StoreError::from),
-                Err(_) => Err(StoreError::TimedOut(QUERY_DEADLINE)),
-            }
-        }
-    }
-}
-
-impl<T, F: IntoFuture<Output = Result<T, surrealdb::Error>>> WithDeadline<T> for F {}
-
 /// How often opening the store retries a schema definition that conflicted with another's.
 const SCHEMA_TRIES: u32 = 10;
-
-/// Connects, signs in (a server) and selects leadq's namespace and database.
-async fn connect(settings: &Settings) -> Result<Surreal<Any>, StoreError> {
-    let endpoint = settings.db.endpoint();
-    let open_err = |source| StoreError::Open {
-        endpoint: endpoint.clone(),
-        source,
-    };
-    let db = tokio::time::timeout(Duration::from_secs(10), surrealdb::engine::any::connect(&endpoint))
-        .await
-        .map_err(|_| open_err(surrealdb::Error::internal("timed out after 10 s".into())))?
-        .map_err(open_err)?;
-    if let (DbLocation::Server(_), Some(user), Some(pass)) = (&settings.db, &settings.db_user, &settings.db_pass) {
-        db.signin(Root {
-            username: user.clone(),
-            password: pass.expose_secret().to_owned(),
-        })
-        .within_deadline()
-        .await?;
-    }
-    db.use_ns(NAMESPACE).use_db(DATABASE).within_deadline().await?;
-    Ok(db)
-}
 
 /// A transaction conflict: SurrealDB ran nothing of it and says another try can succeed.
 fn retryable(err: &surrealdb::Error) -> bool {
@@ -248,7 +200,19 @@ impl Store {
             endpoint: endpoint.clone(),
             source,
         };
-        let db = connect(settings).await?;
+        let db = tokio::time::timeout(Duration::from_secs(10), surrealdb::engine::any::connect(&endpoint))
+            .await
+            .map_err(|_| open_err(surrealdb::Error::internal("timed out after 10 s".into())))?
+            .map_err(open_err)?;
+        if let (DbLocation::Server(_), Some(user), Some(pass)) = (&settings.db, &settings.db_user, &settings.db_pass) {
+            db.signin(Root {
+                username: user.clone(),
+                password: pass.expose_secret().to_owned(),
+            })
+            .await
+            .map_err(open_err)?;
+        }
+        db.use_ns(NAMESPACE).use_db(DATABASE).await.map_err(open_err)?;
         // Defining the schema runs deep in SurrealDB's executor: a task of its own starts it at the
         // bottom of a thread's stack, not on top of whatever is opening the store.
         // Processes starting together on one server define it at once, and all but one of them
@@ -275,13 +239,9 @@ impl Store {
         })
     }
 
-    fn db(&self) -> &Surreal<Any> {
-        &self.db
-    }
-
     /// Whether the store answers a query now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db().query("RETURN 1").within_deadline().await?.check()?;
+        self.db.query("RETURN 1").await?.check()?;
         Ok(())
     }
 
@@ -291,7 +251,7 @@ impl Store {
             .at
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        self.db()
+        self.db
             .query(
                 "UPSERT $id SET kind = $kind, actor = $actor, summary = $summary, lead_id = $lead_id, \
                  detail = $detail, at = <datetime>$at",
@@ -303,7 +263,6 @@ impl Store {
             .bind(("lead_id", entry.lead_id.map(|id| id.to_string())))
             .bind(("detail", entry.detail.clone()))
             .bind(("at", at))
-            .within_deadline()
             .await?
             .check()?;
         if entry.kind == "lead.resubmitted"
@@ -311,25 +270,23 @@ impl Store {
         {
             // Once the lead is finalized its record lists it (before that, finalizing does), and
             // the CRM row is written again with it.
-            self.db()
+            self.db
                 .query(format!(
                     "UPDATE $lead SET resubmissions = {RESUBMISSIONS}; \
                      UPDATE $lead SET crm_sync = 'pending' WHERE crm_sync = 'synced'"
                 ))
                 .bind(("lead", RecordId::new("lead", lead_id.to_string())))
                 .bind(("lead_id", lead_id.to_string()))
-                .within_deadline()
                 .await?
                 .check()?;
             self.merge_resubmissions(lead_id).await?;
         }
         // The SMS role keeps no records; its report is how a lead's record learns the text went out.
         if let (Some(state), Some(lead_id)) = (entry.kind.strip_prefix("sms."), entry.lead_id) {
-            self.db()
+            self.db
                 .query("UPDATE $lead SET sms_state = $state")
                 .bind(("lead", RecordId::new("lead", lead_id.to_string())))
                 .bind(("state", state.to_owned()))
-                .within_deadline()
                 .await?
                 .check()?;
         }
@@ -339,10 +296,9 @@ impl Store {
     /// A saved setting (`script`, `rules`), if an admin (or the first start) saved one.
     pub async fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query("SELECT VALUE body FROM $id")
             .bind(("id", RecordId::new("setting", key.to_owned())))
-            .within_deadline()
             .await?
             .check()?;
         let bodies: Vec<serde_json::Value> = response.take(0)?;
@@ -354,12 +310,11 @@ impl Store {
 
     pub async fn save_setting<T: Serialize>(&self, key: &str, value: &T, by: &str) -> Result<(), StoreError> {
         let body = serde_json::to_value(value).map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.db()
+        self.db
             .query("UPSERT $id SET body = $body, updated_at = time::now(), updated_by = $by")
             .bind(("id", RecordId::new("setting", key.to_owned())))
             .bind(("body", body))
             .bind(("by", by.to_owned()))
-            .within_deadline()
             .await?
             .check()?;
         Ok(())
@@ -385,7 +340,7 @@ impl Store {
             "answered_to_first_words_ms": record.answered_to_first_words_ms,
         });
         let lead_id = RecordId::new("lead", lead.lead_id.to_string());
-        self.db()
+        self.db
             .query(format!(
                 "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
                  reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
@@ -408,7 +363,6 @@ impl Store {
             .bind(("status", record.call.status.clone()))
             .bind(("duration", record.call.duration_secs.map(i64::from)))
             .bind(("answered_by", record.call.answered_by.clone()))
-            .within_deadline()
             .await?
             .check()?;
         self.merge_resubmissions(lead.lead_id).await
@@ -420,14 +374,13 @@ impl Store {
     async fn merge_resubmissions(&self, lead_id: uuid::Uuid) -> Result<(), StoreError> {
         let record = RecordId::new("lead", lead_id.to_string());
         let mut response = self
-            .db()
+            .db
             .query(
                 "SELECT VALUE contact FROM $lead; \
                  SELECT VALUE detail.lead FROM activity WHERE kind = 'lead.resubmitted' AND lead_id = $lead_id",
             )
             .bind(("lead", record.clone()))
             .bind(("lead_id", lead_id.to_string()))
-            .within_deadline()
             .await?
             .check()?;
         let contacts: Vec<serde_json::Value> = response.take(0)?;
@@ -445,11 +398,10 @@ impl Store {
         }
         if changed {
             let contact = serde_json::to_value(&contact).map_err(|e| StoreError::Encode(e.to_string()))?;
-            self.db()
+            self.db
                 .query("UPDATE $lead SET contact = $contact")
                 .bind(("lead", record))
                 .bind(("contact", contact))
-                .within_deadline()
                 .await?
                 .check()?;
         }
@@ -459,13 +411,12 @@ impl Store {
     /// Finalized leads not yet in the CRM (pending, or unsynced after a failure), oldest first.
     pub async fn unsynced_leads(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query(
                 "SELECT *, record::id(id) AS id FROM lead WHERE crm_sync IN ['pending', 'unsynced'] \
                  ORDER BY timestamps.finalized_at LIMIT $limit",
             )
             .bind(("limit", i64::from(limit)))
-            .within_deadline()
             .await?
             .check()?;
         Ok(response.take(0)?)
@@ -474,11 +425,10 @@ impl Store {
     /// Sets the CRM sync state of these leads (`synced`, `unsynced`, `rejected`).
     pub async fn mark_crm(&self, lead_ids: &[String], state: &str) -> Result<(), StoreError> {
         let ids: Vec<RecordId> = lead_ids.iter().map(|id| RecordId::new("lead", id.clone())).collect();
-        self.db()
+        self.db
             .query("UPDATE $ids SET crm_sync = $state")
             .bind(("ids", ids))
             .bind(("state", state.to_owned()))
-            .within_deadline()
             .await?
             .check()?;
         Ok(())
@@ -509,7 +459,7 @@ impl Store {
     async fn compute_figures(&self, since: &str) -> Result<Figures, StoreError> {
         let since = since.to_owned();
         let mut response = self
-            .db()
+            .db
             .query(
                 "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
                  RETURN { \
@@ -522,7 +472,6 @@ impl Store {
                  };",
             )
             .bind(("since", since))
-            .within_deadline()
             .await?
             .check()?;
         let row: Option<serde_json::Value> = response.take(1)?;
@@ -544,10 +493,9 @@ impl Store {
     /// A finished lead's record as stored, for the API and tests.
     pub async fn lead(&self, lead_id: uuid::Uuid) -> Result<Option<serde_json::Value>, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query("SELECT *, record::id(id) AS id FROM $lead")
             .bind(("lead", RecordId::new("lead", lead_id.to_string())))
-            .within_deadline()
             .await?
             .check()?;
         let rows: Vec<serde_json::Value> = response.take(0)?;
@@ -557,9 +505,8 @@ impl Store {
     /// Whether any lead was ever finished: a fresh install's dashboard says what to do first.
     pub async fn has_leads(&self) -> Result<bool, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query("RETURN count(SELECT VALUE id FROM lead LIMIT 1) > 0")
-            .within_deadline()
             .await?
             .check()?;
         let any: Option<bool> = response.take(0)?;
@@ -569,12 +516,11 @@ impl Store {
     /// What happened to one lead, oldest first (the lead's page); at most 200 entries.
     pub async fn lead_activity(&self, lead_id: uuid::Uuid) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query(format!(
                 "SELECT {ACTIVITY_COLUMNS} FROM activity WHERE lead_id = $lead_id ORDER BY at ASC LIMIT 200"
             ))
             .bind(("lead_id", lead_id.to_string()))
-            .within_deadline()
             .await?
             .check()?;
         Ok(activity_rows(response.take(0)?))
@@ -583,12 +529,11 @@ impl Store {
     /// The newest entries first.
     pub async fn recent_activity(&self, limit: u32) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query(format!(
                 "SELECT {ACTIVITY_COLUMNS} FROM activity ORDER BY at DESC LIMIT $limit"
             ))
             .bind(("limit", i64::from(limit)))
-            .within_deadline()
             .await?
             .check()?;
         Ok(activity_rows(response.take(0)?))
@@ -597,7 +542,7 @@ impl Store {
     /// One page of the activity log, newest first, optionally of one kind and one actor.
     pub async fn activity_page(&self, filter: &ActivityFilter) -> Result<Page<ActivityRow>, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query(format!(
                 "LET $rows = SELECT * FROM activity \
                    WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor); \
@@ -610,7 +555,6 @@ impl Store {
             .bind(("actor", filter.actor.clone()))
             .bind(("limit", i64::from(filter.limit)))
             .bind(("offset", i64::from(filter.offset)))
-            .within_deadline()
             .await?
             .check()?;
         let total: Option<u64> = response.take(1)?;
@@ -630,7 +574,7 @@ impl Store {
         offset: u32,
     ) -> Result<Page<serde_json::Value>, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query(
                 "RETURN count(SELECT id FROM lead WHERE $verdict = NONE OR verdict = $verdict); \
                  SELECT record::id(id) AS id, contact, verdict, score, call_status, crm_sync, sms_state, timestamps \
@@ -640,7 +584,6 @@ impl Store {
             .bind(("verdict", verdict))
             .bind(("limit", i64::from(limit)))
             .bind(("offset", i64::from(offset)))
-            .within_deadline()
             .await?
             .check()?;
         let total: Option<u64> = response.take(0)?;
@@ -658,7 +601,7 @@ impl Store {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         let mut response = self
-            .db()
+            .db
             .query(
                 "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
                  LET $speeds = $leads[WHERE timestamps.speed_to_lead_secs != NONE AND timestamps.speed_to_lead_secs != NULL].timestamps.speed_to_lead_secs; \
@@ -670,7 +613,6 @@ impl Store {
                  };",
             )
             .bind(("since", since))
-            .within_deadline()
             .await?
             .check()?;
         let row: Option<serde_json::Value> = response.take(2)?;
@@ -680,13 +622,12 @@ impl Store {
     /// The newest pasted test emails and what became of each.
     pub async fn recent_test_emails(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut response = self
-            .db()
+            .db
             .query(
                 "SELECT record::id(id) AS id, raw, result, submitted_by, <string>at AS at \
                  FROM test_email ORDER BY at DESC LIMIT $limit",
             )
             .bind(("limit", i64::from(limit)))
-            .within_deadline()
             .await?
             .check()?;
         Ok(response.take(0)?)
@@ -694,12 +635,11 @@ impl Store {
 
     /// Keeps a pasted test email and what became of it.
     pub async fn save_test_email(&self, raw: &str, result: &serde_json::Value, by: &str) -> Result<(), StoreError> {
-        self.db()
+        self.db
             .query("CREATE test_email SET raw = $raw, result = $result, submitted_by = $by, at = time::now()")
             .bind(("raw", raw.to_owned()))
             .bind(("result", result.clone()))
             .bind(("by", by.to_owned()))
-            .within_deadline()
             .await?
             .check()?;
         Ok(())
