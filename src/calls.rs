@@ -122,8 +122,15 @@ fn kv_error(what: &str, err: impl std::fmt::Display) -> BusError {
     BusError::jetstream(format!("calls {what}"), err)
 }
 
-/// A compare-and-set loop can lose only to another writer of the same call; a few tries suffice.
-const CAS_TRIES: usize = 8;
+/// A compare-and-set loop can lose only to another writer of the same call (a few webhooks of one
+/// call at once); with a short jittered pause between tries, this many always suffice.
+const CAS_TRIES: usize = 32;
+
+/// The pause after the `n`th lost race: the racers spread out instead of colliding again.
+async fn after_lost_race(n: usize) {
+    let most = 2 * (n as u64 + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(0..most))).await;
+}
 
 #[derive(Clone, Debug)]
 pub struct CallBook {
@@ -225,7 +232,10 @@ impl CallBook {
         lead_id: Uuid,
         mut change: impl FnMut(&mut CallState) -> (T, bool),
     ) -> Result<Option<(CallState, T)>, BusError> {
-        for _ in 0..CAS_TRIES {
+        for n in 0..CAS_TRIES {
+            if n > 0 {
+                after_lost_race(n).await;
+            }
             let Some((mut state, revision)) = self.get(lead_id).await? else {
                 return Ok(None);
             };
