@@ -231,8 +231,9 @@ test('with no accounts, the sandbox finishes test leads as the chosen callee', a
     if (n === 0) {
       await page.screenshot({ path: join(out, '10-sandbox-test-email.png'), fullPage: true })
       const call = watch.getByTestId('live-call')
-      await call.getByTestId('asking').filter({ hasText: 'How many people' }).waitFor({ timeout: 10000 })
-      await call.getByTestId('heard').filter({ hasText: 'a private office' }).waitFor({ timeout: 5000 })
+      // A question on the line, then the first answer heard (it stays until the call ends).
+      await call.getByTestId('asking').first().waitFor({ timeout: 10000 })
+      await call.getByTestId('heard').filter({ hasText: 'a private office' }).waitFor({ timeout: 10000 })
       await watch.screenshot({ path: join(out, '13-sandbox-live-call.png'), fullPage: true })
     }
     // The lead's page, once the sandbox's call, record, CRM row and text are done.
