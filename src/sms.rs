@@ -90,11 +90,22 @@ impl SmsSender {
         }
     }
 
-    async fn report(&self, lead: &LeadFinalized, kind: &str, summary: String, detail: serde_json::Value) {
+    /// Tells the lead's record what became of its text (`sms.sent`, `sms.skipped`, `sms.failed`):
+    /// published, not merely recorded, since the record learns it only from here (a lost report
+    /// left it `pending` for good), with one id per lead and kind, however often it is said.
+    async fn report(
+        &self,
+        lead: &LeadFinalized,
+        kind: &str,
+        summary: String,
+        detail: serde_json::Value,
+    ) -> Result<(), SmsError> {
         let mut entry = Activity::new(kind, "sms", summary);
+        entry.id = uuid::Uuid::new_v5(&lead.lead_id, kind.as_bytes());
         entry.lead_id = Some(lead.lead_id);
         entry.detail = detail;
-        self.ctx.bus.record(&entry).await;
+        self.ctx.bus.publish(&entry).await?;
+        Ok(())
     }
 
     async fn mark(&self, key: &str, state: SmsState, sid: Option<String>) -> Result<(), SmsError> {
@@ -123,15 +134,15 @@ impl SmsSender {
             .replace("{link}", link.as_str())
     }
 
-    /// Tells the lead's record the text went out: published, not merely recorded, since the
-    /// record learns it only from here; one entry per lead (a fixed id), however often it is said.
     async fn confirm_sent(&self, lead: &LeadFinalized, sid: &str, body: &str) -> Result<(), SmsError> {
-        let mut entry = Activity::new("sms.sent", "sms", format!("texted the booking link to {}", lead.phone));
-        entry.id = uuid::Uuid::new_v5(&lead.lead_id, b"sms.sent");
-        entry.lead_id = Some(lead.lead_id);
-        entry.detail = serde_json::json!({ "sid": sid, "body": body });
-        self.ctx.bus.publish(&entry).await?;
-        Ok(())
+        let summary = format!("texted the booking link to {}", lead.phone);
+        self.report(
+            lead,
+            "sms.sent",
+            summary,
+            serde_json::json!({ "sid": sid, "body": body }),
+        )
+        .await
     }
 
     async fn text_once(&self, lead: &LeadFinalized) -> Result<Outcome, SmsError> {
@@ -143,7 +154,7 @@ impl SmsSender {
                 "not texted: on the do-not-contact list".into(),
                 serde_json::Value::Null,
             )
-            .await;
+            .await?;
             return Ok(Outcome::Done);
         }
         let key = lead.lead_id.simple().to_string();
@@ -198,7 +209,7 @@ impl SmsSender {
                 text.chars().count()
             );
             self.report(lead, "sms.failed", reason.clone(), serde_json::Value::Null)
-                .await;
+                .await?;
             return Ok(Outcome::Poison(reason));
         }
         match self.twilio.send_sms(&lead.phone, &text).await {
@@ -211,7 +222,7 @@ impl SmsSender {
             Err(TwilioError::Rejected { status, code, message }) => {
                 let reason = format!("Twilio refused the SMS ({status}, code {code}): {message}");
                 self.report(lead, "sms.failed", reason.clone(), serde_json::json!({ "code": code }))
-                    .await;
+                    .await?;
                 Ok(Outcome::Poison(reason))
             }
             // Ambiguous or unreachable: the entry stays `sending`; the next delivery reconciles.

@@ -695,6 +695,66 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
     assert!(!dnc.contains(phone).await.expect("dnc"), "START did not lift the block");
 }
 
+/// A text that went out before its process died (the `sms` entry `sending` with the message at
+/// Twilio, or `sent` before the report) is confirmed on the next delivery: the lead's record
+/// learns it, and the lead is not texted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
+    let agent = Agent::start(true).await;
+    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    let (sending, sent) = (lead("Ada", "+14155550186"), lead("Bo", "+14155550187"));
+    for lead in [&sending, &sent] {
+        agent.twilio.set_persona(lead.lead.phone.as_str(), qualified_callee());
+        agent.bus().publish(lead).await.expect("publish");
+    }
+    let finalized = agent.finalized(2).await;
+    let store = agent.ctx.store.clone().expect("store");
+    // What the dead process left: each text at Twilio, one entry `sending`, the other `sent`.
+    let twilio = leadq::clients::twilio::TwilioClient::new(&agent.ctx.settings.twilio).expect("client");
+    let bucket = agent
+        .bus()
+        .js
+        .get_key_value(bus::bucket::SMS)
+        .await
+        .expect("sms bucket");
+    for (lead, state) in [(&sending, "sending"), (&sent, "sent")] {
+        let done = finalized.iter().find(|f| f.lead_id == lead.lead_id).expect("finalized");
+        let link = leadq::sms::booking_link(&agent.ctx.settings.calendly_url, done);
+        let message = twilio
+            .send_sms(lead.lead.phone.as_str(), &format!("Book here: {link}"))
+            .await
+            .expect("sms");
+        let sid = (state == "sent").then_some(message.sid);
+        let entry = serde_json::json!({ "state": state, "sid": sid });
+        bucket
+            .put(lead.lead_id.simple().to_string(), entry.to_string().into())
+            .await
+            .expect("put");
+        let record = store.lead(lead.lead_id).await.expect("read").expect("record");
+        assert_eq!(record["sms_state"], "pending", "{record}");
+    }
+
+    tokio::spawn(leadq::activity::run(agent.ctx.clone(), agent.shutdown.clone()));
+    let sender = leadq::sms::SmsSender::new(agent.ctx.clone()).await.expect("sender");
+    for done in &finalized {
+        let delivery = Delivery {
+            payload: done.clone(),
+            attempt: 2,
+            stream_sequence: 1,
+            msg_id: None,
+        };
+        assert_eq!(sender.handle(&delivery).await, Outcome::Done);
+    }
+    for lead in [&sending, &sent] {
+        eventually(Duration::from_secs(20), "the record says the text went out", || async {
+            let record = store.lead(lead.lead_id).await.expect("read").expect("record");
+            record["sms_state"] == "sent"
+        })
+        .await;
+    }
+    assert_eq!(agent.twilio.messages().len(), 2, "a lead texted twice");
+}
+
 /// The whole path on real parts: lead emails appended to Dovecot are read by the poller, called
 /// through the Twilio stand-in (each number a different callee), answered through the webhooks,
 /// finalized into the store and Airtable, and texted the booking link once each.
