@@ -354,7 +354,10 @@ impl PhoneClaims {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let body = serde_json::to_vec(&PhoneOwner { lead_id, at: now })
             .map_err(|e| BusError::jetstream("phones encode", e))?;
-        for _ in 0..CAS_TRIES {
+        for n in 0..CAS_TRIES {
+            if n > 0 {
+                after_lost_race(n).await;
+            }
             match self.kv.create(&key, body.clone().into()).await {
                 Ok(_) => return Ok(Claim::Ours),
                 Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
