@@ -249,7 +249,7 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
                     0 => deliver_email(&dovecot_inbox, n, phone),
                     1 => {
                         let body = json!({ "fname": format!("Lead {n}"), "phone": phone });
-                        send_until_accepted(&http, || {
+                        send_until_accepted(|| {
                             http.post(format!("{api}/api/cmo/trigger-lead"))
                                 .header("X-API-Key", &api_key)
                                 .header("Idempotency-Key", format!("chaos-{n}"))
@@ -270,7 +270,7 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
                             ("variant", "a".to_owned()),
                             ("data.json", data.to_string()),
                         ];
-                        send_until_accepted(&http, || http.post(&webhook).form(&form)).await;
+                        send_until_accepted(|| http.post(&webhook).form(&form)).await;
                     }
                 }
                 tokio::time::sleep(spacing).await;
@@ -437,7 +437,7 @@ fn deliver_email(inbox: &std::path::Path, n: usize, phone: &str) {
 
 /// Posts until the api takes it (it may be down between a kill and its restart): what a form
 /// provider or the CMO agent does with an answer that did not come.
-async fn send_until_accepted(http: &reqwest::Client, request: impl Fn() -> reqwest::RequestBuilder) {
+async fn send_until_accepted(request: impl Fn() -> reqwest::RequestBuilder) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let last = match request().send().await {
@@ -446,7 +446,6 @@ async fn send_until_accepted(http: &reqwest::Client, request: impl Fn() -> reqwe
             Err(err) => err.to_string(),
         };
         assert!(Instant::now() < deadline, "the api never took a lead; last: {last}");
-        let _ = http;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
