@@ -405,8 +405,23 @@ pub fn on_free_port(settings: &mut Settings) -> String {
     base
 }
 
+/// What the code under test logs, shown with a failing test's output, so a failure that shows
+/// only under CI's load comes with leadq's own account. `LEADQ_TEST_LOG` is the filter.
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("LEADQ_TEST_LOG").unwrap_or_else(|_| "leadq=warn".into());
+        // Another test may have set a subscriber first; then that one is kept.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// Builds a context with the store and serves the api role's HTTP routes until `shutdown`.
 pub async fn serve_api(settings: Settings, shutdown: &tokio_util::sync::CancellationToken) -> leadq::runtime::Context {
+    capture_logs();
     // Boxed: the store's connect future is large, and tests run on small thread stacks.
     let ctx = Box::pin(leadq::runtime::Context::build(settings, true))
         .await
