@@ -62,10 +62,10 @@ pub struct CallState {
     /// The live call was sent to the voicemail after a machine was detected (once per call).
     #[serde(default)]
     pub voicemail_redirected: bool,
-    /// The call's end was learnt from Twilio's call resource, not its status callback: the
-    /// webhooks of this call may have failed.
+    /// The CallSids of the tries a retry replaced: a late final status of one of them is not
+    /// this try's end.
     #[serde(default)]
-    pub reconciled: bool,
+    pub earlier_call_sids: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -88,7 +88,7 @@ impl CallState {
             answered_at: None,
             first_words_at: None,
             voicemail_redirected: false,
-            reconciled: false,
+            earlier_call_sids: Vec::new(),
             updated_at: OffsetDateTime::now_utc(),
         }
     }
@@ -108,6 +108,38 @@ impl CallState {
                 true
             }
         }
+    }
+
+    /// Whether a final status of call `call_sid` is the end of this entry's current try: not of
+    /// a try a retry replaced, nor before this try was dialled.
+    pub fn is_current_call(&self, call_sid: &str) -> bool {
+        self.phase != CallPhase::Queued
+            && !self.earlier_call_sids.iter().any(|s| s == call_sid)
+            && self.call_sid.as_deref().is_none_or(|s| s == call_sid)
+    }
+
+    /// The current try ended with call `call_sid`. Only once its `call.completed` is on the
+    /// stream: an entry that says completed is one whose end nobody needs to report again, so
+    /// a lost publish must leave it dialed for the watchdog. Returns whether anything changed
+    /// (nothing for a repeat, or for the end of a call that is not the current try's).
+    pub fn complete(&mut self, call_sid: &str, answered_by: Option<&str>, at: OffsetDateTime) -> bool {
+        if !self.is_current_call(call_sid) {
+            return false;
+        }
+        let mut changed = self.phase != CallPhase::Completed;
+        self.phase = CallPhase::Completed;
+        if self.call_sid.is_none() && !call_sid.is_empty() {
+            self.call_sid = Some(call_sid.to_owned());
+            changed = true;
+        }
+        if self.answered_by.is_none()
+            && let Some(by) = answered_by
+        {
+            self.answered_by = Some(by.to_owned());
+            changed = true;
+        }
+        // A call that was never answered was still placed (and counts as a call made).
+        changed | self.placed_by(at)
     }
 
     /// From the `answered` event to the first words, in ms (0 when the words were first: Twilio
@@ -390,5 +422,55 @@ impl PhoneClaims {
             "phones",
             format!("{key}: too many concurrent claims"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialed(sid: Option<&str>) -> CallState {
+        let mut state = CallState::queued(Uuid::nil(), "+14155550142", Some("Ada"));
+        state.phase = CallPhase::Dialed;
+        state.call_sid = sid.map(str::to_owned);
+        state
+    }
+
+    #[test]
+    fn the_end_of_the_current_call_completes_the_entry_once() {
+        let now = OffsetDateTime::now_utc();
+        let mut state = dialed(Some("CA1"));
+        assert!(state.complete("CA1", Some("human"), now));
+        assert_eq!(state.phase, CallPhase::Completed);
+        assert_eq!(state.answered_by.as_deref(), Some("human"));
+        assert_eq!(state.placed_at, Some(now), "a call that ended was placed");
+        assert!(!state.complete("CA1", Some("human"), now), "a repeat changes nothing");
+    }
+
+    #[test]
+    fn a_final_status_that_beats_the_callers_record_names_the_call() {
+        let mut state = dialed(None);
+        state.phase = CallPhase::Dialing;
+        assert!(state.complete("CA1", None, OffsetDateTime::now_utc()));
+        assert_eq!(state.call_sid.as_deref(), Some("CA1"));
+        assert_eq!(state.phase, CallPhase::Completed);
+    }
+
+    #[test]
+    fn the_end_of_a_replaced_try_leaves_the_retry_alone() {
+        let now = OffsetDateTime::now_utc();
+        // Try 1 (CA1) ended busy and a retry was queued: its late repeat is not the retry's end.
+        let mut state = dialed(None);
+        state.phase = CallPhase::Queued;
+        state.earlier_call_sids = vec!["CA1".into()];
+        assert!(!state.complete("CA1", None, now));
+        state.phase = CallPhase::Dialing;
+        assert!(!state.is_current_call("CA1"), "while the retry is being dialled");
+        assert!(!state.complete("CA1", None, now));
+        assert_eq!((state.phase, state.call_sid.as_deref()), (CallPhase::Dialing, None));
+        // Nor is another call's end.
+        let mut other = dialed(Some("CA2"));
+        assert!(!other.complete("CA3", None, now));
+        assert_eq!(other.phase, CallPhase::Dialed);
     }
 }

@@ -84,7 +84,7 @@ fn cut_off(completed: &CallCompleted, state: &CallState, script: &Script) -> boo
         .is_some_and(|a| a.starts_with("machine") || a == "fax");
     let person = completed.status == "completed" && !machine;
     let unheard = state.first_words_at.is_none();
-    let unfinished = state.reconciled && state.answers.len() < script.questions.len() && !state.opted_out;
+    let unfinished = completed.reconciled && state.answers.len() < script.questions.len() && !state.opted_out;
     person && (unheard || unfinished)
 }
 
@@ -134,10 +134,30 @@ impl Finalizer {
                 completed.lead_id
             )));
         };
-        if state.phase != CallPhase::Completed || state.call_sid.as_deref() != Some(completed.call_sid.as_str()) {
+        if !state.is_current_call(&completed.call_sid) {
             tracing::info!("a completion of an earlier try, already handled");
             return Ok(Outcome::Done);
         }
+        // Its publisher marks the entry after the event is on the stream; this may come first.
+        let state = if state.phase == CallPhase::Completed {
+            state
+        } else {
+            let now = OffsetDateTime::now_utc();
+            let answered_by = completed.answered_by.as_deref();
+            match self
+                .book
+                .update(completed.lead_id, |s| {
+                    ((), s.complete(&completed.call_sid, answered_by, now))
+                })
+                .await?
+            {
+                Some((marked, ())) if marked.phase == CallPhase::Completed => marked,
+                _ => {
+                    tracing::info!("a completion of an earlier try, already handled");
+                    return Ok(Outcome::Done);
+                }
+            }
+        };
         let script = shared_config::current_script(&self.ctx).await;
         let cut_off = cut_off(completed, &state, &script);
         let try_again = matches!(completed.status.as_str(), "busy" | "no-answer") || cut_off;
@@ -226,6 +246,7 @@ impl Finalizer {
             .update(intake.lead_id, |s| {
                 let ours = s.attempt == tried.attempt && s.call_sid == tried.call_sid;
                 if ours {
+                    s.earlier_call_sids.extend(s.call_sid.take());
                     s.phase = CallPhase::Queued;
                     s.attempt = next_attempt;
                     s.call_sid = None;
@@ -236,7 +257,6 @@ impl Finalizer {
                     s.answered_at = None;
                     s.first_words_at = None;
                     s.voicemail_redirected = false;
-                    s.reconciled = false;
                 }
                 ((), ours)
             })
@@ -256,9 +276,9 @@ impl Finalizer {
     /// up at Twilio (`GET Calls/{Sid}.json`): if Twilio has ended it, its end is reported on
     /// `call.completed` as the lost status callback would have; a live one is left. One with no
     /// news for `give_up_after` (Twilio unreachable all along) is reported anyway, completed if
-    /// the lead picked up, no-answer otherwise. The entry is marked completed and `reconciled`
-    /// under compare-and-set, so it is reported once; a late real callback carries the same
-    /// message id and is dropped by the stream.
+    /// the lead picked up, no-answer otherwise. The end goes on the stream first, then the entry
+    /// is marked completed: a sweep that fails between the two reports it again on its next
+    /// pass, and the stream drops the repeat (and a late real callback) by its message id.
     pub async fn sweep(&self, reconcile_after: Duration, give_up_after: Duration) -> Result<usize, FinalizerError> {
         let now = OffsetDateTime::now_utc();
         let mut reported = 0;
@@ -272,24 +292,14 @@ impl Finalizer {
             let Some(end) = self.learn_end(&state, state.updated_at < now - give_up_after).await else {
                 continue;
             };
-            let seen = state.updated_at;
-            let marked = self
-                .book
-                .update(lead_id, |s| {
-                    // Only the entry this sweep read: a callback that came meanwhile wins.
-                    let ours = s.phase == CallPhase::Dialed && s.updated_at == seen;
-                    if ours {
-                        s.phase = CallPhase::Completed;
-                        s.reconciled = true;
-                    }
-                    (ours, ours)
-                })
-                .await?;
-            if !matches!(marked, Some((_, true))) {
-                continue;
-            }
             tracing::warn!(%lead_id, status = %end.status, "no status callback from Twilio; finalizing from what Twilio says");
             self.ctx.bus.publish(&end).await?;
+            let now = OffsetDateTime::now_utc();
+            self.book
+                .update(lead_id, |s| {
+                    ((), s.complete(&end.call_sid, end.answered_by.as_deref(), now))
+                })
+                .await?;
             reported += 1;
         }
         Ok(reported)
@@ -316,6 +326,7 @@ impl Finalizer {
                 status: call.status,
                 duration_secs: call.duration.and_then(|d| d.parse().ok()),
                 answered_by: call.answered_by.or_else(|| state.answered_by.clone()),
+                reconciled: true,
             }),
             // Still ringing or talking at Twilio: not ours to end, however long.
             Some(_) => None,
@@ -328,6 +339,7 @@ impl Finalizer {
                     status: if picked_up { "completed" } else { "no-answer" }.into(),
                     duration_secs: None,
                     answered_by: state.answered_by.clone(),
+                    reconciled: true,
                 })
             }
             None => None,

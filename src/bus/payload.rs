@@ -148,6 +148,10 @@ pub struct CallCompleted {
     pub status: String,
     pub duration_secs: Option<u32>,
     pub answered_by: Option<String>,
+    /// The end was learnt from Twilio's call resource by the watchdog, not from the status
+    /// callback: this call's webhooks may have failed, so unasked questions mean it was cut off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconciled: bool,
 }
 
 impl Payload for CallCompleted {

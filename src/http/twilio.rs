@@ -300,34 +300,36 @@ async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Resu
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     }
     let book = &ctx.calls;
-    let answered_by = request.param("AnsweredBy").map(str::to_owned);
-    let call_sid = request.param("CallSid").map(str::to_owned);
-    let finished = book
-        .update(lead_id, |state| {
-            let changed = state.phase != CallPhase::Completed || state.call_sid.is_none();
-            state.phase = CallPhase::Completed;
-            if state.call_sid.is_none() {
-                state.call_sid.clone_from(&call_sid);
-            }
-            if state.answered_by.is_none() {
-                state.answered_by.clone_from(&answered_by);
-            }
-            // A call that was never answered was still placed (and counts as a call made).
-            let placed = state.call_sid.is_some() && state.placed_by(time::OffsetDateTime::now_utc());
-            ((), changed || placed)
-        })
-        .await?;
+    let known = book.get(lead_id).await?.map(|(state, _)| state);
     // The asynchronous detection's verdict, when the final callback does not repeat it.
-    let answered_by = answered_by.or_else(|| finished.and_then(|(state, ())| state.answered_by));
+    let answered_by = request
+        .param("AnsweredBy")
+        .map(str::to_owned)
+        .or_else(|| known.and_then(|state| state.answered_by));
     let completed = CallCompleted {
         lead_id,
         call_sid: request.param("CallSid").unwrap_or_default().to_owned(),
         status,
         duration_secs: request.param("CallDuration").and_then(|d| d.parse().ok()),
         answered_by,
+        reconciled: false,
     };
-    // The message id is the CallSid: a repeated or late callback is dropped by the stream.
+    // On the stream first (its id is the CallSid: a repeated or late callback is dropped there);
+    // a failure here leaves the entry dialed, and the watchdog learns the end from Twilio.
     ctx.bus.publish(&completed).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let marked = book
+        .update(lead_id, |state| {
+            (
+                (),
+                state.complete(&completed.call_sid, completed.answered_by.as_deref(), now),
+            )
+        })
+        .await;
+    // The end is durable; the finalizer marks the entry if this could not.
+    if let Err(err) = marked {
+        tracing::warn!(%lead_id, %err, "call.completed published; its entry not marked (the finalizer will)");
+    }
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 

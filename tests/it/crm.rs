@@ -46,6 +46,7 @@ fn finalized(n: usize) -> FinalizedLead {
             status: "completed".into(),
             duration_secs: Some(90),
             answered_by: Some("human".into()),
+            reconciled: false,
         },
         lead,
         answers: vec![

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use leadq::bus::{self, Bus, CallAnswer, CallCompleted};
-use leadq::calls::{CallBook, CallState, DoNotContact};
+use leadq::calls::{CallBook, CallPhase, CallState, DoNotContact};
 use leadq::twilio::signature;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -205,6 +205,50 @@ async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
         (completed[0].status.as_str(), completed[0].duration_secs),
         ("completed", Some(95))
     );
+}
+
+/// The entry says completed only once the call's end is on the stream: a final callback whose
+/// publish fails is refused and leaves the call dialed, for the watchdog to learn its end from
+/// Twilio (Twilio does not send a status callback twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_status_that_cannot_be_published_leaves_the_call_dialed() {
+    let api = Api::start().await;
+    let lead = api.call("Ada").await;
+    let sid = format!("CA{}", lead.simple());
+    api.book
+        .update(lead, |state| {
+            state.phase = CallPhase::Dialed;
+            ((), true)
+        })
+        .await
+        .expect("dialed");
+    // The stream stops taking `call.completed`, as while a cluster moves its leader.
+    let mut stream = api.bus.js.get_stream(bus::stream::CALLS).await.expect("CALLS");
+    let config = stream.info().await.expect("info").config.clone();
+    let mut without = config.clone();
+    without.subjects.retain(|s| s != bus::subject::CALL_COMPLETED);
+    api.bus.js.update_stream(without).await.expect("update stream");
+    let params = [
+        ("CallSid", sid.as_str()),
+        ("CallStatus", "completed"),
+        ("CallDuration", "60"),
+    ];
+    let path = format!("/webhooks/twilio/call-status?lead={lead}");
+    let (code, body) = api.post(&path, &params, true).await;
+    assert!(code >= 500, "{code} {body}");
+    let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
+    assert_eq!(
+        state.phase,
+        CallPhase::Dialed,
+        "marked completed with nothing published"
+    );
+
+    api.bus.js.update_stream(config).await.expect("restore stream");
+    let (code, _) = api.post(&path, &params, true).await;
+    assert_eq!(code, 204);
+    let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
+    assert_eq!(state.phase, CallPhase::Completed);
+    assert_eq!(api.messages::<CallCompleted>().await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
