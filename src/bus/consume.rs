@@ -7,7 +7,7 @@
 //! a handler works it keeps the message's deadline extended with in-progress acks, so a slow
 //! outside service never makes JetStream hand the same message to another replica.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -72,6 +72,51 @@ const PANIC_RETRY: Duration = Duration::from_secs(5);
 /// message arriving after one would wait for the request's end.
 const PULL_EXPIRES: Duration = Duration::from_secs(3);
 
+/// The pause before the first pull after a refused one; it doubles up to [`PULL_RETRY_MOST`].
+const PULL_RETRY_FIRST: Duration = Duration::from_millis(100);
+const PULL_RETRY_MOST: Duration = Duration::from_secs(2);
+/// A settle (ack, nak, term) the server did not confirm is sent again this many times.
+const SETTLE_TRIES: usize = 3;
+
+/// Pull requests the server refused or could not route (no responders while a stream's leader
+/// moves, a leadership change). A refused request ends at once, so without a pause the loop
+/// would ask thousands of times a second; and it says so once per change, not per attempt.
+#[derive(Default)]
+struct PullTrouble {
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl PullTrouble {
+    fn failed(&mut self, stream: &str, durable: &str, err: &dyn std::fmt::Display) {
+        if self.failures == 0 {
+            tracing::warn!(stream, consumer = durable, %err, "pull requests failing; retrying until they are answered");
+        } else {
+            tracing::debug!(stream, consumer = durable, %err, failures = self.failures, "pull request failed again");
+        }
+        self.failures += 1;
+        let pause = PULL_RETRY_FIRST * 2u32.pow(self.failures.min(5) - 1);
+        self.retry_at = Some(tokio::time::Instant::now() + pause.min(PULL_RETRY_MOST));
+    }
+
+    fn answered(&mut self, stream: &str, durable: &str) {
+        if self.failures > 0 {
+            tracing::info!(
+                stream,
+                consumer = durable,
+                failures = self.failures,
+                "pull requests answered again"
+            );
+        }
+        *self = Self::default();
+    }
+
+    /// When the next pull may be made; None: now.
+    fn waiting_until(&self) -> Option<tokio::time::Instant> {
+        self.retry_at.filter(|at| *at > tokio::time::Instant::now())
+    }
+}
+
 /// One pull request's messages, tagged with the request, then its end.
 type Pulled = (u64, Option<Result<async_nats::jetstream::Message, async_nats::Error>>);
 
@@ -127,12 +172,16 @@ where
         let mut pulls: SelectAll<BoxStream<'static, Pulled>> = SelectAll::new();
         // Messages asked for and not yet come, per pull request.
         let mut asked: HashMap<u64, usize> = HashMap::new();
+        let mut refused: HashSet<u64> = HashSet::new();
+        let mut trouble = PullTrouble::default();
         let mut next_pull = 0u64;
         let paused = loop {
             let free = lanes
                 .concurrency
                 .saturating_sub(working.len() + asked.values().sum::<usize>());
-            if free > 0 && (asked.is_empty() || free * 2 >= lanes.concurrency || working.is_empty()) {
+            let wanted = free > 0 && (asked.is_empty() || free * 2 >= lanes.concurrency || working.is_empty());
+            let pause = trouble.waiting_until().filter(|_| wanted);
+            if wanted && pause.is_none() {
                 match consumer
                     .batch()
                     .max_messages(free)
@@ -150,11 +199,7 @@ where
                         pulls.push(tagged.boxed());
                     }
                     Err(err) => {
-                        tracing::warn!(stream, consumer = durable, %err, "pull request failed; trying again");
-                        tokio::select! {
-                            () = shutdown.cancelled() => break false,
-                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        }
+                        trouble.failed(stream, durable, &err);
                         continue;
                     }
                 }
@@ -163,6 +208,7 @@ where
                 biased;
                 () = shutdown.cancelled() => break false,
                 () = until_paused(&mut gate) => break true,
+                () = tokio::time::sleep_until(pause.unwrap_or_else(tokio::time::Instant::now)), if pause.is_some() => {}
                 Some(()) = working.next(), if !working.is_empty() => {}
                 Some((id, pulled)) = pulls.next(), if !pulls.is_empty() => match pulled {
                     Some(Ok(message)) => {
@@ -172,12 +218,16 @@ where
                         working.push(settle.handle_one(message, &handler));
                     }
                     Some(Err(err)) => {
-                        // Missed heartbeats and reconnects surface here; the request ends and is
-                        // made again.
-                        tracing::warn!(stream, consumer = durable, %err, "pull interrupted");
+                        // A status the server ended the request with (503 no responders, 409
+                        // leadership change): the request is over and is made again after a pause.
+                        refused.insert(id);
+                        trouble.failed(stream, durable, &err);
                     }
                     None => {
                         asked.remove(&id);
+                        if !refused.remove(&id) {
+                            trouble.answered(stream, durable);
+                        }
                     }
                 },
             }
@@ -326,11 +376,11 @@ impl Settle<'_> {
 
     async fn settle(&self, message: &async_nats::jetstream::Message, outcome: Outcome) {
         let (bus, durable) = (self.bus, self.durable);
-        let result = match outcome {
-            Outcome::Done => message.double_ack().await,
+        let kind = match outcome {
+            Outcome::Done => AckKind::Ack,
             Outcome::Retry { after, reason } => {
                 tracing::warn!(%reason, retry_in = ?after, "handler failed; will retry");
-                message.ack_with(AckKind::Nak(Some(after))).await
+                AckKind::Nak(Some(after))
             }
             Outcome::Poison(reason) => {
                 tracing::error!(%reason, "poison message terminated");
@@ -343,18 +393,25 @@ impl Settle<'_> {
                     }),
                 );
                 match bus.publish(&alert).await {
-                    Ok(_) => message.ack_with(AckKind::Term).await,
+                    Ok(_) => AckKind::Term,
                     // Without the alert nobody would know; keep the message for another try.
                     Err(err) => {
                         tracing::error!(%err, "alert not published; message kept");
-                        message.ack_with(AckKind::Nak(Some(PANIC_RETRY))).await
+                        AckKind::Nak(Some(PANIC_RETRY))
                     }
                 }
             }
         };
-        if let Err(err) = result {
-            // The server will redeliver after the ack wait; handlers are idempotent for this.
-            tracing::warn!(%err, "settling the message failed");
+        // Confirmed by the server, and sent again if not: a nak lost while a consumer's leader
+        // moves would leave the message to its ack wait (30 s at the second delivery), not
+        // its retry delay.
+        for attempt in 1..=SETTLE_TRIES {
+            match message.double_ack_with(kind).await {
+                Ok(()) => return,
+                // The server redelivers after the ack wait; handlers are idempotent for this.
+                Err(err) if attempt == SETTLE_TRIES => tracing::warn!(%err, ?kind, "settling the message failed"),
+                Err(err) => tracing::debug!(%err, ?kind, attempt, "settling not confirmed; sending again"),
+            }
         }
     }
 }

@@ -341,6 +341,49 @@ async fn a_poison_message_is_terminated_with_an_alert() {
     );
 }
 
+/// A handler's retry is a nak with its delay, confirmed by the server: the message comes back
+/// as the next delivery, and is acked once handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_message_is_delivered_again_and_then_acked() {
+    crate::helpers::capture_logs();
+    let nats = NatsServer::start();
+    let bus = nats.ready_bus().await;
+    bus.publish(&lead(1)).await.expect("publish");
+    let shutdown = CancellationToken::new();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let worker = tokio::spawn({
+        let (bus, shutdown, attempts) = (bus.clone(), shutdown.clone(), attempts.clone());
+        async move {
+            consume_leads(
+                &bus,
+                4,
+                |delivery| {
+                    attempts.lock().expect("lock").push(delivery.attempt);
+                    async move {
+                        match delivery.attempt {
+                            1 => Outcome::Retry {
+                                after: Duration::from_millis(100),
+                                reason: "the outside service is down".into(),
+                            },
+                            _ => Outcome::Done,
+                        }
+                    }
+                },
+                shutdown,
+            )
+            .await
+        }
+    });
+    eventually(Duration::from_secs(20), "the second delivery", || async {
+        attempts.lock().expect("lock").len() >= 2
+    })
+    .await;
+    shutdown.cancel();
+    worker.await.expect("join").expect("consume");
+    assert_eq!(*attempts.lock().expect("lock"), [1, 2]);
+    assert_all_acked(&bus).await;
+}
+
 #[test]
 fn subjects_md_documents_every_name_of_the_bus_module() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/subjects.md")).expect("subjects.md");
