@@ -121,8 +121,9 @@ fn env_of(settings: &[(&str, String)]) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by scripts/chaos: minutes long, and a SurrealDB server restart under this load is \
-            not recovered from yet (issue #13's note); CI cannot carry a test that fails for that"]
+#[ignore = "minutes long, so not in every `cargo test`: scripts/test runs it short (30 leads, no store \
+            restart), scripts/chaos at 1,000 leads with the SurrealDB restart, which is not recovered \
+            from yet (issue #13's note)"]
 async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults() {
     let leads: usize = std::env::var("LEADQ_CHAOS_LEADS")
         .ok()
