@@ -75,8 +75,6 @@ const PULL_EXPIRES: Duration = Duration::from_secs(3);
 /// The pause before the first pull after a refused one; it doubles up to [`PULL_RETRY_MOST`].
 const PULL_RETRY_FIRST: Duration = Duration::from_millis(100);
 const PULL_RETRY_MOST: Duration = Duration::from_secs(2);
-/// A settle (ack, nak, term) the server did not confirm is sent again this many times.
-const SETTLE_TRIES: usize = 3;
 
 /// Pull requests the server refused or could not route (no responders while a stream's leader
 /// moves, a leadership change). A refused request ends at once, so without a pause the loop
@@ -402,16 +400,15 @@ impl Settle<'_> {
                 }
             }
         };
-        // Confirmed by the server, and sent again if not: a nak lost while a consumer's leader
-        // moves would leave the message to its ack wait (30 s at the second delivery), not
-        // its retry delay.
-        for attempt in 1..=SETTLE_TRIES {
-            match message.double_ack_with(kind).await {
-                Ok(()) => return,
-                // The server redelivers after the ack wait; handlers are idempotent for this.
-                Err(err) if attempt == SETTLE_TRIES => tracing::warn!(%err, ?kind, "settling the message failed"),
-                Err(err) => tracing::debug!(%err, ?kind, attempt, "settling not confirmed; sending again"),
-            }
+        // Only the ack waits for the server's word: a nak or term sent again after a slow
+        // answer could reach a later delivery of the same message.
+        let settled = match kind {
+            AckKind::Ack => message.double_ack().await,
+            other => message.ack_with(other).await,
+        };
+        if let Err(err) = settled {
+            // The server redelivers after the ack wait; handlers are idempotent for this.
+            tracing::warn!(%err, ?kind, "settling the message failed");
         }
     }
 }

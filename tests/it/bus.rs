@@ -341,7 +341,7 @@ async fn a_poison_message_is_terminated_with_an_alert() {
     );
 }
 
-/// A handler's retry is a nak with its delay, confirmed by the server: the message comes back
+/// A handler's retry is a nak with its delay: the message comes back
 /// as the next delivery, and is acked once handled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_message_is_delivered_again_and_then_acked() {
