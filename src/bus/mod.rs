@@ -159,24 +159,6 @@ pub fn lost_race(err: &jetstream::kv::UpdateError) -> bool {
     false
 }
 
-/// The connection's changes of state, one line each: the client reconnects by itself, so a
-/// worker that loses NATS says so once and once more when it is back, not at every attempt.
-fn log_connection_event(event: &async_nats::Event) {
-    use async_nats::Event;
-    match event {
-        Event::Connected => tracing::info!("connected to NATS"),
-        Event::Disconnected => tracing::warn!("lost the connection to NATS; reconnecting"),
-        Event::LameDuckMode => tracing::warn!("the NATS server is shutting down (lame duck mode); moving on"),
-        Event::SlowConsumer(sid) => tracing::warn!(
-            subscription = sid,
-            "a subscription falls behind; NATS drops its messages"
-        ),
-        Event::ServerError(err) => tracing::warn!(%err, "NATS server error"),
-        Event::ClientError(err) => tracing::warn!(%err, "NATS client error"),
-        other => tracing::info!(event = %other, "NATS connection"),
-    }
-}
-
 /// One connection to NATS and its JetStream context; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Bus {
@@ -191,7 +173,6 @@ impl Bus {
         let client = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
-            .event_callback(|event| async move { log_connection_event(&event) })
             // With several seeds, any that answers; a node lost later is left for another.
             .connect(servers)
             .await
