@@ -38,12 +38,14 @@ ensure_nats_server() {
 # (a debug build: tests need it working, not fast) and kept beside leadq's own build, in
 # $CARGO_TARGET_DIR/tools, so a machine that caches the target directory caches it too.
 SURREAL_VERSION=3.3.5
+# The build's own revision: bumped when tools/surreal-server/Cargo.toml changes how it is built.
+SURREAL_BUILD=$SURREAL_VERSION-2
 ensure_surreal_server() {
   if [ -n "${LEADQ_SURREAL:-}" ]; then
     [ -x "$LEADQ_SURREAL" ] || die "LEADQ_SURREAL=$LEADQ_SURREAL is not executable"
     return
   fi
-  export LEADQ_SURREAL="$CARGO_TARGET_DIR/tools/surreal-$SURREAL_VERSION"
+  export LEADQ_SURREAL="$CARGO_TARGET_DIR/tools/surreal-$SURREAL_BUILD"
   [ -x "$LEADQ_SURREAL" ] && return
   say "building the SurrealDB server $SURREAL_VERSION (crates.io surrealdb-server); once per machine"
   CARGO_TARGET_DIR="$LEADQ_TOOLS/surreal-build" cargo build --quiet --locked \

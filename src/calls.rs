@@ -183,9 +183,8 @@ impl CallBook {
     }
 
     pub async fn get(&self, lead_id: Uuid) -> Result<Option<(CallState, u64)>, BusError> {
-        let Some(entry) = self
-            .kv
-            .entry(Self::key(lead_id))
+        let key = Self::key(lead_id);
+        let Some(entry) = bus::retrying("calls get", || self.kv.entry(&key))
             .await
             .map_err(|e| kv_error("get", e))?
         else {
@@ -249,7 +248,8 @@ impl CallBook {
     /// Creates the entry if there is none; returns whether this call created it.
     pub async fn create(&self, state: &CallState) -> Result<bool, BusError> {
         let body = serde_json::to_vec(state).map_err(|e| kv_error("encode", e))?;
-        match self.kv.create(Self::key(state.lead_id), body.into()).await {
+        let (key, body) = (Self::key(state.lead_id), bytes::Bytes::from(body));
+        match bus::retrying("calls create", || self.kv.create(&key, body.clone())).await {
             Ok(_) => Ok(true),
             Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
             Err(err) => Err(kv_error("create", err)),
@@ -276,8 +276,11 @@ impl CallBook {
                 return Ok(Some((state, decision)));
             }
             state.updated_at = OffsetDateTime::now_utc();
-            let body = serde_json::to_vec(&state).map_err(|e| kv_error("encode", e))?;
-            match self.kv.update(Self::key(lead_id), body.into(), revision).await {
+            let body = bytes::Bytes::from(serde_json::to_vec(&state).map_err(|e| kv_error("encode", e))?);
+            let key = Self::key(lead_id);
+            // A write that landed before its answer was lost reads as a lost race next time:
+            // `change` then decides again on what is stored.
+            match bus::retrying("calls update", || self.kv.update(&key, body.clone(), revision)).await {
                 Ok(_) => return Ok(Some((state, decision))),
                 Err(err) if bus::lost_race(&err) => continue,
                 Err(err) => return Err(kv_error("update", err)),
@@ -390,14 +393,12 @@ impl PhoneClaims {
             if n > 0 {
                 after_lost_race(n).await;
             }
-            match self.kv.create(&key, body.clone().into()).await {
+            match bus::retrying("phones create", || self.kv.create(&key, body.clone().into())).await {
                 Ok(_) => return Ok(Claim::Ours),
                 Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(err) => return Err(BusError::jetstream("phones create", err)),
             }
-            let Some(entry) = self
-                .kv
-                .entry(&key)
+            let Some(entry) = bus::retrying("phones get", || self.kv.entry(&key))
                 .await
                 .map_err(|e| BusError::jetstream("phones get", e))?
             else {
@@ -412,7 +413,11 @@ impl PhoneClaims {
                 Some(owner) if !expired && !force => return Ok(Claim::Taken { first: owner.lead_id }),
                 _ => {}
             }
-            match self.kv.update(&key, body.clone().into(), entry.revision).await {
+            match bus::retrying("phones update", || {
+                self.kv.update(&key, body.clone().into(), entry.revision)
+            })
+            .await
+            {
                 Ok(_) => return Ok(Claim::Ours),
                 Err(err) if bus::lost_race(&err) => continue,
                 Err(err) => return Err(BusError::jetstream("phones update", err)),

@@ -53,9 +53,7 @@ impl<T: Serialize + DeserializeOwned> JsonKv<T> {
 
     /// The record under `key`; an unreadable record counts as absent (and is logged).
     pub async fn get(&self, key: &str) -> Result<Option<T>, BusError> {
-        let value = self
-            .kv
-            .get(key)
+        let value = super::retrying(self.what, || self.kv.get(key))
             .await
             .map_err(|e| BusError::jetstream(format!("{} get", self.what), e))?;
         Ok(value.and_then(|bytes| {
@@ -67,8 +65,7 @@ impl<T: Serialize + DeserializeOwned> JsonKv<T> {
 
     pub async fn put(&self, key: &str, record: &T) -> Result<(), BusError> {
         let body = self.encode(record)?;
-        self.kv
-            .put(key, body)
+        super::retrying(self.what, || self.kv.put(key, body.clone()))
             .await
             .map_err(|e| BusError::jetstream(format!("{} put", self.what), e))?;
         Ok(())
@@ -77,7 +74,7 @@ impl<T: Serialize + DeserializeOwned> JsonKv<T> {
     /// Writes only when `key` holds nothing yet; false when it does.
     pub async fn create(&self, key: &str, record: &T) -> Result<bool, BusError> {
         let body = self.encode(record)?;
-        match self.kv.create(key, body).await {
+        match super::retrying(self.what, || self.kv.create(key, body.clone())).await {
             Ok(_) => Ok(true),
             Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
             Err(err) => Err(BusError::jetstream(format!("{} create", self.what), err)),

@@ -7,6 +7,7 @@ mod json_kv;
 mod payload;
 mod topology;
 mod trace;
+mod transient;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ pub use consume::{Delivery, Lanes, Outcome, consume};
 pub use json_kv::JsonKv;
 pub use payload::*;
 pub use topology::{Change, SetupItem, SetupReport, setup};
+pub(crate) use transient::retrying;
 
 /// Subjects carried by the streams.
 pub mod subject {
@@ -112,6 +114,11 @@ pub enum BusError {
 }
 
 impl BusError {
+    /// Whether the same request may succeed soon: NATS or a stream leader is away for now.
+    pub fn is_transient(&self) -> bool {
+        transient::is_transient(self)
+    }
+
     pub(crate) fn jetstream(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
         Self::JetStream {
             what: what.into(),
@@ -185,28 +192,30 @@ impl Bus {
     }
 
     /// Publishes a payload with its idempotency key and the current trace, and waits for the
-    /// stream's ack: once this returns, the message is stored (or was a duplicate).
+    /// stream's ack: once this returns, the message is stored (or was a duplicate). A cluster's
+    /// short absence (a leader election) is ridden out, not returned.
     pub async fn publish<P: Payload>(&self, payload: &P) -> Result<jetstream::publish::PublishAck, BusError> {
         let body = payload::encode(payload).map_err(|source| BusError::Encode {
             subject: P::SUBJECT,
             source,
         })?;
+        let body = bytes::Bytes::from(body);
         let mut headers = HeaderMap::new();
         trace::inject(&mut headers);
-        let publish = PublishMessage::build()
-            .headers(headers)
-            .message_id(payload.msg_id())
-            .payload(body.into());
-        let publish_err = |source| BusError::Publish {
+        // Sent again with the same message id while the stream elects a leader: the duplicate
+        // window makes a publish that did land count once.
+        retrying(P::SUBJECT, || async {
+            let publish = PublishMessage::build()
+                .headers(headers.clone())
+                .message_id(payload.msg_id())
+                .payload(body.clone());
+            self.js.send_publish(P::SUBJECT, publish).await?.await
+        })
+        .await
+        .map_err(|source| BusError::Publish {
             subject: P::SUBJECT,
             source,
-        };
-        self.js
-            .send_publish(P::SUBJECT, publish)
-            .await
-            .map_err(publish_err)?
-            .await
-            .map_err(publish_err)
+        })
     }
 
     /// Publishes a record of work already done (an activity entry, an alert): a failure is logged,

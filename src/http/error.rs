@@ -36,15 +36,24 @@ pub enum ApiError {
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// A store that does not answer is a 503 (try again), not a fault of the request or a 500.
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
-        Self::Internal(Box::new(err))
+        match err {
+            crate::store::StoreError::Unanswered(_) => Self::Unavailable(err.to_string()),
+            other => Self::Internal(Box::new(other)),
+        }
     }
 }
 
+/// NATS away for longer than the bus rides out is a 503 too.
 impl From<crate::bus::BusError> for ApiError {
     fn from(err: crate::bus::BusError) -> Self {
-        Self::Internal(Box::new(err))
+        if err.is_transient() {
+            Self::Unavailable(format!("the message bus is not answering right now ({err}); try again"))
+        } else {
+            Self::Internal(Box::new(err))
+        }
     }
 }
 

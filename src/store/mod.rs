@@ -1,16 +1,17 @@
 //! The system of record: SurrealDB through the `any` engine, so one type serves the embedded file
 //! store (`surrealkv://`), tests (`mem://`) and a SurrealDB server (`ws://`). The schema in
-//! `schema.surql` is applied at every connect; every query binds its parameters.
+//! `schema.surql` is applied when the store is opened; every query binds its parameters and has a
+//! deadline (`connection.rs`: a connection that stops answering is replaced).
 
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use surrealdb::Surreal;
-use surrealdb::engine::any::Any;
-use surrealdb::opt::auth::Root;
 use surrealdb::types::RecordId;
+
+mod connection;
+
+use connection::Connection;
 
 use crate::bus::Activity;
 use crate::config::{DbLocation, Settings};
@@ -30,6 +31,8 @@ pub enum StoreError {
     Open { endpoint: String, source: surrealdb::Error },
     #[error("store query failed: {0}")]
     Query(#[from] surrealdb::Error),
+    #[error("the store did not answer within {0:?}; reconnecting")]
+    Unanswered(Duration),
     #[error("cannot encode a record: {0}")]
     Encode(String),
     #[error("cannot create the data directory {path}: {source}")]
@@ -39,7 +42,7 @@ pub enum StoreError {
 /// A handle on the store; clones share one connection.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: Surreal<Any>,
+    conn: Connection,
     /// The last figures per period start, reused for a moment: status is asked often and cheaply.
     figures_cache: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Figures)>>>,
 }
@@ -200,19 +203,8 @@ impl Store {
             endpoint: endpoint.clone(),
             source,
         };
-        let db = tokio::time::timeout(Duration::from_secs(10), surrealdb::engine::any::connect(&endpoint))
-            .await
-            .map_err(|_| open_err(surrealdb::Error::internal("timed out after 10 s".into())))?
-            .map_err(open_err)?;
-        if let (DbLocation::Server(_), Some(user), Some(pass)) = (&settings.db, &settings.db_user, &settings.db_pass) {
-            db.signin(Root {
-                username: user.clone(),
-                password: pass.expose_secret().to_owned(),
-            })
-            .await
-            .map_err(open_err)?;
-        }
-        db.use_ns(NAMESPACE).use_db(DATABASE).await.map_err(open_err)?;
+        let conn = Connection::open(settings).await?;
+        let db = conn.db();
         // Defining the schema runs deep in SurrealDB's executor: a task of its own starts it at the
         // bottom of a thread's stack, not on top of whatever is opening the store.
         // Processes starting together on one server define it at once, and all but one of them
@@ -234,14 +226,14 @@ impl Store {
             }
         }
         Ok(Self {
-            db,
+            conn,
             figures_cache: Default::default(),
         })
     }
 
     /// Whether the store answers a query now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db.query("RETURN 1").await?.check()?;
+        self.conn.run(self.conn.db().query("RETURN 1")).await?;
         Ok(())
     }
 
@@ -251,44 +243,53 @@ impl Store {
             .at
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        self.db
-            .query(
-                "UPSERT $id SET kind = $kind, actor = $actor, summary = $summary, lead_id = $lead_id, \
+        self.conn
+            .run(
+                self.conn
+                    .db()
+                    .query(
+                        "UPSERT $id SET kind = $kind, actor = $actor, summary = $summary, lead_id = $lead_id, \
                  detail = $detail, at = <datetime>$at",
+                    )
+                    .bind(("id", RecordId::new("activity", entry.id.to_string())))
+                    .bind(("kind", entry.kind.clone()))
+                    .bind(("actor", entry.actor.clone()))
+                    .bind(("summary", entry.summary.clone()))
+                    .bind(("lead_id", entry.lead_id.map(|id| id.to_string())))
+                    .bind(("detail", entry.detail.clone()))
+                    .bind(("at", at)),
             )
-            .bind(("id", RecordId::new("activity", entry.id.to_string())))
-            .bind(("kind", entry.kind.clone()))
-            .bind(("actor", entry.actor.clone()))
-            .bind(("summary", entry.summary.clone()))
-            .bind(("lead_id", entry.lead_id.map(|id| id.to_string())))
-            .bind(("detail", entry.detail.clone()))
-            .bind(("at", at))
-            .await?
-            .check()?;
+            .await?;
         if entry.kind == "lead.resubmitted"
             && let Some(lead_id) = entry.lead_id
         {
             // Once the lead is finalized its record lists it (before that, finalizing does), and
             // the CRM row is written again with it.
-            self.db
-                .query(format!(
-                    "UPDATE $lead SET resubmissions = {RESUBMISSIONS}; \
+            self.conn
+                .run(
+                    self.conn
+                        .db()
+                        .query(format!(
+                            "UPDATE $lead SET resubmissions = {RESUBMISSIONS}; \
                      UPDATE $lead SET crm_sync = 'pending' WHERE crm_sync = 'synced'"
-                ))
-                .bind(("lead", RecordId::new("lead", lead_id.to_string())))
-                .bind(("lead_id", lead_id.to_string()))
-                .await?
-                .check()?;
+                        ))
+                        .bind(("lead", RecordId::new("lead", lead_id.to_string())))
+                        .bind(("lead_id", lead_id.to_string())),
+                )
+                .await?;
             self.merge_resubmissions(lead_id).await?;
         }
         // The SMS role keeps no records; its report is how a lead's record learns the text went out.
         if let (Some(state), Some(lead_id)) = (entry.kind.strip_prefix("sms."), entry.lead_id) {
-            self.db
-                .query("UPDATE $lead SET sms_state = $state")
-                .bind(("lead", RecordId::new("lead", lead_id.to_string())))
-                .bind(("state", state.to_owned()))
-                .await?
-                .check()?;
+            self.conn
+                .run(
+                    self.conn
+                        .db()
+                        .query("UPDATE $lead SET sms_state = $state")
+                        .bind(("lead", RecordId::new("lead", lead_id.to_string())))
+                        .bind(("state", state.to_owned())),
+                )
+                .await?;
         }
         Ok(())
     }
@@ -296,11 +297,14 @@ impl Store {
     /// A saved setting (`script`, `rules`), if an admin (or the first start) saved one.
     pub async fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         let mut response = self
-            .db
-            .query("SELECT VALUE body FROM $id")
-            .bind(("id", RecordId::new("setting", key.to_owned())))
-            .await?
-            .check()?;
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query("SELECT VALUE body FROM $id")
+                    .bind(("id", RecordId::new("setting", key.to_owned()))),
+            )
+            .await?;
         let bodies: Vec<serde_json::Value> = response.take(0)?;
         Ok(bodies
             .into_iter()
@@ -310,13 +314,16 @@ impl Store {
 
     pub async fn save_setting<T: Serialize>(&self, key: &str, value: &T, by: &str) -> Result<(), StoreError> {
         let body = serde_json::to_value(value).map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.db
-            .query("UPSERT $id SET body = $body, updated_at = time::now(), updated_by = $by")
-            .bind(("id", RecordId::new("setting", key.to_owned())))
-            .bind(("body", body))
-            .bind(("by", by.to_owned()))
-            .await?
-            .check()?;
+        self.conn
+            .run(
+                self.conn
+                    .db()
+                    .query("UPSERT $id SET body = $body, updated_at = time::now(), updated_by = $by")
+                    .bind(("id", RecordId::new("setting", key.to_owned())))
+                    .bind(("body", body))
+                    .bind(("by", by.to_owned())),
+            )
+            .await?;
         Ok(())
     }
 
@@ -340,31 +347,34 @@ impl Store {
             "answered_to_first_words_ms": record.answered_to_first_words_ms,
         });
         let lead_id = RecordId::new("lead", lead.lead_id.to_string());
-        self.db
-            .query(format!(
-                "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
+        self.conn
+            .run(
+                self.conn
+                    .db()
+                    .query(format!(
+                        "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
                  reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
                  resubmissions = {RESUBMISSIONS}, \
                  crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
                  UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
                  duration_secs = $duration, answered_by = $answered_by"
-            ))
-            .bind(("lead", lead_id))
-            .bind(("lead_id", lead.lead_id.to_string()))
-            .bind(("contact", serde_json::to_value(&lead.lead).map_err(encode)?))
-            .bind(("answers", serde_json::to_value(&record.answers).map_err(encode)?))
-            .bind(("score", i64::from(record.score)))
-            .bind(("verdict", record.verdict.clone()))
-            .bind(("reasons", record.reasons.clone()))
-            .bind(("timestamps", timestamps))
-            .bind(("source", serde_json::to_value(lead.source).map_err(encode)?))
-            .bind(("call", RecordId::new("call", record.call.call_sid.clone())))
-            .bind(("call_sid", record.call.call_sid.clone()))
-            .bind(("status", record.call.status.clone()))
-            .bind(("duration", record.call.duration_secs.map(i64::from)))
-            .bind(("answered_by", record.call.answered_by.clone()))
-            .await?
-            .check()?;
+                    ))
+                    .bind(("lead", lead_id))
+                    .bind(("lead_id", lead.lead_id.to_string()))
+                    .bind(("contact", serde_json::to_value(&lead.lead).map_err(encode)?))
+                    .bind(("answers", serde_json::to_value(&record.answers).map_err(encode)?))
+                    .bind(("score", i64::from(record.score)))
+                    .bind(("verdict", record.verdict.clone()))
+                    .bind(("reasons", record.reasons.clone()))
+                    .bind(("timestamps", timestamps))
+                    .bind(("source", serde_json::to_value(lead.source).map_err(encode)?))
+                    .bind(("call", RecordId::new("call", record.call.call_sid.clone())))
+                    .bind(("call_sid", record.call.call_sid.clone()))
+                    .bind(("status", record.call.status.clone()))
+                    .bind(("duration", record.call.duration_secs.map(i64::from)))
+                    .bind(("answered_by", record.call.answered_by.clone())),
+            )
+            .await?;
         self.merge_resubmissions(lead.lead_id).await
     }
 
@@ -374,15 +384,18 @@ impl Store {
     async fn merge_resubmissions(&self, lead_id: uuid::Uuid) -> Result<(), StoreError> {
         let record = RecordId::new("lead", lead_id.to_string());
         let mut response = self
-            .db
-            .query(
-                "SELECT VALUE contact FROM $lead; \
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query(
+                        "SELECT VALUE contact FROM $lead; \
                  SELECT VALUE detail.lead FROM activity WHERE kind = 'lead.resubmitted' AND lead_id = $lead_id",
+                    )
+                    .bind(("lead", record.clone()))
+                    .bind(("lead_id", lead_id.to_string())),
             )
-            .bind(("lead", record.clone()))
-            .bind(("lead_id", lead_id.to_string()))
-            .await?
-            .check()?;
+            .await?;
         let contacts: Vec<serde_json::Value> = response.take(0)?;
         let later: Vec<serde_json::Value> = response.take(1)?;
         let Some(Ok(mut contact)) = contacts
@@ -398,12 +411,15 @@ impl Store {
         }
         if changed {
             let contact = serde_json::to_value(&contact).map_err(|e| StoreError::Encode(e.to_string()))?;
-            self.db
-                .query("UPDATE $lead SET contact = $contact")
-                .bind(("lead", record))
-                .bind(("contact", contact))
-                .await?
-                .check()?;
+            self.conn
+                .run(
+                    self.conn
+                        .db()
+                        .query("UPDATE $lead SET contact = $contact")
+                        .bind(("lead", record))
+                        .bind(("contact", contact)),
+                )
+                .await?;
         }
         Ok(())
     }
@@ -411,26 +427,32 @@ impl Store {
     /// Finalized leads not yet in the CRM (pending, or unsynced after a failure), oldest first.
     pub async fn unsynced_leads(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut response = self
-            .db
-            .query(
-                "SELECT *, record::id(id) AS id FROM lead WHERE crm_sync IN ['pending', 'unsynced'] \
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query(
+                        "SELECT *, record::id(id) AS id FROM lead WHERE crm_sync IN ['pending', 'unsynced'] \
                  ORDER BY timestamps.finalized_at LIMIT $limit",
+                    )
+                    .bind(("limit", i64::from(limit))),
             )
-            .bind(("limit", i64::from(limit)))
-            .await?
-            .check()?;
+            .await?;
         Ok(response.take(0)?)
     }
 
     /// Sets the CRM sync state of these leads (`synced`, `unsynced`, `rejected`).
     pub async fn mark_crm(&self, lead_ids: &[String], state: &str) -> Result<(), StoreError> {
         let ids: Vec<RecordId> = lead_ids.iter().map(|id| RecordId::new("lead", id.clone())).collect();
-        self.db
-            .query("UPDATE $ids SET crm_sync = $state")
-            .bind(("ids", ids))
-            .bind(("state", state.to_owned()))
-            .await?
-            .check()?;
+        self.conn
+            .run(
+                self.conn
+                    .db()
+                    .query("UPDATE $ids SET crm_sync = $state")
+                    .bind(("ids", ids))
+                    .bind(("state", state.to_owned())),
+            )
+            .await?;
         Ok(())
     }
 
@@ -458,8 +480,7 @@ impl Store {
 
     async fn compute_figures(&self, since: &str) -> Result<Figures, StoreError> {
         let since = since.to_owned();
-        let mut response = self
-            .db
+        let mut response = self.conn.run(self.conn.db()
             .query(
                 "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
                  RETURN { \
@@ -472,8 +493,7 @@ impl Store {
                  };",
             )
             .bind(("since", since))
-            .await?
-            .check()?;
+            ).await?;
         let row: Option<serde_json::Value> = response.take(1)?;
         let row = row.unwrap_or_default();
         let count = |key: &str| row[key].as_u64().unwrap_or(0);
@@ -493,11 +513,14 @@ impl Store {
     /// A finished lead's record as stored, for the API and tests.
     pub async fn lead(&self, lead_id: uuid::Uuid) -> Result<Option<serde_json::Value>, StoreError> {
         let mut response = self
-            .db
-            .query("SELECT *, record::id(id) AS id FROM $lead")
-            .bind(("lead", RecordId::new("lead", lead_id.to_string())))
-            .await?
-            .check()?;
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query("SELECT *, record::id(id) AS id FROM $lead")
+                    .bind(("lead", RecordId::new("lead", lead_id.to_string()))),
+            )
+            .await?;
         let rows: Vec<serde_json::Value> = response.take(0)?;
         Ok(rows.into_iter().next())
     }
@@ -505,10 +528,13 @@ impl Store {
     /// Whether any lead was ever finished: a fresh install's dashboard says what to do first.
     pub async fn has_leads(&self) -> Result<bool, StoreError> {
         let mut response = self
-            .db
-            .query("RETURN count(SELECT VALUE id FROM lead LIMIT 1) > 0")
-            .await?
-            .check()?;
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query("RETURN count(SELECT VALUE id FROM lead LIMIT 1) > 0"),
+            )
+            .await?;
         let any: Option<bool> = response.take(0)?;
         Ok(any.unwrap_or(false))
     }
@@ -516,47 +542,56 @@ impl Store {
     /// What happened to one lead, oldest first (the lead's page); at most 200 entries.
     pub async fn lead_activity(&self, lead_id: uuid::Uuid) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self
-            .db
-            .query(format!(
-                "SELECT {ACTIVITY_COLUMNS} FROM activity WHERE lead_id = $lead_id ORDER BY at ASC LIMIT 200"
-            ))
-            .bind(("lead_id", lead_id.to_string()))
-            .await?
-            .check()?;
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query(format!(
+                        "SELECT {ACTIVITY_COLUMNS} FROM activity WHERE lead_id = $lead_id ORDER BY at ASC LIMIT 200"
+                    ))
+                    .bind(("lead_id", lead_id.to_string())),
+            )
+            .await?;
         Ok(activity_rows(response.take(0)?))
     }
 
     /// The newest entries first.
     pub async fn recent_activity(&self, limit: u32) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self
-            .db
-            .query(format!(
-                "SELECT {ACTIVITY_COLUMNS} FROM activity ORDER BY at DESC LIMIT $limit"
-            ))
-            .bind(("limit", i64::from(limit)))
-            .await?
-            .check()?;
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query(format!(
+                        "SELECT {ACTIVITY_COLUMNS} FROM activity ORDER BY at DESC LIMIT $limit"
+                    ))
+                    .bind(("limit", i64::from(limit))),
+            )
+            .await?;
         Ok(activity_rows(response.take(0)?))
     }
 
     /// One page of the activity log, newest first, optionally of one kind and one actor.
     pub async fn activity_page(&self, filter: &ActivityFilter) -> Result<Page<ActivityRow>, StoreError> {
         let mut response = self
-            .db
-            .query(format!(
-                "LET $rows = SELECT * FROM activity \
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query(format!(
+                        "LET $rows = SELECT * FROM activity \
                    WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor); \
                  RETURN count($rows); \
                  SELECT {ACTIVITY_COLUMNS} \
                    FROM activity WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor) \
                    ORDER BY at DESC LIMIT $limit START $offset"
-            ))
-            .bind(("kind", filter.kind.clone()))
-            .bind(("actor", filter.actor.clone()))
-            .bind(("limit", i64::from(filter.limit)))
-            .bind(("offset", i64::from(filter.offset)))
-            .await?
-            .check()?;
+                    ))
+                    .bind(("kind", filter.kind.clone()))
+                    .bind(("actor", filter.actor.clone()))
+                    .bind(("limit", i64::from(filter.limit)))
+                    .bind(("offset", i64::from(filter.offset))),
+            )
+            .await?;
         let total: Option<u64> = response.take(1)?;
         Ok(Page {
             items: activity_rows(response.take(2)?),
@@ -574,18 +609,21 @@ impl Store {
         offset: u32,
     ) -> Result<Page<serde_json::Value>, StoreError> {
         let mut response = self
-            .db
-            .query(
-                "RETURN count(SELECT id FROM lead WHERE $verdict = NONE OR verdict = $verdict); \
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query(
+                        "RETURN count(SELECT id FROM lead WHERE $verdict = NONE OR verdict = $verdict); \
                  SELECT record::id(id) AS id, contact, verdict, score, call_status, crm_sync, sms_state, timestamps \
                    FROM lead WHERE $verdict = NONE OR verdict = $verdict \
                    ORDER BY timestamps.finalized_at DESC LIMIT $limit START $offset",
+                    )
+                    .bind(("verdict", verdict))
+                    .bind(("limit", i64::from(limit)))
+                    .bind(("offset", i64::from(offset))),
             )
-            .bind(("verdict", verdict))
-            .bind(("limit", i64::from(limit)))
-            .bind(("offset", i64::from(offset)))
-            .await?
-            .check()?;
+            .await?;
         let total: Option<u64> = response.take(0)?;
         Ok(Page {
             items: response.take(1)?,
@@ -600,8 +638,7 @@ impl Store {
         let since = since
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let mut response = self
-            .db
+        let mut response = self.conn.run(self.conn.db()
             .query(
                 "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
                  LET $speeds = $leads[WHERE timestamps.speed_to_lead_secs != NONE AND timestamps.speed_to_lead_secs != NULL].timestamps.speed_to_lead_secs; \
@@ -613,8 +650,7 @@ impl Store {
                  };",
             )
             .bind(("since", since))
-            .await?
-            .check()?;
+            ).await?;
         let row: Option<serde_json::Value> = response.take(2)?;
         Ok(row.unwrap_or_default())
     }
@@ -622,26 +658,32 @@ impl Store {
     /// The newest pasted test emails and what became of each.
     pub async fn recent_test_emails(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut response = self
-            .db
-            .query(
-                "SELECT record::id(id) AS id, raw, result, submitted_by, <string>at AS at \
+            .conn
+            .run(
+                self.conn
+                    .db()
+                    .query(
+                        "SELECT record::id(id) AS id, raw, result, submitted_by, <string>at AS at \
                  FROM test_email ORDER BY at DESC LIMIT $limit",
+                    )
+                    .bind(("limit", i64::from(limit))),
             )
-            .bind(("limit", i64::from(limit)))
-            .await?
-            .check()?;
+            .await?;
         Ok(response.take(0)?)
     }
 
     /// Keeps a pasted test email and what became of it.
     pub async fn save_test_email(&self, raw: &str, result: &serde_json::Value, by: &str) -> Result<(), StoreError> {
-        self.db
-            .query("CREATE test_email SET raw = $raw, result = $result, submitted_by = $by, at = time::now()")
-            .bind(("raw", raw.to_owned()))
-            .bind(("result", result.clone()))
-            .bind(("by", by.to_owned()))
-            .await?
-            .check()?;
+        self.conn
+            .run(
+                self.conn
+                    .db()
+                    .query("CREATE test_email SET raw = $raw, result = $result, submitted_by = $by, at = time::now()")
+                    .bind(("raw", raw.to_owned()))
+                    .bind(("result", result.clone()))
+                    .bind(("by", by.to_owned())),
+            )
+            .await?;
         Ok(())
     }
 }

@@ -265,6 +265,8 @@ pub struct SurrealServer {
     pub port: u16,
     /// `memory`, or `surrealkv://DIR` for a server whose data outlives a restart.
     storage: String,
+    /// Where an on-disk server's own log goes (appended across restarts), for a failed run.
+    log: Option<PathBuf>,
 }
 
 pub const SURREAL_USER: &str = "root";
@@ -276,7 +278,8 @@ fn surreal_bin() -> PathBuf {
             let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
             format!("{home}/.cache/leadq-target")
         });
-        PathBuf::from(target).join("tools/surreal-3.3.5")
+        // scripts/lib.sh's SURREAL_BUILD.
+        PathBuf::from(target).join("tools/surreal-3.3.5-2")
     });
     assert!(
         bin.exists(),
@@ -289,19 +292,23 @@ fn surreal_bin() -> PathBuf {
 impl SurrealServer {
     /// In memory.
     pub fn start() -> Self {
-        Self::start_with("memory".into())
+        Self::start_with("memory".into(), None)
     }
 
     /// On disk in `dir`: its data survives [`SurrealServer::restart`].
     pub fn start_on_disk(dir: &std::path::Path) -> Self {
-        Self::start_with(format!("surrealkv://{}", dir.display()))
+        Self::start_with(
+            format!("surrealkv://{}", dir.display()),
+            Some(dir.with_extension("log")),
+        )
     }
 
-    fn start_with(storage: String) -> Self {
+    fn start_with(storage: String, log: Option<PathBuf>) -> Self {
         let mut server = Self {
             child: None,
             port: free_port(),
             storage,
+            log,
         };
         server.restart();
         server
@@ -325,9 +332,16 @@ impl SurrealServer {
                 SURREAL_PASS,
             ])
             .arg(&self.storage)
-            .env("SURREAL_LOG", "warn")
+            .env("SURREAL_LOG", "info")
+            .env("SURREAL_SLOW_QUERY_LOG_THRESHOLD", "100ms")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log.as_ref().map_or_else(Stdio::null, |path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_or_else(|_| Stdio::null(), Stdio::from)
+            }))
             .spawn()
             .expect("spawn surreal");
         self.child = Some(child);

@@ -123,3 +123,110 @@ async fn two_finalizer_processes_on_one_surrealdb_server_record_what_the_embedde
     );
     assert_eq!(seen.1[0], 5, "five leads: {:?}", seen.1);
 }
+
+/// A loopback TCP relay to the server that can stop answering on the connections it holds, as
+/// seen in the fault suite (one process's connection went silent while the server answered
+/// others); connections opened after [`Relay::silence`] are relayed as usual.
+struct Relay {
+    port: u16,
+    /// Connections numbered below this get nothing relayed any more.
+    silenced_below: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let relay_port = listener.local_addr().expect("addr").port();
+        let silenced_below = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let silenced = silenced_below.clone();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                    continue;
+                };
+                let silenced = silenced.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let live = move || silenced.load(Ordering::SeqCst) <= n;
+                    let live_too = live.clone();
+                    let up = async move {
+                        let mut buf = vec![0; 16 * 1024];
+                        while let Ok(read @ 1..) = client_read.read(&mut buf).await {
+                            if live() && server_write.write_all(&buf[..read]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let down = async move {
+                        let mut buf = vec![0; 16 * 1024];
+                        while let Ok(read @ 1..) = server_read.read(&mut buf).await {
+                            if live_too() && client_write.write_all(&buf[..read]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        Self {
+            port: relay_port,
+            silenced_below,
+            accepted,
+            task,
+        }
+    }
+
+    /// Every connection open now stops relaying (and stays open, unanswered).
+    fn silence_open_connections(&self) {
+        use std::sync::atomic::Ordering;
+        self.silenced_below
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_connection_that_stops_answering_is_replaced_and_queries_work_again() {
+    let server = SurrealServer::start();
+    let relay = Relay::to(server.port).await;
+    let mut settings = leadq::config::Settings::for_tests("nats://127.0.0.1:1");
+    server.configure(&mut settings);
+    settings.db = leadq::config::DbLocation::Server(format!("ws://127.0.0.1:{}", relay.port).parse().expect("url"));
+    settings.db_query_deadline = Duration::from_secs(1);
+    let store = Box::pin(leadq::store::Store::open(&settings))
+        .await
+        .expect("open through the relay");
+    store.ping().await.expect("answers through the relay");
+
+    // The connection the store holds goes silent; the server still answers new ones.
+    relay.silence_open_connections();
+    let silent = tokio::time::timeout(Duration::from_secs(10), store.ping())
+        .await
+        .expect("the query came back (with an error) instead of hanging");
+    assert!(
+        matches!(silent, Err(leadq::store::StoreError::Unanswered(_))),
+        "an unanswered query is an error after the deadline, not a hang: {silent:?}"
+    );
+    crate::helpers::eventually(Duration::from_secs(20), "queries answered on a new connection", || {
+        let store = store.clone();
+        async move { store.ping().await.is_ok() }
+    })
+    .await;
+}
