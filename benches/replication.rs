@@ -10,7 +10,7 @@ mod helpers;
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::message::PublishMessage;
 use leadq::bus::{self, Bus};
 use leadq::config::Settings;
 
@@ -43,7 +43,9 @@ async fn measure(bus: &Bus, settings: &Settings, ops: usize) -> anyhow::Result<(
     let mut publishes = Vec::with_capacity(ops);
     for n in 0..ops {
         let started = Instant::now();
-        let publish = Publish::build().message_id(format!("bench-{n}")).payload(body.clone());
+        let publish = PublishMessage::build()
+            .message_id(format!("bench-{n}"))
+            .payload(body.clone());
         bus.js.send_publish(bus::subject::LEAD_RECEIVED, publish).await?.await?;
         publishes.push(started.elapsed());
     }
