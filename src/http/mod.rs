@@ -192,10 +192,10 @@ async fn readyz(State(ctx): State<Context>) -> impl IntoResponse {
     };
     let store = match &ctx.store {
         None => json!({ "ok": true, "note": "this process does not use the store" }),
-        Some(store) => match tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await {
-            Ok(Ok(())) => json!({ "ok": true }),
-            Ok(Err(err)) => json!({ "ok": false, "error": err.to_string() }),
-            Err(_) => json!({ "ok": false, "error": "timed out" }),
+        Some(store) => match store.ping(PROBE_TIMEOUT).await {
+            Ok(()) => json!({ "ok": true }),
+            Err(crate::store::StoreError::Unanswered(_)) => json!({ "ok": false, "error": "timed out" }),
+            Err(err) => json!({ "ok": false, "error": err.to_string() }),
         },
     };
     let ready = nats["ok"] == true && store["ok"] == true;

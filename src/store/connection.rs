@@ -78,11 +78,20 @@ impl Connection {
         &self,
         query: surrealdb::method::Query<'_, Any>,
     ) -> Result<surrealdb::IndexedResults, StoreError> {
-        match tokio::time::timeout(self.deadline, query).await {
+        self.run_within(self.deadline, query).await
+    }
+
+    /// [`Connection::run`] with a deadline of its own (a readiness probe's, shorter).
+    pub(super) async fn run_within(
+        &self,
+        deadline: Duration,
+        query: surrealdb::method::Query<'_, Any>,
+    ) -> Result<surrealdb::IndexedResults, StoreError> {
+        match tokio::time::timeout(deadline, query).await {
             Ok(answer) => Ok(answer?.check()?),
             Err(_) => {
                 self.replace_soon();
-                Err(StoreError::Unanswered(self.deadline))
+                Err(StoreError::Unanswered(deadline))
             }
         }
     }

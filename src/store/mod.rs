@@ -231,9 +231,10 @@ impl Store {
         })
     }
 
-    /// Whether the store answers a query now.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.conn.run(self.conn.db().query("RETURN 1")).await?;
+    /// Whether the store answers a query within `deadline`; a probe that goes unanswered has the
+    /// connection replaced, so a silent connection is noticed even while no other query runs.
+    pub async fn ping(&self, deadline: Duration) -> Result<(), StoreError> {
+        self.conn.run_within(deadline, self.conn.db().query("RETURN 1")).await?;
         Ok(())
     }
 
