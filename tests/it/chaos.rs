@@ -155,10 +155,10 @@ impl Progress {
             self.last_change = now;
         }
         let waiting = self.submitted.load(Ordering::SeqCst) > calls;
-        if calls > self.calls || !waiting {
-            if let Some(since) = self.calls_stalled_since.take() {
-                self.call_stalls.push((since, now - since));
-            }
+        if (calls > self.calls || !waiting)
+            && let Some(since) = self.calls_stalled_since.take()
+        {
+            self.call_stalls.push((since, now - since));
         }
         if waiting && self.calls_stalled_since.is_none() {
             self.calls_stalled_since = Some(now);
