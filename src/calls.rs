@@ -315,8 +315,8 @@ impl DoNotContact {
     pub async fn add(&self, phone: &str, reason: &str) -> Result<(), BusError> {
         let body =
             serde_json::json!({ "phone": phone, "reason": reason, "at": OffsetDateTime::now_utc().unix_timestamp() });
-        self.kv
-            .put(Self::key(phone), body.to_string().into())
+        let (key, body) = (Self::key(phone), bytes::Bytes::from(body.to_string()));
+        bus::retrying("dnc put", || self.kv.put(&key, body.clone()))
             .await
             .map_err(|e| BusError::jetstream("dnc put", e))?;
         Ok(())
@@ -332,9 +332,8 @@ impl DoNotContact {
     }
 
     pub async fn contains(&self, phone: &str) -> Result<bool, BusError> {
-        let entry = self
-            .kv
-            .get(Self::key(phone))
+        let key = Self::key(phone);
+        let entry = bus::retrying("dnc get", || self.kv.get(&key))
             .await
             .map_err(|e| BusError::jetstream("dnc get", e))?;
         Ok(entry.is_some())

@@ -110,8 +110,8 @@ impl SmsSender {
 
     async fn mark(&self, key: &str, state: SmsState, sid: Option<String>) -> Result<(), SmsError> {
         let body = serde_json::to_vec(&SmsEntry { state, sid }).map_err(|e| BusError::jetstream("sms encode", e))?;
-        self.sent
-            .put(key, body.into())
+        let body = bytes::Bytes::from(body);
+        bus::retrying("sms put", || self.sent.put(key, body.clone()))
             .await
             .map_err(|e| BusError::jetstream("sms put", e))?;
         Ok(())
@@ -159,9 +159,7 @@ impl SmsSender {
         }
         let key = lead.lead_id.simple().to_string();
         let link = booking_link(&self.ctx.settings.calendly_url, lead);
-        let existing = self
-            .sent
-            .get(&key)
+        let existing = bus::retrying("sms get", || self.sent.get(&key))
             .await
             .map_err(|e| BusError::jetstream("sms get", e))?;
         match existing.and_then(|bytes| serde_json::from_slice::<SmsEntry>(&bytes).ok()) {
@@ -194,7 +192,8 @@ impl SmsSender {
                     sid: None,
                 })
                 .map_err(|e| BusError::jetstream("sms encode", e))?;
-                if let Err(err) = self.sent.create(&key, body.into()).await
+                let body = bytes::Bytes::from(body);
+                if let Err(err) = bus::retrying("sms create", || self.sent.create(&key, body.clone())).await
                     && err.kind() != kv::CreateErrorKind::AlreadyExists
                 {
                     return Err(BusError::jetstream("sms create", err).into());

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::bus::{Bus, BusError, IntakeTimestamps, LeadReceived, LeadSource};
+use crate::bus::{self, Bus, BusError, IntakeTimestamps, LeadReceived, LeadSource};
 use crate::domain::Lead;
 
 /// Namespace of the lead ids derived from email identities (UUID v5).
@@ -52,13 +52,18 @@ fn kv_error(what: &str, err: impl std::fmt::Display) -> BusError {
 }
 
 async fn state_of(seen: &kv::Store, key: &str) -> Result<Option<SeenEntry>, BusError> {
-    let value = seen.get(key).await.map_err(|e| kv_error("get", e))?;
+    let value = bus::retrying("emails_seen get", || seen.get(key))
+        .await
+        .map_err(|e| kv_error("get", e))?;
     Ok(value.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
 async fn mark(seen: &kv::Store, key: &str, state: SeenState, lead_id: Uuid) -> Result<(), BusError> {
     let body = serde_json::to_vec(&SeenEntry { state, lead_id }).map_err(|e| kv_error("encode", e))?;
-    seen.put(key, body.into()).await.map_err(|e| kv_error("put", e))?;
+    let body = bytes::Bytes::from(body);
+    bus::retrying("emails_seen put", || seen.put(key, body.clone()))
+        .await
+        .map_err(|e| kv_error("put", e))?;
     Ok(())
 }
 
@@ -86,7 +91,8 @@ pub async fn deliver(
             })
             .map_err(|e| kv_error("encode", e))?;
             // Losing this race to another poller is fine: the stream drops its duplicate publish.
-            if let Err(err) = seen.create(&key, body.into()).await
+            let body = bytes::Bytes::from(body);
+            if let Err(err) = bus::retrying("emails_seen create", || seen.create(&key, body.clone())).await
                 && err.kind() != kv::CreateErrorKind::AlreadyExists
             {
                 return Err(kv_error("create", err));
@@ -116,7 +122,8 @@ pub async fn remember_invalid(seen: &kv::Store, identity: Uuid) -> Result<bool, 
         lead_id: identity,
     })
     .map_err(|e| kv_error("encode", e))?;
-    match seen.create(&key, body.into()).await {
+    let body = bytes::Bytes::from(body);
+    match bus::retrying("emails_seen create", || seen.create(&key, body.clone())).await {
         Ok(_) => Ok(true),
         Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
         Err(err) => Err(kv_error("create", err)),
