@@ -607,18 +607,20 @@ async fn shutdown_finishes_and_acks_the_messages_in_hand() {
         publisher.publish(&lead(n)).await.expect("publish");
     }
     let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Arc::new(tokio::sync::Notify::new());
+    // Counts handlers begun; the stop comes once all four lanes hold a message, as a
+    // stop in a busy process would (cancelling after the first one raced the pulls).
+    let (begun_tx, mut begun_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let shutdown = CancellationToken::new();
     let bus = nats.bus().await;
-    let (count, begun, stop) = (finished.clone(), started.clone(), shutdown.clone());
+    let (count, stop) = (finished.clone(), shutdown.clone());
     let task = tokio::spawn(async move {
         consume_leads(
             &bus,
             4,
             |_| {
-                let (count, begun) = (count.clone(), begun.clone());
+                let (count, begun) = (count.clone(), begun_tx.clone());
                 async move {
-                    begun.notify_one();
+                    let _ = begun.send(());
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     Outcome::Done
@@ -629,7 +631,9 @@ async fn shutdown_finishes_and_acks_the_messages_in_hand() {
         .await
         .expect("consume");
     });
-    started.notified().await;
+    for _ in 0..4 {
+        begun_rx.recv().await.expect("a lane began");
+    }
     shutdown.cancel();
     task.await.expect("loop");
     let done = finished.load(std::sync::atomic::Ordering::SeqCst);
