@@ -180,8 +180,9 @@ pub struct ActivityRow {
     pub at: String,
 }
 
-/// How often opening the store retries a schema definition that conflicted with another's.
-const SCHEMA_TRIES: u32 = 10;
+/// How long opening the store keeps retrying a schema definition that conflicted with another's:
+/// a whole deployment starting at once on a slow server can conflict for several seconds.
+const SCHEMA_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// A transaction conflict: SurrealDB ran nothing of it and says another try can succeed.
 fn retryable(err: &surrealdb::Error) -> bool {
@@ -209,7 +210,8 @@ impl Store {
         // bottom of a thread's stack, not on top of whatever is opening the store.
         // Processes starting together on one server define it at once, and all but one of them
         // meet a transaction conflict that SurrealDB says can be retried: so they retry.
-        let mut tries = 0;
+        let started = tokio::time::Instant::now();
+        let mut tries: u32 = 0;
         loop {
             let schema_db = db.clone();
             let defined = tokio::spawn(async move { schema_db.query(SCHEMA).await.and_then(|r| r.check()).map(drop) })
@@ -217,10 +219,12 @@ impl Store {
                 .map_err(|e| open_err(surrealdb::Error::internal(format!("schema task: {e}"))))?;
             match defined {
                 Ok(()) => break,
-                Err(err) if tries < SCHEMA_TRIES && retryable(&err) => {
+                Err(err) if started.elapsed() < SCHEMA_RETRY_FOR && retryable(&err) => {
                     tries += 1;
                     tracing::debug!(%err, tries, "schema definition conflicted with another process's; retrying");
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(20..200) * u64::from(tries))).await;
+                    // Jittered and growing, capped at a second, so the processes fall out of step.
+                    let ceiling = (50u64 << tries.min(5)).min(1_000);
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))).await;
                 }
                 Err(err) => return Err(open_err(err)),
             }

@@ -72,6 +72,7 @@ impl RoleProcess {
             .as_mut()
             .is_some_and(|child| !matches!(child.try_wait(), Ok(None)));
         if exited {
+            println!("chaos: {} exited on its own; restarted", self.name);
             self.child = None;
             self.start();
         }
@@ -179,11 +180,11 @@ impl Progress {
         self.gaps.iter().map(|(_, gap)| *gap).max().unwrap_or_default()
     }
 
-    /// The longest time in the 30 s after `at` that submitted leads waited with no call placed.
-    fn longest_call_stall_after(&self, at: Instant) -> Duration {
+    /// The longest time between `from` and `to` that submitted leads waited with no call placed.
+    fn longest_call_stall_between(&self, from: Instant, to: Instant) -> Duration {
         self.call_stalls
             .iter()
-            .filter(|(began, gap)| *began + *gap >= at && *began <= at + Duration::from_secs(30))
+            .filter(|(began, gap)| *began + *gap >= from && *began <= to)
             .map(|(_, gap)| *gap)
             .max()
             .unwrap_or_default()
@@ -378,11 +379,17 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
             .and_then(|s| s.parse().ok())
             .unwrap_or(15),
     );
-    let fault_window = Duration::from_secs(30).max(Duration::from_millis(60) * leads as u32);
+    // Long enough for both node events below, and for 60 ms between leads.
+    let fault_window = Duration::from_secs(45).max(Duration::from_millis(60) * leads as u32);
     // Restarting the SurrealDB server mid-run: `scripts/test` and `scripts/chaos` turn it on.
     let restart_store = std::env::var("LEADQ_CHAOS_RESTART_STORE").is_ok_and(|v| v == "1");
+    // The NATS node events: node 1 crashes (SIGKILL) at 8 s and is back 10 s later; once it is
+    // current again, node 2 is stopped as planned (lame duck) for 10 s, as in a rolling restart.
     let mut node_killed_at = None;
     let mut node_back = false;
+    let mut leaders_back = None;
+    let mut planned_stop_at = None;
+    let mut planned_back = false;
     let mut surreal_restarted = false;
     let mut airtable_down_since = None;
     let mut kills = 0;
@@ -397,6 +404,11 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
         let victim = rand::random_range(0..processes.len());
         processes[victim].kill();
         kills += 1;
+        println!(
+            "chaos t={:>4.1}s: killed {}",
+            started.elapsed().as_secs_f64(),
+            processes[victim].name
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         processes[victim].start();
         let t = started.elapsed();
@@ -410,14 +422,35 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
         if t > Duration::from_secs(8) && node_killed_at.is_none() {
             cluster.kill_node(1);
             node_killed_at = Some(Instant::now());
+            leaders_back = Some(tokio::spawn(call_path_leaders_back(bus.js.clone(), "n1")));
+            println!("chaos t={:>4.1}s: NATS node 1 crashed (SIGKILL)", t.as_secs_f64());
         }
         if node_killed_at.is_some_and(|at| at.elapsed() > Duration::from_secs(10)) && !node_back {
             cluster.start_node(1);
             node_back = true;
+            println!("chaos t={:>4.1}s: NATS node 1 back", started.elapsed().as_secs_f64());
+        }
+        if node_back
+            && planned_stop_at.is_none()
+            && node_killed_at.is_some_and(|at| at.elapsed() > Duration::from_secs(20))
+            && cluster.is_current(1).await
+        {
+            cluster.stop_node_planned(2);
+            planned_stop_at = Some(Instant::now());
+            println!(
+                "chaos t={:>4.1}s: NATS node 2 stopped as planned (lame duck)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if planned_stop_at.is_some_and(|at| at.elapsed() > Duration::from_secs(10)) && !planned_back {
+            cluster.start_node(2);
+            planned_back = true;
+            println!("chaos t={:>4.1}s: NATS node 2 back", started.elapsed().as_secs_f64());
         }
         if restart_store && t > Duration::from_secs(20) && !surreal_restarted {
             surreal.restart();
             surreal_restarted = true;
+            println!("chaos t={:>4.1}s: SurrealDB restarted", started.elapsed().as_secs_f64());
         }
     }
     while !intake.is_finished() {
@@ -427,6 +460,9 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
     }
     intake.await.expect("intake");
     // The faults end: what is left must drain.
+    if !planned_back && planned_stop_at.is_some() {
+        cluster.start_node(2);
+    }
     if !node_back {
         cluster.start_node(1);
     }
@@ -473,12 +509,25 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
         }
     };
     let drain = faults_over.elapsed();
+    let election = match leaders_back {
+        Some(waiting) => waiting.await.expect("leader watch"),
+        None => Duration::ZERO,
+    };
+    let after = |at: Option<Instant>, until: Option<Instant>| {
+        at.map_or(Duration::ZERO, |at| {
+            progress.longest_call_stall_between(at, until.unwrap_or(at + Duration::from_secs(30)))
+        })
+    };
+    let crash_stall = after(node_killed_at, planned_stop_at);
+    let planned_stall = after(planned_stop_at, None);
     let table = format!(
-        "\n| chaos ({} role kills, a NATS node lost 10 s, SurrealDB restarted: {}, Airtable down {} s, Twilio 20% faults) | |\n|---|---|\n\
+        "\n| chaos ({} role kills, NATS node 1 crashed for 10 s, node 2 stopped as planned for 10 s, SurrealDB restarted: {}, Airtable down {} s, Twilio 20% faults) | |\n|---|---|\n\
          | role processes that exited on their own (restarted) | {} |\n\
          | leads in | {} |\n| calls placed | {} |\n| calls per lead (max) | {} |\n| SMS per lead (max) | {} |\n\
          | CRM rows per lead (max) | {} |\n| leads not finished | {} |\n| longest stall in progress (calls, texts, CRM rows) | {:.1} s |\n\
-         | longest wait with leads waiting and no call placed, in the 30 s after the NATS node loss | {:.1} s |\n\
+         | after the node crash: time until the cluster had elected leaders for the call path | {:.1} s |\n\
+         | after the node crash: longest wait with leads waiting and no call placed | {:.1} s |\n\
+         | after the planned node stop: longest wait with leads waiting and no call placed | {:.1} s |\n\
          | time to drain after the last fault | {:.1} s |\n",
         kills,
         if surreal_restarted { "yes" } else { "no" },
@@ -491,10 +540,23 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
         tally.max_rows,
         tally.unfinished.len(),
         progress.longest_stall().as_secs_f64(),
-        node_killed_at.map_or(0.0, |at| progress.longest_call_stall_after(at).as_secs_f64()),
+        election.as_secs_f64(),
+        crash_stall.as_secs_f64(),
+        planned_stall.as_secs_f64(),
         drain.as_secs_f64(),
     );
     println!("{table}");
+    for (began, gap) in progress
+        .call_stalls
+        .iter()
+        .filter(|(_, gap)| *gap > Duration::from_secs(2))
+    {
+        println!(
+            "calls stalled at t={:.1}s for {:.1} s",
+            (*began - started).as_secs_f64(),
+            gap.as_secs_f64()
+        );
+    }
     // Why processes exited on their own, for the record: a role that cannot start says why.
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for process in &processes {
@@ -536,6 +598,47 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
     assert_eq!(tally.max_calls, 1, "a lead called twice{table}");
     assert_eq!(tally.max_texts, 1, "a lead texted twice{table}");
     assert_eq!(tally.max_rows, 1, "a lead in the CRM twice{table}");
+}
+
+/// How long after a node's crash every stream, bucket and consumer on the call path has a leader
+/// on another node again: the part of the call stall that is the cluster's own election, which
+/// leadq cannot shorten (nats-server waits 4-9 s before it elects anew after a crash).
+async fn call_path_leaders_back(js: async_nats::jetstream::Context, dead: &str) -> Duration {
+    use leadq::bus::{bucket, consumer, stream};
+    let crashed = Instant::now();
+    let streams = [
+        stream::LEADS.to_string(),
+        format!("KV_{}", bucket::CALLS),
+        format!("KV_{}", bucket::PHONES),
+        format!("KV_{}", bucket::DNC),
+        format!("KV_{}", bucket::EMAILS_SEEN),
+    ];
+    let led_elsewhere = |cluster: Option<&async_nats::jetstream::stream::ClusterInfo>| {
+        cluster
+            .and_then(|c| c.leader.as_deref())
+            .is_some_and(|leader| leader != dead)
+    };
+    while crashed.elapsed() < Duration::from_secs(60) {
+        let mut all_led = true;
+        for name in &streams {
+            let info = tokio::time::timeout(Duration::from_secs(1), js.get_stream(name)).await;
+            all_led &= matches!(&info, Ok(Ok(s)) if led_elsewhere(s.cached_info().cluster.as_ref()));
+        }
+        let caller = tokio::time::timeout(
+            Duration::from_secs(1),
+            js.get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+                consumer::CALLER,
+                stream::LEADS,
+            ),
+        )
+        .await;
+        all_led &= matches!(&caller, Ok(Ok(c)) if led_elsewhere(c.cached_info().cluster.as_ref()));
+        if all_led {
+            return crashed.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    crashed.elapsed()
 }
 
 /// Puts the lead's notification in the inbox as the mail server's delivery would.

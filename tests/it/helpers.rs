@@ -208,6 +208,32 @@ impl NatsCluster {
         }
     }
 
+    /// Stops node `i` as an operator would before maintenance: lame-duck mode first (the node
+    /// hands the leadership of every stream and consumer it leads to a peer, then waits a
+    /// second), then the process ends. Its clients reconnect to the other nodes.
+    pub fn stop_node_planned(&mut self, i: usize) {
+        let Some(mut child) = self.nodes[i].child.take() else {
+            return;
+        };
+        let status = Command::new(nats_server_bin())
+            .args(["--signal", &format!("ldm={}", child.id())])
+            .status()
+            .expect("nats-server --signal ldm");
+        assert!(status.success(), "lame-duck signal to node n{i} failed");
+        // The server steps down, waits a second, then shuts JetStream down; the rest of lame
+        // duck is closing client connections over 30 s or more, which the kill shortens.
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Whether node `i` says its JetStream is current (`/healthz`): what a rolling restart
+    /// checks before it stops the next node.
+    pub async fn is_current(&self, i: usize) -> bool {
+        let url = format!("http://127.0.0.1:{}/healthz", self.nodes[i].monitor);
+        reqwest::get(&url).await.is_ok_and(|r| r.status().is_success())
+    }
+
     /// Every node, as `LEADQ_NATS_URL` lists them.
     pub fn url(&self) -> String {
         self.nodes
