@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{self, Activity, BusError, Outcome};
-use crate::runtime::Context;
+use crate::bus::{self, Activity, Bus, BusError, Outcome};
 use crate::store::Store;
 
 /// Stores one entry; the upsert on the entry's id makes a redelivery harmless.
@@ -20,18 +19,23 @@ pub async fn handle(store: &Store, entry: &Activity) -> Outcome {
     }
 }
 
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusError> {
-    let Some(store) = ctx.store.clone() else {
-        return Ok(());
-    };
+/// What the activity writer is given by the composition root.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub bus: Bus,
+    pub store: Store,
+    pub lanes: bus::Lanes,
+}
+
+pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), BusError> {
     bus::consume(
-        &ctx.bus,
+        &deps.bus,
         bus::stream::AGENT,
         bus::consumer::ACTIVITY,
         None,
-        bus::Lanes::new(ctx.settings.concurrency.activity, ctx.settings.bus.max_handling),
+        deps.lanes,
         |d| {
-            let store = store.clone();
+            let store = deps.store.clone();
             async move { handle(&store, &d.payload).await }
         },
         shutdown,

@@ -4,6 +4,7 @@
 //! `dialing` (a crash or a timeout after the request) first asks Twilio for recent calls to the
 //! number and adopts the call it finds, so an ambiguous request is never simply repeated.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -12,43 +13,44 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent::AgentStateStore;
-use crate::bus::{self, Activity, Delivery, LeadReceived, Outcome};
+use crate::bus::{self, Activity, Bus, Delivery, LeadReceived, Outcome};
 use crate::calls::{CallBook, CallPhase, CallState, Claim, DoNotContact, PhoneClaims};
 use crate::clients::twilio::{CallResource, NewCall, TwilioClient, TwilioError};
-use crate::runtime::Context;
+use crate::config::Settings;
 
 /// Twilio's `date_created` has whole seconds; look a little before the dialing mark.
 const RECONCILE_SLACK: time::Duration = time::Duration::seconds(5);
 
 pub use crate::clients::twilio::OutboundError as CallerError;
 
+/// What the caller role is given by the composition root.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub settings: Arc<Settings>,
+    pub bus: Bus,
+    pub calls: CallBook,
+    pub dnc: DoNotContact,
+    /// Calls go to the sandbox's phone network, which rings no one: calling hours do not apply.
+    pub sandboxed: bool,
+}
+
 pub struct Caller {
-    ctx: Context,
-    book: CallBook,
-    dnc: DoNotContact,
+    deps: Deps,
     phones: PhoneClaims,
     twilio: TwilioClient,
 }
 
 impl Caller {
-    pub async fn new(ctx: Context) -> Result<Self, CallerError> {
-        let book = ctx.calls.clone();
-        let dnc = ctx.dnc.clone();
-        let phones = PhoneClaims::open(&ctx.bus.js).await?;
-        let twilio = TwilioClient::new(&ctx.settings.twilio)?;
-        Ok(Self {
-            ctx,
-            book,
-            dnc,
-            phones,
-            twilio,
-        })
+    pub async fn new(deps: Deps) -> Result<Self, CallerError> {
+        let phones = PhoneClaims::open(&deps.bus.js).await?;
+        let twilio = TwilioClient::new(&deps.settings.twilio)?;
+        Ok(Self { deps, phones, twilio })
     }
 
     fn webhook(&self, path: &str, lead: &LeadReceived) -> String {
         format!(
             "{}/webhooks/twilio/{path}?lead={}",
-            self.ctx.settings.public_url.as_str().trim_end_matches('/'),
+            self.deps.settings.public_url.as_str().trim_end_matches('/'),
             lead.lead_id
         )
     }
@@ -57,7 +59,7 @@ impl Caller {
         let mut entry = Activity::new(kind, "caller", summary);
         entry.lead_id = Some(lead.lead_id);
         entry.detail = detail;
-        self.ctx.bus.record(&entry).await;
+        self.deps.bus.record(&entry).await;
     }
 
     /// One lead; public so tests can drive it without the consume loop.
@@ -72,7 +74,7 @@ impl Caller {
 
     async fn call_once(&self, lead: &LeadReceived) -> Result<Outcome, CallerError> {
         let phone = lead.lead.phone.as_str();
-        if self.dnc.contains(phone).await? {
+        if self.deps.dnc.contains(phone).await? {
             tracing::info!("on the do-not-contact list; not calling");
             self.report(
                 lead,
@@ -83,7 +85,7 @@ impl Caller {
             .await;
             return Ok(Outcome::Done);
         }
-        let window = self.ctx.settings.resubmit_window;
+        let window = self.deps.settings.resubmit_window;
         if let Claim::Taken { first } = self.phones.claim(phone, lead.lead_id, window, lead.force).await? {
             return self.record_resubmission(lead, first).await;
         }
@@ -92,8 +94,8 @@ impl Caller {
             attempt: lead.attempt,
             ..CallState::queued(lead.lead_id, phone, lead.lead.name.as_deref())
         };
-        self.book.create(&queued).await?;
-        let Some((state, _)) = self.book.get(lead.lead_id).await? else {
+        self.deps.calls.create(&queued).await?;
+        let Some((state, _)) = self.deps.calls.get(lead.lead_id).await? else {
             return Ok(Outcome::Retry {
                 after: Duration::from_secs(1),
                 reason: "call entry vanished".into(),
@@ -131,7 +133,8 @@ impl Caller {
                     return Ok(outcome);
                 }
                 let moved = self
-                    .book
+                    .deps
+                    .calls
                     .update(lead.lead_id, |s| {
                         let ours = s.phase == CallPhase::Queued;
                         if ours {
@@ -171,7 +174,7 @@ impl Caller {
             "at": lead.timestamps.published_at.unix_timestamp(),
             "lead": lead.lead,
         });
-        self.ctx.bus.publish(&entry).await?;
+        self.deps.bus.publish(&entry).await?;
         Ok(Outcome::Done)
     }
 
@@ -185,14 +188,14 @@ impl Caller {
             .filter(|t| *t > now);
         let earliest = not_before.unwrap_or(now);
         let outside = self
-            .ctx
+            .deps
             .settings
             .calling_hours
             .next_allowed(lead.lead.phone.as_str(), earliest);
         let outside = match outside {
             // Calling hours keep real people from being rung at night; the sandbox rings no one,
             // so a test lead at 2 a.m. is called at once (the decision is still logged).
-            Some(next) if self.sandboxed() => {
+            Some(next) if self.deps.sandboxed => {
                 tracing::info!(%next, "outside calling hours, but Twilio is the sandbox: calling now");
                 None
             }
@@ -217,14 +220,6 @@ impl Caller {
             after: wait,
             reason: format!("outside calling hours until {next}"),
         })
-    }
-
-    /// Whether calls go to the sandbox's phone network, not Twilio.
-    fn sandboxed(&self) -> bool {
-        self.ctx
-            .sandbox
-            .as_ref()
-            .is_some_and(|sandbox| sandbox.modes().0 == crate::sandbox::Mode::Sandboxed)
     }
 
     /// Places the call (the client retries 429/5xx at once, which Twilio guarantees did nothing).
@@ -280,7 +275,8 @@ impl Caller {
 
     async fn mark_dialed(&self, lead: &LeadReceived, call: &CallResource) -> Result<(), CallerError> {
         let placed_at = OffsetDateTime::now_utc();
-        self.book
+        self.deps
+            .calls
             .update(lead.lead_id, |s| {
                 // The status callback of a short call (busy, say) can come before this record.
                 let placing = matches!(s.phase, CallPhase::Queued | CallPhase::Dialing);
@@ -308,16 +304,16 @@ fn source_name(source: bus::LeadSource) -> &'static str {
     }
 }
 
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), CallerError> {
-    let caller = &Caller::new(ctx.clone()).await?;
+pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), CallerError> {
+    let caller = &Caller::new(deps.clone()).await?;
     let handler = |delivery: Delivery<LeadReceived>| async move { caller.handle(&delivery).await };
-    let gate = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
+    let gate = AgentStateStore::open(&deps.bus.js).await?.watch().await?;
     bus::consume(
-        &ctx.bus,
+        &deps.bus,
         bus::stream::LEADS,
         bus::consumer::CALLER,
         Some(gate),
-        bus::Lanes::new(ctx.settings.concurrency.caller, ctx.settings.bus.max_handling),
+        bus::Lanes::new(deps.settings.concurrency.caller, deps.settings.bus.max_handling),
         handler,
         shutdown,
     )

@@ -17,7 +17,7 @@ use crate::runtime::Context;
 const OPERATIONS: [&str; 5] = ["status", "command", "trigger-lead", "report", "capabilities"];
 
 pub fn subject(operation: &str) -> String {
-    format!("cmo.{}.{operation}", cmo::AGENT_ID)
+    format!("cmo.{}.{operation}", crate::bus::AGENT_ID)
 }
 
 fn body<T: DeserializeOwned>(payload: &Bytes) -> Result<T, ApiError> {

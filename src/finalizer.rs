@@ -15,16 +15,16 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::agent::AgentStateStore;
-use crate::bus::{self, Activity, BusError, CallCompleted, Delivery, LeadFinalized, LeadReceived, Outcome};
+use crate::bus::{self, Activity, Bus, BusError, CallCompleted, Delivery, LeadFinalized, LeadReceived, Outcome};
 use crate::calls::{CallBook, CallPhase, CallState};
 use crate::clients::airtable::AirtableClient;
 use crate::clients::twilio::TwilioClient;
+use crate::config::Settings;
 use crate::crm::CrmSync;
 use crate::domain::answers::{Interpretation, interpret};
 use crate::domain::qualification::{Assessment, CallEnd, assess};
 use crate::domain::script::Script;
-use crate::runtime::Context;
-use crate::shared_config;
+use crate::shared_config::SharedConfig;
 use crate::store::{FinalizedLead, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +33,21 @@ pub enum FinalizerError {
     Bus(#[from] BusError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the finalizer needs the store (run it in a process with LEADQ_DB)")]
-    NoStore,
+}
+
+/// What the finalizer role is given by the composition root.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub settings: Arc<Settings>,
+    pub bus: Bus,
+    pub store: Store,
+    pub calls: CallBook,
+    /// The script and rules the calls were made with.
+    pub config: SharedConfig,
 }
 
 pub struct Finalizer {
-    ctx: Context,
-    store: Store,
-    book: CallBook,
+    deps: Deps,
     /// Nudges the CRM sync after each record, so a lead reaches Airtable at once.
     crm_wake: Arc<Notify>,
     /// Where a call whose status callback never came is looked up; None without credentials.
@@ -89,23 +96,19 @@ fn cut_off(completed: &CallCompleted, state: &CallState, script: &Script) -> boo
 }
 
 impl Finalizer {
-    pub async fn new(ctx: Context) -> Result<Self, FinalizerError> {
-        let store = ctx.store.clone().ok_or(FinalizerError::NoStore)?;
-        let book = ctx.calls.clone();
-        let twilio = match TwilioClient::new(&ctx.settings.twilio) {
+    pub fn new(deps: Deps) -> Self {
+        let twilio = match TwilioClient::new(&deps.settings.twilio) {
             Ok(client) => Some(client),
             Err(err) => {
                 tracing::warn!(%err, "calls whose status callback is lost are finalized by the watchdog only");
                 None
             }
         };
-        Ok(Self {
-            ctx,
-            store,
-            book,
+        Self {
+            deps,
             crm_wake: Arc::new(Notify::new()),
             twilio,
-        })
+        }
     }
 
     /// One finished call; public so tests can drive it without the consume loop.
@@ -122,7 +125,7 @@ impl Finalizer {
     }
 
     async fn finalize(&self, completed: &CallCompleted) -> Result<Outcome, FinalizerError> {
-        let Some((state, _)) = self.book.get(completed.lead_id).await? else {
+        let Some((state, _)) = self.deps.calls.get(completed.lead_id).await? else {
             return Ok(Outcome::Poison(format!(
                 "no call entry for lead {} (expired or never placed)",
                 completed.lead_id
@@ -145,7 +148,8 @@ impl Finalizer {
             let now = OffsetDateTime::now_utc();
             let answered_by = completed.answered_by.as_deref();
             match self
-                .book
+                .deps
+                .calls
                 .update(completed.lead_id, |s| {
                     ((), s.complete(&completed.call_sid, answered_by, now))
                 })
@@ -158,10 +162,10 @@ impl Finalizer {
                 }
             }
         };
-        let script = shared_config::current_script(&self.ctx).await;
+        let script = self.deps.config.script().await;
         let cut_off = cut_off(completed, &state, &script);
         let try_again = matches!(completed.status.as_str(), "busy" | "no-answer") || cut_off;
-        if try_again && let Some(wait) = self.ctx.settings.retry_ladder.get(state.attempt as usize) {
+        if try_again && let Some(wait) = self.deps.settings.retry_ladder.get(state.attempt as usize) {
             let status = if cut_off {
                 "interrupted"
             } else {
@@ -169,11 +173,11 @@ impl Finalizer {
             };
             return self.schedule_retry(&intake, &state, status, *wait).await;
         }
-        let rules = shared_config::current_rules(&self.ctx).await;
+        let rules = self.deps.config.rules().await;
         let finalized_at = OffsetDateTime::now_utc();
         let call_day = jiff::Timestamp::from_second(state.placed_at.unwrap_or(finalized_at).unix_timestamp())
             .map(|t| {
-                t.to_zoned_datetime(self.ctx.settings.calling_hours.fallback.clone())
+                t.to_zoned_datetime(self.deps.settings.calling_hours.fallback.clone())
                     .date()
             })
             .unwrap_or_else(|_| jiff::ZonedDateTime::now().date());
@@ -199,7 +203,7 @@ impl Finalizer {
             finalized_at,
             answered_to_first_words_ms: state.answered_to_first_words_ms(),
         };
-        self.store.save_finalized(&record).await?;
+        self.deps.store.save_finalized(&record).await?;
         self.crm_wake.notify_one();
         let message = LeadFinalized {
             lead_id: intake.lead_id,
@@ -210,14 +214,14 @@ impl Finalizer {
             score,
             campaign_id: intake.lead.campaign_id.clone(),
         };
-        self.ctx.bus.publish(&message).await?;
+        self.deps.bus.publish(&message).await?;
         let mut entry = Activity::new(
             "lead.finalized",
             "finalizer",
             format!("{}: score {score}", verdict.as_str()),
         );
         entry.lead_id = Some(intake.lead_id);
-        self.ctx.bus.record(&entry).await;
+        self.deps.bus.record(&entry).await;
         tracing::info!(verdict = verdict.as_str(), score, "lead finalized");
         Ok(Outcome::Done)
     }
@@ -241,8 +245,9 @@ impl Finalizer {
             not_before: Some(due),
             ..intake.clone()
         };
-        self.ctx.bus.publish(&retry).await?;
-        self.book
+        self.deps.bus.publish(&retry).await?;
+        self.deps
+            .calls
             .update(intake.lead_id, |s| {
                 let ours = s.attempt == tried.attempt && s.call_sid == tried.call_sid;
                 if ours {
@@ -268,7 +273,7 @@ impl Finalizer {
             format!("{status}: calling again at {due}"),
         );
         entry.lead_id = Some(intake.lead_id);
-        self.ctx.bus.record(&entry).await;
+        self.deps.bus.record(&entry).await;
         Ok(Outcome::Done)
     }
 
@@ -282,8 +287,8 @@ impl Finalizer {
     pub async fn sweep(&self, reconcile_after: Duration, give_up_after: Duration) -> Result<usize, FinalizerError> {
         let now = OffsetDateTime::now_utc();
         let mut reported = 0;
-        for lead_id in self.book.lead_ids().await? {
-            let Some((state, _)) = self.book.get(lead_id).await? else {
+        for lead_id in self.deps.calls.lead_ids().await? {
+            let Some((state, _)) = self.deps.calls.get(lead_id).await? else {
                 continue;
             };
             if state.phase != CallPhase::Dialed || state.updated_at > now - reconcile_after {
@@ -293,9 +298,10 @@ impl Finalizer {
                 continue;
             };
             tracing::warn!(%lead_id, status = %end.status, "no status callback from Twilio; finalizing from what Twilio says");
-            self.ctx.bus.publish(&end).await?;
+            self.deps.bus.publish(&end).await?;
             let now = OffsetDateTime::now_utc();
-            self.book
+            self.deps
+                .calls
                 .update(lead_id, |s| {
                     ((), s.complete(&end.call_sid, end.answered_by.as_deref(), now))
                 })
@@ -347,13 +353,14 @@ impl Finalizer {
     }
 
     async fn watchdog(&self, shutdown: CancellationToken) {
-        let every = (self.ctx.settings.call_reconcile_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let every =
+            (self.deps.settings.call_reconcile_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
             }
-            let settings = &self.ctx.settings;
+            let settings = &self.deps.settings;
             if let Err(err) = self.sweep(settings.call_reconcile_after, settings.call_watchdog).await {
                 tracing::warn!(%err, "call watchdog sweep failed");
             }
@@ -361,9 +368,9 @@ impl Finalizer {
     }
 }
 
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), FinalizerError> {
-    let finalizer = &Finalizer::new(ctx.clone()).await?;
-    let airtable = &ctx.settings.airtable;
+pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), FinalizerError> {
+    let finalizer = &Finalizer::new(deps.clone());
+    let airtable = &deps.settings.airtable;
     let merge_on = airtable.fields.get("lead_id").map(String::as_str).unwrap_or("Lead ID");
     match AirtableClient::new(
         &airtable.api_base,
@@ -374,8 +381,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), Finali
     ) {
         Ok(client) => {
             let sync = CrmSync {
-                store: finalizer.store.clone(),
-                bus: ctx.bus.clone(),
+                store: deps.store.clone(),
+                bus: deps.bus.clone(),
                 airtable: client,
                 columns: airtable.fields.clone(),
                 poll: airtable.poll,
@@ -384,14 +391,14 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), Finali
         }
         Err(err) => tracing::warn!(%err, "no CRM sync: finalized leads stay `pending` in the store"),
     }
-    let gate = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
+    let gate = AgentStateStore::open(&deps.bus.js).await?.watch().await?;
     let handler = |delivery: Delivery<CallCompleted>| async move { finalizer.handle(&delivery).await };
     let consume = bus::consume(
-        &ctx.bus,
+        &deps.bus,
         bus::stream::CALLS,
         bus::consumer::FINALIZER,
         Some(gate),
-        bus::Lanes::new(ctx.settings.concurrency.finalizer, ctx.settings.bus.max_handling),
+        bus::Lanes::new(deps.settings.concurrency.finalizer, deps.settings.bus.max_handling),
         handler,
         shutdown.clone(),
     );

@@ -15,9 +15,10 @@ use crate::config::Settings;
 use crate::credentials::{self, CredentialError, Credentials, Vault};
 use crate::sandbox::{self, Sandbox};
 use crate::secrets::{self, SecretsError};
+use crate::shared_config::{self, SharedConfig};
 use crate::store::{Store, StoreError};
 use crate::users::{UserError, Users};
-use crate::{activity, caller, cmo_service, finalizer, http, poller, shared_config, sms, status};
+use crate::{activity, caller, cmo_service, finalizer, http, poller, sms, status};
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -83,6 +84,8 @@ pub enum RuntimeError {
     Credential(#[from] CredentialError),
     #[error(transparent)]
     Users(#[from] UserError),
+    #[error("the {role} role needs the store (LEADQ_DB), which this process did not open")]
+    NoStore { role: &'static str },
     #[error("the sandbox's stand-ins could not listen on loopback: {0}")]
     Sandbox(std::io::Error),
 }
@@ -104,7 +107,7 @@ pub struct Context {
     pub calls: CallBook,
     pub dnc: DoNotContact,
     /// The `config` bucket: script, rules.
-    pub config: async_nats::jetstream::kv::Store,
+    pub config: SharedConfig,
     /// Answers to POSTs made with an `Idempotency-Key`.
     pub idempotency: async_nats::jetstream::kv::Store,
     pub users: Users,
@@ -148,11 +151,7 @@ impl Context {
             .follow("twilio", "auth_token", settings.twilio.auth_token.clone())
             .await?;
         let auth = Arc::new(http::Auth::new(&secrets::jwt_secret(&settings, true)?, &settings.admin));
-        let config = bus
-            .js
-            .get_key_value(bus::bucket::CONFIG)
-            .await
-            .map_err(|e| BusError::jetstream("bucket config", e))?;
+        let config = SharedConfig::open(&bus.js).await?;
         let idempotency = bus
             .js
             .get_key_value(bus::bucket::IDEMPOTENCY)
@@ -179,6 +178,68 @@ impl Context {
             sandbox,
             stopping,
         })
+    }
+}
+
+/// Each role's deps, built here so that no role knows of the others or of this context.
+impl Context {
+    pub fn caller_deps(&self) -> caller::Deps {
+        caller::Deps {
+            settings: self.settings.clone(),
+            bus: self.bus.clone(),
+            calls: self.calls.clone(),
+            dnc: self.dnc.clone(),
+            sandboxed: self
+                .sandbox
+                .as_ref()
+                .is_some_and(|sandbox| sandbox.modes().0 == sandbox::Mode::Sandboxed),
+        }
+    }
+
+    pub fn sms_deps(&self) -> sms::Deps {
+        sms::Deps {
+            settings: self.settings.clone(),
+            bus: self.bus.clone(),
+            dnc: self.dnc.clone(),
+        }
+    }
+
+    /// The finalizer keeps the records: it runs only where the store is open.
+    pub fn finalizer_deps(&self) -> Result<finalizer::Deps, RuntimeError> {
+        Ok(finalizer::Deps {
+            settings: self.settings.clone(),
+            bus: self.bus.clone(),
+            store: self.store.clone().ok_or(RuntimeError::NoStore { role: "finalizer" })?,
+            calls: self.calls.clone(),
+            config: self.config.clone(),
+        })
+    }
+
+    /// None without an inbox to watch.
+    pub fn poller_deps(&self) -> Option<poller::Deps> {
+        Some(poller::Deps {
+            bus: self.bus.clone(),
+            imap: self.settings.imap.clone()?,
+            region: self.settings.default_region,
+        })
+    }
+
+    pub fn activity_deps(&self) -> Result<activity::Deps, RuntimeError> {
+        Ok(activity::Deps {
+            bus: self.bus.clone(),
+            store: self.store.clone().ok_or(RuntimeError::NoStore { role: "api" })?,
+            lanes: bus::Lanes::new(self.settings.concurrency.activity, self.settings.bus.max_handling),
+        })
+    }
+
+    pub fn status_deps(&self, roles: &[Role]) -> status::Deps {
+        status::Deps {
+            bus: self.bus.clone(),
+            instance: self.settings.instance.clone(),
+            roles: roles.iter().map(|r| r.name().to_owned()).collect(),
+            every: self.settings.status_interval,
+            started: self.started,
+        }
     }
 }
 
@@ -218,8 +279,7 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
         start(Role::Api, &ctx, &shutdown, &mut api).await?;
     }
     // Every process says it is there; its end is not a role's failure.
-    let names = roles.iter().map(|r| r.name().to_owned()).collect();
-    tokio::spawn(status::run(ctx.clone(), names, shutdown.clone()));
+    tokio::spawn(status::run(ctx.status_deps(roles), shutdown.clone()));
     let mut failure = None;
     loop {
         let mut tasks = JoinSet::new();
@@ -372,7 +432,7 @@ async fn start(
     match role {
         Role::Api => {
             if let Some(store) = &ctx.store {
-                shared_config::publish(ctx, store).await?;
+                ctx.config.publish(store).await?;
             }
             if let Some(password) = ctx.users.ensure_first_admin().await? {
                 announce_first_admin(&password);
@@ -395,35 +455,35 @@ async fn start(
                     detail: e.to_string(),
                 })
             });
-            let (activity_ctx, token) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move { activity::run(activity_ctx, token).await.map_err(RuntimeError::from) });
+            let (deps, token) = (ctx.activity_deps()?, shutdown.clone());
+            tasks.spawn(async move { activity::run(deps, token).await.map_err(RuntimeError::from) });
             let (service_ctx, token) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { cmo_service::run(service_ctx, token).await.map_err(RuntimeError::from) });
         }
-        Role::Poller if ctx.settings.imap.is_none() => {
-            tracing::warn!("no inbox configured (LEADQ_IMAP__HOST): the poller is not started");
-        }
-        Role::Poller => {
-            let (ctx, token) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move { poller::run(ctx, token).await.map_err(RuntimeError::from) });
-        }
+        Role::Poller => match ctx.poller_deps() {
+            None => tracing::warn!("no inbox configured (LEADQ_IMAP__HOST): the poller is not started"),
+            Some(deps) => {
+                let token = shutdown.clone();
+                tasks.spawn(async move { poller::run(deps, token).await.map_err(RuntimeError::from) });
+            }
+        },
         Role::Caller if !twilio_configured(&ctx.settings) => {
             tracing::warn!("Twilio is not configured ({TWILIO_SETTINGS}): the caller is not started; leads wait");
         }
         Role::Caller => {
-            let (ctx, token) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move { caller::run(ctx, token).await.map_err(RuntimeError::from) });
+            let (deps, token) = (ctx.caller_deps(), shutdown.clone());
+            tasks.spawn(async move { caller::run(deps, token).await.map_err(RuntimeError::from) });
         }
         Role::Finalizer => {
-            let (ctx, token) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move { finalizer::run(ctx, token).await.map_err(RuntimeError::from) });
+            let (deps, token) = (ctx.finalizer_deps()?, shutdown.clone());
+            tasks.spawn(async move { finalizer::run(deps, token).await.map_err(RuntimeError::from) });
         }
         Role::Sms if !twilio_configured(&ctx.settings) => {
             tracing::warn!("Twilio is not configured ({TWILIO_SETTINGS}): the SMS sender is not started; texts wait");
         }
         Role::Sms => {
-            let (ctx, token) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move { sms::run(ctx, token).await.map_err(RuntimeError::from) });
+            let (deps, token) = (ctx.sms_deps(), shutdown.clone());
+            tasks.spawn(async move { sms::run(deps, token).await.map_err(RuntimeError::from) });
         }
     }
     Ok(())

@@ -5,6 +5,8 @@
 //! sends anything, so a lead is texted once across crashes. Numbers on the do-not-contact list are
 //! never texted.
 
+use std::sync::Arc;
+
 use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -12,10 +14,10 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::agent::AgentStateStore;
-use crate::bus::{self, Activity, BusError, Delivery, LeadFinalized, Outcome};
+use crate::bus::{self, Activity, Bus, BusError, Delivery, LeadFinalized, Outcome};
 use crate::calls::DoNotContact;
 use crate::clients::twilio::{TwilioClient, TwilioError};
-use crate::runtime::Context;
+use crate::config::Settings;
 
 pub use crate::clients::twilio::OutboundError as SmsError;
 
@@ -60,24 +62,30 @@ pub fn booking_link(base: &Url, lead: &LeadFinalized) -> Url {
     link
 }
 
+/// What the SMS role is given by the composition root.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub settings: Arc<Settings>,
+    pub bus: Bus,
+    pub dnc: DoNotContact,
+}
+
 pub struct SmsSender {
-    ctx: Context,
+    deps: Deps,
     sent: kv::Store,
-    dnc: DoNotContact,
     twilio: TwilioClient,
 }
 
 impl SmsSender {
-    pub async fn new(ctx: Context) -> Result<Self, SmsError> {
-        let sent = ctx
+    pub async fn new(deps: Deps) -> Result<Self, SmsError> {
+        let sent = deps
             .bus
             .js
             .get_key_value(bus::bucket::SMS)
             .await
             .map_err(|e| BusError::jetstream("bucket sms", e))?;
-        let dnc = ctx.dnc.clone();
-        let twilio = TwilioClient::new(&ctx.settings.twilio)?;
-        Ok(Self { ctx, sent, dnc, twilio })
+        let twilio = TwilioClient::new(&deps.settings.twilio)?;
+        Ok(Self { deps, sent, twilio })
     }
 
     /// One finalized lead; public so tests can drive it without the consume loop.
@@ -104,7 +112,7 @@ impl SmsSender {
         entry.id = uuid::Uuid::new_v5(&lead.lead_id, kind.as_bytes());
         entry.lead_id = Some(lead.lead_id);
         entry.detail = detail;
-        self.ctx.bus.publish(&entry).await?;
+        self.deps.bus.publish(&entry).await?;
         Ok(())
     }
 
@@ -127,7 +135,7 @@ impl SmsSender {
             .chars()
             .take(MAX_NAME_IN_TEXT)
             .collect();
-        self.ctx
+        self.deps
             .settings
             .sms_template
             .replace("{name}", &first_name)
@@ -146,7 +154,7 @@ impl SmsSender {
     }
 
     async fn text_once(&self, lead: &LeadFinalized) -> Result<Outcome, SmsError> {
-        if self.dnc.contains(&lead.phone).await? {
+        if self.deps.dnc.contains(&lead.phone).await? {
             tracing::info!("on the do-not-contact list; not texting");
             self.report(
                 lead,
@@ -158,7 +166,7 @@ impl SmsSender {
             return Ok(Outcome::Done);
         }
         let key = lead.lead_id.simple().to_string();
-        let link = booking_link(&self.ctx.settings.calendly_url, lead);
+        let link = booking_link(&self.deps.settings.calendly_url, lead);
         let existing = bus::retrying("sms get", || self.sent.get(&key))
             .await
             .map_err(|e| BusError::jetstream("sms get", e))?;
@@ -233,16 +241,16 @@ impl SmsSender {
     }
 }
 
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), SmsError> {
-    let sender = &SmsSender::new(ctx.clone()).await?;
-    let gate = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
+pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), SmsError> {
+    let sender = &SmsSender::new(deps.clone()).await?;
+    let gate = AgentStateStore::open(&deps.bus.js).await?.watch().await?;
     let handler = |delivery: Delivery<LeadFinalized>| async move { sender.handle(&delivery).await };
     bus::consume(
-        &ctx.bus,
+        &deps.bus,
         bus::stream::LEADS,
         bus::consumer::SMS,
         Some(gate),
-        bus::Lanes::new(ctx.settings.concurrency.sms, ctx.settings.bus.max_handling),
+        bus::Lanes::new(deps.settings.concurrency.sms, deps.settings.bus.max_handling),
         handler,
         shutdown,
     )

@@ -6,13 +6,21 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentStateStore;
-use crate::bus::{AgentStatus, BusError};
-use crate::http::AGENT_ID;
-use crate::runtime::Context;
+use crate::bus::{AGENT_ID, AgentStatus, Bus, BusError};
 
-pub async fn run(ctx: Context, roles: Vec<String>, shutdown: CancellationToken) -> Result<(), BusError> {
-    let mut state = AgentStateStore::open(&ctx.bus.js).await?.watch().await?;
-    let mut tick = tokio::time::interval(ctx.settings.status_interval);
+/// What the heartbeat is given by the composition root: who this process is.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub bus: Bus,
+    pub instance: String,
+    pub roles: Vec<String>,
+    pub every: std::time::Duration,
+    pub started: std::time::Instant,
+}
+
+pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), BusError> {
+    let mut state = AgentStateStore::open(&deps.bus.js).await?.watch().await?;
+    let mut tick = tokio::time::interval(deps.every);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -27,13 +35,13 @@ pub async fn run(ctx: Context, roles: Vec<String>, shutdown: CancellationToken) 
         let status = AgentStatus {
             agent_id: AGENT_ID.into(),
             state: now.as_status().into(),
-            roles: roles.clone(),
-            instance: ctx.settings.instance.clone(),
+            roles: deps.roles.clone(),
+            instance: deps.instance.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
-            uptime_secs: ctx.started.elapsed().as_secs(),
+            uptime_secs: deps.started.elapsed().as_secs(),
             at: OffsetDateTime::now_utc(),
         };
-        ctx.bus.record(&status).await;
+        deps.bus.record(&status).await;
     }
     Ok(())
 }

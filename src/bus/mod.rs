@@ -21,6 +21,9 @@ pub use payload::*;
 pub use topology::{Change, SetupItem, SetupReport, setup};
 pub(crate) use transient::retrying;
 
+/// The agent's id: in `agent.status`, in the CMO API, and in the NATS service's subjects.
+pub const AGENT_ID: &str = "lead-qualification-agent-001";
+
 /// Subjects carried by the streams.
 pub mod subject {
     pub const LEAD_RECEIVED: &str = "lead.received";

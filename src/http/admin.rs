@@ -26,7 +26,6 @@ use crate::credentials::{CredentialError, CredentialView};
 use crate::domain::qualification::Rules;
 use crate::domain::script::{AnswerType, Script};
 use crate::runtime::Context;
-use crate::shared_config;
 use crate::store::{ActivityFilter, Period};
 use crate::users::Access;
 
@@ -73,10 +72,7 @@ async fn stats(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, 
     let status = status_body(&ctx).await?;
     let figures = store.figures(since).await?;
     let dashboard = store.dashboard(since).await?;
-    let (calls, script) = (
-        ctx.calls.in_progress().await?,
-        shared_config::current_script(&ctx).await,
-    );
+    let (calls, script) = (ctx.calls.in_progress().await?, ctx.config.script().await);
     let verdicts: serde_json::Map<String, Value> = dashboard["verdicts"]
         .as_array()
         .into_iter()
@@ -152,7 +148,7 @@ async fn lead(State(ctx): State<Context>, user: Authed, Path(id): Path<String>) 
     let store = store(&ctx)?;
     let record = store.lead(id).await?.ok_or(ApiError::NotFound)?;
     let activity = store.lead_activity(id).await?;
-    let script = shared_config::current_script(&ctx).await;
+    let script = ctx.config.script().await;
     let airtable = &ctx.settings.airtable;
     let crm_row = ctx.sandbox.as_ref().and_then(|sandbox| {
         let column = airtable.fields.get("lead_id")?;
@@ -377,7 +373,7 @@ async fn sandbox(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>
     responses((status = 200, description = "{url}: paste it in Unbounce (page > Integrations > Webhooks)"), (status = 403)))]
 async fn unbounce_url(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, ApiError> {
     user.require(Access::Manage)?;
-    let token = crate::unbounce::rotate_token(&ctx.config).await?;
+    let token = crate::unbounce::rotate_token(ctx.config.bucket()).await?;
     ctx.bus
         .record(&Activity::new(
             "unbounce.url_rotated",
@@ -404,8 +400,8 @@ pub struct ScriptAndRules {
 async fn script(State(ctx): State<Context>, user: Authed) -> Result<Json<ScriptAndRules>, ApiError> {
     user.require(Access::Read)?;
     Ok(Json(ScriptAndRules {
-        script: shared_config::current_script(&ctx).await,
-        rules: shared_config::current_rules(&ctx).await,
+        script: ctx.config.script().await,
+        rules: ctx.config.rules().await,
     }))
 }
 
@@ -457,7 +453,8 @@ async fn save_script(
             json!({ "error": "rules.qualified_score must be 0 to 100" }),
         ));
     }
-    shared_config::save(&ctx, store(&ctx)?, &request.script, &request.rules, &user.username)
+    ctx.config
+        .save(store(&ctx)?, &request.script, &request.rules, &user.username)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     ctx.bus
@@ -488,7 +485,7 @@ async fn try_answer(
     AppJson(request): AppJson<TryAnswer>,
 ) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
-    let script = shared_config::current_script(&ctx).await;
+    let script = ctx.config.script().await;
     let question = script
         .questions
         .iter()

@@ -19,12 +19,11 @@ use super::idempotency::{self, IdempotencyKey};
 use super::{ApiError, AppJson};
 use crate::agent::AgentState;
 use crate::api_keys::KeyCheck;
-use crate::bus::{Activity, IntakeTimestamps, LeadReceived, LeadSource};
+use crate::bus::{AGENT_ID, Activity, IntakeTimestamps, LeadReceived, LeadSource};
 use crate::domain::lead::{Lead, LeadError, PageDetails};
 use crate::runtime::Context;
 use crate::store::{Figures, Period};
 
-pub const AGENT_ID: &str = "lead-qualification-agent-001";
 pub const AGENT_NAME: &str = "Mesh Cowork Lead Qualifier";
 const COMMANDS: [&str; 6] = ["start", "stop", "pause", "resume", "get_status", "get_metrics"];
 const CAPABILITIES: [&str; 6] = [

@@ -31,7 +31,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
-pub use cmo::{AGENT_ID, status_body};
+pub use cmo::status_body;
 pub use error::{ApiError, AppJson};
 pub use idempotency::IdempotencyKey;
 

@@ -159,7 +159,7 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
         tracing::warn!(%lead_id, "call-start for a call leadq does not know; hanging up");
         return Ok(TwiML(twiml::render(&[Verb::Hangup])));
     };
-    let script = crate::shared_config::current_script(&ctx).await;
+    let script = ctx.config.script().await;
     let verbs = if machine {
         vec![Verb::Pause(1), Verb::Say(script.voicemail.clone()), Verb::Hangup]
     } else {
@@ -210,7 +210,7 @@ enum Step {
 async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
-    let script = crate::shared_config::current_script(&ctx).await;
+    let script = ctx.config.script().await;
     let question = script.question(n).ok_or(ApiError::NotFound)?.clone();
     let speech = request
         .param("SpeechResult")
@@ -390,7 +390,7 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
 /// The voicemail, for a call redirected here after the machine's beep.
 async fn voicemail(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     request.lead_id()?;
-    let script = crate::shared_config::current_script(&ctx).await;
+    let script = ctx.config.script().await;
     Ok(TwiML(twiml::render(&[
         Verb::Say(script.voicemail.clone()),
         Verb::Hangup,

@@ -37,7 +37,7 @@ async fn form_submit(
             peer.ip()
         )));
     }
-    match check_token(&ctx.config, &token).await? {
+    match check_token(ctx.config.bucket(), &token).await? {
         Some(true) => {}
         Some(false) => return Err(ApiError::Forbidden("unknown webhook token".into())),
         None => {

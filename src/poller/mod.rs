@@ -25,7 +25,6 @@ use tracing::Instrument;
 use crate::bus::{self, Activity, Alert, Bus, BusError};
 use crate::config::{ImapAuth, ImapSettings};
 use crate::domain::{LeadError, parse_notification};
-use crate::runtime::Context;
 use intake::{Delivered, deliver, email_identity, remember_invalid};
 
 type Connection = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
@@ -53,21 +52,27 @@ struct Poller {
     region: phonenumber::country::Id,
 }
 
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), PollerError> {
-    let Some(imap) = ctx.settings.imap.clone() else {
-        return Ok(());
-    };
-    let seen = ctx
-        .bus
+/// What the poller role is given by the composition root: it runs only with an inbox.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub bus: Bus,
+    pub imap: ImapSettings,
+    /// The region of numbers written without a country code.
+    pub region: phonenumber::country::Id,
+}
+
+pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), PollerError> {
+    let Deps { bus, imap, region } = deps;
+    let seen = bus
         .js
         .get_key_value(bus::bucket::EMAILS_SEEN)
         .await
         .map_err(|e| BusError::jetstream("bucket emails_seen", e))?;
     let poller = Arc::new(Poller {
-        bus: ctx.bus.clone(),
+        bus,
         seen,
         imap,
-        region: ctx.settings.default_region,
+        region,
     });
     let mut failures: u32 = 0;
     while !shutdown.is_cancelled() {

@@ -38,7 +38,10 @@ impl Admin {
         let shutdown = CancellationToken::new();
         let ctx = serve_api(settings, &shutdown).await;
         // The api role's activity-log writer, as `leadq api` runs it.
-        tokio::spawn(leadq::activity::run(ctx.clone(), shutdown.clone()));
+        tokio::spawn(leadq::activity::run(
+            ctx.activity_deps().expect("the store"),
+            shutdown.clone(),
+        ));
         for (name, role) in [
             ("boss", UserRole::Admin),
             ("cmo", UserRole::CmoAgent),
@@ -674,9 +677,9 @@ async fn an_edited_script_and_rules_are_what_the_next_call_uses() {
         .await;
     assert_eq!(status, StatusCode::OK, "{saved}");
     // What the caller and the finalizer read, from the bucket they share across processes.
-    let script = leadq::shared_config::current_script(&admin.ctx).await;
+    let script = admin.ctx.config.script().await;
     assert_eq!(script.greeting_for(Some("Ada")), "Hello Ada, Mesh Cowork here.");
-    assert_eq!(leadq::shared_config::current_rules(&admin.ctx).await.min_team_size, 4);
+    assert_eq!(admin.ctx.config.rules().await.min_team_size, 4);
 
     // An unusable script is refused with the reason, and the saved one stays.
     let mut broken = current.clone();

@@ -60,7 +60,7 @@ impl Agent {
         let shutdown = CancellationToken::new();
         let ctx = serve_api(settings, &shutdown).await;
         if with_caller_loop {
-            tokio::spawn(leadq::caller::run(ctx.clone(), shutdown.clone()));
+            tokio::spawn(leadq::caller::run(ctx.caller_deps(), shutdown.clone()));
         }
         Self {
             ctx,
@@ -270,7 +270,7 @@ async fn twilio_failing_twice_with_500_still_gives_one_call() {
     let agent = Agent::start(false).await;
     agent.twilio.inject(Fault::Status(500));
     agent.twilio.inject(Fault::Status(500));
-    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
     let lead = lead("Ada", "+14155550160");
     assert_eq!(caller.handle(&delivery(&lead, 1)).await, Outcome::Done);
     assert_eq!(agent.twilio.calls().len(), 1);
@@ -280,7 +280,7 @@ async fn twilio_failing_twice_with_500_still_gives_one_call() {
 async fn a_timeout_after_twilio_got_the_request_is_reconciled_not_redialed() {
     let agent = Agent::start(false).await;
     agent.twilio.inject(Fault::SlowAnswer(Duration::from_secs(3)));
-    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
     let lead = lead("Ada", "+14155550161");
     let first = caller.handle(&delivery(&lead, 1)).await;
     assert!(matches!(first, Outcome::Retry { .. }), "{first:?}");
@@ -297,7 +297,7 @@ async fn a_timeout_after_twilio_got_the_request_is_reconciled_not_redialed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_lead_is_never_dialed_twice() {
     let agent = Agent::start(false).await;
-    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
     let lead = lead("Ada", "+14155550162");
     assert_eq!(caller.handle(&delivery(&lead, 1)).await, Outcome::Done);
     // Killed after the request and before the ack: JetStream delivers it again.
@@ -310,7 +310,7 @@ async fn a_number_on_the_do_not_contact_list_is_never_called() {
     let agent = Agent::start(false).await;
     let dnc = DoNotContact::open(&agent.bus().js).await.expect("dnc");
     dnc.add("+14155550163", "test").await.expect("add");
-    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
     let lead = lead("Ada", "+14155550163");
     assert_eq!(caller.handle(&delivery(&lead, 1)).await, Outcome::Done);
     assert!(agent.twilio.calls().is_empty());
@@ -432,7 +432,7 @@ async fn a_lead_outside_its_calling_hours_is_deferred_not_called() {
         .subscribe(bus::subject::AGENT_ACTIVITY)
         .await
         .expect("sub");
-    let caller = Caller::new(agent.ctx.clone()).await.expect("caller");
+    let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
     let lead = lead("Ada", "+14155550171");
     let outcome = caller.handle(&delivery(&lead, 1)).await;
     let Outcome::Retry { after, reason } = outcome else {
@@ -466,7 +466,10 @@ async fn a_lead_outside_its_calling_hours_is_deferred_not_called() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finalized_each() {
     let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     let cases = [
         (
             "+14155550180",
@@ -527,8 +530,11 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
         assert!(!record["reasons"].as_array().expect("reasons").is_empty());
     }
     // The SMS role's reports reach each record (through the activity log the api role writes).
-    tokio::spawn(leadq::sms::run(agent.ctx.clone(), agent.shutdown.clone()));
-    tokio::spawn(leadq::activity::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    tokio::spawn(leadq::activity::run(
+        agent.ctx.activity_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     for lead in &leads {
         eventually(Duration::from_secs(20), "the record says the SMS went out", || async {
             let record = store.lead(lead.lead_id).await.expect("read").expect("record");
@@ -577,9 +583,7 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
     .await;
 
     // A redelivered call.completed rewrites the same record and publishes nothing new.
-    let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.clone())
-        .await
-        .expect("finalizer");
+    let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.finalizer_deps().expect("the store"));
     let completed: Vec<CallCompleted> = agent.calls_stream().await;
     let again = completed
         .iter()
@@ -604,8 +608,11 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
     let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
-    tokio::spawn(leadq::sms::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
+    tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
     let phone = "+14155550185";
     let form = vec![
         ("fname".to_owned(), "Renée O'Brien".to_owned()),
@@ -637,7 +644,7 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
 
     // The same lead.finalized again (a redelivery after a crash): no second text.
     let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
-    let sender = leadq::sms::SmsSender::new(agent.ctx.clone()).await.expect("sender");
+    let sender = leadq::sms::SmsSender::new(agent.ctx.sms_deps()).await.expect("sender");
     let again = Delivery {
         payload: finalized[0].clone(),
         attempt: 2,
@@ -701,7 +708,10 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
     let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     let (sending, sent) = (lead("Ada", "+14155550186"), lead("Bo", "+14155550187"));
     for lead in [&sending, &sent] {
         agent.twilio.set_persona(lead.lead.phone.as_str(), qualified_callee());
@@ -734,8 +744,11 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
         assert_eq!(record["sms_state"], "pending", "{record}");
     }
 
-    tokio::spawn(leadq::activity::run(agent.ctx.clone(), agent.shutdown.clone()));
-    let sender = leadq::sms::SmsSender::new(agent.ctx.clone()).await.expect("sender");
+    tokio::spawn(leadq::activity::run(
+        agent.ctx.activity_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
+    let sender = leadq::sms::SmsSender::new(agent.ctx.sms_deps()).await.expect("sender");
     for done in &finalized {
         let delivery = Delivery {
             payload: done.clone(),
@@ -762,9 +775,15 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
 async fn emails_in_the_inbox_end_as_calls_records_crm_rows_and_one_text_each() {
     let dovecot = crate::dovecot::Dovecot::start();
     let agent = Agent::start_with(true, |settings| dovecot.settings(settings, Duration::from_secs(600))).await;
-    tokio::spawn(leadq::poller::run(agent.ctx.clone(), agent.shutdown.clone()));
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
-    tokio::spawn(leadq::sms::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::poller::run(
+        agent.ctx.poller_deps().expect("an inbox"),
+        agent.shutdown.clone(),
+    ));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
+    tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
     let template = String::from_utf8(crate::dovecot::fixture("01-plain-private-office.eml")).expect("utf-8");
     let email = |n: usize, phone: &str| {
         template
@@ -875,9 +894,7 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
     fresh.phase = CallPhase::Dialed;
     assert!(book.create(&fresh).await.expect("create"));
 
-    let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.clone())
-        .await
-        .expect("finalizer");
+    let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.finalizer_deps().expect("the store"));
     // The CallSid is unknown to Twilio: after the watchdog's time the call is reported anyway.
     let hour = Duration::from_secs(3600);
     assert_eq!(finalizer.sweep(hour, hour).await.expect("sweep"), 1);
@@ -908,7 +925,10 @@ async fn a_lost_status_callback_is_learnt_from_twilio_in_seconds_not_hours() {
         settings.call_watchdog = Duration::from_secs(7200);
     })
     .await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     agent.twilio.lose_status_callbacks(true);
     let phone = "+14155550230";
     agent.twilio.set_persona(phone, qualified_callee());
@@ -938,7 +958,10 @@ async fn a_lost_status_callback_is_learnt_from_twilio_in_seconds_not_hours() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_who_picked_up_while_call_start_failed_is_called_again_not_filed_no_answer() {
     let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(1)]).await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     let phone = "+14155550231";
     agent.twilio.set_persona(phone, qualified_callee());
     // The api answers the first call's TwiML request with a 500: the lead hears Twilio's error.
@@ -954,7 +977,10 @@ async fn a_lead_who_picked_up_while_call_start_failed_is_called_again_not_filed_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_line_is_called_again_after_the_ladder_step_then_finalized_once() {
     let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(2)]).await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     let phone = "+14155550220";
     agent.twilio.set_persona(phone, Persona::Busy);
     let ada = lead("Ada", phone);
@@ -1137,7 +1163,10 @@ async fn finalizer_and_sms_processes_killed_at_random_still_finish_every_lead_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_status_callback_beats_the_callers_record_still_counts_as_made() {
     let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     let since = OffsetDateTime::now_utc() - Duration::from_secs(60);
     let phones = ["+14155550190", "+14155550191", "+14155550192"];
     for phone in phones {

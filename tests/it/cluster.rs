@@ -78,7 +78,10 @@ async fn with_one_node_of_three_down_a_lead_is_called_and_the_node_catches_up() 
         settings.call_reconcile_after = Duration::from_secs(2);
     })
     .await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     let before = lead("Ada", "+14155550241");
     agent.twilio.set_persona("+14155550241", qualified_callee());
     agent.bus().publish(&before).await.expect("publish");

@@ -24,7 +24,10 @@ impl Api {
         let base = on_free_port(&mut settings);
         let shutdown = CancellationToken::new();
         let ctx = serve_api(settings, &shutdown).await;
-        tokio::spawn(leadq::activity::run(ctx.clone(), shutdown.clone()));
+        tokio::spawn(leadq::activity::run(
+            ctx.activity_deps().expect("the store"),
+            shutdown.clone(),
+        ));
         tokio::spawn(leadq::cmo_service::run(ctx.clone(), shutdown.clone()));
         let (key, _) = ApiKeys::open(&ctx.bus.js)
             .await
@@ -269,7 +272,10 @@ async fn agent_status_is_published_on_change_and_kept_for_late_subscribers() {
         .await
         .expect("subscribe");
     let shutdown = CancellationToken::new();
-    tokio::spawn(leadq::status::run(ctx.clone(), vec!["caller".into()], shutdown.clone()));
+    tokio::spawn(leadq::status::run(
+        ctx.status_deps(&[leadq::runtime::Role::Caller]),
+        shutdown.clone(),
+    ));
     let first = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         futures::StreamExt::next(&mut updates),

@@ -13,6 +13,7 @@ mod crm;
 mod dovecot;
 mod helpers;
 mod intake;
+mod layout;
 mod poller;
 mod sandbox;
 mod speed;

@@ -30,7 +30,10 @@ impl Running {
         dovecot.settings(&mut settings, fallback);
         let ctx = Context::build(settings, false).await.expect("context");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(leadq::poller::run(ctx.clone(), shutdown.clone()));
+        let task = tokio::spawn(leadq::poller::run(
+            ctx.poller_deps().expect("an inbox"),
+            shutdown.clone(),
+        ));
         Self { ctx, shutdown, task }
     }
 

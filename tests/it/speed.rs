@@ -13,9 +13,15 @@ use crate::helpers::{eventually, on_stream};
 /// The api role, the caller, the finalizer and the SMS sender, with `adjust` applied first.
 async fn whole_agent(adjust: impl FnOnce(&mut leadq::config::Settings)) -> Agent {
     let agent = Box::pin(Agent::start_with(true, adjust)).await;
-    tokio::spawn(leadq::finalizer::run(agent.ctx.clone(), agent.shutdown.clone()));
-    tokio::spawn(leadq::sms::run(agent.ctx.clone(), agent.shutdown.clone()));
-    tokio::spawn(leadq::activity::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
+    tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    tokio::spawn(leadq::activity::run(
+        agent.ctx.activity_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
     agent
 }
 
@@ -177,7 +183,9 @@ async fn the_same_trigger_lead_posted_twice_at_once_or_retried_calls_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unbounce_form_webhook_is_one_lead_and_its_email_makes_no_second_call() {
     let agent = whole_agent(|_| {}).await;
-    let token = leadq::unbounce::rotate_token(&agent.ctx.config).await.expect("token");
+    let token = leadq::unbounce::rotate_token(agent.ctx.config.bucket())
+        .await
+        .expect("token");
     let url = leadq::unbounce::webhook_url(&agent.ctx.settings.public_url, &token);
     let form = std::fs::read_to_string("tests/fixtures/unbounce/form-submit.urlencoded").expect("fixture");
     let http = reqwest::Client::new();
@@ -260,7 +268,7 @@ async fn two_callers_and_a_twilio_taking_seven_seconds_place_one_call_per_lead()
     }))
     .await;
     // The second replica.
-    tokio::spawn(leadq::caller::run(agent.ctx.clone(), agent.shutdown.clone()));
+    tokio::spawn(leadq::caller::run(agent.ctx.caller_deps(), agent.shutdown.clone()));
     agent.twilio.set_latency(Duration::from_secs(7));
     for n in 0..20 {
         agent

@@ -81,7 +81,10 @@ async fn activity_published_on_the_bus_lands_in_the_store() {
     let settings = nats.settings();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let ctx = leadq::runtime::Context::build(settings, true).await.expect("context");
-    let worker = tokio::spawn(leadq::activity::run(ctx.clone(), shutdown.clone()));
+    let worker = tokio::spawn(leadq::activity::run(
+        ctx.activity_deps().expect("the store"),
+        shutdown.clone(),
+    ));
     let entry = Activity::new("admin.test", "tester", "over the bus");
     ctx.bus.publish(&entry).await.expect("publish");
     ctx.bus.publish(&entry).await.expect("publish again");
@@ -110,8 +113,8 @@ async fn saved_settings_reach_the_config_bucket_and_a_first_start_saves_the_defa
         .expect("context");
     let store = ctx.store.clone().expect("store");
 
-    leadq::shared_config::publish(&ctx, &store).await.expect("publish");
-    assert_eq!(leadq::shared_config::current_script(&ctx).await, Script::default());
+    ctx.config.publish(&store).await.expect("publish");
+    assert_eq!(ctx.config.script().await, Script::default());
     assert_eq!(
         store.setting::<Script>(SCRIPT_KEY).await.expect("load"),
         Some(Script::default()),
@@ -131,12 +134,7 @@ async fn saved_settings_reach_the_config_bucket_and_a_first_start_saves_the_defa
         ..Rules::default()
     };
     store.save_setting(RULES_KEY, &rules, "admin").await.expect("save");
-    leadq::shared_config::publish(&ctx, &store)
-        .await
-        .expect("publish again");
-    assert_eq!(
-        leadq::shared_config::current_script(&ctx).await.greeting,
-        "Hello {name}, Mesh Cowork here."
-    );
-    assert_eq!(leadq::shared_config::current_rules(&ctx).await.min_team_size, 3);
+    ctx.config.publish(&store).await.expect("publish again");
+    assert_eq!(ctx.config.script().await.greeting, "Hello {name}, Mesh Cowork here.");
+    assert_eq!(ctx.config.rules().await.min_team_size, 3);
 }
