@@ -48,11 +48,7 @@ impl Caller {
     }
 
     fn webhook(&self, path: &str, lead: &LeadReceived) -> String {
-        format!(
-            "{}/webhooks/twilio/{path}?lead={}",
-            self.deps.settings.public_url.as_str().trim_end_matches('/'),
-            lead.lead_id
-        )
+        crate::twilio::webhook_url(&self.deps.settings.public_url, path, lead.lead_id)
     }
 
     async fn report(&self, lead: &LeadReceived, kind: &str, summary: String, detail: serde_json::Value) {
@@ -136,10 +132,7 @@ impl Caller {
                     .deps
                     .calls
                     .update(lead.lead_id, |s| {
-                        let ours = s.phase == CallPhase::Queued;
-                        if ours {
-                            s.phase = CallPhase::Dialing;
-                        }
+                        let ours = s.start_dialing();
                         (ours, ours)
                     })
                     .await?;
@@ -277,19 +270,7 @@ impl Caller {
         let placed_at = OffsetDateTime::now_utc();
         self.deps
             .calls
-            .update(lead.lead_id, |s| {
-                // The status callback of a short call (busy, say) can come before this record.
-                let placing = matches!(s.phase, CallPhase::Queued | CallPhase::Dialing);
-                let changed = placing || s.call_sid.is_none();
-                if placing {
-                    s.phase = CallPhase::Dialed;
-                }
-                if s.call_sid.is_none() {
-                    s.call_sid = Some(call.sid.clone());
-                }
-                let placed = s.placed_by(placed_at);
-                ((), changed || placed)
-            })
+            .update(lead.lead_id, |s| ((), s.dialed(&call.sid, placed_at)))
             .await?;
         Ok(())
     }

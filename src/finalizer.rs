@@ -248,23 +248,7 @@ impl Finalizer {
         self.deps.bus.publish(&retry).await?;
         self.deps
             .calls
-            .update(intake.lead_id, |s| {
-                let ours = s.attempt == tried.attempt && s.call_sid == tried.call_sid;
-                if ours {
-                    s.earlier_call_sids.extend(s.call_sid.take());
-                    s.phase = CallPhase::Queued;
-                    s.attempt = next_attempt;
-                    s.call_sid = None;
-                    s.answers.clear();
-                    s.reprompted.clear();
-                    s.answered_by = None;
-                    s.placed_at = None;
-                    s.answered_at = None;
-                    s.first_words_at = None;
-                    s.voicemail_redirected = false;
-                }
-                ((), ours)
-            })
+            .update(intake.lead_id, |s| ((), s.requeue(tried, next_attempt)))
             .await?;
         tracing::info!(status, attempt = next_attempt, ?wait, "calling again later");
         let mut entry = Activity::new(

@@ -1,4 +1,5 @@
-//! leadq, the lead qualification agent. A map of the parts:
+//! leadq, the lead qualification agent. A map of the parts; each role (`caller`, `sms`,
+//! `finalizer`, `poller`, `activity`, `status`, and the api in `http`) takes its own `Deps`:
 //!
 //! - [`config`]: layered settings (defaults, TOML file, `LEADQ_*`), validated once.
 //! - [`telemetry`]: logs and OpenTelemetry traces.
@@ -6,16 +7,18 @@
 //!   publish-with-ack and the durable consume loop. `subjects.md` documents it.
 //! - [`domain`]: pure logic: the `Lead` type and notification-email parsing.
 //! - [`store`]: SurrealDB, the system of record.
-//! - [`runtime`]: roles started from one context, shut down together.
+//! - [`runtime`]: the composition root: builds each role's deps, starts the roles, stops them
+//!   together. The only module that knows every role; no role imports it (`tests/it/layout.rs`).
 //! - [`sandbox`]: the Twilio and Airtable stand-ins in the process, for a machine with no accounts.
 //! - [`http`]: the api role's routes.
 //! - [`poller`]: the IMAP inbox to `lead.received`, exactly once.
-//! - [`calls`]: call state (compare-and-set) and the do-not-contact list, in KV buckets.
-//! - [`twilio`]: webhook signatures and TwiML.
+//! - [`calls`]: the call state and its named transitions (`calls/state.rs`, pure), the
+//!   compare-and-set book that applies them, phone claims and the do-not-contact list.
+//! - [`twilio`]: webhook signatures, TwiML, and the webhook URLs.
 //! - [`caller`]: `lead.received` to exactly one Twilio call.
 //! - [`clients`]: typed HTTP clients (Twilio).
 //! - [`agent`]: the run state (running, paused, stopped) every role watches.
-//! - [`shared_config`]: the `config` bucket kept in step with the store (the call script).
+//! - [`shared_config`]: the `config` bucket kept in step with the store (script and rules).
 //! - [`finalizer`]: `call.completed` to verdict, the lead's record and `lead.finalized`.
 //! - [`sms`]: `lead.finalized` to one SMS with the booking link.
 //! - [`crm`]: finalized leads to Airtable, batched, rate limited, replayed after outages.

@@ -179,7 +179,7 @@ pub struct Bus {
 impl Bus {
     /// Connects once (no retry loop), so a wrong URL fails fast at start with the setting named.
     pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
-        let servers = server_addrs(url).map_err(|reason| BusError::BadUrl(reason))?;
+        let servers = server_addrs(url).map_err(BusError::BadUrl)?;
         let client = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5))

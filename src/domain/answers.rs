@@ -350,14 +350,12 @@ fn people_count(text: &Text) -> Option<Value> {
         .position("me and")
         .or_else(|| text.position("me plus"))
         .or_else(|| text.position("myself and"))
-    {
-        if let Some(n) = text
+        && let Some(n) = text
             .numbers
             .iter()
             .find(|n| n.start == at + 2 && text.followed_by(n.end, 2, PEOPLE))
-        {
-            return Some(number_value(n.value + 1.0));
-        }
+    {
+        return Some(number_value(n.value + 1.0));
     }
     let candidates: Vec<Number> = text
         .numbers
@@ -385,12 +383,10 @@ fn people_count(text: &Text) -> Option<Value> {
         "expand to",
         "expanding to",
         "hiring up to",
-    ]) {
-        if let [now, .., later] = candidates.as_slice()
-            && now.value < later.value
-        {
-            return Some(json!({ "min": now.value as i64, "max": later.value as i64 }));
-        }
+    ]) && let [now, .., later] = candidates.as_slice()
+        && now.value < later.value
+    {
+        return Some(json!({ "min": now.value as i64, "max": later.value as i64 }));
     }
     let about_people = candidates.iter().rev().find(|n| text.followed_by(n.end, 3, PEOPLE));
     if let Some(n) = about_people.or(candidates.last()) {

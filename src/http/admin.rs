@@ -201,7 +201,7 @@ async fn test_email(
                     lead_id,
                     force: request.force,
                 };
-                let received = enqueue(&ctx, lead, LeadSource::AdminTestEmail, &user.username, intake).await?;
+                let received = enqueue(ctx, lead, LeadSource::AdminTestEmail, &user.username, intake).await?;
                 let body = json!({
                     "status": "queued",
                     "lead_id": received.lead_id,

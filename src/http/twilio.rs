@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::ApiError;
 use crate::bus::{Activity, CallAnswer, CallCompleted};
-use crate::calls::{CallPhase, HeardAnswer};
+use crate::calls::Step;
 use crate::domain::script::Script;
 use crate::runtime::Context;
 use crate::twilio::signature;
@@ -106,10 +106,7 @@ impl IntoResponse for TwiML {
 }
 
 fn action_url(ctx: &Context, path: &str, lead_id: Uuid) -> String {
-    format!(
-        "{}/webhooks/twilio/{path}?lead={lead_id}",
-        ctx.settings.public_url.as_str().trim_end_matches('/')
-    )
+    crate::twilio::webhook_url(&ctx.settings.public_url, path, lead_id)
 }
 
 /// Asks question `n` (1-based), optionally after something said first.
@@ -139,20 +136,11 @@ async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Resul
         .is_some_and(|a| a.starts_with("machine") || a == "fax");
     let Some((state, ())) = book
         .update(lead_id, |state| {
-            // With asynchronous detection this request carries no AnsweredBy: keep what the
-            // detection said, if it came first.
-            let answered_by = answered_by.clone().or_else(|| state.answered_by.clone());
-            let changed =
-                state.answered_by != answered_by || state.call_sid.is_none() || state.first_words_at.is_none();
-            state.answered_by = answered_by;
-            if state.call_sid.is_none() {
-                state.call_sid = request.param("CallSid").map(str::to_owned);
-            }
-            if state.first_words_at.is_none() {
-                state.first_words_at = Some(time::OffsetDateTime::now_utc());
-            }
-            let placed = state.placed_by(time::OffsetDateTime::now_utc());
-            ((), changed || placed)
+            let now = time::OffsetDateTime::now_utc();
+            (
+                (),
+                state.first_words(answered_by.as_deref(), request.param("CallSid"), now),
+            )
         })
         .await?
     else {
@@ -199,14 +187,6 @@ fn asks_to_opt_out(speech: &str) -> bool {
         .any(|phrase| said.contains(&format!(" {phrase} ")))
 }
 
-/// What one answer webhook decided, under compare-and-set.
-enum Step {
-    Stored(HeardAnswer),
-    AlreadyStored,
-    AskAgain,
-    OptOut,
-}
-
 async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
@@ -223,26 +203,7 @@ async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: Twil
     let book = &ctx.calls;
     let Some((state, step)) = book
         .update(lead_id, |state| {
-            if state.answer(&question.id).is_some() {
-                return (Step::AlreadyStored, false);
-            }
-            if opt_out {
-                let changed = !state.opted_out;
-                state.opted_out = true;
-                return (Step::OptOut, changed);
-            }
-            if !heard && !state.reprompted.contains(&question.id) {
-                state.reprompted.push(question.id.clone());
-                return (Step::AskAgain, true);
-            }
-            let answer = HeardAnswer {
-                question_id: question.id.clone(),
-                speech: speech.clone(),
-                confidence,
-                captured: heard,
-            };
-            state.answers.push(answer.clone());
-            (Step::Stored(answer), true)
+            state.hear(&question.id, speech.as_deref(), confidence, heard, opt_out)
         })
         .await?
     else {
@@ -286,13 +247,7 @@ async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Resu
     if status == "in-progress" {
         // The `answered` event: the start of the wait for the first words.
         ctx.calls
-            .update(lead_id, |state| {
-                let first = state.answered_at.is_none();
-                if first {
-                    state.answered_at = Some(time::OffsetDateTime::now_utc());
-                }
-                ((), first)
-            })
+            .update(lead_id, |state| ((), state.answered(time::OffsetDateTime::now_utc())))
             .await?;
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     }
@@ -340,16 +295,9 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
     let lead_id = request.lead_id()?;
     let answered_by = request.param("AnsweredBy").unwrap_or("unknown").to_owned();
     let fax = answered_by == "fax";
-    let machine = answered_by.starts_with("machine");
     let Some((state, act)) = ctx
         .calls
-        .update(lead_id, |state| {
-            let act = (machine || fax) && !state.voicemail_redirected && state.phase != CallPhase::Completed;
-            let changed = state.answered_by.as_deref() != Some(answered_by.as_str()) || act;
-            state.answered_by = Some(answered_by.clone());
-            state.voicemail_redirected |= act;
-            (act, changed)
-        })
+        .update(lead_id, |state| state.machine_detected(&answered_by))
         .await?
     else {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
@@ -375,10 +323,7 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
     if let Err(err) = sent {
         // Unmarked, so Twilio's retry of this callback tries again.
         ctx.calls
-            .update(lead_id, |state| {
-                state.voicemail_redirected = false;
-                ((), true)
-            })
+            .update(lead_id, |state| ((), state.voicemail_failed()))
             .await?;
         return Err(ApiError::Unavailable(format!(
             "the call could not be redirected: {err}"

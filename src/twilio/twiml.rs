@@ -30,7 +30,7 @@ const LANGUAGE: &str = "en-US";
 /// or a name that holds one still makes a valid document.
 fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
     let allowed =
-        |c: char| !(c.is_control() && !matches!(c, '\t' | '\n' | '\r')) && !matches!(c, '\u{fffe}' | '\u{ffff}');
+        |c: char| (!c.is_control() || matches!(c, '\t' | '\n' | '\r')) && !matches!(c, '\u{fffe}' | '\u{ffff}');
     if text.chars().all(allowed) {
         std::borrow::Cow::Borrowed(text)
     } else {

@@ -1,0 +1,436 @@
+//! A call's state and the named transitions that move it. Every writer (the caller, the Twilio
+//! webhooks, the finalizer) changes an entry only through these, under the book's compare-and-set:
+//! each returns whether it changed anything, so an unchanged state is not written.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::bus::LeadReceived;
+
+/// Where a call stands. The caller moves `queued → dialing → dialed` around the Twilio request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallPhase {
+    Queued,
+    Dialing,
+    Dialed,
+    Completed,
+}
+
+/// One question's answer as heard; `captured` is false when nothing usable was heard twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeardAnswer {
+    pub question_id: String,
+    pub speech: Option<String>,
+    pub confidence: Option<f32>,
+    pub captured: bool,
+}
+
+/// What one answer webhook decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Stored(HeardAnswer),
+    AlreadyStored,
+    AskAgain,
+    OptOut,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallState {
+    pub lead_id: Uuid,
+    pub phone: String,
+    pub name: Option<String>,
+    pub phase: CallPhase,
+    pub call_sid: Option<String>,
+    #[serde(default)]
+    pub answered_by: Option<String>,
+    #[serde(default)]
+    pub answers: Vec<HeardAnswer>,
+    /// Questions already asked a second time after silence or low confidence.
+    #[serde(default)]
+    pub reprompted: Vec<String>,
+    #[serde(default)]
+    pub opted_out: bool,
+    /// The lead as it came in, for the finalizer's record (the bucket outlives no call by much).
+    #[serde(default)]
+    pub intake: Option<Box<LeadReceived>>,
+    /// When Twilio accepted the call: the end of speed-to-lead.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub placed_at: Option<OffsetDateTime>,
+    /// Which try this is (see `LeadReceived::attempt`).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Twilio's `answered` status event, and when the first TwiML (the greeting) was served:
+    /// how long a person who picked up waited to hear something.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub answered_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub first_words_at: Option<OffsetDateTime>,
+    /// The live call was sent to the voicemail after a machine was detected (once per call).
+    #[serde(default)]
+    pub voicemail_redirected: bool,
+    /// The CallSids of the tries a retry replaced: a late final status of one of them is not
+    /// this try's end.
+    #[serde(default)]
+    pub earlier_call_sids: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl CallState {
+    pub fn queued(lead_id: Uuid, phone: &str, name: Option<&str>) -> Self {
+        Self {
+            lead_id,
+            phone: phone.to_owned(),
+            name: name.map(str::to_owned),
+            phase: CallPhase::Queued,
+            call_sid: None,
+            answered_by: None,
+            answers: Vec::new(),
+            reprompted: Vec::new(),
+            opted_out: false,
+            intake: None,
+            placed_at: None,
+            attempt: 0,
+            answered_at: None,
+            first_words_at: None,
+            voicemail_redirected: false,
+            earlier_call_sids: Vec::new(),
+            updated_at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    pub fn answer(&self, question_id: &str) -> Option<&HeardAnswer> {
+        self.answers.iter().find(|a| a.question_id == question_id)
+    }
+
+    /// Twilio had taken the call by `at`. Whoever sees it first records it (a status callback can
+    /// beat the caller's own record); the earliest time wins, since it is the closest to the truth.
+    /// Returns whether anything changed.
+    pub fn placed_by(&mut self, at: OffsetDateTime) -> bool {
+        match self.placed_at {
+            Some(known) if known <= at => false,
+            _ => {
+                self.placed_at = Some(at);
+                true
+            }
+        }
+    }
+
+    /// Whether a final status of call `call_sid` is the end of this entry's current try: not of
+    /// a try a retry replaced, nor before this try was dialled.
+    pub fn is_current_call(&self, call_sid: &str) -> bool {
+        self.phase != CallPhase::Queued
+            && !self.earlier_call_sids.iter().any(|s| s == call_sid)
+            && self.call_sid.as_deref().is_none_or(|s| s == call_sid)
+    }
+
+    /// The current try ended with call `call_sid`. Only once its `call.completed` is on the
+    /// stream: an entry that says completed is one whose end nobody needs to report again, so
+    /// a lost publish must leave it dialed for the watchdog. Returns whether anything changed
+    /// (nothing for a repeat, or for the end of a call that is not the current try's).
+    pub fn complete(&mut self, call_sid: &str, answered_by: Option<&str>, at: OffsetDateTime) -> bool {
+        if !self.is_current_call(call_sid) {
+            return false;
+        }
+        let mut changed = self.phase != CallPhase::Completed;
+        self.phase = CallPhase::Completed;
+        if self.call_sid.is_none() && !call_sid.is_empty() {
+            self.call_sid = Some(call_sid.to_owned());
+            changed = true;
+        }
+        if self.answered_by.is_none()
+            && let Some(by) = answered_by
+        {
+            self.answered_by = Some(by.to_owned());
+            changed = true;
+        }
+        // A call that was never answered was still placed (and counts as a call made).
+        changed | self.placed_by(at)
+    }
+
+    /// The caller claims a queued call for dialling; false when another replica moved it first.
+    pub fn start_dialing(&mut self) -> bool {
+        let ours = self.phase == CallPhase::Queued;
+        if ours {
+            self.phase = CallPhase::Dialing;
+        }
+        ours
+    }
+
+    /// Twilio took call `call_sid` at `at`. A status callback of a short call (busy, say) can have
+    /// come before this, so a call already completed stays completed.
+    pub fn dialed(&mut self, call_sid: &str, at: OffsetDateTime) -> bool {
+        let placing = matches!(self.phase, CallPhase::Queued | CallPhase::Dialing);
+        let changed = placing || self.call_sid.is_none();
+        if placing {
+            self.phase = CallPhase::Dialed;
+        }
+        if self.call_sid.is_none() {
+            self.call_sid = Some(call_sid.to_owned());
+        }
+        let placed = self.placed_by(at);
+        changed || placed
+    }
+
+    /// Twilio's `answered` event: the start of the wait for the first words (the first one counts).
+    pub fn answered(&mut self, at: OffsetDateTime) -> bool {
+        let first = self.answered_at.is_none();
+        if first {
+            self.answered_at = Some(at);
+        }
+        first
+    }
+
+    /// The greeting is served at `at` (the call-start webhook). `answered_by` is what this
+    /// request says; without one (asynchronous detection) what the detection said is kept.
+    pub fn first_words(&mut self, answered_by: Option<&str>, call_sid: Option<&str>, at: OffsetDateTime) -> bool {
+        let answered_by = answered_by.map(str::to_owned).or_else(|| self.answered_by.clone());
+        let changed = self.answered_by != answered_by || self.call_sid.is_none() || self.first_words_at.is_none();
+        self.answered_by = answered_by;
+        if self.call_sid.is_none() {
+            self.call_sid = call_sid.map(str::to_owned);
+        }
+        if self.first_words_at.is_none() {
+            self.first_words_at = Some(at);
+        }
+        let placed = self.placed_by(at);
+        changed || placed
+    }
+
+    /// One answer webhook for `question_id`: the conversation's next step, and whether the state
+    /// changed. An answer already stored is a repeat of the webhook; an opt-out ends the call; an
+    /// answer not `heard` well enough is asked once more, then kept as not captured.
+    pub fn hear(
+        &mut self,
+        question_id: &str,
+        speech: Option<&str>,
+        confidence: Option<f32>,
+        heard: bool,
+        opt_out: bool,
+    ) -> (Step, bool) {
+        if self.answer(question_id).is_some() {
+            return (Step::AlreadyStored, false);
+        }
+        if opt_out {
+            let changed = !self.opted_out;
+            self.opted_out = true;
+            return (Step::OptOut, changed);
+        }
+        if !heard && !self.reprompted.iter().any(|q| q == question_id) {
+            self.reprompted.push(question_id.to_owned());
+            return (Step::AskAgain, true);
+        }
+        let answer = HeardAnswer {
+            question_id: question_id.to_owned(),
+            speech: speech.map(str::to_owned),
+            confidence,
+            captured: heard,
+        };
+        self.answers.push(answer.clone());
+        (Step::Stored(answer), true)
+    }
+
+    /// Answering-machine detection said `answered_by`. Returns whether the live call is to be
+    /// sent to the voicemail (or hung up, for a fax): once per call, never after its end.
+    pub fn machine_detected(&mut self, answered_by: &str) -> (bool, bool) {
+        let machine = answered_by.starts_with("machine") || answered_by == "fax";
+        let act = machine && !self.voicemail_redirected && self.phase != CallPhase::Completed;
+        let changed = self.answered_by.as_deref() != Some(answered_by) || act;
+        self.answered_by = Some(answered_by.to_owned());
+        self.voicemail_redirected |= act;
+        (act, changed)
+    }
+
+    /// The redirect to the voicemail failed: unmarked, so Twilio's retry of the callback tries again.
+    pub fn voicemail_failed(&mut self) -> bool {
+        let changed = self.voicemail_redirected;
+        self.voicemail_redirected = false;
+        changed
+    }
+
+    /// The try `tried` ended and is to be made again as attempt `next_attempt`: the entry goes
+    /// back to queued with the try's call remembered as an earlier one. Only if the entry still
+    /// holds that try (a repeat of the same end changes nothing).
+    pub fn requeue(&mut self, tried: &CallState, next_attempt: u32) -> bool {
+        let ours = self.attempt == tried.attempt && self.call_sid == tried.call_sid;
+        if ours {
+            self.earlier_call_sids.extend(self.call_sid.take());
+            self.phase = CallPhase::Queued;
+            self.attempt = next_attempt;
+            self.answers.clear();
+            self.reprompted.clear();
+            self.answered_by = None;
+            self.placed_at = None;
+            self.answered_at = None;
+            self.first_words_at = None;
+            self.voicemail_redirected = false;
+        }
+        ours
+    }
+
+    /// From the `answered` event to the first words, in ms (0 when the words were first: Twilio
+    /// fetches the TwiML and posts the event side by side).
+    pub fn answered_to_first_words_ms(&self) -> Option<i64> {
+        let (answered, first) = (self.answered_at?, self.first_words_at?);
+        Some((first - answered).whole_milliseconds().max(0) as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialed(sid: Option<&str>) -> CallState {
+        let mut state = CallState::queued(Uuid::nil(), "+14155550142", Some("Ada"));
+        state.phase = CallPhase::Dialed;
+        state.call_sid = sid.map(str::to_owned);
+        state
+    }
+
+    #[test]
+    fn the_end_of_the_current_call_completes_the_entry_once() {
+        let now = OffsetDateTime::now_utc();
+        let mut state = dialed(Some("CA1"));
+        assert!(state.complete("CA1", Some("human"), now));
+        assert_eq!(state.phase, CallPhase::Completed);
+        assert_eq!(state.answered_by.as_deref(), Some("human"));
+        assert_eq!(state.placed_at, Some(now), "a call that ended was placed");
+        assert!(!state.complete("CA1", Some("human"), now), "a repeat changes nothing");
+    }
+
+    #[test]
+    fn a_final_status_that_beats_the_callers_record_names_the_call() {
+        let mut state = dialed(None);
+        state.phase = CallPhase::Dialing;
+        assert!(state.complete("CA1", None, OffsetDateTime::now_utc()));
+        assert_eq!(state.call_sid.as_deref(), Some("CA1"));
+        assert_eq!(state.phase, CallPhase::Completed);
+    }
+
+    #[test]
+    fn the_end_of_a_replaced_try_leaves_the_retry_alone() {
+        let now = OffsetDateTime::now_utc();
+        // Try 1 (CA1) ended busy and a retry was queued: its late repeat is not the retry's end.
+        let mut state = dialed(None);
+        state.phase = CallPhase::Queued;
+        state.earlier_call_sids = vec!["CA1".into()];
+        assert!(!state.complete("CA1", None, now));
+        state.phase = CallPhase::Dialing;
+        assert!(!state.is_current_call("CA1"), "while the retry is being dialled");
+        assert!(!state.complete("CA1", None, now));
+        assert_eq!((state.phase, state.call_sid.as_deref()), (CallPhase::Dialing, None));
+        // Nor is another call's end.
+        let mut other = dialed(Some("CA2"));
+        assert!(!other.complete("CA3", None, now));
+        assert_eq!(other.phase, CallPhase::Dialed);
+    }
+    #[test]
+    fn a_queued_call_is_claimed_for_dialling_once_then_dialed() {
+        let now = OffsetDateTime::now_utc();
+        let mut state = CallState::queued(Uuid::nil(), "+14155550142", None);
+        assert!(state.start_dialing());
+        assert!(!state.start_dialing(), "a second replica loses");
+        assert!(state.dialed("CA1", now));
+        assert_eq!(
+            (state.phase, state.call_sid.as_deref()),
+            (CallPhase::Dialed, Some("CA1"))
+        );
+        assert_eq!(state.placed_at, Some(now));
+        assert!(!state.dialed("CA1", now), "a repeat changes nothing");
+    }
+
+    #[test]
+    fn a_call_that_ended_before_the_callers_record_stays_completed() {
+        let now = OffsetDateTime::now_utc();
+        let mut state = dialed(None);
+        state.phase = CallPhase::Dialing;
+        assert!(state.complete("CA1", Some("human"), now));
+        state.dialed("CA1", now);
+        assert_eq!(state.phase, CallPhase::Completed);
+    }
+
+    #[test]
+    fn the_greeting_keeps_what_the_detection_said_and_the_first_time() {
+        let early = OffsetDateTime::now_utc();
+        let mut state = dialed(None);
+        state.machine_detected("human");
+        assert!(state.first_words(None, Some("CA1"), early));
+        assert_eq!(state.answered_by.as_deref(), Some("human"));
+        assert_eq!(state.call_sid.as_deref(), Some("CA1"));
+        assert!(!state.first_words(None, Some("CA1"), early + time::Duration::seconds(3)));
+        assert_eq!(state.first_words_at, Some(early));
+        assert!(state.answered(early - time::Duration::milliseconds(400)));
+        assert!(!state.answered(early), "the first answered event counts");
+        assert_eq!(state.answered_to_first_words_ms(), Some(400));
+    }
+
+    #[test]
+    fn an_unheard_answer_is_asked_once_more_then_kept_as_not_captured() {
+        let mut state = dialed(Some("CA1"));
+        assert_eq!(
+            state.hear("team_size", Some("mm"), Some(0.2), false, false),
+            (Step::AskAgain, true)
+        );
+        let (step, changed) = state.hear("team_size", None, None, false, false);
+        assert!(changed);
+        assert!(matches!(step, Step::Stored(HeardAnswer { captured: false, .. })));
+        assert_eq!(
+            state.hear("team_size", Some("six"), Some(0.9), true, false),
+            (Step::AlreadyStored, false)
+        );
+        let (step, _) = state.hear("budget", Some("five hundred"), Some(0.9), true, false);
+        assert!(matches!(step, Step::Stored(HeardAnswer { captured: true, .. })));
+        assert_eq!(state.answers.len(), 2);
+    }
+
+    #[test]
+    fn an_opt_out_is_recorded_once() {
+        let mut state = dialed(Some("CA1"));
+        assert_eq!(
+            state.hear("team_size", Some("stop calling"), Some(0.9), true, true),
+            (Step::OptOut, true)
+        );
+        assert_eq!(
+            state.hear("budget", Some("stop"), Some(0.9), true, true),
+            (Step::OptOut, false)
+        );
+        assert!(state.opted_out && state.answers.is_empty());
+    }
+
+    #[test]
+    fn a_machine_gets_the_voicemail_once_and_never_after_the_end() {
+        let mut state = dialed(Some("CA1"));
+        assert_eq!(state.machine_detected("machine_end_beep"), (true, true));
+        assert_eq!(state.machine_detected("machine_end_beep"), (false, false));
+        assert!(state.voicemail_failed());
+        assert_eq!(
+            state.machine_detected("machine_end_beep"),
+            (true, true),
+            "tried again after a failure"
+        );
+        let mut person = dialed(Some("CA2"));
+        assert_eq!(person.machine_detected("human"), (false, true));
+        let mut ended = dialed(Some("CA3"));
+        ended.complete("CA3", None, OffsetDateTime::now_utc());
+        assert!(!ended.machine_detected("fax").0);
+    }
+
+    #[test]
+    fn a_retry_requeues_the_try_it_replaces_once() {
+        let now = OffsetDateTime::now_utc();
+        let mut state = dialed(Some("CA1"));
+        state.hear("team_size", Some("six"), Some(0.9), true, false);
+        state.complete("CA1", Some("human"), now);
+        let tried = state.clone();
+        assert!(state.requeue(&tried, 1));
+        assert_eq!(
+            (state.phase, state.attempt, state.call_sid.as_deref()),
+            (CallPhase::Queued, 1, None)
+        );
+        assert_eq!(state.earlier_call_sids, ["CA1"]);
+        assert!(state.answers.is_empty() && state.answered_by.is_none() && state.placed_at.is_none());
+        assert!(!state.requeue(&tried, 1), "the same end seen again");
+    }
+}
