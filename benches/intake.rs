@@ -50,7 +50,10 @@ async fn main() -> anyhow::Result<()> {
     dovecot.settings(&mut settings, Duration::from_secs(600));
     let ctx = leadq::runtime::Context::build(settings, false).await?;
     let shutdown = CancellationToken::new();
-    let poller = tokio::spawn(leadq::poller::run(ctx.clone(), shutdown.clone()));
+    let poller = tokio::spawn(leadq::poller::run(
+        ctx.poller_deps().expect("an inbox"),
+        shutdown.clone(),
+    ));
     let mut received = ctx.bus.client.subscribe(bus::subject::LEAD_RECEIVED).await?;
     let template = String::from_utf8(dovecot::fixture("01-plain-private-office.eml"))?;
     tokio::time::sleep(Duration::from_secs(1)).await;
