@@ -400,6 +400,10 @@ fn subjects_md_documents_every_name_of_the_bus_module() {
             "subjects.md does not document `{name}`"
         );
     }
+    assert!(
+        doc.contains(&format!("cmo.{}.status", bus::AGENT_ID)),
+        "subjects.md names the CMO service's subjects with another agent id"
+    );
 }
 
 /// One lead is one trace: the publisher's trace id travels in `traceparent` and the consumer's
