@@ -236,3 +236,22 @@ async fn a_server_connection_that_stops_answering_is_replaced_and_queries_work_a
     })
     .await;
 }
+
+/// A whole deployment starting at once on a fresh server: every process defines the schema at
+/// the same moment, and all but one meet a transaction conflict. Each must open the store anyway
+/// (CI saw `leadq api` exit with "Transaction write conflict" when ten tries ran out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_opening_a_fresh_server_at_once_all_open_the_store() {
+    let server = SurrealServer::start();
+    let mut settings = leadq::config::Settings::for_tests("nats://127.0.0.1:1");
+    server.configure(&mut settings);
+    let opens = (0..8).map(|_| {
+        let settings = settings.clone();
+        tokio::spawn(async move { Box::pin(leadq::store::Store::open(&settings)).await.map(drop) })
+    });
+    for (n, opened) in futures::future::join_all(opens).await.into_iter().enumerate() {
+        opened
+            .expect("open task")
+            .unwrap_or_else(|err| panic!("open {n} failed: {err}"));
+    }
+}
