@@ -19,6 +19,15 @@ use surrealdb::opt::auth::Root;
 use super::{DATABASE, NAMESPACE, StoreError};
 use crate::config::{DbLocation, Settings};
 
+/// How often a query that met a transaction conflict is run again (pauses of 10 ms growing to
+/// 640 ms: about 2 s in all).
+const CONFLICT_TRIES: u32 = 8;
+
+/// A transaction conflict: SurrealDB ran nothing of it and says another try can succeed.
+pub(super) fn retryable(err: &surrealdb::Error) -> bool {
+    err.to_string().contains("can be retried")
+}
+
 /// How long one connection attempt may take.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -73,12 +82,27 @@ impl Connection {
         }
     }
 
-    /// Runs a query with the deadline and checks every statement's result.
-    pub(super) async fn run(
-        &self,
-        query: surrealdb::method::Query<'_, Any>,
-    ) -> Result<surrealdb::IndexedResults, StoreError> {
-        self.run_within(self.deadline, query).await
+    /// Runs the query `make` builds with the deadline and checks every statement's result. A
+    /// transaction conflict (processes writing the same records at once on a server) is run
+    /// again after a short jittered pause: SurrealDB ran none of it and says another try can
+    /// succeed, so the callers never see one unless it persists.
+    pub(super) async fn run<F>(&self, make: F) -> Result<surrealdb::IndexedResults, StoreError>
+    where
+        F: for<'d> Fn(&'d Surreal<Any>) -> surrealdb::method::Query<'d, Any>,
+    {
+        let mut tries = 0;
+        loop {
+            let db = self.db();
+            match self.run_within(self.deadline, make(&db)).await {
+                Err(StoreError::Query(err)) if tries < CONFLICT_TRIES && retryable(&err) => {
+                    tries += 1;
+                    tracing::debug!(%err, tries, "store transaction conflicted with another; running it again");
+                    let ceiling = 10u64 << tries.min(6);
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// [`Connection::run`] with a deadline of its own (a readiness probe's, shorter).

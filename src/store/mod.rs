@@ -184,11 +184,6 @@ pub struct ActivityRow {
 /// a whole deployment starting at once on a slow server can conflict for several seconds.
 const SCHEMA_RETRY_FOR: Duration = Duration::from_secs(60);
 
-/// A transaction conflict: SurrealDB ran nothing of it and says another try can succeed.
-fn retryable(err: &surrealdb::Error) -> bool {
-    err.to_string().contains("can be retried")
-}
-
 impl Store {
     pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
         if let DbLocation::File(path) = &settings.db
@@ -219,7 +214,7 @@ impl Store {
                 .map_err(|e| open_err(surrealdb::Error::internal(format!("schema task: {e}"))))?;
             match defined {
                 Ok(()) => break,
-                Err(err) if started.elapsed() < SCHEMA_RETRY_FOR && retryable(&err) => {
+                Err(err) if started.elapsed() < SCHEMA_RETRY_FOR && connection::retryable(&err) => {
                     tries += 1;
                     tracing::debug!(%err, tries, "schema definition conflicted with another process's; retrying");
                     // Jittered and growing, capped at a second, so the processes fall out of step.
@@ -249,21 +244,19 @@ impl Store {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         self.conn
-            .run(
-                self.conn
-                    .db()
-                    .query(
-                        "UPSERT $id SET kind = $kind, actor = $actor, summary = $summary, lead_id = $lead_id, \
+            .run(|db| {
+                db.query(
+                    "UPSERT $id SET kind = $kind, actor = $actor, summary = $summary, lead_id = $lead_id, \
                  detail = $detail, at = <datetime>$at",
-                    )
-                    .bind(("id", RecordId::new("activity", entry.id.to_string())))
-                    .bind(("kind", entry.kind.clone()))
-                    .bind(("actor", entry.actor.clone()))
-                    .bind(("summary", entry.summary.clone()))
-                    .bind(("lead_id", entry.lead_id.map(|id| id.to_string())))
-                    .bind(("detail", entry.detail.clone()))
-                    .bind(("at", at)),
-            )
+                )
+                .bind(("id", RecordId::new("activity", entry.id.to_string())))
+                .bind(("kind", entry.kind.clone()))
+                .bind(("actor", entry.actor.clone()))
+                .bind(("summary", entry.summary.clone()))
+                .bind(("lead_id", entry.lead_id.map(|id| id.to_string())))
+                .bind(("detail", entry.detail.clone()))
+                .bind(("at", at.clone()))
+            })
             .await?;
         if entry.kind == "lead.resubmitted"
             && let Some(lead_id) = entry.lead_id
@@ -271,29 +264,25 @@ impl Store {
             // Once the lead is finalized its record lists it (before that, finalizing does), and
             // the CRM row is written again with it.
             self.conn
-                .run(
-                    self.conn
-                        .db()
-                        .query(format!(
-                            "UPDATE $lead SET resubmissions = {RESUBMISSIONS}; \
+                .run(|db| {
+                    db.query(format!(
+                        "UPDATE $lead SET resubmissions = {RESUBMISSIONS}; \
                      UPDATE $lead SET crm_sync = 'pending' WHERE crm_sync = 'synced'"
-                        ))
-                        .bind(("lead", RecordId::new("lead", lead_id.to_string())))
-                        .bind(("lead_id", lead_id.to_string())),
-                )
+                    ))
+                    .bind(("lead", RecordId::new("lead", lead_id.to_string())))
+                    .bind(("lead_id", lead_id.to_string()))
+                })
                 .await?;
             self.merge_resubmissions(lead_id).await?;
         }
         // The SMS role keeps no records; its report is how a lead's record learns the text went out.
         if let (Some(state), Some(lead_id)) = (entry.kind.strip_prefix("sms."), entry.lead_id) {
             self.conn
-                .run(
-                    self.conn
-                        .db()
-                        .query("UPDATE $lead SET sms_state = $state")
+                .run(|db| {
+                    db.query("UPDATE $lead SET sms_state = $state")
                         .bind(("lead", RecordId::new("lead", lead_id.to_string())))
-                        .bind(("state", state.to_owned())),
-                )
+                        .bind(("state", state.to_owned()))
+                })
                 .await?;
         }
         Ok(())
@@ -303,12 +292,10 @@ impl Store {
     pub async fn setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query("SELECT VALUE body FROM $id")
-                    .bind(("id", RecordId::new("setting", key.to_owned()))),
-            )
+            .run(|db| {
+                db.query("SELECT VALUE body FROM $id")
+                    .bind(("id", RecordId::new("setting", key.to_owned())))
+            })
             .await?;
         let bodies: Vec<serde_json::Value> = response.take(0)?;
         Ok(bodies
@@ -320,14 +307,12 @@ impl Store {
     pub async fn save_setting<T: Serialize>(&self, key: &str, value: &T, by: &str) -> Result<(), StoreError> {
         let body = serde_json::to_value(value).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.conn
-            .run(
-                self.conn
-                    .db()
-                    .query("UPSERT $id SET body = $body, updated_at = time::now(), updated_by = $by")
+            .run(|db| {
+                db.query("UPSERT $id SET body = $body, updated_at = time::now(), updated_by = $by")
                     .bind(("id", RecordId::new("setting", key.to_owned())))
-                    .bind(("body", body))
-                    .bind(("by", by.to_owned())),
-            )
+                    .bind(("body", body.clone()))
+                    .bind(("by", by.to_owned()))
+            })
             .await?;
         Ok(())
     }
@@ -352,33 +337,34 @@ impl Store {
             "answered_to_first_words_ms": record.answered_to_first_words_ms,
         });
         let lead_id = RecordId::new("lead", lead.lead_id.to_string());
+        let contact = serde_json::to_value(&lead.lead).map_err(encode)?;
+        let answers = serde_json::to_value(&record.answers).map_err(encode)?;
+        let source = serde_json::to_value(lead.source).map_err(encode)?;
         self.conn
-            .run(
-                self.conn
-                    .db()
-                    .query(format!(
-                        "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
+            .run(|db| {
+                db.query(format!(
+                    "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
                  reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
                  resubmissions = {RESUBMISSIONS}, \
                  crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
                  UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
                  duration_secs = $duration, answered_by = $answered_by"
-                    ))
-                    .bind(("lead", lead_id))
-                    .bind(("lead_id", lead.lead_id.to_string()))
-                    .bind(("contact", serde_json::to_value(&lead.lead).map_err(encode)?))
-                    .bind(("answers", serde_json::to_value(&record.answers).map_err(encode)?))
-                    .bind(("score", i64::from(record.score)))
-                    .bind(("verdict", record.verdict.clone()))
-                    .bind(("reasons", record.reasons.clone()))
-                    .bind(("timestamps", timestamps))
-                    .bind(("source", serde_json::to_value(lead.source).map_err(encode)?))
-                    .bind(("call", RecordId::new("call", record.call.call_sid.clone())))
-                    .bind(("call_sid", record.call.call_sid.clone()))
-                    .bind(("status", record.call.status.clone()))
-                    .bind(("duration", record.call.duration_secs.map(i64::from)))
-                    .bind(("answered_by", record.call.answered_by.clone())),
-            )
+                ))
+                .bind(("lead", lead_id.clone()))
+                .bind(("lead_id", lead.lead_id.to_string()))
+                .bind(("contact", contact.clone()))
+                .bind(("answers", answers.clone()))
+                .bind(("score", i64::from(record.score)))
+                .bind(("verdict", record.verdict.clone()))
+                .bind(("reasons", record.reasons.clone()))
+                .bind(("timestamps", timestamps.clone()))
+                .bind(("source", source.clone()))
+                .bind(("call", RecordId::new("call", record.call.call_sid.clone())))
+                .bind(("call_sid", record.call.call_sid.clone()))
+                .bind(("status", record.call.status.clone()))
+                .bind(("duration", record.call.duration_secs.map(i64::from)))
+                .bind(("answered_by", record.call.answered_by.clone()))
+            })
             .await?;
         self.merge_resubmissions(lead.lead_id).await
     }
@@ -390,16 +376,14 @@ impl Store {
         let record = RecordId::new("lead", lead_id.to_string());
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query(
-                        "SELECT VALUE contact FROM $lead; \
+            .run(|db| {
+                db.query(
+                    "SELECT VALUE contact FROM $lead; \
                  SELECT VALUE detail.lead FROM activity WHERE kind = 'lead.resubmitted' AND lead_id = $lead_id",
-                    )
-                    .bind(("lead", record.clone()))
-                    .bind(("lead_id", lead_id.to_string())),
-            )
+                )
+                .bind(("lead", record.clone()))
+                .bind(("lead_id", lead_id.to_string()))
+            })
             .await?;
         let contacts: Vec<serde_json::Value> = response.take(0)?;
         let later: Vec<serde_json::Value> = response.take(1)?;
@@ -417,13 +401,11 @@ impl Store {
         if changed {
             let contact = serde_json::to_value(&contact).map_err(|e| StoreError::Encode(e.to_string()))?;
             self.conn
-                .run(
-                    self.conn
-                        .db()
-                        .query("UPDATE $lead SET contact = $contact")
-                        .bind(("lead", record))
-                        .bind(("contact", contact)),
-                )
+                .run(|db| {
+                    db.query("UPDATE $lead SET contact = $contact")
+                        .bind(("lead", record.clone()))
+                        .bind(("contact", contact.clone()))
+                })
                 .await?;
         }
         Ok(())
@@ -433,15 +415,13 @@ impl Store {
     pub async fn unsynced_leads(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query(
-                        "SELECT *, record::id(id) AS id FROM lead WHERE crm_sync IN ['pending', 'unsynced'] \
+            .run(|db| {
+                db.query(
+                    "SELECT *, record::id(id) AS id FROM lead WHERE crm_sync IN ['pending', 'unsynced'] \
                  ORDER BY timestamps.finalized_at LIMIT $limit",
-                    )
-                    .bind(("limit", i64::from(limit))),
-            )
+                )
+                .bind(("limit", i64::from(limit)))
+            })
             .await?;
         Ok(response.take(0)?)
     }
@@ -450,13 +430,11 @@ impl Store {
     pub async fn mark_crm(&self, lead_ids: &[String], state: &str) -> Result<(), StoreError> {
         let ids: Vec<RecordId> = lead_ids.iter().map(|id| RecordId::new("lead", id.clone())).collect();
         self.conn
-            .run(
-                self.conn
-                    .db()
-                    .query("UPDATE $ids SET crm_sync = $state")
-                    .bind(("ids", ids))
-                    .bind(("state", state.to_owned())),
-            )
+            .run(|db| {
+                db.query("UPDATE $ids SET crm_sync = $state")
+                    .bind(("ids", ids.clone()))
+                    .bind(("state", state.to_owned()))
+            })
             .await?;
         Ok(())
     }
@@ -485,8 +463,7 @@ impl Store {
 
     async fn compute_figures(&self, since: &str) -> Result<Figures, StoreError> {
         let since = since.to_owned();
-        let mut response = self.conn.run(self.conn.db()
-            .query(
+        let mut response = self.conn.run(|db| db.query(
                 "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
                  RETURN { \
                    total: count($leads), \
@@ -497,7 +474,7 @@ impl Store {
                    last: (SELECT VALUE <string>at FROM activity ORDER BY at DESC LIMIT 1)[0] \
                  };",
             )
-            .bind(("since", since))
+            .bind(("since", since.clone()))
             ).await?;
         let row: Option<serde_json::Value> = response.take(1)?;
         let row = row.unwrap_or_default();
@@ -519,12 +496,10 @@ impl Store {
     pub async fn lead(&self, lead_id: uuid::Uuid) -> Result<Option<serde_json::Value>, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query("SELECT *, record::id(id) AS id FROM $lead")
-                    .bind(("lead", RecordId::new("lead", lead_id.to_string()))),
-            )
+            .run(|db| {
+                db.query("SELECT *, record::id(id) AS id FROM $lead")
+                    .bind(("lead", RecordId::new("lead", lead_id.to_string())))
+            })
             .await?;
         let rows: Vec<serde_json::Value> = response.take(0)?;
         Ok(rows.into_iter().next())
@@ -534,11 +509,7 @@ impl Store {
     pub async fn has_leads(&self) -> Result<bool, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query("RETURN count(SELECT VALUE id FROM lead LIMIT 1) > 0"),
-            )
+            .run(|db| db.query("RETURN count(SELECT VALUE id FROM lead LIMIT 1) > 0"))
             .await?;
         let any: Option<bool> = response.take(0)?;
         Ok(any.unwrap_or(false))
@@ -548,14 +519,12 @@ impl Store {
     pub async fn lead_activity(&self, lead_id: uuid::Uuid) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query(format!(
-                        "SELECT {ACTIVITY_COLUMNS} FROM activity WHERE lead_id = $lead_id ORDER BY at ASC LIMIT 200"
-                    ))
-                    .bind(("lead_id", lead_id.to_string())),
-            )
+            .run(|db| {
+                db.query(format!(
+                    "SELECT {ACTIVITY_COLUMNS} FROM activity WHERE lead_id = $lead_id ORDER BY at ASC LIMIT 200"
+                ))
+                .bind(("lead_id", lead_id.to_string()))
+            })
             .await?;
         Ok(activity_rows(response.take(0)?))
     }
@@ -564,14 +533,12 @@ impl Store {
     pub async fn recent_activity(&self, limit: u32) -> Result<Vec<ActivityRow>, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query(format!(
-                        "SELECT {ACTIVITY_COLUMNS} FROM activity ORDER BY at DESC LIMIT $limit"
-                    ))
-                    .bind(("limit", i64::from(limit))),
-            )
+            .run(|db| {
+                db.query(format!(
+                    "SELECT {ACTIVITY_COLUMNS} FROM activity ORDER BY at DESC LIMIT $limit"
+                ))
+                .bind(("limit", i64::from(limit)))
+            })
             .await?;
         Ok(activity_rows(response.take(0)?))
     }
@@ -580,22 +547,20 @@ impl Store {
     pub async fn activity_page(&self, filter: &ActivityFilter) -> Result<Page<ActivityRow>, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query(format!(
-                        "LET $rows = SELECT * FROM activity \
+            .run(|db| {
+                db.query(format!(
+                    "LET $rows = SELECT * FROM activity \
                    WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor); \
                  RETURN count($rows); \
                  SELECT {ACTIVITY_COLUMNS} \
                    FROM activity WHERE ($kind = NONE OR kind = $kind) AND ($actor = NONE OR actor = $actor) \
                    ORDER BY at DESC LIMIT $limit START $offset"
-                    ))
-                    .bind(("kind", filter.kind.clone()))
-                    .bind(("actor", filter.actor.clone()))
-                    .bind(("limit", i64::from(filter.limit)))
-                    .bind(("offset", i64::from(filter.offset))),
-            )
+                ))
+                .bind(("kind", filter.kind.clone()))
+                .bind(("actor", filter.actor.clone()))
+                .bind(("limit", i64::from(filter.limit)))
+                .bind(("offset", i64::from(filter.offset)))
+            })
             .await?;
         let total: Option<u64> = response.take(1)?;
         Ok(Page {
@@ -615,19 +580,17 @@ impl Store {
     ) -> Result<Page<serde_json::Value>, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query(
-                        "RETURN count(SELECT id FROM lead WHERE $verdict = NONE OR verdict = $verdict); \
+            .run(|db| {
+                db.query(
+                    "RETURN count(SELECT id FROM lead WHERE $verdict = NONE OR verdict = $verdict); \
                  SELECT record::id(id) AS id, contact, verdict, score, call_status, crm_sync, sms_state, timestamps \
                    FROM lead WHERE $verdict = NONE OR verdict = $verdict \
                    ORDER BY timestamps.finalized_at DESC LIMIT $limit START $offset",
-                    )
-                    .bind(("verdict", verdict))
-                    .bind(("limit", i64::from(limit)))
-                    .bind(("offset", i64::from(offset))),
-            )
+                )
+                .bind(("verdict", verdict.clone()))
+                .bind(("limit", i64::from(limit)))
+                .bind(("offset", i64::from(offset)))
+            })
             .await?;
         let total: Option<u64> = response.take(0)?;
         Ok(Page {
@@ -643,8 +606,7 @@ impl Store {
         let since = since
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let mut response = self.conn.run(self.conn.db()
-            .query(
+        let mut response = self.conn.run(|db| db.query(
                 "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
                  LET $speeds = $leads[WHERE timestamps.speed_to_lead_secs != NONE AND timestamps.speed_to_lead_secs != NULL].timestamps.speed_to_lead_secs; \
                  RETURN { \
@@ -654,7 +616,7 @@ impl Store {
                    samples: count($speeds) \
                  };",
             )
-            .bind(("since", since))
+            .bind(("since", since.clone()))
             ).await?;
         let row: Option<serde_json::Value> = response.take(2)?;
         Ok(row.unwrap_or_default())
@@ -664,15 +626,13 @@ impl Store {
     pub async fn recent_test_emails(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut response = self
             .conn
-            .run(
-                self.conn
-                    .db()
-                    .query(
-                        "SELECT record::id(id) AS id, raw, result, submitted_by, <string>at AS at \
+            .run(|db| {
+                db.query(
+                    "SELECT record::id(id) AS id, raw, result, submitted_by, <string>at AS at \
                  FROM test_email ORDER BY at DESC LIMIT $limit",
-                    )
-                    .bind(("limit", i64::from(limit))),
-            )
+                )
+                .bind(("limit", i64::from(limit)))
+            })
             .await?;
         Ok(response.take(0)?)
     }
@@ -680,14 +640,12 @@ impl Store {
     /// Keeps a pasted test email and what became of it.
     pub async fn save_test_email(&self, raw: &str, result: &serde_json::Value, by: &str) -> Result<(), StoreError> {
         self.conn
-            .run(
-                self.conn
-                    .db()
-                    .query("CREATE test_email SET raw = $raw, result = $result, submitted_by = $by, at = time::now()")
+            .run(|db| {
+                db.query("CREATE test_email SET raw = $raw, result = $result, submitted_by = $by, at = time::now()")
                     .bind(("raw", raw.to_owned()))
                     .bind(("result", result.clone()))
-                    .bind(("by", by.to_owned())),
-            )
+                    .bind(("by", by.to_owned()))
+            })
             .await?;
         Ok(())
     }
