@@ -19,13 +19,24 @@ use surrealdb::opt::auth::Root;
 use super::{DATABASE, NAMESPACE, StoreError};
 use crate::config::{DbLocation, Settings};
 
-/// How often a query that met a transaction conflict is run again (pauses of 10 ms growing to
-/// 640 ms: about 2 s in all).
+/// How often a query that met a transaction conflict is run again (about 2 s of pauses in all).
 const CONFLICT_TRIES: u32 = 8;
+
+/// How long opening the store keeps retrying conflicts: on a fresh server, every process that
+/// starts at once defines the namespace, the database and the schema at the same moment, and a
+/// whole deployment on a slow server can conflict for several seconds.
+pub(super) const OPEN_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// A transaction conflict: SurrealDB ran nothing of it and says another try can succeed.
 pub(super) fn retryable(err: &surrealdb::Error) -> bool {
     err.to_string().contains("can be retried")
+}
+
+/// The pause before the `tries`th retry of a conflict: jittered and growing (20 ms, doubling,
+/// capped at a second), so the writers fall out of step.
+pub(super) async fn conflict_pause(tries: u32) {
+    let ceiling = (10u64 << tries.min(7)).min(1_000);
+    tokio::time::sleep(Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))).await;
 }
 
 /// How long one connection attempt may take.
@@ -97,8 +108,7 @@ impl Connection {
                 Err(StoreError::Query(err)) if tries < CONFLICT_TRIES && retryable(&err) => {
                     tries += 1;
                     tracing::debug!(%err, tries, "store transaction conflicted with another; running it again");
-                    let ceiling = 10u64 << tries.min(6);
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))).await;
+                    conflict_pause(tries).await;
                 }
                 other => return other,
             }
@@ -165,23 +175,34 @@ async fn connect(endpoint: &str, credentials: Option<&(String, SecretString)>) -
             )))
         })?
         .map_err(open_err)?;
-    let session = async {
-        if let Some((username, password)) = credentials {
-            db.signin(Root {
-                username: username.clone(),
-                password: password.expose_secret().to_owned(),
-            })
-            .await?;
-        }
-        db.use_ns(NAMESPACE).use_db(DATABASE).await
-    };
-    tokio::time::timeout(CONNECT_DEADLINE, session)
-        .await
-        .map_err(|_| {
+    // Selecting the namespace and database defines them on a fresh server: processes starting
+    // together conflict there as on the schema, and retry.
+    let started = tokio::time::Instant::now();
+    let mut tries = 0;
+    loop {
+        let session = async {
+            if let Some((username, password)) = credentials {
+                db.signin(Root {
+                    username: username.clone(),
+                    password: password.expose_secret().to_owned(),
+                })
+                .await?;
+            }
+            db.use_ns(NAMESPACE).use_db(DATABASE).await
+        };
+        let selected = tokio::time::timeout(CONNECT_DEADLINE, session).await.map_err(|_| {
             open_err(surrealdb::Error::internal(format!(
                 "sign-in timed out after {CONNECT_DEADLINE:?}"
             )))
-        })?
-        .map_err(open_err)?;
-    Ok(db)
+        })?;
+        match selected {
+            Ok(_) => return Ok(db),
+            Err(err) if started.elapsed() < OPEN_RETRY_FOR && retryable(&err) => {
+                tries += 1;
+                tracing::debug!(%err, tries, "selecting the database conflicted with another process; retrying");
+                conflict_pause(tries).await;
+            }
+            Err(err) => return Err(open_err(err)),
+        }
+    }
 }

@@ -180,10 +180,6 @@ pub struct ActivityRow {
     pub at: String,
 }
 
-/// How long opening the store keeps retrying a schema definition that conflicted with another's:
-/// a whole deployment starting at once on a slow server can conflict for several seconds.
-const SCHEMA_RETRY_FOR: Duration = Duration::from_secs(60);
-
 impl Store {
     pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
         if let DbLocation::File(path) = &settings.db
@@ -214,12 +210,10 @@ impl Store {
                 .map_err(|e| open_err(surrealdb::Error::internal(format!("schema task: {e}"))))?;
             match defined {
                 Ok(()) => break,
-                Err(err) if started.elapsed() < SCHEMA_RETRY_FOR && connection::retryable(&err) => {
+                Err(err) if started.elapsed() < connection::OPEN_RETRY_FOR && connection::retryable(&err) => {
                     tries += 1;
                     tracing::debug!(%err, tries, "schema definition conflicted with another process's; retrying");
-                    // Jittered and growing, capped at a second, so the processes fall out of step.
-                    let ceiling = (50u64 << tries.min(5)).min(1_000);
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))).await;
+                    connection::conflict_pause(tries).await;
                 }
                 Err(err) => return Err(open_err(err)),
             }
