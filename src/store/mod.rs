@@ -233,53 +233,78 @@ impl Store {
 
     /// Writes an activity entry; writing the same entry again (a redelivery) changes nothing.
     pub async fn record_activity(&self, entry: &Activity) -> Result<(), StoreError> {
-        let at = entry
-            .at
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        self.record_activities(std::slice::from_ref(entry)).await
+    }
+
+    /// Writes several activity entries in one round trip: the activity writer takes every entry
+    /// its lanes hold at once, since one query per entry left a 1,000-lead burst's texts (whose
+    /// entries set the lead's `sms_state`) waiting minutes behind ten thousand other entries.
+    pub async fn record_activities(&self, entries: &[Activity]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut statements = String::new();
+        for (i, entry) in entries.iter().enumerate() {
+            statements.push_str(&format!(
+                "UPSERT $id{i} SET kind = $kind{i}, actor = $actor{i}, summary = $summary{i}, \
+                 lead_id = $lead_id{i}, detail = $detail{i}, at = <datetime>$at{i};\n"
+            ));
+            // The SMS role keeps no records; its report is how a lead's record learns the text went out.
+            if entry.kind.starts_with("sms.") && entry.lead_id.is_some() {
+                statements.push_str(&format!("UPDATE $lead{i} SET sms_state = $sms_state{i};\n"));
+            }
+        }
         self.conn
             .run(|db| {
-                db.query(
-                    "UPSERT $id SET kind = $kind, actor = $actor, summary = $summary, lead_id = $lead_id, \
-                 detail = $detail, at = <datetime>$at",
-                )
-                .bind(("id", RecordId::new("activity", entry.id.to_string())))
-                .bind(("kind", entry.kind.clone()))
-                .bind(("actor", entry.actor.clone()))
-                .bind(("summary", entry.summary.clone()))
-                .bind(("lead_id", entry.lead_id.map(|id| id.to_string())))
-                .bind(("detail", entry.detail.clone()))
-                .bind(("at", at.clone()))
+                entries
+                    .iter()
+                    .enumerate()
+                    .fold(db.query(statements.clone()), |query, (i, entry)| {
+                        let at = entry
+                            .at
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default();
+                        let query = query
+                            .bind((format!("id{i}"), RecordId::new("activity", entry.id.to_string())))
+                            .bind((format!("kind{i}"), entry.kind.clone()))
+                            .bind((format!("actor{i}"), entry.actor.clone()))
+                            .bind((format!("summary{i}"), entry.summary.clone()))
+                            .bind((format!("lead_id{i}"), entry.lead_id.map(|id| id.to_string())))
+                            .bind((format!("detail{i}"), entry.detail.clone()))
+                            .bind((format!("at{i}"), at));
+                        match (entry.kind.strip_prefix("sms."), entry.lead_id) {
+                            (Some(state), Some(lead_id)) => query
+                                .bind((format!("lead{i}"), RecordId::new("lead", lead_id.to_string())))
+                                .bind((format!("sms_state{i}"), state.to_owned())),
+                            _ => query,
+                        }
+                    })
             })
             .await?;
-        if entry.kind == "lead.resubmitted"
-            && let Some(lead_id) = entry.lead_id
-        {
-            // Once the lead is finalized its record lists it (before that, finalizing does), and
-            // the CRM row is written again with it.
-            self.conn
-                .run(|db| {
-                    db.query(format!(
-                        "UPDATE $lead SET resubmissions = {RESUBMISSIONS}; \
-                     UPDATE $lead SET crm_sync = 'pending' WHERE crm_sync = 'synced'"
-                    ))
-                    .bind(("lead", RecordId::new("lead", lead_id.to_string())))
-                    .bind(("lead_id", lead_id.to_string()))
-                })
-                .await?;
-            self.merge_resubmissions(lead_id).await?;
-        }
-        // The SMS role keeps no records; its report is how a lead's record learns the text went out.
-        if let (Some(state), Some(lead_id)) = (entry.kind.strip_prefix("sms."), entry.lead_id) {
-            self.conn
-                .run(|db| {
-                    db.query("UPDATE $lead SET sms_state = $state")
-                        .bind(("lead", RecordId::new("lead", lead_id.to_string())))
-                        .bind(("state", state.to_owned()))
-                })
-                .await?;
+        for entry in entries {
+            if entry.kind == "lead.resubmitted"
+                && let Some(lead_id) = entry.lead_id
+            {
+                self.note_resubmission(lead_id).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Once the lead is finalized its record lists the resubmission (before that, finalizing
+    /// does), and the CRM row is written again with it.
+    async fn note_resubmission(&self, lead_id: uuid::Uuid) -> Result<(), StoreError> {
+        self.conn
+            .run(|db| {
+                db.query(format!(
+                    "UPDATE $lead SET resubmissions = {RESUBMISSIONS}; \
+                     UPDATE $lead SET crm_sync = 'pending' WHERE crm_sync = 'synced'"
+                ))
+                .bind(("lead", RecordId::new("lead", lead_id.to_string())))
+                .bind(("lead_id", lead_id.to_string()))
+            })
+            .await?;
+        self.merge_resubmissions(lead_id).await
     }
 
     /// A saved setting (`script`, `rules`), if an admin (or the first start) saved one.

@@ -17,7 +17,7 @@ use crate::helpers::NatsServer;
 const TOKEN: &str = "pat-airtable-test-token";
 const BASE: &str = "appLeadqTest00001";
 
-fn finalized(n: usize) -> FinalizedLead {
+pub(crate) fn finalized(n: usize) -> FinalizedLead {
     let form = vec![
         ("fname".to_owned(), format!("Lead {n}")),
         ("email".to_owned(), format!("lead{n}@example.com")),

@@ -102,6 +102,81 @@ async fn activity_published_on_the_bus_lands_in_the_store() {
     );
 }
 
+/// A burst of entries (ten a lead, as a 1,000-lead run makes) is written in groups: every entry
+/// once however often it is delivered, and each text report sets its lead's `sms_state`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_activity_lands_once_each_and_text_reports_reach_their_leads() {
+    let nats = NatsServer::start();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ctx = leadq::runtime::Context::build(nats.settings(), true)
+        .await
+        .expect("context");
+    let store = ctx.store.clone().expect("store");
+    let leads: Vec<_> = (0..20).map(crate::crm::finalized).collect();
+    for lead in &leads {
+        store.save_finalized(lead).await.expect("save");
+    }
+    let mut entries: Vec<Activity> = (0..380)
+        .map(|n| Activity::new("call.heard", "tester", format!("entry {n}")))
+        .collect();
+    for (n, lead) in leads.iter().enumerate() {
+        let mut report = Activity::new(if n % 2 == 0 { "sms.sent" } else { "sms.skipped" }, "sms", "text");
+        report.lead_id = Some(lead.lead.lead_id);
+        entries.push(report);
+    }
+    for entry in &entries {
+        ctx.bus.publish(entry).await.expect("publish");
+    }
+    // The same entries again past the duplicate window (no message id), as a redelivery is.
+    for entry in entries.iter().step_by(7) {
+        let mut again = serde_json::to_value(entry).expect("json");
+        again["v"] = 1.into();
+        ctx.bus
+            .js
+            .publish(leadq::bus::subject::AGENT_ACTIVITY, again.to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    let worker = tokio::spawn(leadq::activity::run(
+        ctx.activity_deps().expect("the store"),
+        shutdown.clone(),
+    ));
+    crate::helpers::eventually(std::time::Duration::from_secs(60), "every entry in the store", || {
+        let store = store.clone();
+        async move { store.recent_activity(1000).await.is_ok_and(|rows| rows.len() >= 400) }
+    })
+    .await;
+    for (n, lead) in leads.iter().enumerate() {
+        let want = if n % 2 == 0 { "sent" } else { "skipped" };
+        crate::helpers::eventually(
+            std::time::Duration::from_secs(10),
+            "the text's state on the lead",
+            || {
+                let store = store.clone();
+                async move {
+                    store
+                        .lead(lead.lead.lead_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|record| record["sms_state"] == want)
+                }
+            },
+        )
+        .await;
+    }
+    shutdown.cancel();
+    worker.await.expect("join").expect("consume");
+    let rows = store.recent_activity(1000).await.expect("read");
+    assert_eq!(rows.len(), 400, "each entry once");
+    let mut summaries: Vec<_> = rows.iter().map(|r| r.summary.clone()).collect();
+    summaries.sort();
+    summaries.dedup();
+    assert_eq!(summaries.len(), 381, "380 distinct entries and the text reports");
+}
+
 #[tokio::test]
 async fn saved_settings_reach_the_config_bucket_and_a_first_start_saves_the_defaults() {
     use leadq::domain::qualification::Rules;
