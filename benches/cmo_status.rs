@@ -37,7 +37,10 @@ fn main() -> anyhow::Result<()> {
     let server = std::thread::spawn(move || -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async move {
-            let ctx = leadq::runtime::Context::build(settings, true).await?;
+            let ctx = leadq::runtime::Context::build(settings, true)
+                .await?
+                .api_context()
+                .await?;
             let listening = leadq::http::HttpServer::bind(ctx.clone()).await?;
             let (key, _) = leadq::api_keys::ApiKeys::open(&ctx.bus.js)
                 .await?

@@ -4,36 +4,12 @@
 
 use async_nats::jetstream::kv;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::bus::{self, BusError};
+pub use crate::domain::agent_state::AgentState;
 
 const STATE_KEY: &str = "state";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentState {
-    #[default]
-    Running,
-    Paused,
-    Stopped,
-}
-
-impl AgentState {
-    pub fn is_running(self) -> bool {
-        self == Self::Running
-    }
-
-    /// The word the CMO contract uses: `active`, `paused` or `stopped`.
-    pub fn as_status(self) -> &'static str {
-        match self {
-            Self::Running => "active",
-            Self::Paused => "paused",
-            Self::Stopped => "stopped",
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct AgentStateStore {

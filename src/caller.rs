@@ -21,7 +21,7 @@ use crate::config::Settings;
 /// Twilio's `date_created` has whole seconds; look a little before the dialing mark.
 const RECONCILE_SLACK: time::Duration = time::Duration::seconds(5);
 
-pub use crate::clients::twilio::OutboundError as CallerError;
+pub use crate::calls::OutboundError as CallerError;
 
 /// What the caller role is given by the composition root.
 #[derive(Clone, Debug)]

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::BusError;
+use crate::http::ApiContext;
 use crate::http::{ApiError, cmo};
-use crate::runtime::Context;
 
 const OPERATIONS: [&str; 5] = ["status", "command", "trigger-lead", "report", "capabilities"];
 
@@ -24,7 +24,7 @@ fn body<T: DeserializeOwned>(payload: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(payload).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))
 }
 
-async fn answer(ctx: &Context, operation: &str, message: &async_nats::Message) -> Result<Value, ApiError> {
+async fn answer(ctx: &ApiContext, operation: &str, message: &async_nats::Message) -> Result<Value, ApiError> {
     let presented = message
         .headers
         .as_ref()
@@ -56,7 +56,7 @@ async fn answer(ctx: &Context, operation: &str, message: &async_nats::Message) -
     }
 }
 
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusError> {
+pub async fn run(ctx: ApiContext, shutdown: CancellationToken) -> Result<(), BusError> {
     let service = ctx
         .bus
         .client
@@ -88,7 +88,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), BusErr
 /// Requests one api process answers at once over NATS.
 const CONCURRENT_REQUESTS: usize = 64;
 
-async fn respond(ctx: &Context, operation: &'static str, request: async_nats::service::Request) {
+async fn respond(ctx: &ApiContext, operation: &'static str, request: async_nats::service::Request) {
     {
         let (payload, headers) = match answer(ctx, operation, &request.message).await {
             Ok(value) => (value, async_nats::HeaderMap::new()),

@@ -568,8 +568,14 @@ impl Settings {
         settings.nats_url = nats_url.into();
         settings.db = DbLocation::Memory;
         // Keys of its own, so tests never touch a data directory's key files.
-        settings.master_key = Some(crate::secrets::new_master_key());
-        settings.jwt_secret = Some(SecretString::from(crate::secrets::random_token(32)));
+        let random_hex = || {
+            rand::random::<[u8; 32]>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        settings.master_key = Some(SecretString::from(random_hex()));
+        settings.jwt_secret = Some(SecretString::from(random_hex()));
         settings
     }
 
@@ -581,7 +587,7 @@ impl Settings {
                 format!("`{}` is not an address such as 127.0.0.1:8000", raw.http_addr),
             )
         })?;
-        crate::bus::server_addrs(&raw.nats_url).map_err(|reason| invalid("LEADQ_NATS_URL", reason))?;
+        server_addrs(&raw.nats_url).map_err(|reason| invalid("LEADQ_NATS_URL", reason))?;
         let db = match raw.db.as_deref() {
             Some(db) => DbLocation::parse(db).map_err(|reason| invalid("LEADQ_DB", reason))?,
             None => DbLocation::File(raw.data_dir.join("db")),
@@ -627,7 +633,7 @@ impl Settings {
         let calling_hours = validate_calling_hours(&raw.calling_hours)?;
         let calendly_url = Url::parse(&raw.calendly_url)
             .map_err(|e| invalid("LEADQ_CALENDLY_URL", format!("`{}`: {e}", raw.calendly_url)))?;
-        let mut fields = crate::crm::default_fields();
+        let mut fields = default_crm_fields();
         for (field, column) in raw.airtable.fields {
             if !fields.contains_key(&field) {
                 return Err(invalid(
@@ -662,7 +668,7 @@ impl Settings {
             request_timeout: duration("LEADQ_TWILIO__REQUEST_TIMEOUT", &raw.twilio.request_timeout)?,
             max_in_flight: raw.twilio.max_in_flight.max(1),
         };
-        // A handler may retry a Twilio request a few times (crate::clients::twilio::QUICK_RETRIES);
+        // A handler may retry a Twilio request a few times (the Twilio client's QUICK_RETRIES);
         // the loop's bound must leave room for all of them, or slow answers would be cut short.
         let slowest_request = twilio.request_timeout * 4 + Duration::from_secs(5);
         if raw.bus.max_handling <= slowest_request {
@@ -775,11 +781,65 @@ fn duration(setting: &'static str, raw: &str) -> Result<Duration, ConfigError> {
     })
 }
 
-/// The `phones` bucket remembers a number for [`crate::calls::PHONE_MEMORY`]; a longer window
-/// could not be kept.
+/// Column names in Airtable for each field of a lead record (`LEADQ_AIRTABLE__FIELDS__<FIELD>`).
+pub fn default_crm_fields() -> std::collections::BTreeMap<String, String> {
+    [
+        ("lead_id", "Lead ID"),
+        ("name", "Name"),
+        ("email", "Email"),
+        ("phone", "Phone"),
+        ("office_space", "Office Space"),
+        ("message", "Message"),
+        ("campaign_id", "Campaign"),
+        ("page_name", "Landing Page"),
+        ("variant", "Variant"),
+        ("space_type", "Space Type"),
+        ("team_size", "Team Size"),
+        ("move_in", "Move In"),
+        ("budget", "Monthly Budget"),
+        ("decision_maker", "Decision Maker"),
+        ("score", "Score"),
+        ("verdict", "Verdict"),
+        ("reasons", "Reasons"),
+        ("speed_to_lead_secs", "Speed To Lead (s)"),
+        ("call_status", "Call Status"),
+        ("submitted_at", "Submitted At"),
+        ("call_placed_at", "Called At"),
+        ("resubmissions", "Resubmissions"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The servers of `LEADQ_NATS_URL`: one URL, or several separated by commas (the nodes of a
+/// cluster), so a process whose first seed is down still connects through another.
+pub fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let addrs = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            if url.contains(char::is_whitespace) {
+                return Err(format!("`{url}` is not a NATS URL"));
+            }
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("`{url}` is not a NATS URL: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(format!("`{urls}` names no NATS server"));
+    }
+    Ok(addrs)
+}
+
+/// How long the `phones` bucket keeps a number's first lead; the resubmit window can be at most this.
+pub const PHONE_MEMORY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The `phones` bucket remembers a number for [`PHONE_MEMORY`]; a longer window could not be kept.
 fn resubmit_window(raw: &str) -> Result<Duration, ConfigError> {
     let window = duration("LEADQ_RESUBMIT_WINDOW", raw)?;
-    if window > crate::calls::PHONE_MEMORY {
+    if window > PHONE_MEMORY {
         return Err(ConfigError::Invalid {
             setting: "LEADQ_RESUBMIT_WINDOW",
             reason: format!("`{raw}` is longer than the 90 days a number is remembered"),
@@ -1014,5 +1074,17 @@ mod tests {
     fn secrets_are_redacted_in_debug() {
         let s = load_with(|jail| jail.set_env("LEADQ_DB_PASS", "hunter2-very-secret")).expect("load");
         assert!(!format!("{s:?}").contains("hunter2-very-secret"));
+    }
+
+    #[test]
+    fn several_nats_servers_are_taken_and_a_bad_one_is_named() {
+        let servers =
+            server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224").expect("three");
+        assert_eq!(servers.len(), 3);
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").map(|s| s.len()), Ok(1));
+        let bad = server_addrs("nats://127.0.0.1:1,nats://127.0.0.1:port").expect_err("a bad port");
+        assert!(bad.contains("nats://127.0.0.1:port"), "{bad}");
+        assert!(server_addrs(" , ").is_err());
+        assert!(server_addrs("nats://a b:4222").is_err());
     }
 }

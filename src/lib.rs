@@ -1,22 +1,26 @@
 //! leadq, the lead qualification agent. A map of the parts; each role (`caller`, `sms`,
-//! `finalizer`, `poller`, `activity`, `status`, and the api in `http`) takes its own `Deps`:
+//! `finalizer`, `poller`, `activity`, `status`, and the api in `http`) takes its own `Deps`
+//! (the api its `ApiContext`), and no two modules import each other, even through others
+//! (`tests/it/layout.rs` reads the `use crate::` lines and checks both):
 //!
 //! - [`config`]: layered settings (defaults, TOML file, `LEADQ_*`), validated once.
 //! - [`telemetry`]: logs and OpenTelemetry traces.
 //! - [`bus`]: the NATS JetStream contract (subjects, streams, consumers, buckets, payloads),
 //!   publish-with-ack and the durable consume loop. `subjects.md` documents it.
-//! - [`domain`]: pure logic: the `Lead` type and notification-email parsing.
+//! - [`domain`]: pure logic, importing nothing of the crate: the `Lead` type, notification-email
+//!   parsing, answers, qualification, calling hours, the script, the agent's run state.
 //! - [`store`]: SurrealDB, the system of record.
 //! - [`runtime`]: the composition root: builds each role's deps, starts the roles, stops them
 //!   together. The only module that knows every role; no role imports it (`tests/it/layout.rs`).
 //! - [`sandbox`]: the Twilio and Airtable stand-ins in the process, for a machine with no accounts.
-//! - [`http`]: the api role's routes.
+//! - [`http`]: the api role's routes and its `ApiContext` (the buckets only the api opens).
 //! - [`poller`]: the IMAP inbox to `lead.received`, exactly once.
 //! - [`calls`]: the call state and its named transitions (`calls/state.rs`, pure), the
-//!   compare-and-set book that applies them, phone claims and the do-not-contact list.
+//!   compare-and-set book that applies them, phone claims, the do-not-contact list, and the
+//!   error of the two roles that reach people (`OutboundError`).
 //! - [`twilio`]: webhook signatures, TwiML, and the webhook URLs.
 //! - [`caller`]: `lead.received` to exactly one Twilio call.
-//! - [`clients`]: typed HTTP clients (Twilio).
+//! - [`clients`]: typed HTTP clients (Twilio, Airtable); they know the settings, never the bus.
 //! - [`agent`]: the run state (running, paused, stopped) every role watches.
 //! - [`shared_config`]: the `config` bucket kept in step with the store (script and rules).
 //! - [`finalizer`]: `call.completed` to verdict, the lead's record and `lead.finalized`.

@@ -73,7 +73,7 @@ pub enum RuntimeError {
     Poller(#[from] poller::PollerError),
     /// The caller's or the SMS sender's.
     #[error(transparent)]
-    Outbound(#[from] crate::clients::twilio::OutboundError),
+    Outbound(#[from] crate::calls::OutboundError),
     #[error(transparent)]
     SharedConfig(#[from] shared_config::SharedConfigError),
     #[error(transparent)]
@@ -90,29 +90,19 @@ pub enum RuntimeError {
     Sandbox(std::io::Error),
 }
 
-/// What every role gets: settings, the bus, the store when the role keeps records, and the clock.
+/// What every role gets: settings, the bus, the store when the role keeps records, the clock,
+/// and the buckets several roles share. What only the api uses is opened by [`Context::api_context`].
 #[derive(Clone, Debug)]
 pub struct Context {
     pub settings: Arc<Settings>,
     pub bus: Bus,
     pub store: Option<Store>,
     pub started: Instant,
-    /// Bucket handles opened once: opening one is a JetStream round trip, too slow per request.
-    pub api_keys: ApiKeys,
-    pub agent_state: AgentStateStore,
-    /// The agent state as the bucket last said, kept current by a watch: read without a round trip.
-    pub agent_now: tokio::sync::watch::Receiver<crate::agent::AgentState>,
-    /// The token that signs Twilio's webhooks: saved on the admin page, else configured.
-    pub twilio_token: tokio::sync::watch::Receiver<Option<secrecy::SecretString>>,
     pub calls: CallBook,
     pub dnc: DoNotContact,
     /// The `config` bucket: script, rules.
     pub config: SharedConfig,
-    /// Answers to POSTs made with an `Idempotency-Key`.
-    pub idempotency: async_nats::jetstream::kv::Store,
-    pub users: Users,
     pub credentials: Credentials,
-    pub auth: Arc<http::Auth>,
     /// The sandbox, when this process runs one (it says which services it stands in for).
     pub sandbox: Option<Arc<Sandbox>>,
     /// Cancelled when this context's roles stop (a shutdown, or a restart for new credentials);
@@ -147,11 +137,23 @@ impl Context {
             sandbox::announce(&settings, modes);
         }
         let sandbox = sandbox.cloned();
-        let twilio_token = credentials
-            .follow("twilio", "auth_token", settings.twilio.auth_token.clone())
-            .await?;
-        let auth = Arc::new(http::Auth::new(&secrets::jwt_secret(&settings, true)?, &settings.admin));
-        let config = SharedConfig::open(&bus.js).await?;
+        Ok(Self {
+            calls: CallBook::open(&bus.js).await?,
+            dnc: DoNotContact::open(&bus.js).await?,
+            config: SharedConfig::open(&bus.js).await?,
+            settings: Arc::new(settings),
+            bus,
+            store,
+            started: Instant::now(),
+            credentials,
+            sandbox,
+            stopping,
+        })
+    }
+
+    /// The api role's context: opens the buckets only the api uses, and the sign-in keys.
+    pub async fn api_context(&self) -> Result<http::ApiContext, RuntimeError> {
+        let bus = &self.bus;
         let idempotency = bus
             .js
             .get_key_value(bus::bucket::IDEMPOTENCY)
@@ -159,24 +161,30 @@ impl Context {
             .map_err(|e| BusError::jetstream("bucket idempotency", e))?;
         let agent_state = AgentStateStore::open(&bus.js).await?;
         let agent_now = agent_state.watch().await?;
-        Ok(Self {
+        Ok(http::ApiContext {
+            settings: self.settings.clone(),
+            bus: bus.clone(),
+            store: self.store.clone(),
+            started: self.started,
+            calls: self.calls.clone(),
+            dnc: self.dnc.clone(),
+            config: self.config.clone(),
+            credentials: self.credentials.clone(),
+            sandbox: self.sandbox.clone(),
+            stopping: self.stopping.clone(),
             api_keys: ApiKeys::open(&bus.js).await?,
             agent_state,
             agent_now,
-            twilio_token,
-            calls: CallBook::open(&bus.js).await?,
-            dnc: DoNotContact::open(&bus.js).await?,
-            users: Users::open(&bus.js).await?,
-            settings: Arc::new(settings),
-            bus,
-            store,
-            started: Instant::now(),
-            config,
+            twilio_token: self
+                .credentials
+                .follow("twilio", "auth_token", self.settings.twilio.auth_token.clone())
+                .await?,
             idempotency,
-            credentials,
-            auth,
-            sandbox,
-            stopping,
+            users: Users::open(&bus.js).await?,
+            auth: Arc::new(http::Auth::new(
+                &secrets::jwt_secret(&self.settings, true)?,
+                &self.settings.admin,
+            )),
         })
     }
 }
@@ -434,10 +442,11 @@ async fn start(
             if let Some(store) = &ctx.store {
                 ctx.config.publish(store).await?;
             }
-            if let Some(password) = ctx.users.ensure_first_admin().await? {
+            let api = ctx.api_context().await?;
+            if let Some(password) = api.users.ensure_first_admin().await? {
                 announce_first_admin(&password);
             }
-            let server = http::HttpServer::bind(ctx.clone())
+            let server = http::HttpServer::bind(api.clone())
                 .await
                 .map_err(|source| RuntimeError::Listen {
                     addr: ctx.settings.http_addr,
@@ -457,8 +466,8 @@ async fn start(
             });
             let (deps, token) = (ctx.activity_deps()?, shutdown.clone());
             tasks.spawn(async move { activity::run(deps, token).await.map_err(RuntimeError::from) });
-            let (service_ctx, token) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move { cmo_service::run(service_ctx, token).await.map_err(RuntimeError::from) });
+            let token = shutdown.clone();
+            tasks.spawn(async move { cmo_service::run(api, token).await.map_err(RuntimeError::from) });
         }
         Role::Poller => match ctx.poller_deps() {
             None => tracing::warn!("no inbox configured (LEADQ_IMAP__HOST): the poller is not started"),

@@ -19,7 +19,7 @@ use crate::calls::DoNotContact;
 use crate::clients::twilio::{TwilioClient, TwilioError};
 use crate::config::Settings;
 
-pub use crate::clients::twilio::OutboundError as SmsError;
+pub use crate::calls::OutboundError as SmsError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

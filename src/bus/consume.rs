@@ -22,7 +22,7 @@ use tracing::{Instrument, field};
 
 use super::payload::{Alert, Payload, decode};
 use super::{Bus, BusError, MSG_ID_HEADER, trace};
-use crate::agent::AgentState;
+use crate::domain::agent_state::AgentState;
 
 /// What the handler made of one message.
 #[derive(Debug, Clone, PartialEq)]

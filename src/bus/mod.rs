@@ -130,27 +130,6 @@ impl BusError {
     }
 }
 
-/// The servers of `LEADQ_NATS_URL`: one URL, or several separated by commas (the nodes of a
-/// cluster), so a process whose first seed is down still connects through another.
-pub fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
-    let addrs = urls
-        .split(',')
-        .map(str::trim)
-        .filter(|url| !url.is_empty())
-        .map(|url| {
-            if url.contains(char::is_whitespace) {
-                return Err(format!("`{url}` is not a NATS URL"));
-            }
-            url.parse::<async_nats::ServerAddr>()
-                .map_err(|e| format!("`{url}` is not a NATS URL: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if addrs.is_empty() {
-        return Err(format!("`{urls}` names no NATS server"));
-    }
-    Ok(addrs)
-}
-
 /// Whether a compare-and-set write lost to another writer, and must re-read. async-nats maps only
 /// JetStream's error 10071 to `WrongLastRevision`; a replicated (clustered) stream refuses the
 /// same write with 10164, "wrong last sequence" without the number.
@@ -179,7 +158,7 @@ pub struct Bus {
 impl Bus {
     /// Connects once (no retry loop), so a wrong URL fails fast at start with the setting named.
     pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
-        let servers = server_addrs(url).map_err(BusError::BadUrl)?;
+        let servers = crate::config::server_addrs(url).map_err(BusError::BadUrl)?;
         let client = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
@@ -260,17 +239,5 @@ mod tests {
         assert!(lost_race(&refused_with(10164)), "R3: 10164");
         assert!(lost_race(&refused_with(10071)));
         assert!(!lost_race(&refused_with(10077)), "another refusal is an error");
-    }
-
-    #[test]
-    fn several_nats_servers_are_taken_and_a_bad_one_is_named() {
-        let servers =
-            server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224").expect("three");
-        assert_eq!(servers.len(), 3);
-        assert_eq!(server_addrs("nats://127.0.0.1:4222").map(|s| s.len()), Ok(1));
-        let bad = server_addrs("nats://127.0.0.1:1,nats://127.0.0.1:port").expect_err("a bad port");
-        assert!(bad.contains("nats://127.0.0.1:port"), "{bad}");
-        assert!(server_addrs(" , ").is_err());
-        assert!(server_addrs("nats://a b:4222").is_err());
     }
 }

@@ -120,7 +120,7 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
             "Admin page users by name: role and argon2id password hash",
         ),
         kv::Config {
-            max_age: crate::calls::PHONE_MEMORY,
+            max_age: crate::config::PHONE_MEMORY,
             ..base(
                 bucket::PHONES,
                 "The first lead of each phone number (E.164 digits): one call per person",

@@ -1,6 +1,7 @@
 //! Call state in the `calls` bucket, one entry per lead, moved only by compare-and-set: two
 //! webhook deliveries (or a webhook and the caller) racing on one call cannot both win, and the
-//! loser re-reads and decides again. Also the do-not-contact list in the `dnc` bucket.
+//! loser re-reads and decides again. Also the do-not-contact list in the `dnc` bucket, and the
+//! error of the two workers that reach people (the caller, the SMS sender).
 
 use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,30 @@ pub use state::{CallPhase, CallState, HeardAnswer, Step};
 
 fn kv_error(what: &str, err: impl std::fmt::Display) -> BusError {
     BusError::jetstream(format!("calls {what}"), err)
+}
+
+/// What stops a worker that talks to Twilio and keeps its state on the bus (the caller, the SMS
+/// sender): both kinds are worth another delivery.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Twilio(#[from] crate::clients::twilio::TwilioError),
+}
+
+impl OutboundError {
+    /// The bus is back in seconds; Twilio's own retries are spent, so it waits longer.
+    pub fn retry(self) -> bus::Outcome {
+        let after = match &self {
+            Self::Bus(_) => std::time::Duration::from_secs(5),
+            Self::Twilio(err) => err.retry_after(),
+        };
+        bus::Outcome::Retry {
+            after,
+            reason: self.to_string(),
+        }
+    }
 }
 
 /// A compare-and-set loop can lose only to another writer of the same call (a few webhooks of one
@@ -201,9 +226,6 @@ impl DoNotContact {
         Ok(entry.is_some())
     }
 }
-
-/// How long the `phones` bucket keeps a number's first lead; the resubmit window can be at most this.
-pub const PHONE_MEMORY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
 /// Which lead a phone number belongs to, in the `phones` bucket: the decision "is this person
 /// already being called?" made once, by create-if-absent, for every caller replica and restart.

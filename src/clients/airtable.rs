@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use url::Url;
-
-use crate::crm::schema::{FieldSchema, TableSchema};
 
 /// Airtable refuses more records than this in one request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 10;
@@ -21,6 +19,24 @@ pub const MAX_RECORDS_PER_REQUEST: usize = 10;
 /// ever bunching six into one of Airtable's seconds.
 const REQUEST_SPACING: Duration = Duration::from_millis(220);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One column as Airtable's Meta API describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldSchema {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// One table as `GET /v0/meta/bases/{baseId}/tables` describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSchema {
+    pub id: String,
+    pub name: String,
+    pub fields: Vec<FieldSchema>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AirtableError {
@@ -132,7 +148,7 @@ impl AirtableClient {
     }
 
     /// `POST /v0/meta/bases/{baseId}/tables/{tableId}/fields`: one column, as
-    /// [`crate::crm::schema::column_spec`] describes it (`schema.bases:write`).
+    /// the CRM schema's column spec describes it (`schema.bases:write`).
     pub async fn create_field(&self, table_id: &str, spec: &Value) -> Result<FieldSchema, AirtableError> {
         let request = self
             .http

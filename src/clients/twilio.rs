@@ -7,34 +7,10 @@ use url::Url;
 
 use crate::config::TwilioSettings;
 
-/// How a request failed, as far as retrying is concerned.
 /// After the client's own quick retries, a failed request waits this long for the next delivery.
 pub const LATER: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// What stops a worker that talks to Twilio and keeps its state on the bus (the caller, the SMS
-/// sender): both kinds are worth another delivery.
-#[derive(Debug, thiserror::Error)]
-pub enum OutboundError {
-    #[error(transparent)]
-    Bus(#[from] crate::bus::BusError),
-    #[error(transparent)]
-    Twilio(#[from] TwilioError),
-}
-
-impl OutboundError {
-    /// The bus is back in seconds; Twilio's own retries are spent, so it waits longer.
-    pub fn retry(self) -> crate::bus::Outcome {
-        let after = match &self {
-            Self::Bus(_) => std::time::Duration::from_secs(5),
-            Self::Twilio(err) => err.retry_after(),
-        };
-        crate::bus::Outcome::Retry {
-            after,
-            reason: self.to_string(),
-        }
-    }
-}
-
+/// How a request failed, as far as retrying is concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum TwilioError {
     #[error("Twilio is not configured: {0}")]

@@ -21,37 +21,6 @@ use crate::store::Store;
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
 const TRIES: u32 = 3;
 
-/// Column names in Airtable for each field of a lead record (`LEADQ_AIRTABLE__FIELDS__<FIELD>`).
-pub fn default_fields() -> BTreeMap<String, String> {
-    [
-        ("lead_id", "Lead ID"),
-        ("name", "Name"),
-        ("email", "Email"),
-        ("phone", "Phone"),
-        ("office_space", "Office Space"),
-        ("message", "Message"),
-        ("campaign_id", "Campaign"),
-        ("page_name", "Landing Page"),
-        ("variant", "Variant"),
-        ("space_type", "Space Type"),
-        ("team_size", "Team Size"),
-        ("move_in", "Move In"),
-        ("budget", "Monthly Budget"),
-        ("decision_maker", "Decision Maker"),
-        ("score", "Score"),
-        ("verdict", "Verdict"),
-        ("reasons", "Reasons"),
-        ("speed_to_lead_secs", "Speed To Lead (s)"),
-        ("call_status", "Call Status"),
-        ("submitted_at", "Submitted At"),
-        ("call_placed_at", "Called At"),
-        ("resubmissions", "Resubmissions"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
 /// A stored lead record as Airtable fields, named by `columns`; absent values are left out.
 pub fn airtable_fields(record: &Value, columns: &BTreeMap<String, String>) -> Map<String, Value> {
     let answer = |id: &str| -> Value {

@@ -5,8 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
+
+pub use crate::clients::airtable::{FieldSchema, TableSchema};
 
 /// A column's type as leadq writes it; each accepts the Airtable types its values fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,24 +89,6 @@ impl Kind {
             Self::Verdict => TEXT.contains(&kind),
         }
     }
-}
-
-/// One column as Airtable's Meta API describes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FieldSchema {
-    #[serde(default)]
-    pub id: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-/// One table as `GET /v0/meta/bases/{baseId}/tables` describes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableSchema {
-    pub id: String,
-    pub name: String,
-    pub fields: Vec<FieldSchema>,
 }
 
 /// A column leadq needs, in the create-field request's shape (`name`, `type`, `options`).
@@ -222,7 +206,7 @@ pub fn check(tables: &[TableSchema], table: &str, columns: &BTreeMap<String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crm::default_fields;
+    use crate::config::default_crm_fields as default_fields;
 
     fn field(name: &str, kind: &str) -> FieldSchema {
         FieldSchema {

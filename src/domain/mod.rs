@@ -1,5 +1,6 @@
 //! Pure logic, no I/O: what a lead is and how a notification email becomes one.
 
+pub mod agent_state;
 pub mod answers;
 pub mod calling_hours;
 pub mod lead;

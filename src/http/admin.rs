@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::ApiContext;
 use super::auth::Authed;
 use super::cmo::{CommandRequest, Intake, enqueue, run_command, sandbox_callee, status_body};
 use super::idempotency::{self, IdempotencyKey};
@@ -25,11 +26,10 @@ use crate::bus::{Activity, LeadSource, subject};
 use crate::credentials::{CredentialError, CredentialView};
 use crate::domain::qualification::Rules;
 use crate::domain::script::{AnswerType, Script};
-use crate::runtime::Context;
 use crate::store::{ActivityFilter, Period};
 use crate::users::Access;
 
-pub fn routes() -> Router<Context> {
+pub fn routes() -> Router<ApiContext> {
     Router::new()
         .route("/api/admin/me", get(me))
         .route("/api/admin/stats", get(stats))
@@ -65,7 +65,7 @@ async fn me(user: Authed) -> Json<Value> {
 /// Today's figures for the dashboard.
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "{agent, today: {leads, calls, sms, qualified, conversion_rate, verdicts, speed_to_lead}, fresh_install, calls_in_progress: [{lead_id, name, phone, phase, answered, asking, heard: [{question, said, captured}], since}]}"), (status = 401), (status = 403)))]
-async fn stats(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, ApiError> {
+async fn stats(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
     let store = store(&ctx)?;
     let since = Period::Today.start(OffsetDateTime::now_utc(), &ctx.settings.calling_hours.fallback);
@@ -125,7 +125,7 @@ fn page_size(limit: u32) -> Result<u32, ApiError> {
 #[utoipa::path(get, path = "/api/admin/leads", tag = "admin", security(("bearer" = [])), params(LeadQuery),
     responses((status = 200, description = "{items, total, limit, offset}"), (status = 401), (status = 403)))]
 async fn leads(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     Query(query): Query<LeadQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -142,7 +142,7 @@ async fn leads(
 #[utoipa::path(get, path = "/api/admin/leads/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "the lead id")),
     responses((status = 200), (status = 404), (status = 401), (status = 403)))]
-async fn lead(State(ctx): State<Context>, user: Authed, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn lead(State(ctx): State<ApiContext>, user: Authed, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::BadRequest(format!("`{id}` is not a lead id")))?;
     let store = store(&ctx)?;
@@ -177,7 +177,7 @@ pub struct TestEmail {
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body gets the first answer")),
     responses((status = 200, description = "{status, lead_id, lead}"), (status = 422, description = "{error, detail, field?}"), (status = 403)))]
 async fn test_email(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
@@ -231,7 +231,7 @@ async fn test_email(
 /// The last 20 pasted test emails, newest first, with what became of each.
 #[utoipa::path(get, path = "/api/admin/test-email", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "[{id, raw, result, submitted_by, at}]"), (status = 403)))]
-async fn test_emails(State(ctx): State<Context>, user: Authed) -> Result<Json<Vec<Value>>, ApiError> {
+async fn test_emails(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Vec<Value>>, ApiError> {
     user.require(Access::Manage)?;
     Ok(Json(store(&ctx)?.recent_test_emails(20).await?))
 }
@@ -240,7 +240,7 @@ async fn test_emails(State(ctx): State<Context>, user: Authed) -> Result<Json<Ve
 #[utoipa::path(get, path = "/api/admin/activity", tag = "admin", security(("bearer" = [])), params(ActivityFilter),
     responses((status = 200, description = "{items, total, limit, offset}"), (status = 401), (status = 403)))]
 async fn activity(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     Query(filter): Query<ActivityFilter>,
 ) -> Result<Json<Value>, ApiError> {
@@ -263,7 +263,7 @@ fn credential_error(err: CredentialError) -> ApiError {
 /// Saved credentials, masked.
 #[utoipa::path(get, path = "/api/admin/credentials", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = [CredentialView]), (status = 401), (status = 403)))]
-async fn list_credentials(State(ctx): State<Context>, user: Authed) -> Result<Json<Vec<CredentialView>>, ApiError> {
+async fn list_credentials(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Vec<CredentialView>>, ApiError> {
     user.require(Access::Manage)?;
     ctx.credentials.list().await.map(Json).map_err(credential_error)
 }
@@ -281,7 +281,7 @@ pub struct SaveCredential {
 #[utoipa::path(post, path = "/api/admin/credentials", tag = "admin", security(("bearer" = [])), request_body = SaveCredential,
     responses((status = 200, body = CredentialView), (status = 422, description = "unknown credential or bad value"), (status = 403)))]
 async fn save_credential(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     AppJson(request): AppJson<SaveCredential>,
 ) -> Result<Json<CredentialView>, ApiError> {
@@ -308,7 +308,7 @@ async fn save_credential(
     params(("service" = String, Path), ("key" = String, Path)),
     responses((status = 200), (status = 404), (status = 403)))]
 async fn delete_credential(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     Path((service, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -328,7 +328,7 @@ async fn delete_credential(
     params(("command" = String, Path, description = "start, stop, pause, resume, get_status or get_metrics")),
     responses((status = 200), (status = 400, description = "unknown command"), (status = 403)))]
 async fn agent_command(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     Path(command): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -344,7 +344,7 @@ async fn agent_command(
 /// outbox: the calls placed (what was said each way), the texts sent and the CRM rows.
 #[utoipa::path(get, path = "/api/admin/sandbox", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "{active, services: {twilio, airtable}, outbox?: {calls, texts, crm_rows}}")))]
-async fn sandbox(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, ApiError> {
+async fn sandbox(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
     let configured = |yes: bool| if yes { "live" } else { "not_configured" };
     let twilio = &ctx.settings.twilio;
@@ -371,7 +371,7 @@ async fn sandbox(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>
 /// A new secret URL for Unbounce's form-submit webhook, shown once; the old one stops working.
 #[utoipa::path(post, path = "/api/admin/unbounce-url", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "{url}: paste it in Unbounce (page > Integrations > Webhooks)"), (status = 403)))]
-async fn unbounce_url(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, ApiError> {
+async fn unbounce_url(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value>, ApiError> {
     user.require(Access::Manage)?;
     let token = crate::unbounce::rotate_token(ctx.config.bucket()).await?;
     ctx.bus
@@ -397,7 +397,7 @@ pub struct ScriptAndRules {
 /// The call script and the qualification rules in force.
 #[utoipa::path(get, path = "/api/admin/script", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = ScriptAndRules), (status = 401)))]
-async fn script(State(ctx): State<Context>, user: Authed) -> Result<Json<ScriptAndRules>, ApiError> {
+async fn script(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<ScriptAndRules>, ApiError> {
     user.require(Access::Read)?;
     Ok(Json(ScriptAndRules {
         script: ctx.config.script().await,
@@ -440,7 +440,7 @@ fn script_problem(script: &Script) -> Option<String> {
 #[utoipa::path(put, path = "/api/admin/script", tag = "admin", security(("bearer" = [])), request_body = ScriptAndRules,
     responses((status = 200, body = ScriptAndRules), (status = 422, description = "an unusable script"), (status = 403)))]
 async fn save_script(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     AppJson(request): AppJson<ScriptAndRules>,
 ) -> Result<Json<ScriptAndRules>, ApiError> {
@@ -480,7 +480,7 @@ pub struct TryAnswer {
 #[utoipa::path(post, path = "/api/admin/script/try", tag = "admin", security(("bearer" = [])), request_body = TryAnswer,
     responses((status = 200, description = "{question, raw, value, captured, read_as}"), (status = 404, description = "no such question")))]
 async fn try_answer(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     AppJson(request): AppJson<TryAnswer>,
 ) -> Result<Json<Value>, ApiError> {
@@ -519,7 +519,7 @@ const LIVE_SUBJECTS: [&str; 6] = [
 #[utoipa::path(get, path = "/api/admin/events", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "text/event-stream"), (status = 401)))]
 async fn events(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     user.require(Access::Read)?;

@@ -22,16 +22,16 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::ApiContext;
 use super::{ApiError, AppJson};
 use crate::bus::Activity;
 use crate::config::AdminSettings;
-use crate::runtime::Context;
 use crate::users::{Access, UserError, UserRole};
 
 const ISSUER: &str = "leadq";
 const AUDIENCE: &str = "leadq-admin";
 
-pub fn routes() -> Router<Context> {
+pub fn routes() -> Router<ApiContext> {
     Router::new().route("/api/auth/login", post(login))
 }
 
@@ -120,10 +120,10 @@ impl Authed {
     }
 }
 
-impl FromRequestParts<Context> for Authed {
+impl FromRequestParts<ApiContext> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -184,7 +184,7 @@ pub struct LoginResponse {
     responses((status = 200, body = LoginResponse), (status = 401, description = "wrong username or password"),
         (status = 429, description = "too many attempts; see Retry-After")))]
 async fn login(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AppJson(request): AppJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {

@@ -15,13 +15,13 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::ApiContext;
 use super::idempotency::{self, IdempotencyKey};
 use super::{ApiError, AppJson};
 use crate::agent::AgentState;
 use crate::api_keys::KeyCheck;
 use crate::bus::{AGENT_ID, Activity, IntakeTimestamps, LeadReceived, LeadSource};
 use crate::domain::lead::{Lead, LeadError, PageDetails};
-use crate::runtime::Context;
 use crate::store::{Figures, Period};
 
 pub const AGENT_NAME: &str = "Mesh Cowork Lead Qualifier";
@@ -35,7 +35,7 @@ const CAPABILITIES: [&str; 6] = [
     "crm_integration",
 ];
 
-pub fn routes() -> Router<Context> {
+pub fn routes() -> Router<ApiContext> {
     Router::new()
         .route("/api/cmo/status", get(status))
         .route("/api/cmo/command", post(command))
@@ -47,10 +47,10 @@ pub fn routes() -> Router<Context> {
 /// A request carrying a valid `X-API-Key` from an allowed address; holds the key's name.
 pub struct CmoKey(pub String);
 
-impl FromRequestParts<Context> for CmoKey {
+impl FromRequestParts<ApiContext> for CmoKey {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
         let presented = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
         let address = parts
             .extensions
@@ -62,7 +62,7 @@ impl FromRequestParts<Context> for CmoKey {
 
 /// The key's name when `presented` is a live key allowed from `address` (no address: the request
 /// came over NATS, where the server's own user auth is the network boundary).
-pub async fn check_key(ctx: &Context, presented: Option<&str>, address: Option<IpAddr>) -> Result<String, ApiError> {
+pub async fn check_key(ctx: &ApiContext, presented: Option<&str>, address: Option<IpAddr>) -> Result<String, ApiError> {
     let presented = presented.ok_or_else(|| ApiError::Unauthorized("missing X-API-Key".into()))?;
     let keys = &ctx.api_keys;
     match keys.check(presented, address).await? {
@@ -100,13 +100,13 @@ pub struct StatusBody {
     pub uptime_hours: f64,
 }
 
-async fn figures(ctx: &Context, period: Period) -> Result<Figures, ApiError> {
+async fn figures(ctx: &ApiContext, period: Period) -> Result<Figures, ApiError> {
     let store = super::store(ctx)?;
     let since = period.start(OffsetDateTime::now_utc(), &ctx.settings.calling_hours.fallback);
     Ok(store.figures(since).await?)
 }
 
-pub async fn status_body(ctx: &Context) -> Result<StatusBody, ApiError> {
+pub async fn status_body(ctx: &ApiContext) -> Result<StatusBody, ApiError> {
     let state = *ctx.agent_now.borrow();
     let today = figures(ctx, Period::Today).await?;
     Ok(StatusBody {
@@ -129,7 +129,7 @@ pub async fn status_body(ctx: &Context) -> Result<StatusBody, ApiError> {
 
 #[utoipa::path(get, path = "/api/cmo/status", tag = "cmo", security(("api_key" = [])),
     responses((status = 200, body = StatusBody), (status = 401, description = "missing or invalid X-API-Key")))]
-async fn status(State(ctx): State<Context>, _key: CmoKey) -> Result<Json<StatusBody>, ApiError> {
+async fn status(State(ctx): State<ApiContext>, _key: CmoKey) -> Result<Json<StatusBody>, ApiError> {
     Ok(Json(status_body(&ctx).await?))
 }
 
@@ -142,7 +142,7 @@ pub struct CommandRequest {
 
 /// Sets the state, then waits (briefly) until this process's view has it, so a status asked right
 /// after the command answers with the new state.
-async fn set_state(ctx: &Context, state: AgentState) -> Result<(), ApiError> {
+async fn set_state(ctx: &ApiContext, state: AgentState) -> Result<(), ApiError> {
     ctx.agent_state.set(state).await?;
     let mut now = ctx.agent_now.clone();
     if tokio::time::timeout(std::time::Duration::from_secs(1), now.wait_for(|s| *s == state))
@@ -155,7 +155,7 @@ async fn set_state(ctx: &Context, state: AgentState) -> Result<(), ApiError> {
 }
 
 /// One command, for REST and NATS alike; `actor` names who sent it in the activity log.
-pub async fn run_command(ctx: &Context, actor: &str, request: CommandRequest) -> Result<Value, ApiError> {
+pub async fn run_command(ctx: &ApiContext, actor: &str, request: CommandRequest) -> Result<Value, ApiError> {
     let (message, data) = match request.command.as_str() {
         "start" | "resume" => {
             set_state(ctx, AgentState::Running).await?;
@@ -206,7 +206,7 @@ pub async fn run_command(ctx: &Context, actor: &str, request: CommandRequest) ->
 #[utoipa::path(post, path = "/api/cmo/command", tag = "cmo", request_body = CommandRequest, security(("api_key" = [])),
     responses((status = 200, description = "{status, message, command}"), (status = 400, description = "unknown command")))]
 async fn command(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     CmoKey(key): CmoKey,
     AppJson(request): AppJson<CommandRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -238,7 +238,12 @@ pub struct TriggerLead {
 
 /// Queues a lead given as form fields, for REST and NATS alike: the body as sent, so a repeated
 /// `Idempotency-Key` can be told apart from a reused one.
-pub async fn trigger(ctx: &Context, actor: &str, key: Option<&IdempotencyKey>, body: &[u8]) -> Result<Value, ApiError> {
+pub async fn trigger(
+    ctx: &ApiContext,
+    actor: &str,
+    key: Option<&IdempotencyKey>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let request: TriggerLead =
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))?;
     idempotency::once(&ctx.idempotency, key, body, |lead_id| {
@@ -248,7 +253,7 @@ pub async fn trigger(ctx: &Context, actor: &str, key: Option<&IdempotencyKey>, b
 }
 
 async fn queue_lead(
-    ctx: &Context,
+    ctx: &ApiContext,
     actor: &str,
     request: TriggerLead,
     lead_id: Option<Uuid>,
@@ -291,7 +296,7 @@ async fn queue_lead(
 }
 
 /// Tells the sandbox how the lead at `phone` will answer; refused unless the calls go to the sandbox.
-pub fn sandbox_callee(ctx: &Context, phone: &str, callee: &crate::sandbox::Callee) -> Result<(), ApiError> {
+pub fn sandbox_callee(ctx: &ApiContext, phone: &str, callee: &crate::sandbox::Callee) -> Result<(), ApiError> {
     match &ctx.sandbox {
         Some(sandbox) if sandbox.modes().0 == crate::sandbox::Mode::Sandboxed => {
             sandbox.set_callee(phone, callee);
@@ -315,7 +320,7 @@ pub struct Intake {
 
 /// Puts a lead that did not come through the inbox on `lead.received`, and logs who did it.
 pub async fn enqueue(
-    ctx: &Context,
+    ctx: &ApiContext,
     lead: Lead,
     source: LeadSource,
     actor: &str,
@@ -363,7 +368,7 @@ pub async fn enqueue(
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body gets the first answer and queues nothing")),
     responses((status = 200, description = "{status, message, task_id, lead}"), (status = 422, description = "a field that makes the lead uncallable, or an Idempotency-Key reused for another body")))]
 async fn trigger_lead(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     CmoKey(key): CmoKey,
     headers: HeaderMap,
     body: Bytes,
@@ -374,7 +379,7 @@ async fn trigger_lead(
 }
 
 /// A period's report, for REST and NATS alike.
-pub async fn report_value(ctx: &Context, period: &str) -> Result<Value, ApiError> {
+pub async fn report_value(ctx: &ApiContext, period: &str) -> Result<Value, ApiError> {
     let period = Period::parse(period)
         .ok_or_else(|| ApiError::BadRequest(format!("unknown period `{period}`; use today, week or month")))?;
     Ok(report_body(&figures(ctx, period).await?, period))
@@ -395,7 +400,11 @@ pub fn report_body(figures: &Figures, period: Period) -> Value {
 #[utoipa::path(get, path = "/api/cmo/report/{period}", tag = "cmo", security(("api_key" = [])),
     params(("period" = String, Path, description = "today, week or month")),
     responses((status = 200, description = "{period, total_leads, qualified_leads, calls_made, sms_sent, average_speed_to_lead, conversion_rate}"), (status = 400, description = "unknown period")))]
-async fn report(State(ctx): State<Context>, _key: CmoKey, Path(period): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn report(
+    State(ctx): State<ApiContext>,
+    _key: CmoKey,
+    Path(period): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(report_value(&ctx, &period).await?))
 }
 

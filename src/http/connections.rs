@@ -8,6 +8,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::ApiContext;
 use super::auth::Authed;
 use super::{ApiError, settings_now};
 use crate::bus::Activity;
@@ -15,18 +16,17 @@ use crate::clients::airtable::{AirtableClient, AirtableError};
 use crate::clients::twilio::TwilioClient;
 use crate::config::Settings;
 use crate::crm::schema::{self, SchemaCheck};
-use crate::runtime::Context;
 use crate::sandbox::Mode;
 use crate::users::Access;
 
-pub fn routes() -> Router<Context> {
+pub fn routes() -> Router<ApiContext> {
     Router::new()
         .route("/api/admin/connections/{service}/test", post(test_connection))
         .route("/api/admin/connections/airtable/columns", post(create_columns))
 }
 
 /// Whether a service is live or the sandbox, for the answer.
-fn mode(ctx: &Context, live_when_no_sandbox: bool, pick: fn((Mode, Mode)) -> Mode) -> &'static str {
+fn mode(ctx: &ApiContext, live_when_no_sandbox: bool, pick: fn((Mode, Mode)) -> Mode) -> &'static str {
     match &ctx.sandbox {
         Some(sandbox) if pick(sandbox.modes()) == Mode::Sandboxed => "sandboxed",
         Some(_) => "live",
@@ -47,7 +47,7 @@ fn answer(service: &str, mode: &str, ok: bool, said: String, detail: Value) -> J
     responses((status = 200, description = "{service, mode, ok, answer, detail}: what the service answered (ok false when it refused)"),
         (status = 404, description = "no such service"), (status = 403)))]
 async fn test_connection(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     user: Authed,
     Path(service): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -61,7 +61,7 @@ async fn test_connection(
     }
 }
 
-async fn test_twilio(ctx: &Context, settings: &Settings) -> Json<Value> {
+async fn test_twilio(ctx: &ApiContext, settings: &Settings) -> Json<Value> {
     let twilio = &settings.twilio;
     let mode = mode(ctx, twilio.account_sid.is_some(), |m| m.0);
     let client = match TwilioClient::new(twilio) {
@@ -127,7 +127,7 @@ async fn schema_check(settings: &Settings) -> Result<SchemaCheck, AirtableError>
     ))
 }
 
-async fn test_airtable(ctx: &Context, settings: &Settings) -> Json<Value> {
+async fn test_airtable(ctx: &ApiContext, settings: &Settings) -> Json<Value> {
     let airtable = &settings.airtable;
     let mode = mode(ctx, airtable.token.is_some(), |m| m.1);
     match schema_check(settings).await {
@@ -172,7 +172,7 @@ async fn test_inbox(settings: &Settings) -> Json<Value> {
 #[utoipa::path(post, path = "/api/admin/connections/airtable/columns", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "{created: [column], check}: what was made, and the table checked again"),
         (status = 503, description = "Airtable refused or could not be reached: {error}"), (status = 403)))]
-async fn create_columns(State(ctx): State<Context>, user: Authed) -> Result<Json<Value>, ApiError> {
+async fn create_columns(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value>, ApiError> {
     user.require(Access::Manage)?;
     let settings = settings_now(&ctx).await?;
     let unavailable = |err: AirtableError| ApiError::Unavailable(schema_refusal(&err));

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 pub mod cmo;
 mod connections;
+mod context;
 mod error;
 mod idempotency;
 mod twilio;
@@ -32,15 +33,14 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
 pub use cmo::status_body;
+pub use context::ApiContext;
 pub use error::{ApiError, AppJson};
 pub use idempotency::IdempotencyKey;
-
-use crate::runtime::Context;
 
 /// The settings as the workers use them now: the api keeps its settings from its start, but
 /// credentials saved since (or the sandbox giving way to them) decide which service is reached.
 /// Read when needed (once per call for a live-call update, or a connection test), never cached.
-async fn settings_now(ctx: &Context) -> Result<crate::config::Settings, ApiError> {
+async fn settings_now(ctx: &ApiContext) -> Result<crate::config::Settings, ApiError> {
     let mut settings = (*ctx.settings).clone();
     let saved = ctx
         .credentials
@@ -57,7 +57,7 @@ async fn settings_now(ctx: &Context) -> Result<crate::config::Settings, ApiError
 /// How long a readiness probe waits for each dependency before calling it down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router(ctx: Context) -> Router {
+pub fn router(ctx: ApiContext) -> Router {
     let limit = ctx.settings.max_body_bytes;
     let not_found = || async { ApiError::NotFound };
     let router = Router::new()
@@ -111,7 +111,7 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
 ];
 
 /// The built admin page with `index.html` for client routes, or a clear 503 when it is not built.
-fn with_page(router: Router<Context>, dir: &std::path::Path) -> Router<Context> {
+fn with_page(router: Router<ApiContext>, dir: &std::path::Path) -> Router<ApiContext> {
     let index = dir.join("index.html");
     if index.is_file() {
         return router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
@@ -127,7 +127,7 @@ fn with_page(router: Router<Context>, dir: &std::path::Path) -> Router<Context> 
 }
 
 /// The store, or a 503 in a process that keeps no records.
-fn store(ctx: &Context) -> Result<&crate::store::Store, ApiError> {
+fn store(ctx: &ApiContext) -> Result<&crate::store::Store, ApiError> {
     ctx.store
         .as_ref()
         .ok_or_else(|| ApiError::Unavailable("this process keeps no records".into()))
@@ -140,7 +140,7 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub async fn bind(ctx: Context) -> std::io::Result<Self> {
+    pub async fn bind(ctx: ApiContext) -> std::io::Result<Self> {
         let listener = TcpListener::bind(ctx.settings.http_addr).await?;
         Ok(Self {
             listener,
@@ -184,7 +184,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// Ready when NATS (JetStream) and the store both answer; each check is reported.
-async fn readyz(State(ctx): State<Context>) -> impl IntoResponse {
+async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let nats = match tokio::time::timeout(PROBE_TIMEOUT, ctx.bus.ping()).await {
         Ok(Ok(())) => json!({ "ok": true }),
         Ok(Err(err)) => json!({ "ok": false, "error": err.to_string() }),

@@ -12,15 +12,15 @@ use axum::routing::post;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use super::ApiContext;
 use super::ApiError;
 use crate::bus::{Activity, CallAnswer, CallCompleted};
 use crate::calls::Step;
 use crate::domain::script::Script;
-use crate::runtime::Context;
 use crate::twilio::signature;
 use crate::twilio::twiml::{self, Verb};
 
-pub fn routes() -> Router<Context> {
+pub fn routes() -> Router<ApiContext> {
     Router::new()
         .route("/webhooks/twilio/call-start", post(call_start))
         .route("/webhooks/twilio/answer/{n}", post(answer))
@@ -50,10 +50,10 @@ impl TwilioRequest {
     }
 }
 
-impl FromRequest<Context> for TwilioRequest {
+impl FromRequest<ApiContext> for TwilioRequest {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, ctx: &Context) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, ctx: &ApiContext) -> Result<Self, ApiError> {
         let forbidden = |why: &str| ApiError::Forbidden(format!("Twilio signature {why}"));
         // Followed live: a token saved from the admin page counts at once, with no read per request;
         // while Twilio is the sandbox, the sandbox's token.
@@ -105,12 +105,12 @@ impl IntoResponse for TwiML {
     }
 }
 
-fn action_url(ctx: &Context, path: &str, lead_id: Uuid) -> String {
+fn action_url(ctx: &ApiContext, path: &str, lead_id: Uuid) -> String {
     crate::twilio::webhook_url(&ctx.settings.public_url, path, lead_id)
 }
 
 /// Asks question `n` (1-based), optionally after something said first.
-fn ask(ctx: &Context, script: &Script, n: usize, lead_id: Uuid, before: Vec<String>) -> Vec<Verb> {
+fn ask(ctx: &ApiContext, script: &Script, n: usize, lead_id: Uuid, before: Vec<String>) -> Vec<Verb> {
     let Some(question) = script.question(n) else {
         return vec![Verb::Say(script.closing.clone()), Verb::Hangup];
     };
@@ -127,7 +127,7 @@ fn ask(ctx: &Context, script: &Script, n: usize, lead_id: Uuid, before: Vec<Stri
     ]
 }
 
-async fn call_start(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
+async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let book = &ctx.calls;
     let answered_by = request.param("AnsweredBy").map(str::to_owned);
@@ -187,7 +187,11 @@ fn asks_to_opt_out(speech: &str) -> bool {
         .any(|phrase| said.contains(&format!(" {phrase} ")))
 }
 
-async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: TwilioRequest) -> Result<TwiML, ApiError> {
+async fn answer(
+    State(ctx): State<ApiContext>,
+    Path(n): Path<String>,
+    request: TwilioRequest,
+) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
     let script = ctx.config.script().await;
@@ -241,7 +245,7 @@ async fn answer(State(ctx): State<Context>, Path(n): Path<String>, request: Twil
 /// Twilio's terminal call statuses; the others (queued, initiated, ringing, in-progress) pass.
 const TERMINAL: &[&str] = &["completed", "busy", "no-answer", "failed", "canceled"];
 
-async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Result<Response, ApiError> {
+async fn call_status(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<Response, ApiError> {
     let lead_id = request.lead_id()?;
     let status = request.param("CallStatus").unwrap_or("").to_owned();
     if status == "in-progress" {
@@ -291,7 +295,7 @@ async fn call_status(State(ctx): State<Context>, request: TwilioRequest) -> Resu
 /// Asynchronous answering-machine detection's result, after the greeting already began. A
 /// machine (after its beep, silence or other end of message) gets the voicemail: the live call
 /// is redirected to it, once per call; a fax is hung up; a person or `unknown` goes on.
-async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -> Result<Response, ApiError> {
+async fn machine_detection(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<Response, ApiError> {
     let lead_id = request.lead_id()?;
     let answered_by = request.param("AnsweredBy").unwrap_or("unknown").to_owned();
     let fax = answered_by == "fax";
@@ -333,7 +337,7 @@ async fn machine_detection(State(ctx): State<Context>, request: TwilioRequest) -
 }
 
 /// The voicemail, for a call redirected here after the machine's beep.
-async fn voicemail(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
+async fn voicemail(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     request.lead_id()?;
     let script = ctx.config.script().await;
     Ok(TwiML(twiml::render(&[
@@ -356,7 +360,7 @@ const OPT_OUT_WORDS: &[&str] = &[
 const OPT_IN_WORDS: &[&str] = &["START", "UNSTOP"];
 
 /// An SMS reply: STOP and its synonyms list the number at once; START takes it off again.
-async fn sms_reply(State(ctx): State<Context>, request: TwilioRequest) -> Result<TwiML, ApiError> {
+async fn sms_reply(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let from = request.param("From").unwrap_or_default().to_owned();
     let word = request
         .param("Body")

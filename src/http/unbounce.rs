@@ -12,19 +12,19 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::ApiContext;
 use super::ApiError;
 use super::cmo::{Intake, enqueue};
 use crate::bus::LeadSource;
 use crate::domain::lead::LeadError;
-use crate::runtime::Context;
 use crate::unbounce::{Submission, check_token};
 
-pub fn routes() -> Router<Context> {
+pub fn routes() -> Router<ApiContext> {
     Router::new().route("/webhooks/unbounce/{token}", post(form_submit))
 }
 
 async fn form_submit(
-    State(ctx): State<Context>,
+    State(ctx): State<ApiContext>,
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

@@ -19,7 +19,7 @@ struct Admin {
     _nats: NatsServer,
     base: String,
     client: Client,
-    ctx: leadq::runtime::Context,
+    ctx: leadq::http::ApiContext,
     shutdown: CancellationToken,
 }
 
@@ -36,10 +36,10 @@ impl Admin {
         let base = on_free_port(&mut settings);
         adjust(&mut settings);
         let shutdown = CancellationToken::new();
-        let ctx = serve_api(settings, &shutdown).await;
+        let (shared, ctx) = serve_api(settings, &shutdown).await;
         // The api role's activity-log writer, as `leadq api` runs it.
         tokio::spawn(leadq::activity::run(
-            ctx.activity_deps().expect("the store"),
+            shared.activity_deps().expect("the store"),
             shutdown.clone(),
         ));
         for (name, role) in [

@@ -58,7 +58,7 @@ impl Agent {
         settings.retry_ladder = Vec::new();
         adjust(&mut settings);
         let shutdown = CancellationToken::new();
-        let ctx = serve_api(settings, &shutdown).await;
+        let (ctx, _) = serve_api(settings, &shutdown).await;
         if with_caller_loop {
             tokio::spawn(leadq::caller::run(ctx.caller_deps(), shutdown.clone()));
         }

@@ -10,7 +10,7 @@ use crate::helpers::{NatsServer, on_free_port, on_stream, serve_api};
 
 struct Api {
     base: String,
-    ctx: leadq::runtime::Context,
+    ctx: leadq::http::ApiContext,
     http: reqwest::Client,
     key: String,
     shutdown: CancellationToken,
@@ -23,9 +23,9 @@ impl Api {
         let mut settings = nats.settings();
         let base = on_free_port(&mut settings);
         let shutdown = CancellationToken::new();
-        let ctx = serve_api(settings, &shutdown).await;
+        let (shared, ctx) = serve_api(settings, &shutdown).await;
         tokio::spawn(leadq::activity::run(
-            ctx.activity_deps().expect("the store"),
+            shared.activity_deps().expect("the store"),
             shutdown.clone(),
         ));
         tokio::spawn(leadq::cmo_service::run(ctx.clone(), shutdown.clone()));

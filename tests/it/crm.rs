@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use leadq::bus::{CallCompleted, IntakeTimestamps, LeadReceived, LeadSource};
 use leadq::clients::airtable::AirtableClient;
-use leadq::crm::{CrmSync, default_fields};
+use leadq::config::default_crm_fields;
+use leadq::crm::CrmSync;
 use leadq::domain::Lead;
 use leadq::store::{FinalizedLead, Store};
 use standins::airtable::AirtableStandIn;
@@ -75,7 +76,7 @@ async fn sync_to(airtable: &AirtableStandIn, store: &Store, nats: &NatsServer) -
         store: store.clone(),
         bus: nats.ready_bus().await,
         airtable: client,
-        columns: default_fields(),
+        columns: default_crm_fields(),
         poll: Duration::from_secs(60),
     }
 }

@@ -459,16 +459,21 @@ pub fn capture_logs() {
     });
 }
 
-/// Builds a context with the store and serves the api role's HTTP routes until `shutdown`.
-pub async fn serve_api(settings: Settings, shutdown: &tokio_util::sync::CancellationToken) -> leadq::runtime::Context {
+/// Builds a context with the store and serves the api role's HTTP routes until `shutdown`: the
+/// shared context (for the other roles' deps) and the api's own.
+pub async fn serve_api(
+    settings: Settings,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> (leadq::runtime::Context, leadq::http::ApiContext) {
     capture_logs();
     // Boxed: the store's connect future is large, and tests run on small thread stacks.
     let ctx = Box::pin(leadq::runtime::Context::build(settings, true))
         .await
         .expect("context");
-    let server = leadq::http::HttpServer::bind(ctx.clone()).await.expect("bind");
+    let api = ctx.api_context().await.expect("api context");
+    let server = leadq::http::HttpServer::bind(api.clone()).await.expect("bind");
     tokio::spawn(server.serve(shutdown.clone()));
-    ctx
+    (ctx, api)
 }
 
 /// A durable consumer's state as the server reports it (pending, unacked, ack floor, config).

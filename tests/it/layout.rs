@@ -74,3 +74,90 @@ fn the_import_reader_sees_paths_grouped_imports_and_code() {
     let grouped = crate_modules("use crate::{\n    activity,\n    calls::{CallBook, Claim},\n    http::Auth,\n};");
     assert_eq!(grouped, ["activity", "calls", "http"]);
 }
+
+/// The top-level module a source file belongs to (`src/http/admin.rs` is `http`); `None` for the
+/// crate roots.
+fn module_of(file: &Path, src: &Path) -> Option<String> {
+    let relative = file.strip_prefix(src).ok()?;
+    let first = relative.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (!matches!(name, "lib" | "main")).then(|| name.to_owned())
+}
+
+fn rust_files(dir: &Path, into: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("a source directory").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push(path);
+        }
+    }
+}
+
+/// Every cycle of top-level modules that import one another, each as `a -> b -> a`.
+fn import_cycles(edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>) -> Vec<String> {
+    let mut cycles = Vec::new();
+    // A path from `start` back to itself through modules after it in order: each cycle once.
+    fn walk(
+        edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        start: &str,
+        path: &mut Vec<String>,
+        cycles: &mut Vec<String>,
+    ) {
+        let Some(next) = edges.get(path.last().expect("a path")) else {
+            return;
+        };
+        for module in next {
+            if module == start {
+                cycles.push(format!("{} -> {start}", path.join(" -> ")));
+            } else if module.as_str() > start && !path.contains(module) {
+                path.push(module.clone());
+                walk(edges, start, path, cycles);
+                path.pop();
+            }
+        }
+    }
+    for start in edges.keys() {
+        walk(edges, start, &mut vec![start.clone()], &mut cycles);
+    }
+    cycles
+}
+
+#[test]
+fn no_two_top_level_modules_import_each_other_even_through_others() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut edges = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for file in &files {
+        let Some(module) = module_of(file, &src) else {
+            continue;
+        };
+        let source = std::fs::read_to_string(file).expect("a source file");
+        let imports = edges.entry(module.clone()).or_default();
+        imports.extend(crate_modules(&source).into_iter().filter(|m| *m != module));
+    }
+    let cycles = import_cycles(&edges);
+    assert!(
+        cycles.is_empty(),
+        "import circles among src/ modules:\n{}",
+        cycles.join("\n")
+    );
+}
+
+#[test]
+fn the_cycle_finder_finds_a_circle_through_a_third_module_and_none_in_a_tree() {
+    let graph = |pairs: &[(&str, &str)]| {
+        let mut edges = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+        for (from, to) in pairs {
+            edges.entry((*from).into()).or_default().insert((*to).into());
+        }
+        edges
+    };
+    assert_eq!(
+        import_cycles(&graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])),
+        ["a -> b -> c -> a"]
+    );
+    assert!(import_cycles(&graph(&[("a", "b"), ("a", "c"), ("b", "c")])).is_empty());
+}

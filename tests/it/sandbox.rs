@@ -335,7 +335,7 @@ async fn saved_twilio_credentials_make_calls_live_and_the_sandbox_refuses_callee
         "{check}"
     );
     let missing = check["detail"]["missing"].as_array().map(Vec::len);
-    assert_eq!(missing, Some(leadq::crm::default_fields().len() - 2), "{check}");
+    assert_eq!(missing, Some(leadq::config::default_crm_fields().len() - 2), "{check}");
     assert_eq!(check["detail"]["mistyped"][0]["column"], "Decision Maker", "{check}");
     let (status, made) = agent
         .admin(reqwest::Method::POST, "/api/admin/connections/airtable/columns", None)

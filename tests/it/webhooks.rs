@@ -28,7 +28,7 @@ impl Api {
         let base = on_free_port(&mut settings);
         settings.twilio.auth_token = Some(TOKEN.to_owned().into());
         let shutdown = CancellationToken::new();
-        let ctx = serve_api(settings, &shutdown).await;
+        let (ctx, _) = serve_api(settings, &shutdown).await;
         let book = ctx.calls.clone();
         Self {
             base,
