@@ -201,8 +201,10 @@ async fn saved_settings_reach_the_config_bucket_and_a_first_start_saves_the_defa
         "saved"
     );
 
-    let mut edited = Script::default();
-    edited.greeting = "Hello {name}, Mesh Cowork here.".into();
+    let edited = Script {
+        greeting: "Hello {name}, Mesh Cowork here.".into(),
+        ..Script::default()
+    };
     store.save_setting(SCRIPT_KEY, &edited, "admin").await.expect("save");
     let rules = Rules {
         min_team_size: 3,

@@ -1,0 +1,123 @@
+//! What a spoken answer means. Twilio gives us words ("about a dozen of us", "two grand a month",
+//! "I know the budget but my boss signs"); each answer type turns them into a value and keeps the
+//! raw text beside it. All matching is on whole words: "10 years" holds no "0", "I know" no "no".
+
+use jiff::civil::Date;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::script::{AnswerType, Question};
+
+mod choice;
+mod dates;
+mod money;
+mod numbers;
+mod people;
+mod yes_no;
+
+use choice::choice;
+use dates::move_in;
+use money::monthly_budget;
+use numbers::read_numbers;
+use people::people_count;
+use yes_no::yes_no;
+
+/// One answer as the finalizer stores it and `leadq script test` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Interpretation {
+    pub question: String,
+    pub raw: String,
+    /// The choice id; an integer or `{"min", "max"}`; a `YYYY-MM-DD` date; dollars per month;
+    /// true/false; or null when nothing usable was said (or "not sure").
+    pub value: Value,
+    /// False when the words held no answer at all; "not sure" is captured, with a null value.
+    pub captured: bool,
+}
+
+pub fn interpret(question: &Question, raw: &str, today: Date) -> Interpretation {
+    let text = Text::new(raw);
+    let value = match &question.answer {
+        AnswerType::Choice { options } => choice(&text, options),
+        AnswerType::Number => people_count(&text),
+        AnswerType::Date => move_in(&text, today),
+        AnswerType::Money => monthly_budget(&text),
+        AnswerType::YesNo => yes_no(&text),
+    };
+    let (value, captured) = match value {
+        Some(value) => (value, true),
+        None => (Value::Null, false),
+    };
+    Interpretation {
+        question: question.id.clone(),
+        raw: raw.to_owned(),
+        value,
+        captured,
+    }
+}
+
+/// The answer as lowercase whole words, with number words and digits read as numbers.
+struct Text {
+    words: Vec<String>,
+    /// The words joined by single spaces and padded, so ` phrase ` finds whole words only.
+    padded: String,
+    numbers: Vec<Number>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Number {
+    value: f64,
+    /// Word positions the number spans, `start..end`.
+    start: usize,
+    end: usize,
+    /// Said as money: a `$`, "k" or "grand".
+    money: bool,
+}
+
+impl Text {
+    fn new(raw: &str) -> Self {
+        let mut cleaned = String::with_capacity(raw.len());
+        let chars: Vec<char> = raw.to_lowercase().replace(['’', '‘'], "'").chars().collect();
+        for (i, &c) in chars.iter().enumerate() {
+            let prev_digit = i > 0 && chars[i - 1].is_ascii_digit();
+            let next_digit = chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
+            match c {
+                c if c.is_alphanumeric() || c == '\'' || c == '$' => cleaned.push(c),
+                // "1,500" and "2.5" are one number; "3-4" is a range.
+                ',' | '.' if prev_digit && next_digit => cleaned.push(c),
+                '-' if prev_digit && next_digit => cleaned.push_str(" to "),
+                _ => cleaned.push(' '),
+            }
+        }
+        let words: Vec<String> = cleaned
+            .split_whitespace()
+            .map(|w| w.trim_matches('\'').to_owned())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let padded = format!(" {} ", words.join(" "));
+        let numbers = read_numbers(&words);
+        Self { words, padded, numbers }
+    }
+
+    fn has(&self, phrase: &str) -> bool {
+        self.padded.contains(&format!(" {phrase} "))
+    }
+
+    fn has_any(&self, phrases: &[&str]) -> bool {
+        phrases.iter().any(|p| self.has(p))
+    }
+
+    /// Word position of the first occurrence of `phrase`.
+    fn position(&self, phrase: &str) -> Option<usize> {
+        let at = self.padded.find(&format!(" {phrase} "))?;
+        Some(self.padded[..at].split_whitespace().count())
+    }
+
+    fn word(&self, i: usize) -> Option<&str> {
+        self.words.get(i).map(String::as_str)
+    }
+
+    /// Whether any of `words` is among the `n` words after position `end`.
+    fn followed_by(&self, end: usize, n: usize, words: &[&str]) -> bool {
+        (end..(end + n).min(self.words.len())).any(|i| words.contains(&self.words[i].as_str()))
+    }
+}
