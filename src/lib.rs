@@ -3,7 +3,8 @@
 //! (the api its `ApiContext`), and no two modules import each other, even through others
 //! (`tests/it/layout.rs` reads the `use crate::` lines and checks both):
 //!
-//! - [`config`]: layered settings (defaults, TOML file, `LEADQ_*`), validated once.
+//! - [`config`]: layered settings (defaults, TOML file, `LEADQ_*`), one file per section, read by
+//!   serde into their types and validated once.
 //! - [`telemetry`]: logs and OpenTelemetry traces.
 //! - [`bus`]: the NATS JetStream contract (subjects, streams, consumers, buckets, payloads),
 //!   publish-with-ack and the durable consume loop. `subjects.md` documents it.

@@ -1,0 +1,533 @@
+//! Settings in layers: embedded defaults, then an optional TOML file, then `LEADQ_*` environment
+//! variables (nested keys with `__`, e.g. `LEADQ_BUS__MAX_DELIVER`). Loaded and validated once at
+//! start, so a bad value stops the process with one line that names the setting. serde reads each
+//! value into its type (durations as `30s`, URLs, addresses); each section's file checks what
+//! only makes sense together.
+
+mod admin;
+mod airtable;
+mod bus;
+mod calling;
+mod imap;
+mod store;
+mod twilio;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use admin::AdminSettings;
+pub use airtable::{AirtableSettings, default_crm_fields};
+pub use bus::{BusSettings, Concurrency, server_addrs};
+pub use calling::PHONE_MEMORY;
+pub use imap::{ImapAuth, ImapSettings};
+pub use store::DbLocation;
+pub use twilio::TwilioSettings;
+
+/// What went wrong while reading the settings; always names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: {setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        // Name each bad key as the environment variable that sets it, whichever layer it came from.
+        let lines: Vec<String> = err
+            .into_iter()
+            .map(|e| {
+                let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+                if e.path.is_empty() {
+                    format!("{} ({source})", e.kind)
+                } else {
+                    let var = format!("LEADQ_{}", e.path.join("__")).to_uppercase();
+                    format!("{var}: {} (from {source})", e.kind)
+                }
+            })
+            .collect();
+        Self::Parse(lines.join("; "))
+    }
+}
+
+/// Keys whose values are text even when they look like numbers or booleans (phone numbers, ids,
+/// secrets); the environment layer would otherwise parse them.
+const VERBATIM: &[&str] = &[
+    "twilio.from_number",
+    "twilio.account_sid",
+    "twilio.auth_token",
+    "airtable.token",
+    "airtable.base_id",
+    "imap.username",
+    "imap.password",
+    "db_user",
+    "db_pass",
+    "instance",
+    "master_key",
+    "master_key_previous",
+    "jwt_secret",
+];
+
+/// The shape read from the layers, before the checks that span several values.
+#[derive(Debug, Serialize, Deserialize)]
+struct RawSettings {
+    nats_url: String,
+    data_dir: PathBuf,
+    db: Option<String>,
+    db_user: Option<String>,
+    db_pass: Option<String>,
+    #[serde(with = "humantime_serde")]
+    db_query_deadline: Duration,
+    http_addr: String,
+    public_url: Option<Url>,
+    log: String,
+    log_format: LogFormat,
+    otlp_endpoint: Option<String>,
+    instance: Option<String>,
+    #[serde(with = "humantime_serde")]
+    shutdown_grace: Duration,
+    max_body_bytes: usize,
+    default_region: String,
+    bus: BusSettings,
+    concurrency: Concurrency,
+    #[serde(deserialize_with = "switch")]
+    sandbox: Option<bool>,
+    #[serde(with = "humantime_serde")]
+    resubmit_window: Duration,
+    unbounce: UnbounceSettings,
+    imap: imap::RawImap,
+    twilio_api_base: Url,
+    twilio: twilio::RawTwilio,
+    calling_hours: calling::RawCallingHours,
+    calendly_url: Url,
+    sms_template: String,
+    airtable_api_base: Url,
+    airtable: airtable::RawAirtable,
+    #[serde(with = "humantime_serde")]
+    call_watchdog: Duration,
+    #[serde(with = "humantime_serde")]
+    call_reconcile_after: Duration,
+    #[serde(with = "bus::duration_list")]
+    retry_ladder: Vec<Duration>,
+    #[serde(with = "humantime_serde")]
+    status_interval: Duration,
+    master_key: Option<String>,
+    master_key_previous: Option<String>,
+    jwt_secret: Option<String>,
+    admin: AdminSettings,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        let url = |text: &str| Url::parse(text).expect("a default URL");
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            data_dir: PathBuf::from("./data"),
+            db: None,
+            db_user: None,
+            db_pass: None,
+            db_query_deadline: Duration::from_secs(15),
+            http_addr: "127.0.0.1:8000".into(),
+            public_url: None,
+            log: "info,leadq=info".into(),
+            log_format: LogFormat::Pretty,
+            otlp_endpoint: None,
+            instance: None,
+            shutdown_grace: Duration::from_secs(20),
+            max_body_bytes: 1024 * 1024,
+            default_region: "US".into(),
+            bus: BusSettings::default(),
+            concurrency: Concurrency::default(),
+            sandbox: None,
+            resubmit_window: Duration::from_secs(24 * 3600),
+            unbounce: UnbounceSettings::default(),
+            imap: imap::RawImap::default(),
+            twilio_api_base: url("https://api.twilio.com"),
+            twilio: twilio::RawTwilio::default(),
+            calling_hours: calling::RawCallingHours::default(),
+            calendly_url: url("https://calendly.com/meshcowork/tour"),
+            sms_template: "Hi {name}, thanks for your interest in Mesh Cowork! Book your tour here: {link}".into(),
+            airtable_api_base: url("https://api.airtable.com"),
+            airtable: airtable::RawAirtable::default(),
+            call_watchdog: Duration::from_secs(2 * 3600),
+            call_reconcile_after: Duration::from_secs(3 * 60),
+            retry_ladder: vec![Duration::from_secs(30 * 60), Duration::from_secs(2 * 3600)],
+            status_interval: Duration::from_secs(10),
+            master_key: None,
+            master_key_previous: None,
+            jwt_secret: None,
+            admin: AdminSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Unbounce's form-submit webhook (`POST /webhooks/unbounce/{token}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UnbounceSettings {
+    /// When set, only these networks may post form submissions (Unbounce does not sign them).
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+/// An on/off setting as people write it in the environment: `1`/`0`, `true`/`false`,
+/// `yes`/`no`, `on`/`off` (figment reads `LEADQ_SANDBOX=0` as a number, not a boolean).
+fn switch<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Flag(bool),
+        Number(u64),
+        Word(String),
+    }
+    let written: Option<Written> = Option::deserialize(deserializer)?;
+    match written {
+        None => Ok(None),
+        Some(Written::Flag(on)) => Ok(Some(on)),
+        Some(Written::Number(n @ (0 | 1))) => Ok(Some(n == 1)),
+        Some(Written::Word(word)) => match word.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            "" => Ok(None),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not on or off (use 1 or 0)"
+            ))),
+        },
+        Some(Written::Number(n)) => Err(serde::de::Error::custom(format!("`{n}` is not on or off (use 1 or 0)"))),
+    }
+}
+
+/// Validated settings; every role reads only these.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub nats_url: String,
+    pub data_dir: PathBuf,
+    pub db: DbLocation,
+    pub db_user: Option<String>,
+    pub db_pass: Option<SecretString>,
+    /// How long a store query may go unanswered before its server connection is replaced.
+    pub db_query_deadline: Duration,
+    pub http_addr: SocketAddr,
+    pub public_url: Url,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: Option<Url>,
+    /// Names this process in `agent.status` and logs; several replicas of a role differ here.
+    pub instance: String,
+    pub shutdown_grace: Duration,
+    pub max_body_bytes: usize,
+    /// Country whose numbering a phone number without a country code is read in.
+    pub default_region: phonenumber::country::Id,
+    pub bus: BusSettings,
+    pub concurrency: Concurrency,
+    /// `LEADQ_SANDBOX`: `true` points every outside service without a live configuration at the
+    /// in-process stand-ins, `false` never does; unset, `leadq all` does.
+    pub sandbox: Option<bool>,
+    /// A phone number that already has a lead this recently is not called again; the new
+    /// submission is recorded on the first lead.
+    pub resubmit_window: Duration,
+    pub unbounce: UnbounceSettings,
+    /// `None` until `LEADQ_IMAP__HOST` is set: the poller has no inbox to read.
+    pub imap: Option<ImapSettings>,
+    pub twilio: TwilioSettings,
+    /// Leads are called only inside this window of their local time.
+    pub calling_hours: crate::domain::calling_hours::CallingHours,
+    /// The booking page the SMS links to, prefilled with the lead's name and email.
+    pub calendly_url: Url,
+    /// The SMS text; `{name}` and `{link}` are filled in.
+    pub sms_template: String,
+    pub airtable: AirtableSettings,
+    /// A placed call with no final status callback after this long is finalized anyway.
+    pub call_watchdog: Duration,
+    /// A placed call with no news for this long is looked up at Twilio (`GET Calls/{Sid}.json`):
+    /// its end is learnt there when the status callback was lost.
+    pub call_reconcile_after: Duration,
+    /// Waits before calling again after a busy line or no answer; when they run out, `no_answer`.
+    pub retry_ladder: Vec<Duration>,
+    /// How often every process publishes `agent.status` (and at once on a state change).
+    pub status_interval: Duration,
+    /// AES-256-GCM key for credentials (64 hex digits); `None`: read or made in the data directory.
+    pub master_key: Option<SecretString>,
+    /// The key before the last rotation, so values not yet re-encrypted stay readable.
+    pub master_key_previous: Option<SecretString>,
+    /// HS256 secret for login tokens; `None`: read or made in the data directory.
+    pub jwt_secret: Option<SecretString>,
+    pub admin: AdminSettings,
+}
+
+impl Settings {
+    /// Reads the layers; `file` is the `--config` path (a missing explicit file is an error).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid {
+                    setting: "--config",
+                    reason: format!("{} is not a readable file", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = || Env::prefixed("LEADQ_").split("__");
+        figment = figment.merge(env().ignore(VERBATIM));
+        // Text by nature: kept as typed, so `+15005550006` is not read as the number 15005550006.
+        for (key, value) in env().only(VERBATIM).iter() {
+            figment = figment.merge(Serialized::default(key.as_str(), value));
+        }
+        let raw: RawSettings = figment.extract()?;
+        Self::validate(raw)
+    }
+
+    /// Defaults with an in-memory store and the given NATS server; for tests and tools.
+    pub fn for_tests(nats_url: &str) -> Self {
+        let mut settings = Self::validate(RawSettings::default()).expect("the embedded defaults are valid");
+        settings.nats_url = nats_url.into();
+        settings.db = DbLocation::Memory;
+        // Keys of its own, so tests never touch a data directory's key files.
+        let random_hex = || {
+            rand::random::<[u8; 32]>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        settings.master_key = Some(SecretString::from(random_hex()));
+        settings.jwt_secret = Some(SecretString::from(random_hex()));
+        settings
+    }
+
+    fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
+        let http_addr: SocketAddr = raw.http_addr.parse().map_err(|_| {
+            ConfigError::invalid(
+                "LEADQ_HTTP_ADDR",
+                format!("`{}` is not an address such as 127.0.0.1:8000", raw.http_addr),
+            )
+        })?;
+        server_addrs(&raw.nats_url).map_err(|reason| ConfigError::invalid("LEADQ_NATS_URL", reason))?;
+        let db = match raw.db.as_deref() {
+            Some(db) => DbLocation::parse(db).map_err(|reason| ConfigError::invalid("LEADQ_DB", reason))?,
+            None => DbLocation::File(raw.data_dir.join("db")),
+        };
+        let public_url = match raw.public_url {
+            Some(url) => url,
+            None => Url::parse(&format!("http://{http_addr}"))
+                .map_err(|e| ConfigError::invalid("LEADQ_HTTP_ADDR", e.to_string()))?,
+        };
+        let otlp_endpoint = raw
+            .otlp_endpoint
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| Url::parse(s).map_err(|e| ConfigError::invalid("LEADQ_OTLP_ENDPOINT", format!("`{s}`: {e}"))))
+            .transpose()?;
+        tracing_subscriber::EnvFilter::try_new(&raw.log)
+            .map_err(|e| ConfigError::invalid("LEADQ_LOG", format!("`{}`: {e}", raw.log)))?;
+        let default_region = crate::domain::lead::parse_region(&raw.default_region).ok_or_else(|| {
+            ConfigError::invalid(
+                "LEADQ_DEFAULT_REGION",
+                format!("`{}` is not a region code such as US or GB", raw.default_region),
+            )
+        })?;
+        if !raw.sms_template.contains("{link}") {
+            return Err(ConfigError::invalid(
+                "LEADQ_SMS_TEMPLATE",
+                "must contain {link}, where the booking link goes",
+            ));
+        }
+        calling::check_resubmit_window(raw.resubmit_window)?;
+        let twilio = TwilioSettings::from_raw(raw.twilio_api_base, raw.twilio)?;
+        raw.bus.check(twilio.slowest_request())?;
+        raw.admin.check()?;
+        let secret = |value: Option<String>| value.filter(|s| !s.is_empty()).map(SecretString::from);
+        Ok(Self {
+            nats_url: raw.nats_url,
+            data_dir: raw.data_dir,
+            db,
+            db_user: raw.db_user,
+            db_pass: raw.db_pass.map(SecretString::from),
+            db_query_deadline: raw.db_query_deadline,
+            http_addr,
+            public_url,
+            log: raw.log,
+            log_format: raw.log_format,
+            otlp_endpoint,
+            instance: raw.instance.unwrap_or_else(default_instance),
+            shutdown_grace: raw.shutdown_grace,
+            max_body_bytes: raw.max_body_bytes,
+            default_region,
+            bus: raw.bus,
+            concurrency: raw.concurrency,
+            sandbox: raw.sandbox,
+            resubmit_window: raw.resubmit_window,
+            unbounce: raw.unbounce,
+            imap: ImapSettings::from_raw(raw.imap)?,
+            twilio,
+            calling_hours: raw.calling_hours.read()?,
+            calendly_url: raw.calendly_url,
+            sms_template: raw.sms_template,
+            airtable: AirtableSettings::from_raw(raw.airtable_api_base, raw.airtable)?,
+            call_watchdog: raw.call_watchdog,
+            call_reconcile_after: raw.call_reconcile_after,
+            retry_ladder: raw.retry_ladder,
+            status_interval: raw.status_interval,
+            master_key: secret(raw.master_key),
+            master_key_previous: secret(raw.master_key_previous),
+            jwt_secret: secret(raw.jwt_secret),
+            admin: raw.admin,
+        })
+    }
+}
+
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+    use secrecy::ExposeSecret;
+
+    fn load_with(jail_setup: impl FnOnce(&mut Jail)) -> Result<Settings, ConfigError> {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            jail_setup(jail);
+            out = Some(Settings::load(None));
+            Ok(())
+        });
+        out.expect("jail ran")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_use_the_data_dir() {
+        let s = load_with(|_| {}).expect("defaults load");
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.db, DbLocation::File(PathBuf::from("./data/db")));
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8000/");
+    }
+
+    #[test]
+    fn the_sandbox_switch_reads_as_people_write_it() {
+        for (written, expected) in [
+            ("0", Some(false)),
+            ("1", Some(true)),
+            ("true", Some(true)),
+            ("off", Some(false)),
+        ] {
+            let s = load_with(|jail| jail.set_env("LEADQ_SANDBOX", written)).expect("loads");
+            assert_eq!(s.sandbox, expected, "LEADQ_SANDBOX={written}");
+        }
+        assert_eq!(load_with(|_| {}).expect("loads").sandbox, None);
+        let refused = load_with(|jail| jail.set_env("LEADQ_SANDBOX", "maybe")).expect_err("not a switch");
+        assert!(refused.to_string().contains("LEADQ_SANDBOX"), "{refused}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            jail.create_file("leadq.toml", "http_addr = \"0.0.0.0:9000\"\n[bus]\nmax_deliver = 7\n")?;
+            jail.set_env("LEADQ_DB", "mem://");
+            jail.set_env("LEADQ_HTTP_ADDR", "127.0.0.1:9100");
+            out = Some(Settings::load(Some(Path::new("leadq.toml"))));
+            Ok(())
+        });
+        let s = out.expect("jail ran").expect("settings load");
+        assert_eq!(s.http_addr.port(), 9100);
+        assert_eq!(s.bus.max_deliver, 7);
+        assert_eq!(s.db, DbLocation::Memory);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            ("LEADQ_HTTP_ADDR", "not-an-address", "LEADQ_HTTP_ADDR"),
+            ("LEADQ_DB", "postgres://x", "LEADQ_DB"),
+            ("LEADQ_DB", "nonsense", "LEADQ_DB"),
+            ("LEADQ_PUBLIC_URL", "::", "LEADQ_PUBLIC_URL"),
+            ("LEADQ_BUS__MAX_DELIVER", "2", "LEADQ_BUS__MAX_DELIVER"),
+            ("LEADQ_BUS__MAX_DELIVER", "many", "LEADQ_BUS__MAX_DELIVER"),
+            ("LEADQ_LOG_FORMAT", "xml", "LEADQ_LOG_FORMAT"),
+            ("LEADQ_DEFAULT_REGION", "Atlantis", "LEADQ_DEFAULT_REGION"),
+            // Shorter than four tries of the 15 s Twilio timeout: slow answers would be cut short.
+            ("LEADQ_BUS__MAX_HANDLING", "30s", "LEADQ_BUS__MAX_HANDLING"),
+            ("LEADQ_RESUBMIT_WINDOW", "365days", "LEADQ_RESUBMIT_WINDOW"),
+            ("LEADQ_RESUBMIT_WINDOW", "soon", "LEADQ_RESUBMIT_WINDOW"),
+            ("LEADQ_IMAP__HOST", "imap.example.com", "LEADQ_IMAP__USERNAME"),
+            ("LEADQ_CALLING_HOURS__START", "8 o'clock", "LEADQ_CALLING_HOURS__START"),
+            ("LEADQ_CALLING_HOURS__END", "07:00", "LEADQ_CALLING_HOURS__END"),
+            (
+                "LEADQ_CALLING_HOURS__TIMEZONE",
+                "Mars/Olympus",
+                "LEADQ_CALLING_HOURS__TIMEZONE",
+            ),
+        ];
+        for (var, value, named) in cases {
+            let err = load_with(|jail| jail.set_env(var, value)).expect_err(var);
+            let line = err.to_string();
+            assert!(line.contains(named), "{var}={value}: `{line}` does not name {named}");
+            assert!(!line.contains('\n'), "{var}: error spans lines: {line}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_secrets_that_look_numeric_stay_text() {
+        let s = load_with(|jail| {
+            jail.set_env("LEADQ_TWILIO__FROM_NUMBER", "+15005550006");
+            jail.set_env("LEADQ_TWILIO__AUTH_TOKEN", "12345");
+            jail.set_env("LEADQ_DB_PASS", "true");
+        })
+        .expect("load");
+        assert_eq!(s.twilio.from_number.as_deref(), Some("+15005550006"));
+        assert_eq!(
+            s.twilio
+                .auth_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned())
+                .as_deref(),
+            Some("12345")
+        );
+    }
+
+    #[test]
+    fn plain_imap_is_refused_to_a_remote_host() {
+        let err = load_with(|jail| {
+            jail.set_env("LEADQ_IMAP__HOST", "imap.gmail.com");
+            jail.set_env("LEADQ_IMAP__TLS", "false");
+            jail.set_env("LEADQ_IMAP__USERNAME", "leads@example.com");
+            jail.set_env("LEADQ_IMAP__PASSWORD", "app-password");
+        })
+        .expect_err("plain to gmail");
+        assert!(err.to_string().contains("LEADQ_IMAP__TLS"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s = load_with(|jail| jail.set_env("LEADQ_DB_PASS", "hunter2-very-secret")).expect("load");
+        assert!(!format!("{s:?}").contains("hunter2-very-secret"));
+    }
+}
