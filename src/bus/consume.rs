@@ -167,6 +167,10 @@ where
         }
         tracing::info!(stream, consumer = durable, lanes = lanes.concurrency, "consuming");
         let mut working = FuturesUnordered::new();
+        // Stream sequences of the messages in the handlers: one the server delivers again while
+        // it is still being handled (its deadline lapsed, a starved process's in-progress acks
+        // late) must not start a second handler beside the first (the caller would dial twice).
+        let mut in_hand: HashSet<u64> = HashSet::new();
         let mut pulls: SelectAll<BoxStream<'static, Pulled>> = SelectAll::new();
         // Messages asked for and not yet come, per pull request.
         let mut asked: HashMap<u64, usize> = HashMap::new();
@@ -207,13 +211,23 @@ where
                 () = shutdown.cancelled() => break false,
                 () = until_paused(&mut gate) => break true,
                 () = tokio::time::sleep_until(pause.unwrap_or_else(tokio::time::Instant::now)), if pause.is_some() => {}
-                Some(()) = working.next(), if !working.is_empty() => {}
+                Some(done) = working.next(), if !working.is_empty() => {
+                    if let Some(sequence) = done {
+                        in_hand.remove(&sequence);
+                    }
+                }
                 Some((id, pulled)) = pulls.next(), if !pulls.is_empty() => match pulled {
                     Some(Ok(message)) => {
                         if let Some(left) = asked.get_mut(&id) {
                             *left = left.saturating_sub(1);
                         }
-                        working.push(settle.handle_one(message, &handler));
+                        let sequence = message.info().map(|info| info.stream_sequence).ok();
+                        match sequence {
+                            Some(sequence) if !in_hand.insert(sequence) => {
+                                settle.still_in_hand(&message, sequence).await;
+                            }
+                            _ => working.push(settle.handle_one(message, &handler).map(move |()| sequence)),
+                        }
                     }
                     Some(Err(err)) => {
                         // A status the server ended the request with (503 no responders, 409
@@ -369,6 +383,19 @@ impl Settle<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// A delivery of a message a handler here is still working on: the server is told it is in
+    /// progress, and the first handler's outcome settles it.
+    async fn still_in_hand(&self, message: &async_nats::jetstream::Message, sequence: u64) {
+        tracing::warn!(
+            consumer = self.durable,
+            stream_sequence = sequence,
+            "delivered again while still being handled; not handled twice at once"
+        );
+        if let Err(err) = message.ack_with(AckKind::Progress).await {
+            tracing::debug!(%err, "in-progress ack not sent");
         }
     }
 

@@ -518,6 +518,80 @@ async fn a_handler_slower_than_the_ack_wait_keeps_its_message() {
     );
 }
 
+/// A starved process (its one thread blocked past the 5 s ack wait, so no in-progress ack went
+/// out) gets its message delivered again while the first handler is still inside: the loop must
+/// not start a second handler beside it, as a caller would then dial the same lead twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_again_while_still_in_hand_is_not_handled_twice_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let nats = NatsServer::start();
+    let publisher = nats.ready_bus().await;
+    let bus = nats.bus().await;
+    let (inside, most_inside, runs) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let shutdown = CancellationToken::new();
+    let (loop_inside, loop_most, loop_runs, loop_shutdown) =
+        (inside.clone(), most_inside.clone(), runs.clone(), shutdown.clone());
+    // A runtime of one thread, so blocking it stops the loop's in-progress acks as starvation would.
+    let starved = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            consume_leads(
+                &bus,
+                4,
+                |_| {
+                    let (inside, most, runs) = (loop_inside.clone(), loop_most.clone(), loop_runs.clone());
+                    async move {
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                            std::thread::sleep(Duration::from_secs(7));
+                            // Awake again: the loop pulls what the server delivered meanwhile.
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                        }
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        Outcome::Done
+                    }
+                },
+                loop_shutdown,
+            )
+            .await
+            .expect("consume");
+        });
+    });
+    publisher.publish(&lead(0)).await.expect("publish");
+    eventually(Duration::from_secs(30), "the lead handled and acked", || {
+        let (publisher, inside, runs) = (publisher.clone(), inside.clone(), runs.clone());
+        async move {
+            let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER).await;
+            runs.load(Ordering::SeqCst) >= 1
+                && inside.load(Ordering::SeqCst) == 0
+                && info.is_ok_and(|i| i.num_ack_pending == 0 && i.num_pending == 0)
+        }
+    })
+    .await;
+    let info = consumer_info(&publisher, bus::stream::LEADS, bus::consumer::CALLER)
+        .await
+        .expect("consumer");
+    assert!(
+        info.delivered.consumer_sequence >= 2,
+        "the server did not deliver again while the thread was blocked, so this proves nothing"
+    );
+    shutdown.cancel();
+    starved.join().expect("the starved loop");
+    assert_eq!(
+        most_inside.load(Ordering::SeqCst),
+        1,
+        "two handlers ran on one message at once"
+    );
+}
+
 /// One loop handles up to its lanes at once, never more, and acks each message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_handles_up_to_its_lanes_at_once() {
