@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::BusError;
-use crate::http::ApiContext;
-use crate::http::{ApiError, cmo};
+use crate::cmo::{Cmo, CmoError, IdempotencyKey};
 
 const OPERATIONS: [&str; 5] = ["status", "command", "trigger-lead", "report", "capabilities"];
 
@@ -20,29 +19,29 @@ pub fn subject(operation: &str) -> String {
     format!("cmo.{}.{operation}", crate::bus::AGENT_ID)
 }
 
-fn body<T: DeserializeOwned>(payload: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(payload).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))
+fn body<T: DeserializeOwned>(payload: &Bytes) -> Result<T, CmoError> {
+    serde_json::from_slice(payload).map_err(|e| CmoError::BadRequest(format!("malformed request body: {e}")))
 }
 
-async fn answer(ctx: &ApiContext, operation: &str, message: &async_nats::Message) -> Result<Value, ApiError> {
+async fn answer(cmo: &Cmo, operation: &str, message: &async_nats::Message) -> Result<Value, CmoError> {
     let presented = message
         .headers
         .as_ref()
         .and_then(|h| h.get("X-API-Key"))
         .map(|v| v.as_str().to_owned());
-    let key = cmo::check_key(ctx, presented.as_deref(), None).await?;
+    let key = cmo.check_key(presented.as_deref(), None).await?;
     let actor = format!("cmo-nats:{key}");
     match operation {
-        "status" => Ok(serde_json::to_value(cmo::status_body(ctx).await?).unwrap_or_default()),
-        "command" => cmo::run_command(ctx, &actor, body(&message.payload)?).await,
+        "status" => Ok(serde_json::to_value(cmo.status().await?).unwrap_or_default()),
+        "command" => cmo.command(&actor, body(&message.payload)?).await,
         "trigger-lead" => {
             let key = message
                 .headers
                 .as_ref()
                 .and_then(|h| h.get("Idempotency-Key"))
-                .map(|v| crate::http::IdempotencyKey::new(v.as_str(), &actor))
+                .map(|v| IdempotencyKey::new(v.as_str(), &actor))
                 .transpose()?;
-            cmo::trigger(ctx, &actor, key.as_ref(), &message.payload).await
+            cmo.trigger(&actor, key.as_ref(), &message.payload).await
         }
         "report" => {
             let request: Value = if message.payload.is_empty() {
@@ -50,14 +49,14 @@ async fn answer(ctx: &ApiContext, operation: &str, message: &async_nats::Message
             } else {
                 body(&message.payload)?
             };
-            cmo::report_value(ctx, request["period"].as_str().unwrap_or("today")).await
+            cmo.report(request["period"].as_str().unwrap_or("today")).await
         }
-        _ => Ok(cmo::capabilities_body()),
+        _ => Ok(Cmo::capabilities()),
     }
 }
 
-pub async fn run(ctx: ApiContext, shutdown: CancellationToken) -> Result<(), BusError> {
-    let service = ctx
+pub async fn run(cmo: Cmo, shutdown: CancellationToken) -> Result<(), BusError> {
+    let service = cmo
         .bus
         .client
         .service_builder()
@@ -79,7 +78,7 @@ pub async fn run(ctx: ApiContext, shutdown: CancellationToken) -> Result<(), Bus
     // Requests are answered side by side: a burst of trigger-leads does not queue behind one.
     requests
         .for_each_concurrent(CONCURRENT_REQUESTS, |(operation, request)| {
-            respond(&ctx, operation, request)
+            respond(&cmo, operation, request)
         })
         .await;
     Ok(())
@@ -88,18 +87,17 @@ pub async fn run(ctx: ApiContext, shutdown: CancellationToken) -> Result<(), Bus
 /// Requests one api process answers at once over NATS.
 const CONCURRENT_REQUESTS: usize = 64;
 
-async fn respond(ctx: &ApiContext, operation: &'static str, request: async_nats::service::Request) {
+async fn respond(cmo: &Cmo, operation: &'static str, request: async_nats::service::Request) {
     {
-        let (payload, headers) = match answer(ctx, operation, &request.message).await {
+        let (payload, headers) = match answer(cmo, operation, &request.message).await {
             Ok(value) => (value, async_nats::HeaderMap::new()),
             Err(err) => {
+                let message = err.public_message();
+                tracing::info!(code = err.code(), error = %message, operation, "CMO request refused");
                 let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Nats-Service-Error", err.to_string().as_str());
-                headers.insert(
-                    "Nats-Service-Error-Code",
-                    err.status_code().as_u16().to_string().as_str(),
-                );
-                (json!({ "error": err.to_string() }), headers)
+                headers.insert("Nats-Service-Error", message.as_str());
+                headers.insert("Nats-Service-Error-Code", err.code().to_string().as_str());
+                (json!({ "error": message }), headers)
             }
         };
         let bytes = Bytes::from(serde_json::to_vec(&payload).unwrap_or_default());

@@ -28,6 +28,8 @@
 //! - [`sms`]: `lead.finalized` to one SMS with the booking link.
 //! - [`crm`]: finalized leads to Airtable, batched, rate limited, replayed after outages.
 //! - [`status`]: the `agent.status` heartbeat of every process.
+//! - [`cmo`]: the CMO agent's operations (status, commands, trigger-lead, reports), for every
+//!   transport, with their own error type; how a lead that skipped the inbox is queued.
 //! - [`cmo_service`]: the CMO interface as a NATS service.
 //! - [`activity`]: the activity log writer.
 //! - [`cli`]: the command line.
@@ -40,6 +42,7 @@ pub mod caller;
 pub mod calls;
 pub mod cli;
 pub mod clients;
+pub mod cmo;
 pub mod cmo_service;
 pub mod config;
 pub mod credentials;

@@ -19,10 +19,10 @@ use utoipa::ToSchema;
 
 use super::ApiContext;
 use super::auth::Authed;
-use super::cmo::{CommandRequest, Intake, enqueue, run_command, sandbox_callee, status_body};
-use super::idempotency::{self, IdempotencyKey};
+use super::cmo::idempotency_key;
 use super::{ApiError, AppJson, store, views};
 use crate::bus::{Activity, LeadSource, subject};
+use crate::cmo::{CommandRequest, Intake, idempotency};
 use crate::credentials::{CredentialError, CredentialView};
 use crate::domain::qualification::Rules;
 use crate::domain::script::{AnswerType, Script};
@@ -69,7 +69,7 @@ async fn stats(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value
     user.require(Access::Read)?;
     let store = store(&ctx)?;
     let since = Period::Today.start(OffsetDateTime::now_utc(), &ctx.settings.calling_hours.fallback);
-    let status = status_body(&ctx).await?;
+    let status = ctx.cmo.status().await?;
     let figures = store.figures(since).await?;
     let dashboard = store.dashboard(since).await?;
     let (calls, script) = (ctx.calls.in_progress().await?, ctx.config.script().await);
@@ -189,19 +189,22 @@ async fn test_email(
     if request.raw.trim().is_empty() {
         return Err(ApiError::BadRequest("paste an email in `raw`".into()));
     }
-    let key = IdempotencyKey::from_headers(&headers, &user.username)?;
+    let key = idempotency_key(&headers, &user.username)?;
     let (ctx, user, request) = (&ctx, &user, &request);
-    let answer = idempotency::once(&ctx.idempotency, key.as_ref(), &body, move |lead_id| async move {
+    let answer = idempotency::once(&ctx.cmo.idempotency, key.as_ref(), &body, move |lead_id| async move {
         match crate::domain::parse_notification(request.raw.as_bytes(), ctx.settings.default_region) {
             Ok(lead) => {
                 if let Some(callee) = &request.sandbox_callee {
-                    sandbox_callee(ctx, lead.phone.as_str(), callee)?;
+                    ctx.cmo.sandbox_callee(lead.phone.as_str(), callee)?;
                 }
                 let intake = Intake {
                     lead_id,
                     force: request.force,
                 };
-                let received = enqueue(ctx, lead, LeadSource::AdminTestEmail, &user.username, intake).await?;
+                let received = ctx
+                    .cmo
+                    .enqueue(lead, LeadSource::AdminTestEmail, &user.username, intake)
+                    .await?;
                 let body = json!({
                     "status": "queued",
                     "lead_id": received.lead_id,
@@ -337,7 +340,7 @@ async fn agent_command(
         command,
         parameters: Value::Null,
     };
-    Ok(Json(run_command(&ctx, &user.username, request).await?))
+    Ok(Json(ctx.cmo.command(&user.username, request).await?))
 }
 
 /// Which outside services are live and which the sandbox stands in for, and, in the sandbox, its

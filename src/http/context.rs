@@ -1,7 +1,7 @@
 //! What the api role is given: the parts every role shares, and what only the api uses (users,
-//! API keys, the idempotency and agent-state buckets, the sign-in keys, the webhook token), opened
-//! only in a process that runs the api, so a worker-only process neither opens those buckets nor
-//! writes a `jwt.secret`.
+//! the CMO operations with their API keys, idempotency and agent-state buckets, the sign-in keys,
+//! the webhook token), opened only in a process that runs the api, so a worker-only process
+//! neither opens those buckets nor writes a `jwt.secret`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,10 +9,9 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Auth;
-use crate::agent::{AgentState, AgentStateStore};
-use crate::api_keys::ApiKeys;
 use crate::bus::Bus;
 use crate::calls::{CallBook, DoNotContact};
+use crate::cmo::Cmo;
 use crate::config::Settings;
 use crate::credentials::Credentials;
 use crate::sandbox::Sandbox;
@@ -37,15 +36,11 @@ pub struct ApiContext {
     /// Cancelled when the process's roles stop; long-lived responses such as the live event
     /// stream end with it.
     pub stopping: CancellationToken,
-    /// Bucket handles opened once: opening one is a JetStream round trip, too slow per request.
-    pub api_keys: ApiKeys,
-    pub agent_state: AgentStateStore,
-    /// The agent state as the bucket last said, kept current by a watch: read without a round trip.
-    pub agent_now: tokio::sync::watch::Receiver<AgentState>,
+    /// The CMO operations (with the API keys, the agent state and the idempotency bucket), which
+    /// the admin page borrows too.
+    pub cmo: Cmo,
     /// The token that signs Twilio's webhooks: saved on the admin page, else configured.
     pub twilio_token: tokio::sync::watch::Receiver<Option<secrecy::SecretString>>,
-    /// Answers to POSTs made with an `Idempotency-Key`.
-    pub idempotency: async_nats::jetstream::kv::Store,
     pub users: Users,
     pub auth: Arc<Auth>,
 }

@@ -36,31 +36,48 @@ pub enum ApiError {
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// The CMO operations' refusals, answered with the same status and words over REST.
+impl From<crate::cmo::CmoError> for ApiError {
+    fn from(err: crate::cmo::CmoError) -> Self {
+        use crate::cmo::CmoError;
+        match err {
+            CmoError::BadRequest(message) => Self::BadRequest(message),
+            CmoError::InvalidBody { field, detail } => Self::InvalidBody { field, detail },
+            CmoError::InvalidField { field, detail } => Self::InvalidField { field, detail },
+            CmoError::Unauthorized(message) => Self::Unauthorized(message),
+            CmoError::Forbidden(message) => Self::Forbidden(message),
+            CmoError::RateLimited {
+                message,
+                retry_after_secs,
+            } => Self::TooManyRequests {
+                message,
+                retry_after_secs,
+            },
+            CmoError::KeyReused => Self::Unprocessable(serde_json::json!({ "error": CmoError::KeyReused.to_string() })),
+            CmoError::Unavailable(message) => Self::Unavailable(message),
+            CmoError::Internal(err) => Self::Internal(err),
+        }
+    }
+}
+
 /// A store that does not answer is a 503 (try again), not a fault of the request or a 500.
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
-        match err {
-            crate::store::StoreError::Unanswered(_) => Self::Unavailable(err.to_string()),
-            other => Self::Internal(Box::new(other)),
-        }
+        crate::cmo::CmoError::from(err).into()
     }
 }
 
 /// NATS away for longer than the bus rides out is a 503 too.
 impl From<crate::bus::BusError> for ApiError {
     fn from(err: crate::bus::BusError) -> Self {
-        if err.is_transient() {
-            Self::Unavailable(format!("the message bus is not answering right now ({err}); try again"))
-        } else {
-            Self::Internal(Box::new(err))
-        }
+        crate::cmo::CmoError::from(err).into()
     }
 }
 
 impl ApiError {
     /// A 429 naming the wait, in whole seconds rounded up (also sent as `Retry-After`).
     pub fn too_many(message: &str, wait: std::time::Duration) -> Self {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = crate::cmo::whole_seconds(wait);
         Self::TooManyRequests {
             message: format!("{message}; try again in {secs} s"),
             retry_after_secs: secs,

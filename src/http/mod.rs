@@ -4,11 +4,10 @@
 
 mod admin;
 mod auth;
-pub mod cmo;
+mod cmo;
 mod connections;
 mod context;
 mod error;
-mod idempotency;
 mod twilio;
 mod unbounce;
 mod views;
@@ -32,10 +31,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::Auth;
-pub use cmo::status_body;
 pub use context::ApiContext;
 pub use error::{ApiError, AppJson};
-pub use idempotency::IdempotencyKey;
 
 /// The settings as the workers use them now: the api keeps its settings from its start, but
 /// credentials saved since (or the sandbox giving way to them) decide which service is reached.

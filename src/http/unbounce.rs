@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::ApiContext;
 use super::ApiError;
-use super::cmo::{Intake, enqueue};
 use crate::bus::LeadSource;
+use crate::cmo::Intake;
 use crate::domain::lead::LeadError;
 use crate::unbounce::{Submission, check_token};
 
@@ -69,7 +69,10 @@ async fn form_submit(
             LeadError::Invalid { field, detail } => ApiError::InvalidField { field, detail },
             LeadError::NotALead(detail) => ApiError::BadRequest(detail),
         })?;
-    let received = enqueue(&ctx, lead, LeadSource::UnbounceWebhook, "unbounce", intake).await?;
+    let received = ctx
+        .cmo
+        .enqueue(lead, LeadSource::UnbounceWebhook, "unbounce", intake)
+        .await?;
     tracing::info!(lead_id = %received.lead_id, "form submission queued");
     Ok(Json(json!({ "status": "queued", "lead_id": received.lead_id })))
 }

@@ -28,7 +28,7 @@ impl Api {
             shared.activity_deps().expect("the store"),
             shutdown.clone(),
         ));
-        tokio::spawn(leadq::cmo_service::run(ctx.clone(), shutdown.clone()));
+        tokio::spawn(leadq::cmo_service::run(ctx.cmo.clone(), shutdown.clone()));
         let (key, _) = ApiKeys::open(&ctx.bus.js)
             .await
             .expect("keys")

@@ -67,6 +67,28 @@ fn no_role_imports_the_composition_root_the_api_or_another_role() {
     );
 }
 
+/// The CMO operations serve REST and NATS alike: they know neither transport, nor the root.
+#[test]
+fn the_cmo_operations_import_no_transport() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src.join("cmo"), &mut files);
+    assert!(!files.is_empty(), "src/cmo has the operations");
+    let mut found = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).expect("a source file");
+        for module in crate_modules(&source) {
+            if NEVER.contains(&module.as_str()) {
+                found.push(format!("{} uses crate::{module}", file.display()));
+            }
+        }
+        if source.contains("axum::") || source.contains("async_nats::service") {
+            found.push(format!("{} uses a transport's types", file.display()));
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
 #[test]
 fn the_import_reader_sees_paths_grouped_imports_and_code() {
     let modules = crate_modules("use crate::bus::{self, Bus};\nlet x = crate::runtime::Role::Api;");

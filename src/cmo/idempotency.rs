@@ -5,12 +5,11 @@
 //! stream drops the repeat) and never makes a second call.
 
 use async_nats::jetstream::kv;
-use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::ApiError;
+use super::CmoError;
 use crate::secrets::sha256_hex;
 
 pub const HEADER: &str = "idempotency-key";
@@ -30,18 +29,11 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    /// `None` without the header; a key that is empty, over 255 characters or not printable
-    /// ASCII is refused.
-    pub fn from_headers(headers: &HeaderMap, actor: &str) -> Result<Option<Self>, ApiError> {
-        let Some(value) = headers.get(HEADER) else {
-            return Ok(None);
-        };
-        Self::new(value.to_str().unwrap_or("\u{0}"), actor).map(Some)
-    }
-
-    pub fn new(key: &str, actor: &str) -> Result<Self, ApiError> {
+    /// A key as the client sent it (the `Idempotency-Key` header); one that is empty, over 255
+    /// characters or not printable ASCII is refused.
+    pub fn new(key: &str, actor: &str) -> Result<Self, CmoError> {
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            return Err(ApiError::BadRequest(
+            return Err(CmoError::BadRequest(
                 "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
             ));
         }
@@ -58,28 +50,27 @@ impl IdempotencyKey {
 
 /// Runs `work` once per key: a repeat with the same body gets the remembered answer, one with
 /// another body is refused (422), and without a key `work` simply runs.
-pub async fn once<F, Fut>(
+pub async fn once<F, Fut, E>(
     bucket: &kv::Store,
     key: Option<&IdempotencyKey>,
     request: &[u8],
     work: F,
-) -> Result<Value, ApiError>
+) -> Result<Value, E>
 where
     F: FnOnce(Option<Uuid>) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, ApiError>>,
+    Fut: std::future::Future<Output = Result<Value, E>>,
+    E: From<CmoError>,
 {
     let Some(key) = key else {
         return work(None).await;
     };
     let request_sha256 = sha256_hex(request);
-    let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(format!("idempotency keys: {e}"));
+    let unavailable = |e: &dyn std::fmt::Display| CmoError::Unavailable(format!("idempotency keys: {e}"));
     if let Some(entry) = bucket.get(&key.slot).await.map_err(|e| unavailable(&e))?
         && let Ok(remembered) = serde_json::from_slice::<Remembered>(&entry)
     {
         if remembered.request_sha256 != request_sha256 {
-            return Err(ApiError::Unprocessable(serde_json::json!({
-                "error": "this Idempotency-Key was used with a different request body"
-            })));
+            return Err(CmoError::KeyReused.into());
         }
         if let Some(answer) = remembered.answer {
             tracing::info!("repeated request answered from its Idempotency-Key");

@@ -1,0 +1,153 @@
+//! The figures the CMO report, status and dashboard show, counted in the business's time zone.
+
+use std::time::Duration;
+
+use super::{Store, StoreError};
+
+/// A reporting period, counted in the business's time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Today,
+    Week,
+    Month,
+}
+
+impl Period {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "today" => Some(Self::Today),
+            "week" => Some(Self::Week),
+            "month" => Some(Self::Month),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Today => "today",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+
+    /// The start of the period that contains `now` (weeks start on Monday).
+    pub fn start(self, now: time::OffsetDateTime, zone: &jiff::tz::TimeZone) -> time::OffsetDateTime {
+        let Ok(instant) = jiff::Timestamp::from_second(now.unix_timestamp()) else {
+            return now;
+        };
+        let today = instant.to_zoned_datetime(zone.clone()).date();
+        let first = match self {
+            Self::Today => today,
+            Self::Week => today
+                .checked_sub(jiff::ToSpan::days(i64::from(today.weekday().to_monday_zero_offset())))
+                .unwrap_or(today),
+            Self::Month => today.first_of_month(),
+        };
+        first
+            .to_zoned_datetime(zone.clone())
+            .ok()
+            .and_then(|start| time::OffsetDateTime::from_unix_timestamp(start.timestamp().as_second()).ok())
+            .unwrap_or(now)
+    }
+}
+
+/// What the CMO agent is told about a period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub total_leads: u64,
+    pub qualified_leads: u64,
+    pub calls_made: u64,
+    pub sms_sent: u64,
+    /// Mean seconds from the lead's submission to the call placed; None before any call.
+    pub average_speed_to_lead: Option<f64>,
+    pub last_activity: Option<String>,
+}
+
+impl Figures {
+    /// Qualified leads as a percentage of all leads, one decimal.
+    pub fn conversion_rate(&self) -> f64 {
+        if self.total_leads == 0 {
+            return 0.0;
+        }
+        (self.qualified_leads as f64 * 1000.0 / self.total_leads as f64).round() / 10.0
+    }
+}
+
+/// How long computed figures are reused; a CMO agent polling status sees them at most this old.
+const FIGURES_FRESH_FOR: Duration = Duration::from_secs(1);
+
+impl Store {
+    /// The period's figures, from indexed counts (never a scan of every lead per request).
+    pub async fn figures(&self, since: time::OffsetDateTime) -> Result<Figures, StoreError> {
+        let since = since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let cached = self.figures_cache.lock().ok().and_then(|cache| {
+            cache
+                .get(&since)
+                .filter(|(at, _)| at.elapsed() < FIGURES_FRESH_FOR)
+                .map(|(_, f)| f.clone())
+        });
+        if let Some(figures) = cached {
+            return Ok(figures);
+        }
+        let figures = self.compute_figures(&since).await?;
+        if let Ok(mut cache) = self.figures_cache.lock() {
+            cache.retain(|_, (at, _)| at.elapsed() < FIGURES_FRESH_FOR);
+            cache.insert(since, (std::time::Instant::now(), figures.clone()));
+        }
+        Ok(figures)
+    }
+
+    async fn compute_figures(&self, since: &str) -> Result<Figures, StoreError> {
+        let since = since.to_owned();
+        let mut response = self.conn.run(|db| db.query(
+                "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
+                 RETURN { \
+                   total: count($leads), \
+                   qualified: count($leads[WHERE verdict = 'qualified']), \
+                   calls: count($leads[WHERE timestamps.call_placed_at != NONE AND timestamps.call_placed_at != NULL]), \
+                   speed: math::mean($leads[WHERE timestamps.speed_to_lead_secs != NONE AND timestamps.speed_to_lead_secs != NULL].timestamps.speed_to_lead_secs), \
+                   sms: count(SELECT id FROM activity WHERE kind = 'sms.sent' AND at >= <datetime>$since), \
+                   last: (SELECT VALUE <string>at FROM activity ORDER BY at DESC LIMIT 1)[0] \
+                 };",
+            )
+            .bind(("since", since.clone()))
+            ).await?;
+        let row: Option<serde_json::Value> = response.take(1)?;
+        let row = row.unwrap_or_default();
+        let count = |key: &str| row[key].as_u64().unwrap_or(0);
+        Ok(Figures {
+            total_leads: count("total"),
+            qualified_leads: count("qualified"),
+            calls_made: count("calls"),
+            sms_sent: count("sms"),
+            average_speed_to_lead: row["speed"]
+                .as_f64()
+                .filter(|s| s.is_finite())
+                .map(|s| (s * 10.0).round() / 10.0),
+            last_activity: row["last"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// Verdict counts and speed-to-lead percentiles of the leads finished since `since`.
+    pub async fn dashboard(&self, since: time::OffsetDateTime) -> Result<serde_json::Value, StoreError> {
+        let since = since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let mut response = self.conn.run(|db| db.query(
+                "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
+                 LET $speeds = $leads[WHERE timestamps.speed_to_lead_secs != NONE AND timestamps.speed_to_lead_secs != NULL].timestamps.speed_to_lead_secs; \
+                 RETURN { \
+                   verdicts: (SELECT verdict, count() AS count FROM $leads GROUP BY verdict), \
+                   p50: IF count($speeds) > 0 THEN math::percentile($speeds, 50) ELSE NULL END, \
+                   p95: IF count($speeds) > 0 THEN math::percentile($speeds, 95) ELSE NULL END, \
+                   samples: count($speeds) \
+                 };",
+            )
+            .bind(("since", since.clone()))
+            ).await?;
+        let row: Option<serde_json::Value> = response.take(2)?;
+        Ok(row.unwrap_or_default())
+    }
+}
