@@ -123,6 +123,29 @@ impl Caller {
                     self.mark_dialed(lead, &call).await?;
                     return Ok(Outcome::Done);
                 }
+                // Twilio lists none: place it, unless an earlier request may still create one.
+                let in_flight_for = self.deps.settings.twilio.slowest_request();
+                let now = OffsetDateTime::now_utc();
+                let moved = self
+                    .deps
+                    .calls
+                    .update(lead.lead_id, |s| {
+                        let ours = s.redial(now, in_flight_for);
+                        (ours, ours)
+                    })
+                    .await?;
+                if !matches!(moved, Some((_, true))) {
+                    let ends = state.updated_at + in_flight_for - now;
+                    let wait = Duration::try_from(ends).unwrap_or_default().max(Duration::from_secs(1));
+                    tracing::info!(
+                        ?wait,
+                        "an earlier attempt's call request may still be in flight; looking again then"
+                    );
+                    return Ok(Outcome::Retry {
+                        after: wait,
+                        reason: "an earlier attempt's call request may still be in flight".into(),
+                    });
+                }
             }
             CallPhase::Queued => {
                 if let Some(outcome) = self.defer_outside_calling_hours(lead).await {
@@ -246,12 +269,28 @@ impl Caller {
                     .await;
                 Ok(Outcome::Poison(reason))
             }
-            // Ambiguous, unreachable, or still busy: the entry stays `dialing`, and the next
-            // delivery reconciles with Twilio before any new request.
-            Err(err) => Ok(Outcome::Retry {
-                after: err.retry_after(),
-                reason: err.to_string(),
-            }),
+            // The entry stays `dialing`, and the next delivery reconciles with Twilio before any
+            // new request. Unreachable or busy (a 5xx, 429), the request did nothing: marked as
+            // over, so the call is placed again at once. Unanswered, Twilio may still act on it
+            // (a timeout is seen under load before the create): not marked, so no new request
+            // goes out until this one must have been acted on.
+            Err(err) => {
+                if matches!(err, TwilioError::Unreachable(_) | TwilioError::Transient { .. }) {
+                    let ended = OffsetDateTime::now_utc();
+                    if let Err(e) = self
+                        .deps
+                        .calls
+                        .update(lead.lead_id, |s| ((), s.dial_ended(ended)))
+                        .await
+                    {
+                        tracing::warn!(err = %e, "the end of the call request not recorded");
+                    }
+                }
+                Ok(Outcome::Retry {
+                    after: err.retry_after(),
+                    reason: err.to_string(),
+                })
+            }
         }
     }
 

@@ -2,13 +2,16 @@
 //! name and email and tagged with the lead id (`a1`) and UTM parameters. The lead's entry in the
 //! `sms` bucket is created as `sending` before the request and set `sent` after it; a redelivery
 //! that finds `sending` looks for the text among Twilio's recent messages to the number before it
-//! sends anything, so a lead is texted once across crashes. Numbers on the do-not-contact list are
-//! never texted.
+//! sends anything, and sends again only once the earlier request did nothing or is older than any
+//! request can take, so a lead is texted once across crashes and across senders. Numbers on the
+//! do-not-contact list are never texted.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use url::Url;
@@ -32,6 +35,24 @@ enum SmsState {
 struct SmsEntry {
     state: SmsState,
     sid: Option<String>,
+    /// When `sending` was written or taken over: a request made since may still be acted on.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    since: Option<OffsetDateTime>,
+    /// The last request did nothing at Twilio (a refused connection, a 5xx or 429): send again
+    /// at once.
+    #[serde(default)]
+    ended: bool,
+}
+
+impl SmsEntry {
+    fn sending(since: OffsetDateTime, ended: bool) -> Self {
+        Self {
+            state: SmsState::Sending,
+            sid: None,
+            since: Some(since),
+            ended,
+        }
+    }
 }
 
 /// Twilio refuses a message body longer than this (error 21617).
@@ -117,7 +138,17 @@ impl SmsSender {
     }
 
     async fn mark(&self, key: &str, state: SmsState, sid: Option<String>) -> Result<(), SmsError> {
-        let body = serde_json::to_vec(&SmsEntry { state, sid }).map_err(|e| BusError::jetstream("sms encode", e))?;
+        let entry = SmsEntry {
+            state,
+            sid,
+            since: None,
+            ended: false,
+        };
+        self.put(key, &entry).await
+    }
+
+    async fn put(&self, key: &str, entry: &SmsEntry) -> Result<(), SmsError> {
+        let body = serde_json::to_vec(entry).map_err(|e| BusError::jetstream("sms encode", e))?;
         let body = bytes::Bytes::from(body);
         bus::retrying("sms put", || self.sent.put(key, body.clone()))
             .await
@@ -167,13 +198,16 @@ impl SmsSender {
         }
         let key = lead.lead_id.simple().to_string();
         let link = booking_link(&self.deps.settings.calendly_url, lead);
-        let existing = bus::retrying("sms get", || self.sent.get(&key))
+        let existing = bus::retrying("sms get", || self.sent.entry(&key))
             .await
-            .map_err(|e| BusError::jetstream("sms get", e))?;
-        match existing.and_then(|bytes| serde_json::from_slice::<SmsEntry>(&bytes).ok()) {
+            .map_err(|e| BusError::jetstream("sms get", e))?
+            .filter(|entry| entry.operation == kv::Operation::Put);
+        let revision = existing.as_ref().map(|entry| entry.revision);
+        match existing.and_then(|entry| serde_json::from_slice::<SmsEntry>(&entry.value).ok()) {
             Some(SmsEntry {
                 state: SmsState::Sent,
                 sid,
+                ..
             }) => {
                 // Texted, perhaps by a process that died before the lead's record heard of it.
                 tracing::info!("already texted; confirming");
@@ -183,6 +217,8 @@ impl SmsSender {
             }
             Some(SmsEntry {
                 state: SmsState::Sending,
+                since,
+                ended,
                 ..
             }) => {
                 // An earlier attempt may have sent it: the link carries the lead id.
@@ -193,13 +229,41 @@ impl SmsSender {
                     self.confirm_sent(lead, &message.sid, &message.body).await?;
                     return Ok(Outcome::Done);
                 }
+                // Twilio lists none: send it, unless an earlier request may still be acted on
+                // (another process's still in flight, or one whose answer was lost), and only
+                // one process takes it over.
+                let now = OffsetDateTime::now_utc();
+                let in_flight_for = self.deps.settings.twilio.slowest_request();
+                if let Some(since) = since.filter(|since| !ended && now - *since < in_flight_for) {
+                    let wait = Duration::try_from(since + in_flight_for - now)
+                        .unwrap_or_default()
+                        .max(Duration::from_secs(1));
+                    tracing::info!(
+                        ?wait,
+                        "an earlier attempt's SMS request may still be in flight; looking again then"
+                    );
+                    return Ok(Outcome::Retry {
+                        after: wait,
+                        reason: "an earlier attempt's SMS request may still be in flight".into(),
+                    });
+                }
+                let body = serde_json::to_vec(&SmsEntry::sending(now, false))
+                    .map_err(|e| BusError::jetstream("sms encode", e))?;
+                let taken = bus::retrying("sms update", || {
+                    self.sent
+                        .update(&key, body.clone().into(), revision.unwrap_or_default())
+                })
+                .await;
+                if taken.is_err() {
+                    return Ok(Outcome::Retry {
+                        after: Duration::from_secs(2),
+                        reason: "another sender took the text over".into(),
+                    });
+                }
             }
             None => {
-                let body = serde_json::to_vec(&SmsEntry {
-                    state: SmsState::Sending,
-                    sid: None,
-                })
-                .map_err(|e| BusError::jetstream("sms encode", e))?;
+                let body = serde_json::to_vec(&SmsEntry::sending(OffsetDateTime::now_utc(), false))
+                    .map_err(|e| BusError::jetstream("sms encode", e))?;
                 let body = bytes::Bytes::from(body);
                 if let Err(err) = bus::retrying("sms create", || self.sent.create(&key, body.clone())).await
                     && err.kind() != kv::CreateErrorKind::AlreadyExists
@@ -232,11 +296,22 @@ impl SmsSender {
                     .await?;
                 Ok(Outcome::Poison(reason))
             }
-            // Ambiguous or unreachable: the entry stays `sending`; the next delivery reconciles.
-            Err(err) => Ok(Outcome::Retry {
-                after: err.retry_after(),
-                reason: err.to_string(),
-            }),
+            // The entry stays `sending`; the next delivery reconciles. Unreachable or busy, the
+            // request did nothing: marked as over, so the text goes out again at once. Unanswered,
+            // Twilio may still act on it: no new request until it must have.
+            Err(err) => {
+                if matches!(err, TwilioError::Unreachable(_) | TwilioError::Transient { .. })
+                    && let Err(e) = self
+                        .put(&key, &SmsEntry::sending(OffsetDateTime::now_utc(), true))
+                        .await
+                {
+                    tracing::warn!(err = %e, "the end of the SMS request not recorded");
+                }
+                Ok(Outcome::Retry {
+                    after: err.retry_after(),
+                    reason: err.to_string(),
+                })
+            }
         }
     }
 }

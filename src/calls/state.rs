@@ -74,6 +74,11 @@ pub struct CallState {
     /// this try's end.
     #[serde(default)]
     pub earlier_call_sids: Vec<String>,
+    /// When this try's last `Calls.json` request ended in a way that did nothing at Twilio (a
+    /// refused connection, a 5xx or 429): the next delivery may look the call up and place it at
+    /// once. Unset while a request may still be acted on (in flight, or unanswered).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub dial_ended_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -97,6 +102,7 @@ impl CallState {
             first_words_at: None,
             voicemail_redirected: false,
             earlier_call_sids: Vec::new(),
+            dial_ended_at: None,
             updated_at: OffsetDateTime::now_utc(),
         }
     }
@@ -155,6 +161,29 @@ impl CallState {
         let ours = self.phase == CallPhase::Queued;
         if ours {
             self.phase = CallPhase::Dialing;
+            self.dial_ended_at = None;
+        }
+        ours
+    }
+
+    /// The `Calls.json` request of this try ended at `at`, and Twilio did nothing of it.
+    pub fn dial_ended(&mut self, at: OffsetDateTime) -> bool {
+        let dialing = self.phase == CallPhase::Dialing && self.dial_ended_at.is_none();
+        if dialing {
+            self.dial_ended_at = Some(at);
+        }
+        dialing
+    }
+
+    /// Takes a `dialing` try over to place its call again (Twilio listed none): only once the
+    /// earlier request is known to have ended, or has been unanswered for longer than a request
+    /// can take (`in_flight_for`: its process died, or lost the message while still waiting).
+    /// A request still in flight could yet create the call, and a second would ring twice.
+    pub fn redial(&mut self, now: OffsetDateTime, in_flight_for: std::time::Duration) -> bool {
+        let ended = self.dial_ended_at.is_some() || now - self.updated_at >= in_flight_for;
+        let ours = self.phase == CallPhase::Dialing && ended;
+        if ours {
+            self.dial_ended_at = None;
         }
         ours
     }
@@ -287,6 +316,30 @@ mod tests {
         state.phase = CallPhase::Dialed;
         state.call_sid = sid.map(str::to_owned);
         state
+    }
+
+    #[test]
+    fn a_dialing_try_is_taken_over_only_once_its_request_is_over() {
+        let bound = std::time::Duration::from_secs(65);
+        let mut state = CallState::queued(Uuid::nil(), "+14155550142", Some("Ada"));
+        assert!(state.start_dialing());
+        let now = state.updated_at + time::Duration::seconds(10);
+        assert!(!state.redial(now, bound), "a request may still be waiting on Twilio");
+        assert!(state.dial_ended(now));
+        assert!(!state.dial_ended(now), "marked once");
+        assert!(state.redial(now, bound), "the request ended: place the call again");
+        assert_eq!(state.dial_ended_at, None, "the new request is in flight");
+        assert!(!state.redial(now, bound), "and only one takes it over");
+        let later = state.updated_at + time::Duration::seconds(66);
+        assert!(
+            state.redial(later, bound),
+            "unanswered past any request's time: its process died"
+        );
+        let mut placed = dialed(Some("CA1"));
+        assert!(
+            !placed.redial(later, bound) && !placed.dial_ended(later),
+            "a placed call is never redialed"
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl TwilioSettings {
 
     /// The longest a handler's Twilio request may take with the client's retries (four tries
     /// and their back-off): the consume loop's handling bound must leave room for all of them.
-    pub(super) fn slowest_request(&self) -> Duration {
+    pub fn slowest_request(&self) -> Duration {
         self.request_timeout * 4 + Duration::from_secs(5)
     }
 }

@@ -57,6 +57,9 @@ pub enum Fault {
     Status(u16),
     /// Places the call, then answers only after this delay (a client timing out sees no answer).
     SlowAnswer(Duration),
+    /// Takes the request and places the call only after this delay, then answers: until then
+    /// the call is in no list, as with a request Twilio has not acted on yet.
+    SlowCreate(Duration),
 }
 
 /// A live-call update (`POST Calls/{Sid}.json`).
@@ -431,6 +434,30 @@ async fn create_call(
     if let Some(Fault::Status(status)) = fault {
         return twilio_error(status, 20500, "An internal server error has occurred");
     }
+    if let Some(Fault::SlowCreate(delay)) = fault {
+        // Taken, and acted on later whether or not the client still waits (Twilio does not drop
+        // a request whose connection closed): a task of its own, not the request's future.
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            place_call(standin, form, to, from, url, None).await
+        });
+        return later
+            .await
+            .unwrap_or_else(|_| twilio_error(500, 20500, "An internal server error has occurred"));
+    }
+    place_call(standin, form, to, from, url, fault).await
+}
+
+/// Records the call, starts its persona, and answers Twilio's `201 Created` body.
+async fn place_call(
+    standin: StandIn,
+    form: Vec<(String, String)>,
+    to: String,
+    from: String,
+    url: String,
+    fault: Option<Fault>,
+) -> Response {
+    let one = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let call_sid = format!("CA{:032x}", rand::random::<u128>());
     let date_created = now_rfc2822();
     let record = CallRecord {

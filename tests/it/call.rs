@@ -294,6 +294,90 @@ async fn a_timeout_after_twilio_got_the_request_is_reconciled_not_redialed() {
     assert_eq!(state.call_sid.as_deref(), Some(calls[0].sid.as_str()));
 }
 
+/// Another process took the lead over while the first one's `Calls.json` request was still
+/// waiting on Twilio (the message delivered again past its deadline): Twilio lists no call yet,
+/// and dialing then would ring the person twice. The second waits until that request must have
+/// ended, and then finds the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_request_still_in_flight_elsewhere_is_not_placed_a_second_time() {
+    let agent = Agent::start_with(false, |settings| {
+        settings.twilio.request_timeout = Duration::from_secs(10);
+    })
+    .await;
+    agent.twilio.inject(Fault::SlowCreate(Duration::from_secs(3)));
+    let first = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
+    let second = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
+    let lead = lead("Ada", "+14155550164");
+    let in_flight = tokio::spawn({
+        let lead = lead.clone();
+        async move { first.handle(&delivery(&lead, 1)).await }
+    });
+    let book = CallBook::open(&agent.bus().js).await.expect("calls");
+    eventually(Duration::from_secs(5), "the first caller dialing", || async {
+        book.get(lead.lead_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|(state, _)| state.phase == CallPhase::Dialing)
+    })
+    .await;
+    let took_over = second.handle(&delivery(&lead, 2)).await;
+    // As long as a request can take (its tries and their back-off), less what has passed.
+    let request_bound = agent.ctx.settings.twilio.slowest_request();
+    assert!(
+        matches!(&took_over, Outcome::Retry { after, .. } if *after + Duration::from_secs(2) >= request_bound),
+        "the second caller did not wait for the first request ({request_bound:?}): {took_over:?}"
+    );
+    assert_eq!(in_flight.await.expect("first caller"), Outcome::Done);
+    assert_eq!(second.handle(&delivery(&lead, 3)).await, Outcome::Done);
+    assert_eq!(agent.twilio.calls().len(), 1, "rang twice");
+}
+
+/// A request that timed out before Twilio placed the call (seen under load: the create came
+/// after the client gave up, and after the 5 s reconcile had listed nothing): no second request
+/// until the first must have been acted on; then the call is found, not placed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_call_request_that_twilio_acts_on_late_rings_once() {
+    let agent = Agent::start(false).await;
+    let timeout = agent.ctx.settings.twilio.request_timeout;
+    agent.twilio.inject(Fault::SlowCreate(timeout * 3));
+    let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
+    let lead = lead("Ada", "+14155550166");
+    let first = caller.handle(&delivery(&lead, 1)).await;
+    assert!(matches!(first, Outcome::Retry { .. }), "{first:?}");
+    let redelivered = caller.handle(&delivery(&lead, 2)).await;
+    assert!(
+        matches!(redelivered, Outcome::Retry { .. }),
+        "dialed again while Twilio could still act on the first request: {redelivered:?}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "Twilio placing the first request's call",
+        || async { agent.twilio.calls().len() == 1 },
+    )
+    .await;
+    assert_eq!(caller.handle(&delivery(&lead, 3)).await, Outcome::Done);
+    assert_eq!(agent.twilio.calls().len(), 1, "rang twice");
+}
+
+/// A call request that failed (Twilio's 5xx outlasting the client's quick retries) is over:
+/// the next delivery looks the call up and places it at once, without waiting as for a request
+/// that might still be in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_request_is_placed_again_at_once_on_the_next_delivery() {
+    let agent = Agent::start(false).await;
+    for _ in 0..4 {
+        agent.twilio.inject(Fault::Status(503));
+    }
+    let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
+    let lead = lead("Ada", "+14155550165");
+    let failed = caller.handle(&delivery(&lead, 1)).await;
+    assert!(matches!(failed, Outcome::Retry { .. }), "{failed:?}");
+    assert!(agent.twilio.calls().is_empty());
+    assert_eq!(caller.handle(&delivery(&lead, 2)).await, Outcome::Done);
+    assert_eq!(agent.twilio.calls().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_lead_is_never_dialed_twice() {
     let agent = Agent::start(false).await;
@@ -766,6 +850,83 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
         .await;
     }
     assert_eq!(agent.twilio.messages().len(), 2, "a lead texted twice");
+}
+
+/// A text whose request another process may still be waiting on (its `sms` entry `sending` a
+/// moment ago, nothing at Twilio yet) is not sent beside it; one whose request is known to have
+/// done nothing, or is older than any request can take, goes out at once, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_request_still_in_flight_elsewhere_is_not_sent_a_second_time() {
+    use time::format_description::well_known::Rfc3339;
+    let agent = Agent::start(true).await;
+    tokio::spawn(leadq::finalizer::run(
+        agent.ctx.finalizer_deps().expect("the store"),
+        agent.shutdown.clone(),
+    ));
+    let leads = [
+        lead("Ada", "+14155550188"),
+        lead("Bo", "+14155550189"),
+        lead("Cy", "+14155550190"),
+    ];
+    for lead in &leads {
+        agent.twilio.set_persona(lead.lead.phone.as_str(), qualified_callee());
+        agent.bus().publish(lead).await.expect("publish");
+    }
+    let finalized = agent.finalized(3).await;
+    let bucket = agent
+        .bus()
+        .js
+        .get_key_value(bus::bucket::SMS)
+        .await
+        .expect("sms bucket");
+    let at = |ago: i64| {
+        (time::OffsetDateTime::now_utc() - time::Duration::seconds(ago))
+            .format(&Rfc3339)
+            .expect("time")
+    };
+    let entries = [
+        serde_json::json!({ "state": "sending", "sid": null, "since": at(0) }),
+        serde_json::json!({ "state": "sending", "sid": null, "since": at(120) }),
+        serde_json::json!({ "state": "sending", "sid": null, "since": at(0), "ended": true }),
+    ];
+    for (lead, entry) in leads.iter().zip(&entries) {
+        bucket
+            .put(lead.lead_id.simple().to_string(), entry.to_string().into())
+            .await
+            .expect("put");
+    }
+    let sender = leadq::sms::SmsSender::new(agent.ctx.sms_deps()).await.expect("sender");
+    let handle = |lead: &LeadReceived| {
+        let done = finalized
+            .iter()
+            .find(|f| f.lead_id == lead.lead_id)
+            .expect("finalized")
+            .clone();
+        let sender = &sender;
+        async move {
+            let delivery = Delivery {
+                payload: done,
+                attempt: 2,
+                stream_sequence: 1,
+                msg_id: None,
+            };
+            sender.handle(&delivery).await
+        }
+    };
+    let in_flight = handle(&leads[0]).await;
+    assert!(
+        matches!(in_flight, Outcome::Retry { .. }),
+        "texted while another request may still be acted on: {in_flight:?}"
+    );
+    assert_eq!(
+        handle(&leads[1]).await,
+        Outcome::Done,
+        "a request older than any can take"
+    );
+    assert_eq!(handle(&leads[2]).await, Outcome::Done, "a request that did nothing");
+    let texted: Vec<String> = agent.twilio.messages().into_iter().map(|m| m.to).collect();
+    assert_eq!(texted.len(), 2, "{texted:?}");
+    assert!(!texted.contains(&leads[0].lead.phone.as_str().to_owned()), "{texted:?}");
 }
 
 /// The whole path on real parts: lead emails appended to Dovecot are read by the poller, called
