@@ -31,6 +31,16 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
+    /// The caller loop and the finalizer beside the api: calls end as records and `lead.finalized`.
+    pub async fn finalizing() -> Self {
+        let agent = Box::pin(Self::start(true)).await;
+        tokio::spawn(leadq::finalizer::run(
+            agent.ctx.finalizer_deps().expect("the store"),
+            agent.shutdown.clone(),
+        ));
+        agent
+    }
+
     /// The api role and the Twilio stand-in; the caller loop too when `with_caller_loop`.
     pub async fn start(with_caller_loop: bool) -> Self {
         Box::pin(Self::start_with(with_caller_loop, |_| {})).await
@@ -134,9 +144,10 @@ pub(crate) fn lead(name: &str, phone: &str) -> LeadReceived {
     )
 }
 
-fn delivery(lead: &LeadReceived, attempt: i64) -> Delivery<LeadReceived> {
+/// A delivery of `payload`, as the consume loop hands it to a handler.
+fn delivery<P: Clone>(payload: &P, attempt: i64) -> Delivery<P> {
     Delivery {
-        payload: lead.clone(),
+        payload: payload.clone(),
         attempt,
         stream_sequence: 1,
         msg_id: None,
@@ -549,11 +560,7 @@ async fn a_lead_outside_its_calling_hours_is_deferred_not_called() {
 /// Email-free end to end from the bus: the call, then the finalizer's record and `lead.finalized`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finalized_each() {
-    let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    let agent = Agent::finalizing().await;
     let cases = [
         (
             "+14155550180",
@@ -691,11 +698,7 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
-    let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    let agent = Agent::finalizing().await;
     tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
     let phone = "+14155550185";
     let form = vec![
@@ -791,11 +794,7 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
 /// learns it, and the lead is not texted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
-    let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    let agent = Agent::finalizing().await;
     let (sending, sent) = (lead("Ada", "+14155550186"), lead("Bo", "+14155550187"));
     for lead in [&sending, &sent] {
         agent.twilio.set_persona(lead.lead.phone.as_str(), qualified_callee());
@@ -834,13 +833,7 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
     ));
     let sender = leadq::sms::SmsSender::new(agent.ctx.sms_deps()).await.expect("sender");
     for done in &finalized {
-        let delivery = Delivery {
-            payload: done.clone(),
-            attempt: 2,
-            stream_sequence: 1,
-            msg_id: None,
-        };
-        assert_eq!(sender.handle(&delivery).await, Outcome::Done);
+        assert_eq!(sender.handle(&delivery(done, 2)).await, Outcome::Done);
     }
     for lead in [&sending, &sent] {
         eventually(Duration::from_secs(20), "the record says the text went out", || async {
@@ -858,11 +851,7 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_request_still_in_flight_elsewhere_is_not_sent_a_second_time() {
     use time::format_description::well_known::Rfc3339;
-    let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    let agent = Agent::finalizing().await;
     let leads = [
         lead("Ada", "+14155550188"),
         lead("Bo", "+14155550189"),
@@ -903,15 +892,7 @@ async fn a_text_request_still_in_flight_elsewhere_is_not_sent_a_second_time() {
             .expect("finalized")
             .clone();
         let sender = &sender;
-        async move {
-            let delivery = Delivery {
-                payload: done,
-                attempt: 2,
-                stream_sequence: 1,
-                msg_id: None,
-            };
-            sender.handle(&delivery).await
-        }
+        async move { sender.handle(&delivery(&done, 2)).await }
     };
     let in_flight = handle(&leads[0]).await;
     assert!(
@@ -1323,11 +1304,7 @@ async fn finalizer_and_sms_processes_killed_at_random_still_finish_every_lead_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_status_callback_beats_the_callers_record_still_counts_as_made() {
-    let agent = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    let agent = Agent::finalizing().await;
     let since = OffsetDateTime::now_utc() - Duration::from_secs(60);
     let phones = ["+14155550190", "+14155550191", "+14155550192"];
     for phone in phones {
