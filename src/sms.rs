@@ -254,11 +254,17 @@ impl SmsSender {
                         .update(&key, body.clone().into(), revision.unwrap_or_default())
                 })
                 .await;
-                if taken.is_err() {
-                    return Ok(Outcome::Retry {
-                        after: Duration::from_secs(2),
-                        reason: "another sender took the text over".into(),
-                    });
+                match taken {
+                    Ok(_) => {}
+                    // Another sender wrote first (or an earlier try of this write landed): the
+                    // next delivery reads what is there and decides again.
+                    Err(err) if bus::lost_race(&err) => {
+                        return Ok(Outcome::Retry {
+                            after: Duration::from_secs(2),
+                            reason: "another sender took the text over".into(),
+                        });
+                    }
+                    Err(err) => return Err(BusError::jetstream("sms update", err).into()),
                 }
             }
             None => {
