@@ -37,17 +37,17 @@ fn main() -> anyhow::Result<()> {
     let server = std::thread::spawn(move || -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async move {
-            let ctx = leadq::runtime::Context::build(settings, true)
-                .await?
-                .api_context()
-                .await?;
-            let listening = leadq::http::HttpServer::bind(ctx.clone()).await?;
+            let ctx = leadq::runtime::Context::build(settings, true).await?;
+            let mut api = tokio::task::JoinSet::new();
+            leadq::runtime::start_api(&ctx, &server_shutdown, &mut api).await?;
             let (key, _) = leadq::api_keys::ApiKeys::open(&ctx.bus.js)
                 .await?
                 .create("bench", Vec::new(), u32::MAX)
                 .await?;
             ready.send(key)?;
-            listening.serve(server_shutdown).await?;
+            while let Some(ended) = api.join_next().await {
+                ended??;
+            }
             Ok(())
         })
     });

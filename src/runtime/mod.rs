@@ -269,6 +269,47 @@ fn record_failure(
     }
 }
 
+/// The api role as `leadq api` runs it, and as the integration tests start it: the saved script
+/// and rules published, a first admin made if there is none, the HTTP routes on
+/// `LEADQ_HTTP_ADDR`, the activity writer and the CMO NATS service, each a task in `tasks` that
+/// ends with `shutdown`. Returns the api's context.
+pub async fn start_api(
+    ctx: &Context,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<Result<(), RuntimeError>>,
+) -> Result<http::ApiContext, RuntimeError> {
+    if let Some(store) = &ctx.store {
+        ctx.config.publish(store).await?;
+    }
+    let api = ctx.api_context().await?;
+    if let Some(password) = api.users.ensure_first_admin().await? {
+        announce_first_admin(&password);
+    }
+    let server = http::HttpServer::bind(api.clone())
+        .await
+        .map_err(|source| RuntimeError::Listen {
+            addr: ctx.settings.http_addr,
+            source,
+        })?;
+    let addr = server.local_addr().map_err(|source| RuntimeError::Listen {
+        addr: ctx.settings.http_addr,
+        source,
+    })?;
+    tracing::info!(%addr, "HTTP API listening");
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        server.serve(token).await.map_err(|e| RuntimeError::RoleFailed {
+            role: "api",
+            detail: e.to_string(),
+        })
+    });
+    let (deps, token) = (ctx.activity_deps()?, shutdown.clone());
+    tasks.spawn(async move { activity::run(deps, token).await.map_err(RuntimeError::from) });
+    let (cmo, token) = (api.cmo.clone(), shutdown.clone());
+    tasks.spawn(async move { cmo_service::run(cmo, token).await.map_err(RuntimeError::from) });
+    Ok(api)
+}
+
 async fn start(
     role: Role,
     ctx: &Context,
@@ -277,35 +318,7 @@ async fn start(
 ) -> Result<(), RuntimeError> {
     match role {
         Role::Api => {
-            if let Some(store) = &ctx.store {
-                ctx.config.publish(store).await?;
-            }
-            let api = ctx.api_context().await?;
-            if let Some(password) = api.users.ensure_first_admin().await? {
-                announce_first_admin(&password);
-            }
-            let server = http::HttpServer::bind(api.clone())
-                .await
-                .map_err(|source| RuntimeError::Listen {
-                    addr: ctx.settings.http_addr,
-                    source,
-                })?;
-            let addr = server.local_addr().map_err(|source| RuntimeError::Listen {
-                addr: ctx.settings.http_addr,
-                source,
-            })?;
-            tracing::info!(%addr, "HTTP API listening");
-            let token = shutdown.clone();
-            tasks.spawn(async move {
-                server.serve(token).await.map_err(|e| RuntimeError::RoleFailed {
-                    role: "api",
-                    detail: e.to_string(),
-                })
-            });
-            let (deps, token) = (ctx.activity_deps()?, shutdown.clone());
-            tasks.spawn(async move { activity::run(deps, token).await.map_err(RuntimeError::from) });
-            let token = shutdown.clone();
-            tasks.spawn(async move { cmo_service::run(api.cmo, token).await.map_err(RuntimeError::from) });
+            start_api(ctx, shutdown, tasks).await?;
         }
         Role::Poller => match ctx.poller_deps() {
             None => tracing::warn!("no inbox configured (LEADQ_IMAP__HOST): the poller is not started"),

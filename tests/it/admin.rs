@@ -36,12 +36,7 @@ impl Admin {
         let base = on_free_port(&mut settings);
         adjust(&mut settings);
         let shutdown = CancellationToken::new();
-        let (shared, ctx) = serve_api(settings, &shutdown).await;
-        // The api role's activity-log writer, as `leadq api` runs it.
-        tokio::spawn(leadq::activity::run(
-            shared.activity_deps().expect("the store"),
-            shutdown.clone(),
-        ));
+        let (_, ctx) = serve_api(settings, &shutdown).await;
         for (name, role) in [
             ("boss", UserRole::Admin),
             ("cmo", UserRole::CmoAgent),

@@ -622,10 +622,6 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
     }
     // The SMS role's reports reach each record (through the activity log the api role writes).
     tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
-    tokio::spawn(leadq::activity::run(
-        agent.ctx.activity_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
     for lead in &leads {
         eventually(Duration::from_secs(20), "the record says the SMS went out", || async {
             let record = store.lead(lead.lead_id).await.expect("read").expect("record");
@@ -827,10 +823,6 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
         assert_eq!(record["sms_state"], "pending", "{record}");
     }
 
-    tokio::spawn(leadq::activity::run(
-        agent.ctx.activity_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
     let sender = leadq::sms::SmsSender::new(agent.ctx.sms_deps()).await.expect("sender");
     for done in &finalized {
         assert_eq!(sender.handle(&delivery(done, 2)).await, Outcome::Done);

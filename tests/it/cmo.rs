@@ -23,12 +23,7 @@ impl Api {
         let mut settings = nats.settings();
         let base = on_free_port(&mut settings);
         let shutdown = CancellationToken::new();
-        let (shared, ctx) = serve_api(settings, &shutdown).await;
-        tokio::spawn(leadq::activity::run(
-            shared.activity_deps().expect("the store"),
-            shutdown.clone(),
-        ));
-        tokio::spawn(leadq::cmo_service::run(ctx.cmo.clone(), shutdown.clone()));
+        let (_, ctx) = serve_api(settings, &shutdown).await;
         let (key, _) = ApiKeys::open(&ctx.bus.js)
             .await
             .expect("keys")

@@ -459,8 +459,9 @@ pub fn capture_logs() {
     });
 }
 
-/// Builds a context with the store and serves the api role's HTTP routes until `shutdown`: the
-/// shared context (for the other roles' deps) and the api's own.
+/// Starts the api role as `leadq api` does (`runtime::start_api`: HTTP routes, activity writer,
+/// CMO NATS service, a first admin) with the store, until `shutdown`: the shared context (for
+/// the other roles' deps) and the api's own.
 pub async fn serve_api(
     settings: Settings,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -470,9 +471,18 @@ pub async fn serve_api(
     let ctx = Box::pin(leadq::runtime::Context::build(settings, true))
         .await
         .expect("context");
-    let api = ctx.api_context().await.expect("api context");
-    let server = leadq::http::HttpServer::bind(api.clone()).await.expect("bind");
-    tokio::spawn(server.serve(shutdown.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let api = Box::pin(leadq::runtime::start_api(&ctx, shutdown, &mut tasks))
+        .await
+        .expect("the api role");
+    // The set aborts its tasks when dropped: kept until they end with `shutdown`.
+    tokio::spawn(async move {
+        while let Some(ended) = tasks.join_next().await {
+            if let Ok(Err(err)) = ended {
+                tracing::warn!(%err, "an api task failed");
+            }
+        }
+    });
     (ctx, api)
 }
 

@@ -18,10 +18,6 @@ async fn whole_agent(adjust: impl FnOnce(&mut leadq::config::Settings)) -> Agent
         agent.shutdown.clone(),
     ));
     tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
-    tokio::spawn(leadq::activity::run(
-        agent.ctx.activity_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
     agent
 }
 
