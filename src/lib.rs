@@ -6,6 +6,7 @@
 //! - [`config`]: layered settings (defaults, TOML file, `LEADQ_*`), one file per section, read by
 //!   serde into their types and validated once.
 //! - [`telemetry`]: logs and OpenTelemetry traces.
+//! - [`context`]: the handles every role of a process shares (settings, bus, store, call book...).
 //! - [`bus`]: the NATS JetStream contract (subjects, streams, consumers, buckets, payloads),
 //!   publish-with-ack and the durable consume loop. `subjects.md` documents it.
 //! - [`domain`]: pure logic, importing nothing of the crate: the `Lead` type, notification-email
@@ -45,6 +46,7 @@ pub mod clients;
 pub mod cmo;
 pub mod cmo_service;
 pub mod config;
+pub mod context;
 pub mod credentials;
 pub mod crm;
 pub mod domain;

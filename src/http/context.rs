@@ -4,38 +4,16 @@
 //! neither opens those buckets nor writes a `jwt.secret`.
 
 use std::sync::Arc;
-use std::time::Instant;
-
-use tokio_util::sync::CancellationToken;
 
 use super::Auth;
-use crate::bus::Bus;
-use crate::calls::{CallBook, DoNotContact};
 use crate::cmo::Cmo;
-use crate::config::Settings;
-use crate::credentials::Credentials;
-use crate::sandbox::Sandbox;
-use crate::shared_config::SharedConfig;
-use crate::store::Store;
+use crate::context::Context;
 use crate::users::Users;
 
 #[derive(Clone, Debug)]
 pub struct ApiContext {
-    pub settings: Arc<Settings>,
-    pub bus: Bus,
-    /// `None` in a process that keeps no records: the routes that need them answer 503.
-    pub store: Option<Store>,
-    pub started: Instant,
-    pub calls: CallBook,
-    pub dnc: DoNotContact,
-    /// The `config` bucket: script, rules.
-    pub config: SharedConfig,
-    pub credentials: Credentials,
-    /// The sandbox, when this process runs one (it says which services it stands in for).
-    pub sandbox: Option<Arc<Sandbox>>,
-    /// Cancelled when the process's roles stop; long-lived responses such as the live event
-    /// stream end with it.
-    pub stopping: CancellationToken,
+    /// What every role of the process shares: settings, bus, store, call book, ...
+    pub shared: Context,
     /// The CMO operations (with the API keys, the agent state and the idempotency bucket), which
     /// the admin page borrows too.
     pub cmo: Cmo,
@@ -43,4 +21,13 @@ pub struct ApiContext {
     pub twilio_token: tokio::sync::watch::Receiver<Option<secrecy::SecretString>>,
     pub users: Users,
     pub auth: Arc<Auth>,
+}
+
+/// The shared handles read as the api's own (`ctx.settings`, `ctx.bus`).
+impl std::ops::Deref for ApiContext {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.shared
+    }
 }

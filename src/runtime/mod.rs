@@ -16,8 +16,8 @@ use crate::store::{Store, StoreError};
 use crate::users::UserError;
 use crate::{activity, caller, cmo_service, finalizer, http, poller, sms, status};
 
-mod context;
-pub use context::Context;
+mod deps;
+pub use crate::context::Context;
 
 /// A unit of leadq that can run in its own process or beside the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]

@@ -1,6 +1,6 @@
-//! The context every role's deps are built from: what one process opens once (the bus, the
-//! store, the shared buckets, the saved credentials laid over the settings) and, for each role,
-//! exactly what that role takes. The api's own context is opened only where the api runs.
+//! Opening the shared [`Context`] (the bus, the store, the shared buckets, the saved credentials
+//! laid over the settings) and building from it, for each role, exactly what that role takes.
+//! The api's own context is opened only where the api runs.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +14,7 @@ use crate::bus::{self, Bus, BusError};
 use crate::calls::{CallBook, DoNotContact};
 use crate::cmo::Cmo;
 use crate::config::Settings;
+use crate::context::Context;
 use crate::credentials::{self, Credentials, Vault};
 use crate::sandbox::{self, Sandbox};
 use crate::secrets;
@@ -21,26 +22,6 @@ use crate::shared_config::SharedConfig;
 use crate::store::Store;
 use crate::users::Users;
 use crate::{activity, caller, finalizer, http, poller, sms, status};
-
-/// What every role gets: settings, the bus, the store when the role keeps records, the clock,
-/// and the buckets several roles share. What only the api uses is opened by [`Context::api_context`].
-#[derive(Clone, Debug)]
-pub struct Context {
-    pub settings: Arc<Settings>,
-    pub bus: Bus,
-    pub store: Option<Store>,
-    pub started: Instant,
-    pub calls: CallBook,
-    pub dnc: DoNotContact,
-    /// The `config` bucket: script, rules.
-    pub config: SharedConfig,
-    pub credentials: Credentials,
-    /// The sandbox, when this process runs one (it says which services it stands in for).
-    pub sandbox: Option<Arc<Sandbox>>,
-    /// Cancelled when this context's roles stop (a shutdown, or a restart for new credentials);
-    /// long-lived responses such as the live event stream end with it.
-    pub stopping: CancellationToken,
-}
 
 impl Context {
     /// Connects to NATS, makes the topology match (idempotent), and opens the store if needed.
@@ -87,16 +68,7 @@ impl Context {
     pub async fn api_context(&self) -> Result<http::ApiContext, RuntimeError> {
         let bus = &self.bus;
         Ok(http::ApiContext {
-            settings: self.settings.clone(),
-            bus: bus.clone(),
-            store: self.store.clone(),
-            started: self.started,
-            calls: self.calls.clone(),
-            dnc: self.dnc.clone(),
-            config: self.config.clone(),
-            credentials: self.credentials.clone(),
-            sandbox: self.sandbox.clone(),
-            stopping: self.stopping.clone(),
+            shared: self.clone(),
             cmo: self.cmo().await?,
             twilio_token: self
                 .credentials
