@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::agent::AgentStateStore;
 use crate::bus::{self, Activity, Bus, Delivery, LeadReceived, Outcome};
-use crate::calls::{CallBook, CallPhase, CallState, Claim, DoNotContact, PhoneClaims};
+use crate::calls::{CallBook, CallPhase, CallState, Claim, DoNotContact, PhoneClaims, request_in_flight};
 use crate::clients::twilio::{CallResource, NewCall, TwilioClient, TwilioError};
 use crate::config::Settings;
 
@@ -134,9 +134,25 @@ impl Caller {
                         (ours, ours)
                     })
                     .await?;
-                if !matches!(moved, Some((_, true))) {
-                    let ends = state.updated_at + in_flight_for - now;
-                    let wait = Duration::try_from(ends).unwrap_or_default().max(Duration::from_secs(1));
+                let current = match moved {
+                    Some((_, true)) => None,
+                    Some((current, false)) => Some(current),
+                    None => {
+                        return Ok(Outcome::Retry {
+                            after: Duration::from_secs(1),
+                            reason: "call entry vanished".into(),
+                        });
+                    }
+                };
+                if let Some(current) = current {
+                    // Still dialing: wait out the earlier request; moved on meanwhile (placed by
+                    // the other attempt): decide again at once.
+                    let left = (current.phase == CallPhase::Dialing)
+                        .then(|| {
+                            request_in_flight(current.updated_at, current.dial_ended_at.is_some(), now, in_flight_for)
+                        })
+                        .flatten();
+                    let wait = left.unwrap_or_default().max(Duration::from_secs(1));
                     tracing::info!(
                         ?wait,
                         "an earlier attempt's call request may still be in flight; looking again then"

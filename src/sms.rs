@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::agent::AgentStateStore;
 use crate::bus::{self, Activity, Bus, BusError, Delivery, LeadFinalized, Outcome};
-use crate::calls::DoNotContact;
+use crate::calls::{DoNotContact, request_in_flight};
 use crate::clients::twilio::{TwilioClient, TwilioError};
 use crate::config::Settings;
 
@@ -234,10 +234,8 @@ impl SmsSender {
                 // one process takes it over.
                 let now = OffsetDateTime::now_utc();
                 let in_flight_for = self.deps.settings.twilio.slowest_request();
-                if let Some(since) = since.filter(|since| !ended && now - *since < in_flight_for) {
-                    let wait = Duration::try_from(since + in_flight_for - now)
-                        .unwrap_or_default()
-                        .max(Duration::from_secs(1));
+                if let Some(left) = since.and_then(|since| request_in_flight(since, ended, now, in_flight_for)) {
+                    let wait = left.max(Duration::from_secs(1));
                     tracing::info!(
                         ?wait,
                         "an earlier attempt's SMS request may still be in flight; looking again then"

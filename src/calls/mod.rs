@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::bus::{self, BusError};
 
 mod state;
-pub use state::{CallPhase, CallState, HeardAnswer, Step};
+pub use state::{CallPhase, CallState, HeardAnswer, Step, request_in_flight};
 
 fn kv_error(what: &str, err: impl std::fmt::Display) -> BusError {
     BusError::jetstream(format!("calls {what}"), err)

@@ -8,6 +8,24 @@ use uuid::Uuid;
 
 use crate::bus::LeadReceived;
 
+/// How much longer Twilio may still act on a request made at `since` (a call or a text): `None`
+/// once it is known to have done nothing (`ended`: refused, a 5xx or 429) or is older than
+/// `bound`, the longest one request can take with its retries. Until then a second request
+/// beside it could ring or text the person twice.
+pub fn request_in_flight(
+    since: OffsetDateTime,
+    ended: bool,
+    now: OffsetDateTime,
+    bound: std::time::Duration,
+) -> Option<std::time::Duration> {
+    if ended {
+        return None;
+    }
+    std::time::Duration::try_from(since + bound - now)
+        .ok()
+        .filter(|left| !left.is_zero())
+}
+
 /// Where a call stands. The caller moves `queued → dialing → dialed` around the Twilio request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -180,8 +198,8 @@ impl CallState {
     /// can take (`in_flight_for`: its process died, or lost the message while still waiting).
     /// A request still in flight could yet create the call, and a second would ring twice.
     pub fn redial(&mut self, now: OffsetDateTime, in_flight_for: std::time::Duration) -> bool {
-        let ended = self.dial_ended_at.is_some() || now - self.updated_at >= in_flight_for;
-        let ours = self.phase == CallPhase::Dialing && ended;
+        let over = request_in_flight(self.updated_at, self.dial_ended_at.is_some(), now, in_flight_for).is_none();
+        let ours = self.phase == CallPhase::Dialing && over;
         if ours {
             self.dial_ended_at = None;
         }

@@ -477,6 +477,13 @@ mod tests {
             ("LEADQ_BUS__MAX_HANDLING", "30s", "LEADQ_BUS__MAX_HANDLING"),
             ("LEADQ_RESUBMIT_WINDOW", "365days", "LEADQ_RESUBMIT_WINDOW"),
             ("LEADQ_RESUBMIT_WINDOW", "soon", "LEADQ_RESUBMIT_WINDOW"),
+            // Read by serde into their types: the layer's error still names the variable.
+            ("LEADQ_ADMIN__TOKEN_TTL", "forever", "LEADQ_ADMIN__TOKEN_TTL"),
+            ("LEADQ_IMAP__IDLE_TIMEOUT", "3", "LEADQ_IMAP__IDLE_TIMEOUT"),
+            ("LEADQ_CALENDLY_URL", "nope", "LEADQ_CALENDLY_URL"),
+            ("LEADQ_TWILIO_API_BASE", "::", "LEADQ_TWILIO_API_BASE"),
+            ("LEADQ_ADMIN__CORS_ORIGINS", "[nonsense]", "LEADQ_ADMIN__CORS_ORIGINS"),
+            ("LEADQ_BUS__BACKOFF", "[\"1ms\"]", "LEADQ_BUS__BACKOFF"),
             ("LEADQ_IMAP__HOST", "imap.example.com", "LEADQ_IMAP__USERNAME"),
             ("LEADQ_CALLING_HOURS__START", "8 o'clock", "LEADQ_CALLING_HOURS__START"),
             ("LEADQ_CALLING_HOURS__END", "07:00", "LEADQ_CALLING_HOURS__END"),
