@@ -124,13 +124,30 @@ pub struct NatsCluster {
 
 struct ClusterNode {
     args: Vec<String>,
+    /// The node's output, kept across restarts so a failure can show it.
+    log: PathBuf,
     pub port: u16,
     monitor: u16,
     child: Option<Child>,
 }
 
 impl NatsCluster {
+    /// Starts three nodes on free ports. A free port can be taken by another test between
+    /// choosing it and the node binding it; then the whole cluster is tried again on new ports
+    /// (the route list names every node's port, so one node cannot move alone).
     pub fn start() -> Self {
+        let mut last_failure = String::new();
+        for _ in 0..3 {
+            let mut cluster = Self::on_free_ports();
+            match (0..3).try_for_each(|i| cluster.try_start_node(i)) {
+                Ok(()) => return cluster,
+                Err(failure) => last_failure = failure,
+            }
+        }
+        panic!("the cluster did not start in three tries: {last_failure}");
+    }
+
+    fn on_free_ports() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
         let routes = ports
@@ -166,38 +183,57 @@ impl NatsCluster {
                 .to_vec();
                 ClusterNode {
                     args,
+                    log: dir.path().join(format!("n{i}.log")),
                     port: *port,
                     monitor: *monitor,
                     child: None,
                 }
             })
             .collect();
-        let mut cluster = Self { nodes, _dir: dir };
-        for i in 0..3 {
-            cluster.start_node(i);
-        }
-        cluster
+        Self { nodes, _dir: dir }
     }
 
-    /// Starts node `i` (again) and waits until it listens.
+    /// Starts node `i` (again, on the same ports and store) and waits until it listens.
     pub fn start_node(&mut self, i: usize) {
+        if let Err(failure) = self.try_start_node(i) {
+            panic!("{failure}");
+        }
+    }
+
+    /// Starts node `i` with its output appended to its log; an error carries the log's end.
+    fn try_start_node(&mut self, i: usize) -> Result<(), String> {
         let node = &mut self.nodes[i];
-        let child = Command::new(nats_server_bin())
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("node log");
+        let err_log = log.try_clone().expect("node log");
+        let mut child = Command::new(nats_server_bin())
             .args(&node.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
             .spawn()
             .expect("spawn nats-server");
-        node.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "cluster node n{i} did not listen on {}",
-                node.port
-            );
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                return Err(format!(
+                    "cluster node n{i} did not listen on {} ({}); its log ends: {}",
+                    node.port,
+                    exited.map_or("still starting".to_owned(), |status| format!("exited, {status}")),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        node.child = Some(child);
+        Ok(())
     }
 
     /// SIGKILLs node `i`, as a machine lost.
