@@ -37,10 +37,10 @@ fn main() -> anyhow::Result<()> {
     let server = std::thread::spawn(move || -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async move {
-            let ctx = leadq::runtime::Context::build(settings, true).await?;
+            let ctx = leadq::app::Context::build(settings, true).await?;
             let mut api = tokio::task::JoinSet::new();
-            leadq::runtime::start_api(&ctx, &server_shutdown, &mut api).await?;
-            let (key, _) = leadq::api_keys::ApiKeys::open(&ctx.bus.js)
+            leadq::app::start_api(&ctx, &server_shutdown, &mut api).await?;
+            let (key, _) = leadq::security::api_keys::ApiKeys::open(&ctx.bus.js)
                 .await?
                 .create("bench", Vec::new(), u32::MAX)
                 .await?;

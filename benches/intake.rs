@@ -48,9 +48,9 @@ async fn main() -> anyhow::Result<()> {
     let dovecot = dovecot::Dovecot::start();
     let mut settings = nats.settings();
     dovecot.settings(&mut settings, Duration::from_secs(600));
-    let ctx = leadq::runtime::Context::build(settings, false).await?;
+    let ctx = leadq::app::Context::build(settings, false).await?;
     let shutdown = CancellationToken::new();
-    let poller = tokio::spawn(leadq::poller::run(
+    let poller = tokio::spawn(leadq::roles::poller::run(
         ctx.poller_deps().expect("an inbox"),
         shutdown.clone(),
     ));

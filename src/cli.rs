@@ -91,7 +91,7 @@ pub enum AdminCommand {
         #[arg(long)]
         username: String,
         #[arg(long, value_enum)]
-        role: crate::users::UserRole,
+        role: crate::security::users::UserRole,
     },
     /// List the admin-page users and their roles.
     Users,
@@ -117,7 +117,7 @@ pub enum ApiKeyCommand {
         #[arg(long = "allow-ip", value_name = "CIDR")]
         allow_ip: Vec<ipnet::IpNet>,
         /// Requests per minute the key may make (to each api process).
-        #[arg(long, default_value_t = crate::api_keys::DEFAULT_RATE_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = crate::security::api_keys::DEFAULT_RATE_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..))]
         rate_per_minute: u32,
     },
     /// List the keys (id, name, networks, created, revoked); never the keys themselves.

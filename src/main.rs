@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use leadq::app::{self, Role, RuntimeError};
 use leadq::cli::{AdminCommand, ApiKeyCommand, Cli, Command, ScriptCommand};
 use leadq::config::{ConfigError, Settings};
-use leadq::runtime::{self, Role, RuntimeError};
 use tokio_util::sync::CancellationToken;
 
 /// Stack of each async worker thread.
@@ -75,7 +75,7 @@ async fn dispatch(command: Command, mut settings: Settings) -> anyhow::Result<()
             return Ok(());
         }
     };
-    runtime::run(settings, roles, shutdown).await?;
+    app::run(settings, roles, shutdown).await?;
     Ok(())
 }
 
@@ -105,9 +105,12 @@ async fn unbounce_url(settings: &Settings) -> anyhow::Result<()> {
     let bus = leadq::bus::Bus::connect(&settings.nats_url, "leadq admin").await?;
     leadq::bus::setup(&bus.js, &settings.bus).await?;
     let config = bus.js.get_key_value(leadq::bus::bucket::CONFIG).await?;
-    let token = leadq::unbounce::rotate_token(&config).await?;
+    let token = leadq::roles::api::unbounce_form::rotate_token(&config).await?;
     eprintln!("Unbounce webhook URL (shown once; the previous one no longer works):");
-    println!("{}", leadq::unbounce::webhook_url(&settings.public_url, &token));
+    println!(
+        "{}",
+        leadq::roles::api::unbounce_form::webhook_url(&settings.public_url, &token)
+    );
     Ok(())
 }
 
@@ -115,7 +118,7 @@ async fn unbounce_url(settings: &Settings) -> anyhow::Result<()> {
 async fn api_key(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<()> {
     let bus = leadq::bus::Bus::connect(&settings.nats_url, "leadq admin").await?;
     leadq::bus::setup(&bus.js, &settings.bus).await?;
-    let keys = leadq::api_keys::ApiKeys::open(&bus.js).await?;
+    let keys = leadq::security::api_keys::ApiKeys::open(&bus.js).await?;
     match command {
         ApiKeyCommand::Create {
             name,
@@ -167,10 +170,14 @@ async fn admin_bus(settings: &Settings) -> anyhow::Result<leadq::bus::Bus> {
 }
 
 /// Users live in NATS, so this works while the agent runs.
-async fn create_user(username: &str, role: leadq::users::UserRole, settings: &Settings) -> anyhow::Result<()> {
-    use leadq::users::{UserError, Users};
+async fn create_user(
+    username: &str,
+    role: leadq::security::users::UserRole,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    use leadq::security::users::{UserError, Users};
     use std::io::IsTerminal;
-    if !leadq::users::valid_username(username) {
+    if !leadq::security::users::valid_username(username) {
         return Err(UsageError(UserError::BadUsername(username.to_owned()).to_string()).into());
     }
     let password = if std::io::stdin().is_terminal() {
@@ -198,7 +205,7 @@ async fn create_user(username: &str, role: leadq::users::UserRole, settings: &Se
 }
 
 async fn list_users(settings: &Settings) -> anyhow::Result<()> {
-    let users = leadq::users::Users::open(&admin_bus(settings).await?.js).await?;
+    let users = leadq::security::users::Users::open(&admin_bus(settings).await?.js).await?;
     for user in users.list().await? {
         println!("{:<24} {}", user.username, user.role.as_str());
     }
@@ -207,14 +214,14 @@ async fn list_users(settings: &Settings) -> anyhow::Result<()> {
 
 /// Re-seals every credential; nothing is written when the current key cannot open them all.
 async fn rotate_key(settings: &Settings) -> anyhow::Result<()> {
-    use leadq::credentials::{Credentials, Vault};
-    use leadq::secrets;
+    use leadq::security::credentials::{Credentials, Vault};
+    use leadq::security::secrets;
     let current = secrets::master_key(settings, false)?;
     let next = match std::env::var("LEADQ_NEW_MASTER_KEY") {
         Ok(key) if !key.is_empty() => secrecy::SecretString::from(key),
         _ => secrets::new_master_key(),
     };
-    let bad_key = |e: leadq::credentials::CredentialError| UsageError(format!("LEADQ_NEW_MASTER_KEY: {e}"));
+    let bad_key = |e: leadq::security::credentials::CredentialError| UsageError(format!("LEADQ_NEW_MASTER_KEY: {e}"));
     let next_vault = Vault::new(&next, Some(&current)).map_err(bad_key)?;
     let vault = Vault::new(&current, secrets::previous_master_key(settings)?.as_ref())?;
     let credentials = Credentials::open(&admin_bus(settings).await?.js, vault).await?;
@@ -267,16 +274,16 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("leadq: error: {err:#}");
     let usage = err.downcast_ref::<ConfigError>().is_some()
         || err.downcast_ref::<UsageError>().is_some()
-        || err.downcast_ref::<leadq::secrets::SecretsError>().is_some()
+        || err.downcast_ref::<leadq::security::secrets::SecretsError>().is_some()
         || err
-            .downcast_ref::<leadq::credentials::CredentialError>()
-            .is_some_and(|e| matches!(e, leadq::credentials::CredentialError::BadKey))
+            .downcast_ref::<leadq::security::credentials::CredentialError>()
+            .is_some_and(|e| matches!(e, leadq::security::credentials::CredentialError::BadKey))
         || matches!(
             err.downcast_ref::<RuntimeError>(),
             Some(
                 RuntimeError::NotConfigured { .. }
                     | RuntimeError::Secrets(_)
-                    | RuntimeError::Credential(leadq::credentials::CredentialError::BadKey)
+                    | RuntimeError::Credential(leadq::security::credentials::CredentialError::BadKey)
             )
         );
     ExitCode::from(if usage { EXIT_USAGE } else { 1 })

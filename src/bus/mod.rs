@@ -3,7 +3,7 @@
 //! consume loop). `subjects.md` documents exactly these names; a test keeps the two in step.
 
 mod consume;
-mod json_kv;
+pub mod kv;
 mod payload;
 mod topology;
 mod trace;
@@ -16,7 +16,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 
 pub use consume::{Delivery, Lanes, Outcome, consume};
-pub use json_kv::JsonKv;
+pub use kv::JsonKv;
 pub use payload::*;
 pub use topology::{Change, SetupItem, SetupReport, setup};
 pub(crate) use transient::retrying;

@@ -1,4 +1,7 @@
-//! Typed HTTP clients of outside services (Twilio, Airtable); each takes its base URL from the settings.
+//! The outside services: typed HTTP clients (Twilio, Airtable; each takes its base URL from the
+//! settings), Twilio's wire formats, the lead inbox over IMAP, and the in-process sandbox.
 
 pub mod airtable;
+pub mod imap;
+pub mod sandbox;
 pub mod twilio;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::CmoError;
-use crate::secrets::sha256_hex;
+use crate::security::secrets::sha256_hex;
 
 pub const HEADER: &str = "idempotency-key";
 

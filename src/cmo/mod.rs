@@ -21,12 +21,12 @@ use uuid::Uuid;
 pub use error::{CmoError, whole_seconds};
 pub use idempotency::IdempotencyKey;
 
-use crate::agent::{AgentState, AgentStateStore};
-use crate::api_keys::{ApiKeys, KeyCheck};
+use crate::bus::kv::run_state::{AgentState, AgentStateStore};
 use crate::bus::{AGENT_ID, Activity, Bus, IntakeTimestamps, LeadReceived, LeadSource};
+use crate::clients::sandbox::{Callee, Mode, Sandbox};
 use crate::config::Settings;
 use crate::domain::lead::{Lead, LeadError, PageDetails};
-use crate::sandbox::{Callee, Mode, Sandbox};
+use crate::security::api_keys::{ApiKeys, KeyCheck};
 use crate::store::{Figures, Period, Store};
 
 pub const AGENT_NAME: &str = "Mesh Cowork Lead Qualifier";

@@ -12,6 +12,7 @@ mod connection;
 mod leads;
 mod reports;
 mod settings;
+pub mod shared_config;
 
 pub use activity::{ActivityFilter, ActivityRow};
 pub use leads::FinalizedLead;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{NatsServer, on_free_port, serve_api};
-use leadq::users::UserRole;
+use leadq::security::users::UserRole;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -19,7 +19,7 @@ struct Admin {
     _nats: NatsServer,
     base: String,
     client: Client,
-    ctx: leadq::http::ApiContext,
+    ctx: leadq::roles::api::ApiContext,
     shutdown: CancellationToken,
 }
 
@@ -309,7 +309,7 @@ async fn credentials_are_sealed_at_rest_and_only_ever_shown_masked() {
     let db = data.path().join("db");
     let admin = Box::pin(Admin::start(|s| s.db = leadq::config::DbLocation::File(db.clone()))).await;
     let token = admin.token("boss").await;
-    let secret = format!("sk_live_{}", leadq::secrets::random_token(18));
+    let secret = format!("sk_live_{}", leadq::security::secrets::random_token(18));
     let (status, saved) = admin
         .call(
             Method::POST,
@@ -515,11 +515,11 @@ async fn every_answer_carries_security_headers_and_cors_admits_only_configured_o
 
 #[tokio::test]
 async fn rotate_key_reseals_every_credential_and_a_wrong_key_changes_nothing() {
-    use leadq::credentials::{CredentialError, Credentials, Vault};
+    use leadq::security::credentials::{CredentialError, Credentials, Vault};
     let nats = NatsServer::start();
     let data = tempfile::tempdir().expect("data dir");
-    let old_key = leadq::secrets::new_master_key();
-    leadq::secrets::write_private(&data.path().join("master.key"), &old_key).expect("key file");
+    let old_key = leadq::security::secrets::new_master_key();
+    leadq::security::secrets::write_private(&data.path().join("master.key"), &old_key).expect("key file");
     let bus = nats.ready_bus().await;
     let sealed_with = |key: &SecretString| Vault::new(key, None).expect("vault");
     let old = Credentials::open(&bus.js, sealed_with(&old_key))
@@ -565,7 +565,7 @@ async fn rotate_key_reseals_every_credential_and_a_wrong_key_changes_nothing() {
     ));
 
     // A process holding a key that opens nothing rotates nothing.
-    let stranger = leadq::secrets::new_master_key();
+    let stranger = leadq::security::secrets::new_master_key();
     let mut env = env.clone();
     env.push(("LEADQ_MASTER_KEY", stranger.expose_secret()));
     let out = crate::helpers::leadq(&["admin", "rotate-key"], &env);
@@ -583,7 +583,7 @@ async fn rotate_key_reseals_every_credential_and_a_wrong_key_changes_nothing() {
 
 #[tokio::test]
 async fn credentials_saved_while_running_reach_the_worker_roles() {
-    use leadq::runtime::Role;
+    use leadq::app::Role;
     use standins::twilio::TwilioStandIn;
     const SID: &str = "AC00000000000000000000000000000042";
     const TOKEN: &str = "saved-from-the-admin-page";
@@ -607,7 +607,7 @@ async fn credentials_saved_while_running_reach_the_worker_roles() {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(leadq::runtime::run(settings, &ROLES, agent_shutdown))
+            runtime.block_on(leadq::app::run(settings, &ROLES, agent_shutdown))
         })
         .expect("agent thread");
     crate::helpers::eventually(Duration::from_secs(20), "the api", || async {
@@ -638,8 +638,8 @@ async fn credentials_saved_while_running_reach_the_worker_roles() {
     assert!(twilio.calls().is_empty(), "no call without credentials");
 
     // An admin saves them (here from another client of the bucket, as another process would).
-    let vault = leadq::credentials::Vault::new(&master_key, None).expect("vault");
-    let credentials = leadq::credentials::Credentials::open(&bus.js, vault)
+    let vault = leadq::security::credentials::Vault::new(&master_key, None).expect("vault");
+    let credentials = leadq::security::credentials::Credentials::open(&bus.js, vault)
         .await
         .expect("credentials");
     for (key, value) in [
@@ -761,7 +761,7 @@ async fn a_twilio_token_saved_on_the_page_signs_webhooks_at_once_and_deleting_it
             ("From".to_owned(), "+14155550199".to_owned()),
             ("Body".to_owned(), "hello".to_owned()),
         ];
-        let signature = leadq::twilio::signature::sign(signed_with, &url, &params);
+        let signature = leadq::clients::twilio::signature::sign(signed_with, &url, &params);
         let request = admin
             .client
             .post(url)
@@ -797,7 +797,7 @@ async fn a_twilio_token_saved_on_the_page_signs_webhooks_at_once_and_deleting_it
 
 #[tokio::test]
 async fn the_dashboard_lists_the_calls_in_progress_and_not_the_finished_ones() {
-    use leadq::calls::{CallPhase, CallState};
+    use leadq::bus::kv::calls::{CallPhase, CallState};
     let admin = Box::pin(Admin::start(|_| {})).await;
     let token = admin.token("watcher").await;
     let (_, stats) = admin.call(Method::GET, "/api/admin/stats", Some(&token), None).await;

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use leadq::agent::{AgentState, AgentStateStore};
+use leadq::app::Context;
+use leadq::bus::kv::calls::{CallBook, CallPhase, DoNotContact};
+use leadq::bus::kv::run_state::{AgentState, AgentStateStore};
 use leadq::bus::{self, Bus, CallAnswer, CallCompleted, Delivery, IntakeTimestamps, LeadReceived, LeadSource, Outcome};
-use leadq::caller::Caller;
-use leadq::calls::{CallBook, CallPhase, DoNotContact};
 use leadq::domain::Lead;
-use leadq::runtime::Context;
+use leadq::roles::caller::Caller;
 use standins::airtable::AirtableStandIn;
 use standins::twilio::{Fault, Persona, TwilioStandIn};
 use time::OffsetDateTime;
@@ -34,7 +34,7 @@ impl Agent {
     /// The caller loop and the finalizer beside the api: calls end as records and `lead.finalized`.
     pub async fn finalizing() -> Self {
         let agent = Box::pin(Self::start(true)).await;
-        tokio::spawn(leadq::finalizer::run(
+        tokio::spawn(leadq::roles::finalizer::run(
             agent.ctx.finalizer_deps().expect("the store"),
             agent.shutdown.clone(),
         ));
@@ -70,7 +70,7 @@ impl Agent {
         let shutdown = CancellationToken::new();
         let (ctx, _) = serve_api(settings, &shutdown).await;
         if with_caller_loop {
-            tokio::spawn(leadq::caller::run(ctx.caller_deps(), shutdown.clone()));
+            tokio::spawn(leadq::roles::caller::run(ctx.caller_deps(), shutdown.clone()));
         }
         Self {
             ctx,
@@ -621,7 +621,7 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
         assert!(!record["reasons"].as_array().expect("reasons").is_empty());
     }
     // The SMS role's reports reach each record (through the activity log the api role writes).
-    tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    tokio::spawn(leadq::roles::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
     for lead in &leads {
         eventually(Duration::from_secs(20), "the record says the SMS went out", || async {
             let record = store.lead(lead.lead_id).await.expect("read").expect("record");
@@ -670,7 +670,7 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
     .await;
 
     // A redelivered call.completed rewrites the same record and publishes nothing new.
-    let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.finalizer_deps().expect("the store"));
+    let finalizer = leadq::roles::finalizer::Finalizer::new(agent.ctx.finalizer_deps().expect("the store"));
     let completed: Vec<CallCompleted> = agent.calls_stream().await;
     let again = completed
         .iter()
@@ -695,7 +695,7 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
     let agent = Agent::finalizing().await;
-    tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    tokio::spawn(leadq::roles::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
     let phone = "+14155550185";
     let form = vec![
         ("fname".to_owned(), "Renée O'Brien".to_owned()),
@@ -727,7 +727,9 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
 
     // The same lead.finalized again (a redelivery after a crash): no second text.
     let finalized = on_stream::<bus::LeadFinalized>(agent.bus(), bus::stream::LEADS).await;
-    let sender = leadq::sms::SmsSender::new(agent.ctx.sms_deps()).await.expect("sender");
+    let sender = leadq::roles::sms::SmsSender::new(agent.ctx.sms_deps())
+        .await
+        .expect("sender");
     let again = Delivery {
         payload: finalized[0].clone(),
         attempt: 2,
@@ -743,7 +745,7 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
         ("From".to_owned(), phone.to_owned()),
         ("Body".to_owned(), "Stop".to_owned()),
     ];
-    let signature = leadq::twilio::signature::sign(TOKEN, &url, &params);
+    let signature = leadq::clients::twilio::signature::sign(TOKEN, &url, &params);
     let response = reqwest::Client::new()
         .post(&url)
         .header("X-Twilio-Signature", signature)
@@ -774,7 +776,7 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
         ("From".to_owned(), phone.to_owned()),
         ("Body".to_owned(), "START".to_owned()),
     ];
-    let signature = leadq::twilio::signature::sign(TOKEN, &url, &params);
+    let signature = leadq::clients::twilio::signature::sign(TOKEN, &url, &params);
     reqwest::Client::new()
         .post(&url)
         .header("X-Twilio-Signature", signature)
@@ -808,7 +810,7 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
         .expect("sms bucket");
     for (lead, state) in [(&sending, "sending"), (&sent, "sent")] {
         let done = finalized.iter().find(|f| f.lead_id == lead.lead_id).expect("finalized");
-        let link = leadq::sms::booking_link(&agent.ctx.settings.calendly_url, done);
+        let link = leadq::roles::sms::booking_link(&agent.ctx.settings.calendly_url, done);
         let message = twilio
             .send_sms(lead.lead.phone.as_str(), &format!("Book here: {link}"))
             .await
@@ -823,7 +825,9 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
         assert_eq!(record["sms_state"], "pending", "{record}");
     }
 
-    let sender = leadq::sms::SmsSender::new(agent.ctx.sms_deps()).await.expect("sender");
+    let sender = leadq::roles::sms::SmsSender::new(agent.ctx.sms_deps())
+        .await
+        .expect("sender");
     for done in &finalized {
         assert_eq!(sender.handle(&delivery(done, 2)).await, Outcome::Done);
     }
@@ -876,7 +880,9 @@ async fn a_text_request_still_in_flight_elsewhere_is_not_sent_a_second_time() {
             .await
             .expect("put");
     }
-    let sender = leadq::sms::SmsSender::new(agent.ctx.sms_deps()).await.expect("sender");
+    let sender = leadq::roles::sms::SmsSender::new(agent.ctx.sms_deps())
+        .await
+        .expect("sender");
     let handle = |lead: &LeadReceived| {
         let done = finalized
             .iter()
@@ -909,15 +915,15 @@ async fn a_text_request_still_in_flight_elsewhere_is_not_sent_a_second_time() {
 async fn emails_in_the_inbox_end_as_calls_records_crm_rows_and_one_text_each() {
     let dovecot = crate::dovecot::Dovecot::start();
     let agent = Agent::start_with(true, |settings| dovecot.settings(settings, Duration::from_secs(600))).await;
-    tokio::spawn(leadq::poller::run(
+    tokio::spawn(leadq::roles::poller::run(
         agent.ctx.poller_deps().expect("an inbox"),
         agent.shutdown.clone(),
     ));
-    tokio::spawn(leadq::finalizer::run(
+    tokio::spawn(leadq::roles::finalizer::run(
         agent.ctx.finalizer_deps().expect("the store"),
         agent.shutdown.clone(),
     ));
-    tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    tokio::spawn(leadq::roles::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
     let template = String::from_utf8(crate::dovecot::fixture("01-plain-private-office.eml")).expect("utf-8");
     let email = |n: usize, phone: &str| {
         template
@@ -1011,11 +1017,11 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
     let agent = Agent::start(false).await;
     let book = CallBook::open(&agent.bus().js).await.expect("calls");
     let stale_lead = lead("Ada", "+14155550210");
-    let mut stale = leadq::calls::CallState::queued(stale_lead.lead_id, "+14155550210", Some("Ada"));
+    let mut stale = leadq::bus::kv::calls::CallState::queued(stale_lead.lead_id, "+14155550210", Some("Ada"));
     stale.phase = CallPhase::Dialed;
     stale.call_sid = Some("CAstale".into());
     stale.intake = Some(Box::new(stale_lead.clone()));
-    stale.answers.push(leadq::calls::HeardAnswer {
+    stale.answers.push(leadq::bus::kv::calls::HeardAnswer {
         question_id: "space_type".into(),
         speech: Some("hot desk".into()),
         confidence: Some(0.9),
@@ -1024,11 +1030,11 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
     stale.updated_at = OffsetDateTime::now_utc() - time::Duration::hours(3);
     assert!(book.create(&stale).await.expect("create"));
     let fresh_lead = lead("Bo", "+14155550211");
-    let mut fresh = leadq::calls::CallState::queued(fresh_lead.lead_id, "+14155550211", Some("Bo"));
+    let mut fresh = leadq::bus::kv::calls::CallState::queued(fresh_lead.lead_id, "+14155550211", Some("Bo"));
     fresh.phase = CallPhase::Dialed;
     assert!(book.create(&fresh).await.expect("create"));
 
-    let finalizer = leadq::finalizer::Finalizer::new(agent.ctx.finalizer_deps().expect("the store"));
+    let finalizer = leadq::roles::finalizer::Finalizer::new(agent.ctx.finalizer_deps().expect("the store"));
     // The CallSid is unknown to Twilio: after the watchdog's time the call is reported anyway.
     let hour = Duration::from_secs(3600);
     assert_eq!(finalizer.sweep(hour, hour).await.expect("sweep"), 1);
@@ -1059,7 +1065,7 @@ async fn a_lost_status_callback_is_learnt_from_twilio_in_seconds_not_hours() {
         settings.call_watchdog = Duration::from_secs(7200);
     })
     .await;
-    tokio::spawn(leadq::finalizer::run(
+    tokio::spawn(leadq::roles::finalizer::run(
         agent.ctx.finalizer_deps().expect("the store"),
         agent.shutdown.clone(),
     ));
@@ -1092,7 +1098,7 @@ async fn a_lost_status_callback_is_learnt_from_twilio_in_seconds_not_hours() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_who_picked_up_while_call_start_failed_is_called_again_not_filed_no_answer() {
     let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(1)]).await;
-    tokio::spawn(leadq::finalizer::run(
+    tokio::spawn(leadq::roles::finalizer::run(
         agent.ctx.finalizer_deps().expect("the store"),
         agent.shutdown.clone(),
     ));
@@ -1111,7 +1117,7 @@ async fn a_lead_who_picked_up_while_call_start_failed_is_called_again_not_filed_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_line_is_called_again_after_the_ladder_step_then_finalized_once() {
     let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(2)]).await;
-    tokio::spawn(leadq::finalizer::run(
+    tokio::spawn(leadq::roles::finalizer::run(
         agent.ctx.finalizer_deps().expect("the store"),
         agent.shutdown.clone(),
     ));

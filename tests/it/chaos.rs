@@ -237,9 +237,9 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
         ("LEADQ_DB_PASS", SURREAL_PASS.into()),
         (
             "LEADQ_MASTER_KEY",
-            secrecy::ExposeSecret::expose_secret(&leadq::secrets::new_master_key()).to_owned(),
+            secrecy::ExposeSecret::expose_secret(&leadq::security::secrets::new_master_key()).to_owned(),
         ),
-        ("LEADQ_JWT_SECRET", leadq::secrets::random_token(32)),
+        ("LEADQ_JWT_SECRET", leadq::security::secrets::random_token(32)),
         ("LEADQ_SANDBOX", "0".into()),
         ("LEADQ_PUBLIC_URL", api.clone()),
         ("LEADQ_TWILIO_API_BASE", twilio.base_url()),
@@ -312,14 +312,16 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let keys = leadq::api_keys::ApiKeys::open(&bus.js).await.expect("keys");
+    let keys = leadq::security::api_keys::ApiKeys::open(&bus.js).await.expect("keys");
     let (api_key, _) = keys.create("chaos", Vec::new(), 100_000).await.expect("api key");
     let config = bus
         .js
         .get_key_value(leadq::bus::bucket::CONFIG)
         .await
         .expect("config bucket");
-    let token = leadq::unbounce::rotate_token(&config).await.expect("unbounce token");
+    let token = leadq::roles::api::unbounce_form::rotate_token(&config)
+        .await
+        .expect("unbounce token");
     let webhook = format!("{api}/webhooks/unbounce/{token}");
 
     // Faults from the start: Twilio fails a fifth of creates (half after doing them), Airtable

@@ -141,13 +141,13 @@ async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(key.starts_with("lq_") && key.len() > 40, "{key}");
-    let keys = leadq::api_keys::ApiKeys::open(&nats.bus().await.js)
+    let keys = leadq::security::api_keys::ApiKeys::open(&nats.bus().await.js)
         .await
         .expect("keys");
     let loopback = Some(std::net::IpAddr::from([127, 0, 0, 1]));
     assert_eq!(
         keys.check(&key, loopback).await.expect("check"),
-        leadq::api_keys::KeyCheck::Valid("cmo-agent".into())
+        leadq::security::api_keys::KeyCheck::Valid("cmo-agent".into())
     );
 
     let list = leadq(&["admin", "api-key", "list"], &[("LEADQ_NATS_URL", &url)]);
@@ -165,7 +165,7 @@ async fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
     );
     assert_eq!(
         keys.check(&key, loopback).await.expect("check"),
-        leadq::api_keys::KeyCheck::Revoked
+        leadq::security::api_keys::KeyCheck::Revoked
     );
     let unknown = leadq(
         &["admin", "api-key", "revoke", "0000000000000000"],

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use leadq::bus::kv::calls::{CallBook, CallState, HeardAnswer};
 use leadq::bus::{self, CallCompleted};
-use leadq::calls::{CallBook, CallState, HeardAnswer};
 
 use crate::call::{Agent, lead, qualified_callee};
 use crate::helpers::{NatsCluster, eventually, leadq, on_stream};
@@ -78,7 +78,7 @@ async fn with_one_node_of_three_down_a_lead_is_called_and_the_node_catches_up() 
         settings.call_reconcile_after = Duration::from_secs(2);
     })
     .await;
-    tokio::spawn(leadq::finalizer::run(
+    tokio::spawn(leadq::roles::finalizer::run(
         agent.ctx.finalizer_deps().expect("the store"),
         agent.shutdown.clone(),
     ));

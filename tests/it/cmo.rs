@@ -1,8 +1,8 @@
 //! The CMO agent's REST interface on the real api role: the seed's contract, keys, bad input.
 
-use leadq::agent::{AgentState, AgentStateStore};
-use leadq::api_keys::ApiKeys;
+use leadq::bus::kv::run_state::{AgentState, AgentStateStore};
 use leadq::bus::{self, LeadReceived};
+use leadq::security::api_keys::ApiKeys;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -10,7 +10,7 @@ use crate::helpers::{NatsServer, on_free_port, on_stream, serve_api};
 
 struct Api {
     base: String,
-    ctx: leadq::http::ApiContext,
+    ctx: leadq::roles::api::ApiContext,
     http: reqwest::Client,
     key: String,
     shutdown: CancellationToken,
@@ -27,7 +27,7 @@ impl Api {
         let (key, _) = ApiKeys::open(&ctx.bus.js)
             .await
             .expect("keys")
-            .create("cmo", Vec::new(), leadq::api_keys::DEFAULT_RATE_PER_MINUTE)
+            .create("cmo", Vec::new(), leadq::security::api_keys::DEFAULT_RATE_PER_MINUTE)
             .await
             .expect("key");
         Self {
@@ -259,7 +259,7 @@ async fn agent_status_is_published_on_change_and_kept_for_late_subscribers() {
     let nats = NatsServer::start();
     let mut settings = nats.settings();
     settings.status_interval = std::time::Duration::from_secs(30);
-    let ctx = leadq::runtime::Context::build(settings, false).await.expect("context");
+    let ctx = leadq::app::Context::build(settings, false).await.expect("context");
     let mut updates = ctx
         .bus
         .client
@@ -267,8 +267,8 @@ async fn agent_status_is_published_on_change_and_kept_for_late_subscribers() {
         .await
         .expect("subscribe");
     let shutdown = CancellationToken::new();
-    tokio::spawn(leadq::status::run(
-        ctx.status_deps(&[leadq::runtime::Role::Caller]),
+    tokio::spawn(leadq::roles::status::run(
+        ctx.status_deps(&[leadq::app::Role::Caller]),
         shutdown.clone(),
     ));
     let first = tokio::time::timeout(
@@ -321,7 +321,7 @@ async fn the_nats_service_answers_like_rest_and_is_discoverable() {
         if let Some(key) = key {
             headers.insert("X-API-Key", key);
         }
-        let subject = leadq::cmo_service::subject(operation);
+        let subject = leadq::roles::api::nats::subject(operation);
         let body = body.to_owned();
         async move {
             let reply = client

@@ -501,14 +501,14 @@ pub fn capture_logs() {
 pub async fn serve_api(
     settings: Settings,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> (leadq::runtime::Context, leadq::http::ApiContext) {
+) -> (leadq::app::Context, leadq::roles::api::ApiContext) {
     capture_logs();
     // Boxed: the store's connect future is large, and tests run on small thread stacks.
-    let ctx = Box::pin(leadq::runtime::Context::build(settings, true))
+    let ctx = Box::pin(leadq::app::Context::build(settings, true))
         .await
         .expect("context");
     let mut tasks = tokio::task::JoinSet::new();
-    let api = Box::pin(leadq::runtime::start_api(&ctx, shutdown, &mut tasks))
+    let api = Box::pin(leadq::app::start_api(&ctx, shutdown, &mut tasks))
         .await
         .expect("the api role");
     // The set aborts its tasks when dropped: kept until they end with `shutdown`.
@@ -538,9 +538,9 @@ pub async fn consumer_info(
 /// Makes an admin-page admin in the `users` bucket and signs in through the API; the bearer token.
 pub async fn admin_token(bus: &Bus, http: &reqwest::Client, base: &str) -> String {
     const PASSWORD: &str = "correct horse battery staple";
-    let users = leadq::users::Users::open(&bus.js).await.expect("users");
+    let users = leadq::security::users::Users::open(&bus.js).await.expect("users");
     users
-        .upsert("boss", leadq::users::UserRole::Admin, PASSWORD.into())
+        .upsert("boss", leadq::security::users::UserRole::Admin, PASSWORD.into())
         .await
         .expect("user");
     let login: serde_json::Value = http

@@ -1,61 +1,142 @@
-//! The layout rules the code keeps: a role knows the bus, the store, the clients and the domain,
-//! never the composition root that starts it, the HTTP edge, or another role.
+//! The layout rules the code keeps: each role under `src/roles/` knows the domain, the bus, the
+//! clients, the store, the security module and the settings (the api also the CMO operations),
+//! never the composition root that starts it or another role; and no two top-level modules
+//! import each other, even through others.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// The worker roles and the modules they are made of.
-const ROLES: [(&str, &[&str]); 6] = [
-    ("caller", &["caller.rs"]),
-    ("sms", &["sms.rs"]),
-    ("finalizer", &["finalizer.rs"]),
-    ("poller", &["poller/mod.rs", "poller/intake.rs"]),
-    ("activity", &["activity.rs"]),
-    ("status", &["status.rs"]),
-];
+/// What any role may use besides its own files and what `src/roles/mod.rs` holds for all.
+const OPEN_TO_ROLES: [&str; 7] = ["domain", "bus", "clients", "store", "security", "config", "telemetry"];
 
-/// What no role may reach for: the root, the api's modules, and (below) every other role.
-const NEVER: [&str; 3] = ["runtime", "http", "cmo_service"];
-
-/// The top-level modules a file names after `crate::`: in paths (`crate::bus::Bus`), and in
-/// grouped imports (`use crate::{bus, runtime::Context}`), whose every top-level name counts.
-fn crate_modules(source: &str) -> Vec<String> {
-    let ident = |text: &str| -> String { text.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
-    let mut modules = Vec::new();
+/// The paths a source file names after `crate::`, each cut to its first two segments and with
+/// grouped imports spread out: `use crate::{bus, roles::{api, sms::Deps}}` names `bus`,
+/// `roles::api` and `roles::sms`.
+fn crate_paths(source: &str) -> Vec<Vec<String>> {
+    let mut paths = Vec::new();
     for (at, _) in source.match_indices("crate::") {
-        let rest = &source[at + "crate::".len()..];
-        let Some(group) = rest.strip_prefix('{') else {
-            modules.push(ident(rest));
-            continue;
-        };
-        // The names at the group's top level: after `{` and after each `,` outside inner braces.
-        let mut depth = 0;
-        let mut starts = vec![0];
-        for (i, c) in group.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' if depth == 0 => break,
-                '}' => depth -= 1,
-                ',' if depth == 0 => starts.push(i + 1),
-                _ => {}
-            }
-        }
-        modules.extend(starts.into_iter().map(|start| ident(group[start..].trim_start())));
+        spread(&source[at + "crate::".len()..], Vec::new(), &mut paths);
     }
-    modules.retain(|name| !name.is_empty());
+    paths.retain(|path| !path.is_empty());
+    paths
+}
+
+/// Reads one path tree from the start of `text` (after a `::`) onto `prefix`.
+fn spread(text: &str, prefix: Vec<String>, into: &mut Vec<Vec<String>>) {
+    if prefix.len() == 2 {
+        into.push(prefix);
+        return;
+    }
+    let Some(group) = text.strip_prefix('{') else {
+        let ident: String = text.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let rest = &text[ident.len()..];
+        let mut path = prefix;
+        if !ident.is_empty() && ident != "self" {
+            path.push(ident);
+        }
+        match rest.strip_prefix("::") {
+            Some(rest) if path.len() < 2 => spread(rest, path, into),
+            _ => into.push(path),
+        }
+        return;
+    };
+    // The members of the group: after `{` and after each `,` outside inner braces.
+    let mut depth = 0;
+    let mut starts = vec![0];
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => starts.push(i + 1),
+            _ => {}
+        }
+    }
+    for start in starts {
+        spread(group[start..].trim_start(), prefix.clone(), into);
+    }
+}
+
+/// The top-level modules a file imports.
+fn crate_modules(source: &str) -> Vec<String> {
+    let mut modules: Vec<String> = crate_paths(source).into_iter().map(|path| path[0].clone()).collect();
+    modules.dedup();
     modules
 }
 
+/// Each role (a file or a directory under `src/roles/`) with its source files.
+fn roles(src: &Path) -> Vec<(String, Vec<PathBuf>)> {
+    let mut roles = Vec::new();
+    for entry in std::fs::read_dir(src.join("roles")).expect("src/roles").flatten() {
+        let path = entry.path();
+        let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if path.is_dir() {
+            let mut files = Vec::new();
+            rust_files(&path, &mut files);
+            roles.push((name, files));
+        } else if name != "mod" {
+            roles.push((name, vec![path]));
+        }
+    }
+    roles.sort();
+    roles
+}
+
+/// The names a role file reaches in `src/roles/mod.rs` through `super::` (`super::sms` from
+/// `roles/caller.rs`, `super::super::sms` from `roles/api/views.rs`): another role, if it is one.
+fn roles_reached_through_super(file: &Path, src: &Path, source: &str) -> Vec<String> {
+    let depth = file
+        .strip_prefix(src.join("roles"))
+        .map_or(0, |r| r.components().count());
+    // `roles/x.rs` and `roles/x/mod.rs` are one level below roles; `roles/x/y.rs` two.
+    let levels = if file.file_name().is_some_and(|n| n == "mod.rs") {
+        depth - 1
+    } else {
+        depth
+    };
+    let prefix = "super::".repeat(levels);
+    source
+        .match_indices(&prefix)
+        .map(|(at, _)| {
+            let rest = &source[at + prefix.len()..];
+            rest.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty() && name != "super")
+        .collect()
+}
+
 #[test]
-fn no_role_imports_the_composition_root_the_api_or_another_role() {
+fn no_role_imports_the_composition_root_or_another_role() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let roles = roles(&src);
+    let names: Vec<&str> = roles.iter().map(|(name, _)| name.as_str()).collect();
+    for expected in ["activity", "api", "caller", "finalizer", "poller", "sms", "status"] {
+        assert!(
+            names.contains(&expected),
+            "src/roles/ has the {expected} role: {names:?}"
+        );
+    }
     let mut found = Vec::new();
-    for (role, files) in ROLES {
+    for (role, files) in &roles {
         for file in files {
-            let source = std::fs::read_to_string(src.join(file)).expect("a role's source");
-            for module in crate_modules(&source) {
-                let other_role = ROLES.iter().any(|(r, _)| *r == module && *r != role);
-                if other_role || NEVER.contains(&module.as_str()) {
-                    found.push(format!("src/{file} uses crate::{module}"));
+            let source = std::fs::read_to_string(file).expect("a role's source");
+            let shown = file.strip_prefix(&src).unwrap_or(file).display().to_string();
+            for path in crate_paths(&source) {
+                let allowed = match path[0].as_str() {
+                    "roles" => path
+                        .get(1)
+                        .is_none_or(|second| second == role || !names.contains(&second.as_str())),
+                    "cmo" => role == "api",
+                    top => OPEN_TO_ROLES.contains(&top),
+                };
+                if !allowed {
+                    found.push(format!("src/{shown} uses crate::{}", path.join("::")));
+                }
+            }
+            for name in roles_reached_through_super(file, &src, &source) {
+                if name != *role && names.contains(&name.as_str()) {
+                    found.push(format!("src/{shown} reaches the {name} role through super::"));
                 }
             }
         }
@@ -78,7 +159,7 @@ fn the_cmo_operations_import_no_transport() {
     for file in &files {
         let source = std::fs::read_to_string(file).expect("a source file");
         for module in crate_modules(&source) {
-            if NEVER.contains(&module.as_str()) {
+            if matches!(module.as_str(), "roles" | "app") {
                 found.push(format!("{} uses crate::{module}", file.display()));
             }
         }
@@ -91,13 +172,32 @@ fn the_cmo_operations_import_no_transport() {
 
 #[test]
 fn the_import_reader_sees_paths_grouped_imports_and_code() {
-    let modules = crate_modules("use crate::bus::{self, Bus};\nlet x = crate::runtime::Role::Api;");
-    assert_eq!(modules, ["bus", "runtime"]);
-    let grouped = crate_modules("use crate::{\n    activity,\n    calls::{CallBook, Claim},\n    http::Auth,\n};");
-    assert_eq!(grouped, ["activity", "calls", "http"]);
+    let paths = crate_paths("use crate::bus::{self, Bus};\nlet x = crate::app::Role::Api;");
+    assert_eq!(paths, [vec!["bus"], vec!["bus", "Bus"], vec!["app", "Role"]]);
+    let grouped = crate_paths("use crate::{\n    bus,\n    roles::{api, sms::Deps},\n    store::Store,\n};");
+    assert_eq!(
+        grouped,
+        [
+            vec!["bus"],
+            vec!["roles", "api"],
+            vec!["roles", "sms"],
+            vec!["store", "Store"]
+        ]
+    );
+    assert_eq!(crate_modules("use crate::{bus, roles::{api, sms}};"), ["bus", "roles"]);
 }
 
-/// The top-level module a source file belongs to (`src/http/admin.rs` is `http`); `None` for the
+#[test]
+fn a_role_reaching_a_sibling_through_super_is_seen() {
+    let src = Path::new("/x/src");
+    let file = Path::new("/x/src/roles/api/views.rs");
+    let reached = roles_reached_through_super(file, src, "use super::super::sms::Deps;\nuse super::auth;");
+    assert_eq!(reached, ["sms"]);
+    let single = roles_reached_through_super(Path::new("/x/src/roles/caller.rs"), src, "use super::OutboundError;");
+    assert_eq!(single, ["OutboundError"]);
+}
+
+/// The top-level module a source file belongs to (`src/roles/api/views.rs` is `roles`); `None` for the
 /// crate roots.
 fn module_of(file: &Path, src: &Path) -> Option<String> {
     let relative = file.strip_prefix(src).ok()?;
@@ -106,7 +206,7 @@ fn module_of(file: &Path, src: &Path) -> Option<String> {
     (!matches!(name, "lib" | "main")).then(|| name.to_owned())
 }
 
-fn rust_files(dir: &Path, into: &mut Vec<std::path::PathBuf>) {
+fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("a source directory").flatten() {
         let path = entry.path();
         if path.is_dir() {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use leadq::app::Context;
 use leadq::bus::{self, Bus, LeadReceived};
-use leadq::runtime::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::{Dovecot, fixture};
@@ -21,7 +21,7 @@ const FIXTURES: [&str; 5] = [
 struct Running {
     ctx: Context,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), leadq::poller::PollerError>>,
+    task: tokio::task::JoinHandle<Result<(), leadq::roles::poller::PollerError>>,
 }
 
 impl Running {
@@ -30,7 +30,7 @@ impl Running {
         dovecot.settings(&mut settings, fallback);
         let ctx = Context::build(settings, false).await.expect("context");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(leadq::poller::run(
+        let task = tokio::spawn(leadq::roles::poller::run(
             ctx.poller_deps().expect("an inbox"),
             shutdown.clone(),
         ));
@@ -167,9 +167,9 @@ async fn a_poller_killed_between_publish_and_seen_does_not_publish_again() {
     let bus = nats.ready_bus().await;
     let seen = bus.js.get_key_value(bus::bucket::EMAILS_SEEN).await.expect("bucket");
     let lead = leadq::domain::parse_notification(&raw, phonenumber::country::Id::US).expect("lead");
-    let identity = leadq::poller::intake::email_identity(lead.message_id.as_deref(), &raw);
+    let identity = leadq::roles::poller::intake::email_identity(lead.message_id.as_deref(), &raw);
     let now = time::OffsetDateTime::now_utc();
-    leadq::poller::intake::deliver(&bus, &seen, identity, lead, None, now)
+    leadq::roles::poller::intake::deliver(&bus, &seen, identity, lead, None, now)
         .await
         .expect("publish");
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use leadq::runtime::Role;
+use leadq::app::Role;
 use reqwest::Client;
 use serde_json::{Value, json};
 use standins::airtable::AirtableStandIn;
@@ -38,7 +38,7 @@ impl Running {
         settings.retry_ladder = Vec::new();
         adjust(&mut settings);
         let shutdown = CancellationToken::new();
-        tokio::spawn(leadq::runtime::run(settings, &Role::ALL, shutdown.clone()));
+        tokio::spawn(leadq::app::run(settings, &Role::ALL, shutdown.clone()));
         let http = Client::new();
         eventually(Duration::from_secs(30), "the api", || async {
             http.get(format!("{base}/readyz"))
@@ -49,7 +49,7 @@ impl Running {
         .await;
         let bus = nats.bus().await;
         let token = admin_token(&bus, &http, &base).await;
-        let keys = leadq::api_keys::ApiKeys::open(&bus.js).await.expect("keys");
+        let keys = leadq::security::api_keys::ApiKeys::open(&bus.js).await.expect("keys");
         let (api_key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
         Self {
             base,

@@ -13,11 +13,11 @@ use crate::helpers::{eventually, on_stream};
 /// The api role, the caller, the finalizer and the SMS sender, with `adjust` applied first.
 async fn whole_agent(adjust: impl FnOnce(&mut leadq::config::Settings)) -> Agent {
     let agent = Box::pin(Agent::start_with(true, adjust)).await;
-    tokio::spawn(leadq::finalizer::run(
+    tokio::spawn(leadq::roles::finalizer::run(
         agent.ctx.finalizer_deps().expect("the store"),
         agent.shutdown.clone(),
     ));
-    tokio::spawn(leadq::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    tokio::spawn(leadq::roles::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
     agent
 }
 
@@ -118,7 +118,9 @@ async fn outside_the_window_or_forced_the_same_number_is_called_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_trigger_lead_posted_twice_at_once_or_retried_calls_once() {
     let agent = whole_agent(|_| {}).await;
-    let keys = leadq::api_keys::ApiKeys::open(&agent.bus().js).await.expect("keys");
+    let keys = leadq::security::api_keys::ApiKeys::open(&agent.bus().js)
+        .await
+        .expect("keys");
     let (key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
     let http = reqwest::Client::new();
     let url = format!("{}/api/cmo/trigger-lead", base(&agent));
@@ -179,10 +181,10 @@ async fn the_same_trigger_lead_posted_twice_at_once_or_retried_calls_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unbounce_form_webhook_is_one_lead_and_its_email_makes_no_second_call() {
     let agent = whole_agent(|_| {}).await;
-    let token = leadq::unbounce::rotate_token(agent.ctx.config.bucket())
+    let token = leadq::roles::api::unbounce_form::rotate_token(agent.ctx.config.bucket())
         .await
         .expect("token");
-    let url = leadq::unbounce::webhook_url(&agent.ctx.settings.public_url, &token);
+    let url = leadq::roles::api::unbounce_form::webhook_url(&agent.ctx.settings.public_url, &token);
     let form = std::fs::read_to_string("tests/fixtures/unbounce/form-submit.urlencoded").expect("fixture");
     let http = reqwest::Client::new();
     let send = |url: String, content_type: &'static str, body: String| {
@@ -264,7 +266,10 @@ async fn two_callers_and_a_twilio_taking_seven_seconds_place_one_call_per_lead()
     }))
     .await;
     // The second replica.
-    tokio::spawn(leadq::caller::run(agent.ctx.caller_deps(), agent.shutdown.clone()));
+    tokio::spawn(leadq::roles::caller::run(
+        agent.ctx.caller_deps(),
+        agent.shutdown.clone(),
+    ));
     agent.twilio.set_latency(Duration::from_secs(7));
     for n in 0..20 {
         agent

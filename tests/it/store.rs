@@ -80,8 +80,8 @@ async fn activity_published_on_the_bus_lands_in_the_store() {
     let nats = NatsServer::start();
     let settings = nats.settings();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let ctx = leadq::runtime::Context::build(settings, true).await.expect("context");
-    let worker = tokio::spawn(leadq::activity::run(
+    let ctx = leadq::app::Context::build(settings, true).await.expect("context");
+    let worker = tokio::spawn(leadq::roles::activity::run(
         ctx.activity_deps().expect("the store"),
         shutdown.clone(),
     ));
@@ -108,7 +108,7 @@ async fn activity_published_on_the_bus_lands_in_the_store() {
 async fn a_burst_of_activity_lands_once_each_and_text_reports_reach_their_leads() {
     let nats = NatsServer::start();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let ctx = leadq::runtime::Context::build(nats.settings(), true)
+    let ctx = leadq::app::Context::build(nats.settings(), true)
         .await
         .expect("context");
     let store = ctx.store.clone().expect("store");
@@ -139,7 +139,7 @@ async fn a_burst_of_activity_lands_once_each_and_text_reports_reach_their_leads(
             .await
             .expect("ack");
     }
-    let worker = tokio::spawn(leadq::activity::run(
+    let worker = tokio::spawn(leadq::roles::activity::run(
         ctx.activity_deps().expect("the store"),
         shutdown.clone(),
     ));
@@ -181,9 +181,9 @@ async fn a_burst_of_activity_lands_once_each_and_text_reports_reach_their_leads(
 async fn saved_settings_reach_the_config_bucket_and_a_first_start_saves_the_defaults() {
     use leadq::domain::qualification::Rules;
     use leadq::domain::script::Script;
-    use leadq::shared_config::{RULES_KEY, SCRIPT_KEY};
+    use leadq::store::shared_config::{RULES_KEY, SCRIPT_KEY};
     let nats = NatsServer::start();
-    let ctx = leadq::runtime::Context::build(nats.settings(), true)
+    let ctx = leadq::app::Context::build(nats.settings(), true)
         .await
         .expect("context");
     let store = ctx.store.clone().expect("store");

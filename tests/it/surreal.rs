@@ -104,7 +104,7 @@ impl Drop for Killed {
 async fn two_finalizer_processes_on_one_surrealdb_server_record_what_the_embedded_store_does() {
     let since = OffsetDateTime::now_utc() - Duration::from_secs(60);
     let embedded = Agent::start(true).await;
-    tokio::spawn(leadq::finalizer::run(
+    tokio::spawn(leadq::roles::finalizer::run(
         embedded.ctx.finalizer_deps().expect("the store"),
         embedded.shutdown.clone(),
     ));

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use leadq::bus::kv::calls::{CallBook, CallPhase, CallState, DoNotContact};
 use leadq::bus::{self, Bus, CallAnswer, CallCompleted};
-use leadq::calls::{CallBook, CallPhase, CallState, DoNotContact};
-use leadq::twilio::signature;
+use leadq::clients::twilio::signature;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -1,0 +1,132 @@
+//! The call script and qualification rules: read, checked, saved, and tried on a spoken answer.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::bus::Activity;
+use crate::domain::qualification::Rules;
+use crate::domain::script::{AnswerType, Script};
+use crate::roles::api::auth::Authed;
+use crate::roles::api::{ApiContext, ApiError, AppJson, store};
+use crate::security::users::Access;
+
+#[derive(Deserialize, serde::Serialize, ToSchema)]
+pub struct ScriptAndRules {
+    #[schema(value_type = Object)]
+    script: Script,
+    #[schema(value_type = Object)]
+    rules: Rules,
+}
+
+/// The call script and the qualification rules in force.
+#[utoipa::path(get, path = "/api/admin/script", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = ScriptAndRules), (status = 401)))]
+pub(super) async fn script(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<ScriptAndRules>, ApiError> {
+    user.require(Access::Read)?;
+    Ok(Json(ScriptAndRules {
+        script: ctx.config.script().await,
+        rules: ctx.config.rules().await,
+    }))
+}
+
+/// What makes a script unusable on a call, if anything.
+fn script_problem(script: &Script) -> Option<String> {
+    if script.questions.is_empty() || script.questions.len() > 20 {
+        return Some("the script needs 1 to 20 questions".into());
+    }
+    let mut ids = std::collections::HashSet::new();
+    for question in &script.questions {
+        if question.id.trim().is_empty() || !ids.insert(question.id.as_str()) {
+            return Some(format!("question ids must be present and unique (`{}`)", question.id));
+        }
+        if question.prompt.trim().is_empty() {
+            return Some(format!("question `{}` has no prompt", question.id));
+        }
+        if let AnswerType::Choice { options } = &question.answer
+            && options.is_empty()
+        {
+            return Some(format!("question `{}` offers no options", question.id));
+        }
+    }
+    [
+        &script.greeting,
+        &script.closing,
+        &script.voicemail,
+        &script.reprompt,
+        &script.opt_out,
+    ]
+    .iter()
+    .any(|text| text.trim().is_empty())
+    .then(|| "greeting, reprompt, voicemail, closing and opt_out must all be said".into())
+}
+
+/// Replaces the script and rules; calls placed from now on use them.
+#[utoipa::path(put, path = "/api/admin/script", tag = "admin", security(("bearer" = [])), request_body = ScriptAndRules,
+    responses((status = 200, body = ScriptAndRules), (status = 422, description = "an unusable script"), (status = 403)))]
+pub(super) async fn save_script(
+    State(ctx): State<ApiContext>,
+    user: Authed,
+    AppJson(request): AppJson<ScriptAndRules>,
+) -> Result<Json<ScriptAndRules>, ApiError> {
+    user.require(Access::Manage)?;
+    if let Some(problem) = script_problem(&request.script) {
+        return Err(ApiError::Unprocessable(json!({ "error": problem })));
+    }
+    if request.rules.qualified_score > 100 {
+        return Err(ApiError::Unprocessable(
+            json!({ "error": "rules.qualified_score must be 0 to 100" }),
+        ));
+    }
+    ctx.config
+        .save(store(&ctx)?, &request.script, &request.rules, &user.username)
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    ctx.bus
+        .record(&Activity::new(
+            "script.saved",
+            &user.username,
+            "saved the call script and rules",
+        ))
+        .await;
+    Ok(Json(request))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TryAnswer {
+    question: String,
+    text: String,
+    /// The day of the call, for relative dates; default today.
+    #[schema(value_type = Option<String>, format = Date)]
+    today: Option<String>,
+}
+
+/// How an answer to a question of the script in force is read: the same as `leadq script test`.
+#[utoipa::path(post, path = "/api/admin/script/try", tag = "admin", security(("bearer" = [])), request_body = TryAnswer,
+    responses((status = 200, description = "{question, raw, value, captured, read_as}"), (status = 404, description = "no such question")))]
+pub(super) async fn try_answer(
+    State(ctx): State<ApiContext>,
+    user: Authed,
+    AppJson(request): AppJson<TryAnswer>,
+) -> Result<Json<Value>, ApiError> {
+    user.require(Access::Read)?;
+    let script = ctx.config.script().await;
+    let question = script
+        .questions
+        .iter()
+        .find(|q| q.id == request.question)
+        .ok_or_else(|| ApiError::BadRequest(format!("the script has no question `{}`", request.question)))?;
+    let today = match request.today.as_deref() {
+        Some(day) => day
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| ApiError::BadRequest(format!("today: `{day}` is not a date such as 2026-11-24")))?,
+        None => jiff::ZonedDateTime::now().date(),
+    };
+    let answer = crate::domain::answers::interpret(question, &request.text, today);
+    let read_as = crate::domain::reading::in_words(&question.answer, &answer.value, answer.captured);
+    let mut body = serde_json::to_value(answer).unwrap_or_default();
+    body["read_as"] = Value::String(read_as);
+    Ok(Json(body))
+}

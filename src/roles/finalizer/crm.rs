@@ -1,0 +1,177 @@
+//! The CRM sync: finalized leads from the store to Airtable, upserted on the lead id. It runs
+//! beside the finalizer and drains every lead whose `crm_sync` is not `synced`, ten records a
+//! request and never faster than Airtable allows, so a burst is batched and an outage is caught up
+//! when Airtable is back. Three failed tries in a row raise one `agent.alert` per outage.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Activity, Alert, Bus};
+use crate::clients::airtable::{AirtableClient, AirtableError, MAX_RECORDS_PER_REQUEST};
+use crate::store::Store;
+
+/// Airtable asks for 30 seconds of quiet after a 429.
+const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
+const TRIES: u32 = 3;
+
+/// A stored lead record as Airtable fields, named by `columns`; absent values are left out.
+pub fn airtable_fields(record: &Value, columns: &BTreeMap<String, String>) -> Map<String, Value> {
+    let answer = |id: &str| -> Value {
+        let value = record["answers"]
+            .as_array()
+            .and_then(|answers| answers.iter().find(|a| a["question"] == id))
+            .map(|a| a["value"].clone())
+            .unwrap_or(Value::Null);
+        // A range reads as "3-4" in a spreadsheet cell.
+        match (&value["min"], &value["max"]) {
+            (Value::Number(min), Value::Number(max)) => Value::String(format!("{min}-{max}")),
+            _ => value,
+        }
+    };
+    let contact = &record["contact"];
+    let reasons = record["reasons"]
+        .as_array()
+        .map(|r| Value::String(r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")));
+    // Submitted again by the same person: how many times (the record keeps each one's fields).
+    let resubmissions = record["resubmissions"]
+        .as_array()
+        .filter(|r| !r.is_empty())
+        .map(|r| Value::from(r.len()));
+    let values: [(&str, Value); 22] = [
+        ("lead_id", record["id"].clone()),
+        ("name", contact["name"].clone()),
+        ("email", contact["email"].clone()),
+        ("phone", contact["phone"].clone()),
+        ("office_space", contact["office_space"].clone()),
+        ("message", contact["message"].clone()),
+        ("campaign_id", contact["campaign_id"].clone()),
+        ("page_name", contact["page_name"].clone()),
+        ("variant", contact["variant"].clone()),
+        ("space_type", answer("space_type")),
+        ("team_size", answer("team_size")),
+        ("move_in", answer("move_in")),
+        ("budget", answer("budget")),
+        ("decision_maker", answer("decision_maker")),
+        ("score", record["score"].clone()),
+        ("verdict", record["verdict"].clone()),
+        ("reasons", reasons.unwrap_or(Value::Null)),
+        ("speed_to_lead_secs", record["timestamps"]["speed_to_lead_secs"].clone()),
+        ("call_status", record["call_status"].clone()),
+        ("submitted_at", record["timestamps"]["submitted_at"].clone()),
+        ("call_placed_at", record["timestamps"]["call_placed_at"].clone()),
+        ("resubmissions", resubmissions.unwrap_or(Value::Null)),
+    ];
+    values
+        .into_iter()
+        .filter(|(_, value)| !value.is_null())
+        .filter_map(|(field, value)| columns.get(field).map(|column| (column.clone(), value)))
+        .collect()
+}
+
+pub struct CrmSync {
+    pub store: Store,
+    pub bus: Bus,
+    pub airtable: AirtableClient,
+    pub columns: BTreeMap<String, String>,
+    /// How often to look for unsynced leads besides the finalizer's nudges.
+    pub poll: Duration,
+}
+
+impl CrmSync {
+    /// Runs until shutdown: drains after every nudge and every `poll`.
+    pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        let mut alerted = false;
+        loop {
+            match self.drain(&shutdown).await {
+                Ok(()) if alerted => {
+                    alerted = false;
+                    self.bus
+                        .record(&Activity::new(
+                            "crm.recovered",
+                            "finalizer",
+                            "Airtable is back; unsynced leads synced",
+                        ))
+                        .await;
+                }
+                Ok(()) => {}
+                Err(err) => {
+                    tracing::warn!(%err, "CRM sync stopped for now; leads stay unsynced");
+                    if !alerted {
+                        alerted = true;
+                        let message = format!("Airtable sync failing ({err}); leads are kept and will be replayed");
+                        if let Err(e) = self.bus.publish(&Alert::new("finalizer", message, Value::Null)).await {
+                            tracing::warn!(%e, "alert not published");
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+
+    /// Syncs every unsynced lead, ten a request; stops at the first batch that fails three times.
+    pub async fn drain(&self, shutdown: &CancellationToken) -> Result<(), AirtableError> {
+        while !shutdown.is_cancelled() {
+            let batch = match self.store.unsynced_leads(MAX_RECORDS_PER_REQUEST as u32).await {
+                Ok(batch) if batch.is_empty() => return Ok(()),
+                Ok(batch) => batch,
+                Err(err) => return Err(AirtableError::Transient(format!("store: {err}"))),
+            };
+            let ids: Vec<String> = batch
+                .iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                .collect();
+            let records: Vec<Map<String, Value>> = batch.iter().map(|r| airtable_fields(r, &self.columns)).collect();
+            match self.upsert_with_tries(&records).await {
+                Ok(_) => {
+                    if let Err(err) = self.store.mark_crm(&ids, "synced").await {
+                        return Err(AirtableError::Transient(format!("store: {err}")));
+                    }
+                    tracing::info!(count = ids.len(), "leads synced to Airtable");
+                }
+                Err(AirtableError::Rejected { status, message }) => {
+                    // These records will not go in as they are: set them aside for a person.
+                    if let Err(err) = self.store.mark_crm(&ids, "rejected").await {
+                        tracing::error!(%err, "could not mark rejected records");
+                    }
+                    return Err(AirtableError::Rejected { status, message });
+                }
+                Err(err) => {
+                    if let Err(e) = self.store.mark_crm(&ids, "unsynced").await {
+                        tracing::error!(%e, "could not mark unsynced records");
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn upsert_with_tries(&self, records: &[Map<String, Value>]) -> Result<Vec<String>, AirtableError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.airtable.upsert(records).await {
+                Ok(ids) => return Ok(ids),
+                Err(AirtableError::RateLimited) => {
+                    tracing::warn!("Airtable rate limit: waiting 30 s as it requires");
+                    tokio::time::sleep(RATE_LIMIT_PAUSE).await;
+                }
+                Err(AirtableError::Transient(reason)) if tries < TRIES => {
+                    tracing::warn!(%reason, tries, "Airtable unavailable; retrying");
+                    tokio::time::sleep(Duration::from_millis(500) * 2u32.pow(tries)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}

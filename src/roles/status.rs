@@ -1,0 +1,47 @@
+//! `agent.status`: every process says who it is and what state the agent is in, every
+//! `status_interval` and at once when the state changes. The STATUS stream keeps the last message,
+//! so a CMO agent that subscribes late reads the current state at once.
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::kv::run_state::AgentStateStore;
+use crate::bus::{AGENT_ID, AgentStatus, Bus, BusError};
+
+/// What the heartbeat is given by the composition root: who this process is.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub bus: Bus,
+    pub instance: String,
+    pub roles: Vec<String>,
+    pub every: std::time::Duration,
+    pub started: std::time::Instant,
+}
+
+pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), BusError> {
+    let mut state = AgentStateStore::open(&deps.bus.js).await?.watch().await?;
+    let mut tick = tokio::time::interval(deps.every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+            changed = state.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+        let now = *state.borrow();
+        let status = AgentStatus {
+            agent_id: AGENT_ID.into(),
+            state: now.as_status().into(),
+            roles: deps.roles.clone(),
+            instance: deps.instance.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_secs: deps.started.elapsed().as_secs(),
+            at: OffsetDateTime::now_utc(),
+        };
+        deps.bus.record(&status).await;
+    }
+    Ok(())
+}
