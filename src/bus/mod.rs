@@ -75,7 +75,8 @@ pub mod bucket {
     pub const CREDENTIALS: &str = "credentials";
     pub const PHONES: &str = "phones";
     pub const IDEMPOTENCY: &str = "idempotency";
-    pub const ALL: [&str; 11] = [
+    pub const LEASES: &str = "leases";
+    pub const ALL: [&str; 12] = [
         EMAILS_SEEN,
         CALLS,
         AGENT,
@@ -87,6 +88,7 @@ pub mod bucket {
         CREDENTIALS,
         PHONES,
         IDEMPOTENCY,
+        LEASES,
     ];
 }
 

@@ -133,6 +133,13 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
                 "Answers to POSTs made with an Idempotency-Key, by caller and key",
             )
         },
+        kv::Config {
+            max_age: crate::bus::kv::lease::LEASE_TTL,
+            ..base(
+                bucket::LEASES,
+                "Work one process of the cluster does at a time (the CRM sync), by name: its holder",
+            )
+        },
         // History 1: after a key rotation no value under the old key is left behind.
         base(
             bucket::CREDENTIALS,

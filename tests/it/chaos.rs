@@ -418,9 +418,7 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
             airtable.set_down(true);
             airtable_down_since = Some(Instant::now());
         }
-        if airtable_down_since.is_some_and(|since| since.elapsed() > outage) {
-            airtable.set_down(false);
-        }
+        end_outage_when_due(&airtable, airtable_down_since, outage);
         if t > Duration::from_secs(8) && node_killed_at.is_none() {
             cluster.kill_node(1);
             node_killed_at = Some(Instant::now());
@@ -459,6 +457,8 @@ async fn every_lead_is_finished_once_through_kills_node_loss_and_outside_faults(
         tokio::time::sleep(Duration::from_millis(500)).await;
         exits += supervise(&mut processes);
         progress.sample(&twilio, &airtable);
+        // The intake can outlast the fault window; the outage still ends on time.
+        end_outage_when_due(&airtable, airtable_down_since, outage);
     }
     intake.await.expect("intake");
     // The faults end: what is left must drain.
@@ -733,5 +733,12 @@ async fn tally(store: &Store, twilio: &TwilioStandIn, airtable: &AirtableStandIn
         unfinished: wanted.difference(&finished).cloned().collect(),
         states,
         store_error,
+    }
+}
+
+/// Airtable comes back once it has been down for the outage's length.
+fn end_outage_when_due(airtable: &AirtableStandIn, down_since: Option<Instant>, outage: Duration) {
+    if down_since.is_some_and(|since| since.elapsed() > outage) {
+        airtable.set_down(false);
     }
 }

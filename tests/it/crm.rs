@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use leadq::bus::kv::lease::{self, LEASE_TTL, Leases};
 use leadq::bus::{CallCompleted, IntakeTimestamps, LeadReceived, LeadSource};
 use leadq::clients::airtable::AirtableClient;
 use leadq::config::default_crm_fields;
@@ -64,6 +65,12 @@ pub(crate) fn finalized(n: usize) -> FinalizedLead {
 }
 
 async fn sync_to(airtable: &AirtableStandIn, store: &Store, nats: &NatsServer) -> CrmSync {
+    sync_of("finalizer-1", airtable, store, nats).await
+}
+
+/// The CRM sync of the finalizer process `instance`.
+async fn sync_of(instance: &str, airtable: &AirtableStandIn, store: &Store, nats: &NatsServer) -> CrmSync {
+    let bus = nats.ready_bus().await;
     let client = AirtableClient::new(
         &airtable.base_url().parse().expect("url"),
         Some(&TOKEN.to_owned().into()),
@@ -74,7 +81,8 @@ async fn sync_to(airtable: &AirtableStandIn, store: &Store, nats: &NatsServer) -
     .expect("client");
     CrmSync {
         store: store.clone(),
-        bus: nats.ready_bus().await,
+        leases: Leases::open(&bus.js, instance).await.expect("leases"),
+        bus,
         airtable: client,
         columns: default_crm_fields(),
         poll: Duration::from_secs(60),
@@ -146,4 +154,81 @@ async fn an_airtable_outage_keeps_the_leads_and_replays_them_once_without_duplic
     ids.sort();
     ids.dedup();
     assert_eq!((records.len(), ids.len()), (25, 25));
+}
+
+/// Two finalizer processes each run a CRM sync; Airtable's limit is per base, so if both synced
+/// at once they would go at twice its pace and be refused. One holds the lease at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_finalizers_sync_one_at_a_time_within_airtables_limit_and_each_lead_once() {
+    let nats = NatsServer::start();
+    let store = Store::open(&nats.settings()).await.expect("store");
+    let airtable = AirtableStandIn::start(TOKEN).await.expect("stand-in");
+    for n in 0..300 {
+        store.save_finalized(&finalized(n)).await.expect("save");
+    }
+    let shutdown = CancellationToken::new();
+    let mut runs = Vec::new();
+    for instance in ["finalizer-1", "finalizer-2"] {
+        let sync = sync_of(instance, &airtable, &store, &nats).await;
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        runs.push(tokio::spawn(sync.run(wake, shutdown.clone())));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !store.unsynced_leads(1).await.expect("unsynced").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the leads were not synced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    for run in runs {
+        run.await.expect("sync ends");
+    }
+    assert_eq!(airtable.records(BASE, "Leads").len(), 300, "lost or doubled records");
+    assert_eq!(airtable.rate_limited(), 0, "Airtable had to refuse requests");
+    assert!(
+        airtable.peak_requests_per_second() <= 5,
+        "{} requests in one second",
+        airtable.peak_requests_per_second()
+    );
+}
+
+/// A lease is one holder's while it lives, given up when the work ends, and lapses when its
+/// holder dies without giving it up (here: the work never ends and nothing renews it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_one_holders_given_up_after_the_work_and_lapses_when_its_holder_dies() {
+    let nats = NatsServer::start();
+    let bus = nats.ready_bus().await;
+    let first = Leases::open(&bus.js, "one").await.expect("leases");
+    let second = Leases::open(&bus.js, "two").await.expect("leases");
+    let held = first.try_take(lease::CRM_SYNC).await.expect("take").expect("free");
+    assert!(
+        second.try_take(lease::CRM_SYNC).await.expect("take").is_none(),
+        "taken twice"
+    );
+    assert_eq!(
+        first.holder(lease::CRM_SYNC).await.expect("holder").as_deref(),
+        Some("one")
+    );
+    held.hold_while(CancellationToken::new(), async {}).await;
+    let held = second.try_take(lease::CRM_SYNC).await.expect("take").expect("given up");
+    assert_eq!(
+        second.holder(lease::CRM_SYNC).await.expect("holder").as_deref(),
+        Some("two")
+    );
+    // The holder dies: nothing renews the lease or gives it up.
+    drop(held);
+    assert!(
+        first.try_take(lease::CRM_SYNC).await.expect("take").is_none(),
+        "lapsed at once"
+    );
+    let deadline = tokio::time::Instant::now() + LEASE_TTL + Duration::from_secs(5);
+    loop {
+        if first.try_take(lease::CRM_SYNC).await.expect("take").is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a dead holder's lease never lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

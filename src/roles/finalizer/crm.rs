@@ -1,7 +1,9 @@
 //! The CRM sync: finalized leads from the store to Airtable, upserted on the lead id. It runs
 //! beside the finalizer and drains every lead whose `crm_sync` is not `synced`, ten records a
 //! request and never faster than Airtable allows, so a burst is batched and an outage is caught up
-//! when Airtable is back. Three failed tries in a row raise one `agent.alert` per outage.
+//! when Airtable is back. Three failed tries in a row raise one `agent.alert` per outage. Only
+//! the process holding the `crm-sync` lease syncs: Airtable's limit is per base, so finalizers
+//! syncing side by side would draw 429s (and their 30 s pauses) and send the same batches.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::kv::lease::{self, Leases};
 use crate::bus::{Activity, Alert, Bus};
 use crate::clients::airtable::{AirtableClient, AirtableError, MAX_RECORDS_PER_REQUEST};
 use crate::store::Store;
@@ -18,6 +21,9 @@ use crate::store::Store;
 /// Airtable asks for 30 seconds of quiet after a 429.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
 const TRIES: u32 = 3;
+/// How soon a process that found the lease taken looks again: the holder gives it up when its
+/// drain ends, and what was finalized here meanwhile must not wait a whole poll.
+const LEASE_RETRY: Duration = Duration::from_secs(1);
 
 /// A stored lead record as Airtable fields, named by `columns`; absent values are left out.
 pub fn airtable_fields(record: &Value, columns: &BTreeMap<String, String>) -> Map<String, Value> {
@@ -78,42 +84,60 @@ pub struct CrmSync {
     pub bus: Bus,
     pub airtable: AirtableClient,
     pub columns: BTreeMap<String, String>,
+    pub leases: Leases,
     /// How often to look for unsynced leads besides the finalizer's nudges.
     pub poll: Duration,
 }
 
 impl CrmSync {
-    /// Runs until shutdown: drains after every nudge and every `poll`.
+    /// Runs until shutdown: drains after every nudge and every `poll`, when it holds the lease.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         let mut alerted = false;
         loop {
-            match self.drain(&shutdown).await {
-                Ok(()) if alerted => {
-                    alerted = false;
-                    self.bus
-                        .record(&Activity::new(
-                            "crm.recovered",
-                            "finalizer",
-                            "Airtable is back; unsynced leads synced",
-                        ))
-                        .await;
+            let next = match self.leases.try_take(lease::CRM_SYNC).await {
+                Ok(Some(held)) => {
+                    let stop = shutdown.child_token();
+                    let drained = held.hold_while(stop.clone(), self.drain(&stop)).await;
+                    self.report(drained, &mut alerted).await;
+                    self.poll
                 }
-                Ok(()) => {}
+                Ok(None) => LEASE_RETRY.min(self.poll),
                 Err(err) => {
-                    tracing::warn!(%err, "CRM sync stopped for now; leads stay unsynced");
-                    if !alerted {
-                        alerted = true;
-                        let message = format!("Airtable sync failing ({err}); leads are kept and will be replayed");
-                        if let Err(e) = self.bus.publish(&Alert::new("finalizer", message, Value::Null)).await {
-                            tracing::warn!(%e, "alert not published");
-                        }
-                    }
+                    tracing::warn!(%err, "CRM sync: lease unavailable; trying again");
+                    LEASE_RETRY.min(self.poll)
                 }
-            }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = wake.notified() => {}
-                () = tokio::time::sleep(self.poll) => {}
+                () = tokio::time::sleep(next) => {}
+            }
+        }
+    }
+
+    /// One alert per outage and one line when Airtable is back.
+    async fn report(&self, drained: Result<(), AirtableError>, alerted: &mut bool) {
+        match drained {
+            Ok(()) if *alerted => {
+                *alerted = false;
+                self.bus
+                    .record(&Activity::new(
+                        "crm.recovered",
+                        "finalizer",
+                        "Airtable is back; unsynced leads synced",
+                    ))
+                    .await;
+            }
+            Ok(()) => {}
+            Err(err) => {
+                tracing::warn!(%err, "CRM sync stopped for now; leads stay unsynced");
+                if !*alerted {
+                    *alerted = true;
+                    let message = format!("Airtable sync failing ({err}); leads are kept and will be replayed");
+                    if let Err(e) = self.bus.publish(&Alert::new("finalizer", message, Value::Null)).await {
+                        tracing::warn!(%e, "alert not published");
+                    }
+                }
             }
         }
     }

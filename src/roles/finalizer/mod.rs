@@ -17,6 +17,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::bus::kv::calls::{CallBook, CallPhase, CallState};
+use crate::bus::kv::lease::Leases;
 use crate::bus::kv::run_state::AgentStateStore;
 use crate::bus::{self, Activity, Bus, BusError, CallCompleted, Delivery, LeadFinalized, LeadReceived, Outcome};
 use crate::clients::airtable::AirtableClient;
@@ -371,6 +372,7 @@ pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), Finalize
                 bus: deps.bus.clone(),
                 airtable: client,
                 columns: airtable.fields.clone(),
+                leases: Leases::open(&deps.bus.js, deps.settings.instance.clone()).await?,
                 poll: airtable.poll,
             };
             tokio::spawn(sync.run(finalizer.crm_wake.clone(), shutdown.clone()));
