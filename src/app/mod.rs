@@ -48,7 +48,7 @@ impl Role {
     }
 
     /// Roles that keep the system of record open; only these may open the embedded store.
-    fn uses_store(self) -> bool {
+    pub fn uses_store(self) -> bool {
         matches!(self, Role::Api | Role::Finalizer)
     }
 }
@@ -122,7 +122,7 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     check_configured(&ctx.settings, roles)?;
     let mut api = JoinSet::new();
     if roles.contains(&Role::Api) {
-        start(Role::Api, &ctx, &shutdown, &mut api).await?;
+        start_role(Role::Api, &ctx, &shutdown, &mut api).await?;
     }
     // Every process says it is there; its end is not a role's failure.
     tokio::spawn(status::run(ctx.status_deps(roles), shutdown.clone()));
@@ -130,7 +130,7 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     loop {
         let mut tasks = JoinSet::new();
         for &role in &workers {
-            start(role, &ctx, &generation, &mut tasks).await?;
+            start_role(role, &ctx, &generation, &mut tasks).await?;
         }
         let mut restart = false;
         tokio::select! {
@@ -310,7 +310,10 @@ pub async fn start_api(
     Ok(api)
 }
 
-async fn start(
+/// Starts `role` in `tasks`, as `run` does for each role of the process, and as the integration
+/// tests start the roles they need; a role whose outside service is not configured is skipped
+/// with a warning, as in production.
+pub async fn start_role(
     role: Role,
     ctx: &Context,
     shutdown: &CancellationToken,

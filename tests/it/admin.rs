@@ -5,84 +5,35 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{NatsServer, on_free_port, serve_api};
+use crate::harness::{TestApp, spawn_api};
+use crate::helpers::{NatsServer, on_free_port};
 use leadq::security::users::UserRole;
 
 const PASSWORD: &str = "correct horse battery";
 
-struct Admin {
-    _nats: NatsServer,
-    base: String,
-    client: Client,
-    ctx: leadq::roles::api::ApiContext,
-    shutdown: CancellationToken,
+/// The api role with one user of each role, who all sign in with `PASSWORD`.
+async fn spawn_admin(adjust: impl FnOnce(&mut leadq::config::Settings)) -> TestApp {
+    let app = spawn_api(adjust).await;
+    for (name, role) in [
+        ("boss", UserRole::Admin),
+        ("cmo", UserRole::CmoAgent),
+        ("watcher", UserRole::Viewer),
+    ] {
+        app.ctx.users.upsert(name, role, PASSWORD.into()).await.expect("user");
+    }
+    app
 }
 
-impl Drop for Admin {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl Admin {
-    async fn start(adjust: impl FnOnce(&mut leadq::config::Settings)) -> Self {
-        let nats = NatsServer::start();
-        let mut settings = nats.settings();
-        let base = on_free_port(&mut settings);
-        adjust(&mut settings);
-        let shutdown = CancellationToken::new();
-        let (_, ctx) = serve_api(settings, &shutdown).await;
-        for (name, role) in [
-            ("boss", UserRole::Admin),
-            ("cmo", UserRole::CmoAgent),
-            ("watcher", UserRole::Viewer),
-        ] {
-            ctx.users.upsert(name, role, PASSWORD.into()).await.expect("user");
-        }
-        Self {
-            _nats: nats,
-            base,
-            client: Client::new(),
-            ctx,
-            shutdown,
-        }
-    }
-
-    async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(format!("{}/api/auth/login", self.base))
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .expect("login request");
-        (response.status(), response.json().await.unwrap_or_default())
-    }
-
-    async fn token(&self, username: &str) -> String {
-        let (status, body) = self.login(username, PASSWORD).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["access_token"].as_str().expect("access_token").to_owned()
-    }
-
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
+/// Signs `username` in with `PASSWORD`: the bearer token.
+async fn sign_in(app: &TestApp, username: &str) -> String {
+    let (status, body) = app.login(username, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().expect("access_token").to_owned()
 }
 
 fn fixture_email() -> String {
@@ -142,18 +93,18 @@ fn allowed(role: UserRole, method: &Method, path: &str) -> bool {
 
 #[tokio::test]
 async fn every_admin_route_answers_each_role_as_the_matrix_says() {
-    let admin = Box::pin(Admin::start(|_| {})).await;
+    let admin = Box::pin(spawn_admin(|_| {})).await;
     let mut failures = Vec::new();
     for (user, role) in [
         ("boss", UserRole::Admin),
         ("cmo", UserRole::CmoAgent),
         ("watcher", UserRole::Viewer),
     ] {
-        let token = admin.token(user).await;
+        let token = sign_in(&admin, user).await;
         for (method, path, body) in routes() {
             // The delete needs something to delete: save it first as the admin.
             if method == Method::DELETE {
-                let boss = admin.token("boss").await;
+                let boss = sign_in(&admin, "boss").await;
                 let save = routes()
                     .into_iter()
                     .find(|(m, p, _)| *m == Method::POST && *p == "/api/admin/credentials");
@@ -200,7 +151,7 @@ fn forge(header: Value, claims: Value, key: &[u8]) -> String {
 #[tokio::test]
 async fn forged_expired_and_foreign_tokens_are_refused() {
     let secret = SecretString::from("a-test-signing-secret-of-enough-length".to_owned());
-    let admin = Box::pin(Admin::start(|s| s.jwt_secret = Some(secret.clone()))).await;
+    let admin = Box::pin(spawn_admin(|s| s.jwt_secret = Some(secret.clone()))).await;
     let key = secret.expose_secret().as_bytes();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = |exp: i64, aud: &str| json!({ "sub": "boss", "role": "admin", "iss": "leadq", "aud": aud, "iat": now, "exp": exp });
@@ -210,7 +161,7 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
     let (status, _) = admin.call(Method::GET, "/api/admin/stats", Some(&good), None).await;
     assert_eq!(status, StatusCode::OK);
 
-    let valid = admin.token("boss").await;
+    let valid = sign_in(&admin, "boss").await;
     let (head, rest) = valid.split_once('.').expect("jwt");
     let (payload, signature) = rest.split_once('.').expect("jwt");
     let mut claims_json: Value =
@@ -263,7 +214,7 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
 
 #[tokio::test]
 async fn ten_wrong_passwords_lock_logins_until_the_wait_is_over() {
-    let admin = Box::pin(Admin::start(|s| s.admin.login_lockout = Duration::from_secs(2))).await;
+    let admin = Box::pin(spawn_admin(|s| s.admin.login_lockout = Duration::from_secs(2))).await;
     for attempt in 1..=10 {
         let (status, body) = admin.login("boss", "wrong password").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}: {body}");
@@ -307,8 +258,8 @@ fn found_in(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
 async fn credentials_are_sealed_at_rest_and_only_ever_shown_masked() {
     let data = tempfile::tempdir().expect("data dir");
     let db = data.path().join("db");
-    let admin = Box::pin(Admin::start(|s| s.db = leadq::config::DbLocation::File(db.clone()))).await;
-    let token = admin.token("boss").await;
+    let admin = Box::pin(spawn_admin(|s| s.db = leadq::config::DbLocation::File(db.clone()))).await;
+    let token = sign_in(&admin, "boss").await;
     let secret = format!("sk_live_{}", leadq::security::secrets::random_token(18));
     let (status, saved) = admin
         .call(
@@ -340,7 +291,7 @@ async fn credentials_are_sealed_at_rest_and_only_ever_shown_masked() {
         .expect("saved");
     assert_eq!(plain.expose_secret(), secret);
     assert!(
-        found_in(admin._nats.store_dir(), secret.as_bytes()).is_empty(),
+        found_in(admin.nats.store_dir(), secret.as_bytes()).is_empty(),
         "plaintext in JetStream's files"
     );
     assert!(
@@ -348,7 +299,7 @@ async fn credentials_are_sealed_at_rest_and_only_ever_shown_masked() {
         "plaintext in the store's files"
     );
     assert!(
-        !found_in(admin._nats.store_dir(), b"auth_token").is_empty(),
+        !found_in(admin.nats.store_dir(), b"auth_token").is_empty(),
         "the search reads the files the credential went to"
     );
 
@@ -371,8 +322,8 @@ async fn credentials_are_sealed_at_rest_and_only_ever_shown_masked() {
 
 #[tokio::test]
 async fn a_pasted_email_is_parsed_queued_and_logged_or_refused_with_its_reason() {
-    let admin = Box::pin(Admin::start(|_| {})).await;
-    let token = admin.token("boss").await;
+    let admin = Box::pin(spawn_admin(|_| {})).await;
+    let token = sign_in(&admin, "boss").await;
     let (status, body) = admin
         .call(
             Method::POST,
@@ -446,14 +397,14 @@ async fn a_pasted_email_is_parsed_queued_and_logged_or_refused_with_its_reason()
 
 #[tokio::test]
 async fn every_answer_carries_security_headers_and_cors_admits_only_configured_origins() {
-    let admin = Box::pin(Admin::start(|s| {
+    let admin = Box::pin(spawn_admin(|s| {
         s.admin.cors_origins = vec!["https://admin.example.com".parse().expect("origin")];
         s.admin.frontend_dir = std::path::PathBuf::from("/nonexistent/leadq-page");
     }))
     .await;
     for path in ["/healthz", "/api/admin/stats", "/api/nothing-here", "/leads"] {
         let response = admin
-            .client
+            .http
             .get(format!("{}{path}", admin.base))
             .send()
             .await
@@ -497,7 +448,7 @@ async fn every_answer_carries_security_headers_and_cors_admits_only_configured_o
 
     let preflight = |origin: &'static str| {
         admin
-            .client
+            .http
             .request(Method::OPTIONS, format!("{}/api/admin/stats", admin.base))
             .header("origin", origin)
             .header("access-control-request-method", "GET")
@@ -662,8 +613,8 @@ async fn credentials_saved_while_running_reach_the_worker_roles() {
 
 #[tokio::test]
 async fn an_edited_script_and_rules_are_what_the_next_call_uses() {
-    let admin = Box::pin(Admin::start(|_| {})).await;
-    let token = admin.token("boss").await;
+    let admin = Box::pin(spawn_admin(|_| {})).await;
+    let token = sign_in(&admin, "boss").await;
     let (_, mut current) = admin.call(Method::GET, "/api/admin/script", Some(&token), None).await;
     current["script"]["greeting"] = json!("Hello {name}, Mesh Cowork here.");
     current["rules"]["min_team_size"] = json!(4);
@@ -715,8 +666,8 @@ async fn an_edited_script_and_rules_are_what_the_next_call_uses() {
 
 #[tokio::test]
 async fn a_changed_role_or_password_counts_at_once_for_tokens_already_issued() {
-    let admin = Box::pin(Admin::start(|_| {})).await;
-    let token = admin.token("boss").await;
+    let admin = Box::pin(spawn_admin(|_| {})).await;
+    let token = sign_in(&admin, "boss").await;
     let (status, _) = admin
         .call(Method::GET, "/api/admin/credentials", Some(&token), None)
         .await;
@@ -739,7 +690,7 @@ async fn a_changed_role_or_password_counts_at_once_for_tokens_already_issued() {
         "{body}"
     );
     // Signed in again, the new role is what counts.
-    let token = admin.token("boss").await;
+    let token = sign_in(&admin, "boss").await;
     let (status, _) = admin
         .call(Method::GET, "/api/admin/credentials", Some(&token), None)
         .await;
@@ -750,11 +701,11 @@ async fn a_changed_role_or_password_counts_at_once_for_tokens_already_issued() {
 
 #[tokio::test]
 async fn a_twilio_token_saved_on_the_page_signs_webhooks_at_once_and_deleting_it_restores_the_configured_one() {
-    let admin = Box::pin(Admin::start(|s| {
+    let admin = Box::pin(spawn_admin(|s| {
         s.twilio.auth_token = Some("configured-token".to_owned().into())
     }))
     .await;
-    let token = admin.token("boss").await;
+    let token = sign_in(&admin, "boss").await;
     let webhook = |signed_with: &'static str| {
         let url = format!("{}/webhooks/twilio/sms", admin.base);
         let params = vec![
@@ -763,7 +714,7 @@ async fn a_twilio_token_saved_on_the_page_signs_webhooks_at_once_and_deleting_it
         ];
         let signature = leadq::clients::twilio::signature::sign(signed_with, &url, &params);
         let request = admin
-            .client
+            .http
             .post(url)
             .form(&params)
             .header("X-Twilio-Signature", signature);
@@ -798,8 +749,8 @@ async fn a_twilio_token_saved_on_the_page_signs_webhooks_at_once_and_deleting_it
 #[tokio::test]
 async fn the_dashboard_lists_the_calls_in_progress_and_not_the_finished_ones() {
     use leadq::bus::kv::calls::{CallPhase, CallState};
-    let admin = Box::pin(Admin::start(|_| {})).await;
-    let token = admin.token("watcher").await;
+    let admin = Box::pin(spawn_admin(|_| {})).await;
+    let token = sign_in(&admin, "watcher").await;
     let (_, stats) = admin.call(Method::GET, "/api/admin/stats", Some(&token), None).await;
     assert_eq!(stats["calls_in_progress"], json!([]));
     for (name, phase) in [

@@ -3,118 +3,20 @@
 
 use std::time::Duration;
 
-use leadq::app::Context;
+use leadq::app::Role;
 use leadq::bus::kv::calls::{CallBook, CallPhase, DoNotContact};
 use leadq::bus::kv::run_state::{AgentState, AgentStateStore};
-use leadq::bus::{self, Bus, CallAnswer, CallCompleted, Delivery, IntakeTimestamps, LeadReceived, LeadSource, Outcome};
+use leadq::bus::{self, CallAnswer, CallCompleted, Delivery, IntakeTimestamps, LeadReceived, LeadSource, Outcome};
 use leadq::domain::Lead;
 use leadq::roles::caller::Caller;
-use standins::airtable::AirtableStandIn;
-use standins::twilio::{Fault, Persona, TwilioStandIn};
+use standins::twilio::{Fault, Persona};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{NatsServer, eventually, free_port, on_free_port, on_stream, serve_api};
-
-const SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "stand-in-auth-token";
-const AIRTABLE_TOKEN: &str = "pat-stand-in";
-pub(crate) const AIRTABLE_BASE: &str = "appLeadqCalls0001";
-
-pub(crate) struct Agent {
-    pub ctx: Context,
-    pub twilio: TwilioStandIn,
-    pub airtable: AirtableStandIn,
-    pub shutdown: CancellationToken,
-    _nats: NatsServer,
-}
-
-impl Agent {
-    /// The caller loop and the finalizer beside the api: calls end as records and `lead.finalized`.
-    pub async fn finalizing() -> Self {
-        let agent = Box::pin(Self::start(true)).await;
-        tokio::spawn(leadq::roles::finalizer::run(
-            agent.ctx.finalizer_deps().expect("the store"),
-            agent.shutdown.clone(),
-        ));
-        agent
-    }
-
-    /// The api role and the Twilio stand-in; the caller loop too when `with_caller_loop`.
-    pub async fn start(with_caller_loop: bool) -> Self {
-        Box::pin(Self::start_with(with_caller_loop, |_| {})).await
-    }
-
-    /// As `start`, with the settings adjusted first (an inbox, say).
-    pub async fn start_with(with_caller_loop: bool, adjust: impl FnOnce(&mut leadq::config::Settings)) -> Self {
-        let nats = NatsServer::start();
-        let twilio = TwilioStandIn::start(SID, TOKEN, 0).await.expect("stand-in");
-        let airtable = AirtableStandIn::start(AIRTABLE_TOKEN).await.expect("airtable stand-in");
-        let mut settings = nats.settings();
-        on_free_port(&mut settings);
-        settings.twilio.api_base = twilio.base_url().parse().expect("url");
-        settings.twilio.account_sid = Some(SID.into());
-        settings.twilio.auth_token = Some(TOKEN.to_owned().into());
-        settings.twilio.from_number = Some("+15005550006".into());
-        settings.twilio.request_timeout = Duration::from_secs(1);
-        settings.airtable.api_base = airtable.base_url().parse().expect("url");
-        settings.airtable.token = Some(AIRTABLE_TOKEN.to_owned().into());
-        settings.airtable.base_id = Some(AIRTABLE_BASE.into());
-        // Tests run at any hour: the whole day is calling time unless a test says otherwise.
-        settings.calling_hours.start = jiff::civil::Time::MIN;
-        settings.calling_hours.end = jiff::civil::Time::MAX;
-        // Busy and unanswered calls are final unless a test sets a retry ladder.
-        settings.retry_ladder = Vec::new();
-        adjust(&mut settings);
-        let shutdown = CancellationToken::new();
-        let (ctx, _) = serve_api(settings, &shutdown).await;
-        if with_caller_loop {
-            tokio::spawn(leadq::roles::caller::run(ctx.caller_deps(), shutdown.clone()));
-        }
-        Self {
-            ctx,
-            twilio,
-            airtable,
-            shutdown,
-            _nats: nats,
-        }
-    }
-
-    pub fn bus(&self) -> &Bus {
-        &self.ctx.bus
-    }
-
-    async fn calls_stream<P: bus::Payload>(&self) -> Vec<P> {
-        on_stream(self.bus(), bus::stream::CALLS).await
-    }
-
-    /// Every `lead.finalized`, once there are at least `count`.
-    pub async fn finalized(&self, count: usize) -> Vec<bus::LeadFinalized> {
-        eventually(Duration::from_secs(60), "leads finalized", || async {
-            on_stream::<bus::LeadFinalized>(self.bus(), bus::stream::LEADS)
-                .await
-                .len()
-                >= count
-        })
-        .await;
-        on_stream(self.bus(), bus::stream::LEADS).await
-    }
-
-    pub async fn completed(&self, count: usize) -> Vec<CallCompleted> {
-        eventually(Duration::from_secs(20), "call.completed", || async {
-            self.calls_stream::<CallCompleted>().await.len() >= count
-        })
-        .await;
-        self.calls_stream().await
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+use crate::harness::{
+    AIRTABLE_BASE, AIRTABLE_TOKEN, TWILIO_SID as SID, TWILIO_TOKEN as TOKEN, spawn_agent, spawn_agent_with,
+};
+use crate::helpers::{eventually, free_port, on_stream};
 
 /// A callee who qualifies: a private office for six, next month, $2,000 a month, the decision maker.
 pub(crate) fn qualified_callee() -> Persona {
@@ -156,7 +58,7 @@ fn delivery<P: Clone>(payload: &P, attempt: i64) -> Delivery<P> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_gets_one_call_five_answers_and_one_completion() {
-    let agent = Agent::start(true).await;
+    let agent = spawn_agent(&[Role::Caller]).await;
     let phone = "+14155550142";
     let spoken = [
         "a private office",
@@ -201,7 +103,7 @@ async fn a_lead_gets_one_call_five_answers_and_one_completion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_then_an_answer_is_asked_twice_and_silence_twice_is_not_captured() {
-    let agent = Agent::start(true).await;
+    let agent = spawn_agent(&[Role::Caller]).await;
     let phone = "+14155550143";
     agent.twilio.set_persona(
         phone,
@@ -234,7 +136,7 @@ async fn silence_then_an_answer_is_asked_twice_and_silence_twice_is_not_captured
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_busy_no_answer_and_failed_each_end_in_one_completion() {
-    let agent = Agent::start(true).await;
+    let agent = spawn_agent(&[Role::Caller]).await;
     let cases = [
         ("+14155550150", Persona::Machine, "completed"),
         ("+14155550151", Persona::Busy, "busy"),
@@ -278,7 +180,7 @@ fn done_answered_by(completed: &[CallCompleted], lead: &LeadReceived) -> Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilio_failing_twice_with_500_still_gives_one_call() {
-    let agent = Agent::start(false).await;
+    let agent = spawn_agent(&[]).await;
     agent.twilio.inject(Fault::Status(500));
     agent.twilio.inject(Fault::Status(500));
     let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
@@ -289,7 +191,7 @@ async fn twilio_failing_twice_with_500_still_gives_one_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_after_twilio_got_the_request_is_reconciled_not_redialed() {
-    let agent = Agent::start(false).await;
+    let agent = spawn_agent(&[]).await;
     agent.twilio.inject(Fault::SlowAnswer(Duration::from_secs(3)));
     let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
     let lead = lead("Ada", "+14155550161");
@@ -311,7 +213,7 @@ async fn a_timeout_after_twilio_got_the_request_is_reconciled_not_redialed() {
 /// ended, and then finds the call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_request_still_in_flight_elsewhere_is_not_placed_a_second_time() {
-    let agent = Agent::start_with(false, |settings| {
+    let agent = spawn_agent_with(&[], |settings| {
         settings.twilio.request_timeout = Duration::from_secs(10);
     })
     .await;
@@ -349,7 +251,7 @@ async fn a_call_request_still_in_flight_elsewhere_is_not_placed_a_second_time() 
 /// until the first must have been acted on; then the call is found, not placed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_call_request_that_twilio_acts_on_late_rings_once() {
-    let agent = Agent::start(false).await;
+    let agent = spawn_agent(&[]).await;
     let timeout = agent.ctx.settings.twilio.request_timeout;
     agent.twilio.inject(Fault::SlowCreate(timeout * 3));
     let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
@@ -376,7 +278,7 @@ async fn a_timed_out_call_request_that_twilio_acts_on_late_rings_once() {
 /// that might still be in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_call_request_is_placed_again_at_once_on_the_next_delivery() {
-    let agent = Agent::start(false).await;
+    let agent = spawn_agent(&[]).await;
     for _ in 0..4 {
         agent.twilio.inject(Fault::Status(503));
     }
@@ -391,7 +293,7 @@ async fn a_failed_call_request_is_placed_again_at_once_on_the_next_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_lead_is_never_dialed_twice() {
-    let agent = Agent::start(false).await;
+    let agent = spawn_agent(&[]).await;
     let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
     let lead = lead("Ada", "+14155550162");
     assert_eq!(caller.handle(&delivery(&lead, 1)).await, Outcome::Done);
@@ -402,7 +304,7 @@ async fn a_redelivered_lead_is_never_dialed_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_number_on_the_do_not_contact_list_is_never_called() {
-    let agent = Agent::start(false).await;
+    let agent = spawn_agent(&[]).await;
     let dnc = DoNotContact::open(&agent.bus().js).await.expect("dnc");
     dnc.add("+14155550163", "test").await.expect("add");
     let caller = Caller::new(agent.ctx.caller_deps()).await.expect("caller");
@@ -413,7 +315,7 @@ async fn a_number_on_the_do_not_contact_list_is_never_called() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_agent_calls_none_of_50_leads_until_it_runs_again_then_each_once() {
-    let agent = Agent::start(true).await;
+    let agent = spawn_agent(&[Role::Caller]).await;
     let state = AgentStateStore::open(&agent.bus().js).await.expect("agent bucket");
     state.set(AgentState::Paused).await.expect("pause");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -513,14 +415,14 @@ async fn call_requests_validate_against_twilios_openapi_document() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_outside_its_calling_hours_is_deferred_not_called() {
-    let mut agent = Agent::start(false).await;
     // A one-hour window that excludes the lead's local time now (Los Angeles for +1415).
     let hour_there = jiff::Timestamp::now().in_tz("America/Los_Angeles").expect("tz").hour();
     let start = if hour_there < 12 { 14 } else { 3 };
-    let mut settings = (*agent.ctx.settings).clone();
-    settings.calling_hours.start = jiff::civil::Time::constant(start, 0, 0, 0);
-    settings.calling_hours.end = jiff::civil::Time::constant(start + 1, 0, 0, 0);
-    agent.ctx.settings = std::sync::Arc::new(settings);
+    let agent = spawn_agent_with(&[], |settings| {
+        settings.calling_hours.start = jiff::civil::Time::constant(start, 0, 0, 0);
+        settings.calling_hours.end = jiff::civil::Time::constant(start + 1, 0, 0, 0);
+    })
+    .await;
     let mut activity = agent
         .bus()
         .client
@@ -560,7 +462,7 @@ async fn a_lead_outside_its_calling_hours_is_deferred_not_called() {
 /// Email-free end to end from the bus: the call, then the finalizer's record and `lead.finalized`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finalized_each() {
-    let agent = Agent::finalizing().await;
+    let agent = spawn_agent(&[Role::Caller, Role::Finalizer]).await;
     let cases = [
         (
             "+14155550180",
@@ -621,7 +523,7 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
         assert!(!record["reasons"].as_array().expect("reasons").is_empty());
     }
     // The SMS role's reports reach each record (through the activity log the api role writes).
-    tokio::spawn(leadq::roles::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    agent.start(Role::Sms).await;
     for lead in &leads {
         eventually(Duration::from_secs(20), "the record says the SMS went out", || async {
             let record = store.lead(lead.lead_id).await.expect("read").expect("record");
@@ -694,8 +596,8 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
-    let agent = Agent::finalizing().await;
-    tokio::spawn(leadq::roles::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    let agent = spawn_agent(&[Role::Caller, Role::Finalizer]).await;
+    agent.start(Role::Sms).await;
     let phone = "+14155550185";
     let form = vec![
         ("fname".to_owned(), "Renée O'Brien".to_owned()),
@@ -792,7 +694,7 @@ async fn each_finalized_lead_gets_one_text_and_stop_ends_all_contact() {
 /// learns it, and the lead is not texted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
-    let agent = Agent::finalizing().await;
+    let agent = spawn_agent(&[Role::Caller, Role::Finalizer]).await;
     let (sending, sent) = (lead("Ada", "+14155550186"), lead("Bo", "+14155550187"));
     for lead in [&sending, &sent] {
         agent.twilio.set_persona(lead.lead.phone.as_str(), qualified_callee());
@@ -847,7 +749,7 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_request_still_in_flight_elsewhere_is_not_sent_a_second_time() {
     use time::format_description::well_known::Rfc3339;
-    let agent = Agent::finalizing().await;
+    let agent = spawn_agent(&[Role::Caller, Role::Finalizer]).await;
     let leads = [
         lead("Ada", "+14155550188"),
         lead("Bo", "+14155550189"),
@@ -914,16 +816,13 @@ async fn a_text_request_still_in_flight_elsewhere_is_not_sent_a_second_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emails_in_the_inbox_end_as_calls_records_crm_rows_and_one_text_each() {
     let dovecot = crate::dovecot::Dovecot::start();
-    let agent = Agent::start_with(true, |settings| dovecot.settings(settings, Duration::from_secs(600))).await;
-    tokio::spawn(leadq::roles::poller::run(
-        agent.ctx.poller_deps().expect("an inbox"),
-        agent.shutdown.clone(),
-    ));
-    tokio::spawn(leadq::roles::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
-    tokio::spawn(leadq::roles::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+    let agent = spawn_agent_with(&[Role::Caller], |settings| {
+        dovecot.settings(settings, Duration::from_secs(600))
+    })
+    .await;
+    agent.start(Role::Poller).await;
+    agent.start(Role::Finalizer).await;
+    agent.start(Role::Sms).await;
     let template = String::from_utf8(crate::dovecot::fixture("01-plain-private-office.eml")).expect("utf-8");
     let email = |n: usize, phone: &str| {
         template
@@ -1014,7 +913,7 @@ async fn emails_in_the_inbox_end_as_calls_records_crm_rows_and_one_text_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
-    let agent = Agent::start(false).await;
+    let agent = spawn_agent(&[]).await;
     let book = CallBook::open(&agent.bus().js).await.expect("calls");
     let stale_lead = lead("Ada", "+14155550210");
     let mut stale = leadq::bus::kv::calls::CallState::queued(stale_lead.lead_id, "+14155550210", Some("Ada"));
@@ -1060,15 +959,12 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_status_callback_is_learnt_from_twilio_in_seconds_not_hours() {
-    let agent = Agent::start_with(true, |settings| {
+    let agent = spawn_agent_with(&[Role::Caller], |settings| {
         settings.call_reconcile_after = Duration::from_secs(1);
         settings.call_watchdog = Duration::from_secs(7200);
     })
     .await;
-    tokio::spawn(leadq::roles::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    agent.start(Role::Finalizer).await;
     agent.twilio.lose_status_callbacks(true);
     let phone = "+14155550230";
     agent.twilio.set_persona(phone, qualified_callee());
@@ -1097,11 +993,11 @@ async fn a_lost_status_callback_is_learnt_from_twilio_in_seconds_not_hours() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_who_picked_up_while_call_start_failed_is_called_again_not_filed_no_answer() {
-    let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(1)]).await;
-    tokio::spawn(leadq::roles::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    let agent = spawn_agent_with(&[Role::Caller], |settings| {
+        settings.retry_ladder = vec![Duration::from_secs(1)]
+    })
+    .await;
+    agent.start(Role::Finalizer).await;
     let phone = "+14155550231";
     agent.twilio.set_persona(phone, qualified_callee());
     // The api answers the first call's TwiML request with a 500: the lead hears Twilio's error.
@@ -1116,11 +1012,11 @@ async fn a_lead_who_picked_up_while_call_start_failed_is_called_again_not_filed_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_line_is_called_again_after_the_ladder_step_then_finalized_once() {
-    let agent = Agent::start_with(true, |settings| settings.retry_ladder = vec![Duration::from_secs(2)]).await;
-    tokio::spawn(leadq::roles::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    let agent = spawn_agent_with(&[Role::Caller], |settings| {
+        settings.retry_ladder = vec![Duration::from_secs(2)]
+    })
+    .await;
+    agent.start(Role::Finalizer).await;
     let phone = "+14155550220";
     agent.twilio.set_persona(phone, Persona::Busy);
     let ada = lead("Ada", phone);
@@ -1187,7 +1083,7 @@ async fn a_busy_line_is_called_again_after_the_ladder_step_then_finalized_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalizer_and_sms_processes_killed_at_random_still_finish_every_lead_once() {
     use rand::Rng;
-    let agent = Agent::start(true).await;
+    let agent = spawn_agent(&[Role::Caller]).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("surrealkv://{}", dir.path().join("db").display());
     let env: Vec<(&str, String)> = vec![
@@ -1302,7 +1198,7 @@ async fn finalizer_and_sms_processes_killed_at_random_still_finish_every_lead_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_status_callback_beats_the_callers_record_still_counts_as_made() {
-    let agent = Agent::finalizing().await;
+    let agent = spawn_agent(&[Role::Caller, Role::Finalizer]).await;
     let since = OffsetDateTime::now_utc() - Duration::from_secs(60);
     let phones = ["+14155550190", "+14155550191", "+14155550192"];
     for phone in phones {

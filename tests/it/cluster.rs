@@ -6,8 +6,10 @@ use std::time::Duration;
 use leadq::bus::kv::calls::{CallBook, CallState, HeardAnswer};
 use leadq::bus::{self, CallCompleted};
 
-use crate::call::{Agent, lead, qualified_callee};
+use crate::call::{lead, qualified_callee};
+use crate::harness::spawn_agent_with;
 use crate::helpers::{NatsCluster, eventually, leadq, on_stream};
+use leadq::app::Role;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_with_three_replicas_makes_every_stream_and_bucket_r3() {
@@ -71,17 +73,14 @@ async fn with_one_node_of_three_down_a_lead_is_called_and_the_node_catches_up() 
     let mut cluster = NatsCluster::start();
     cluster.bus().await;
     let url = cluster.url();
-    let agent = Agent::start_with(true, |settings| {
+    let agent = spawn_agent_with(&[Role::Caller], |settings| {
         settings.nats_url = url;
         settings.bus.replicas = 3;
         // A webhook lost while the streams' leaders move is learnt from Twilio in seconds.
         settings.call_reconcile_after = Duration::from_secs(2);
     })
     .await;
-    tokio::spawn(leadq::roles::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
+    agent.start(Role::Finalizer).await;
     let before = lead("Ada", "+14155550241");
     agent.twilio.set_persona("+14155550241", qualified_callee());
     agent.bus().publish(&before).await.expect("publish");

@@ -6,79 +6,33 @@ use leadq::security::api_keys::ApiKeys;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{NatsServer, on_free_port, on_stream, serve_api};
+use crate::harness::{TestApp, spawn_api};
+use crate::helpers::{NatsServer, on_stream};
 
-struct Api {
-    base: String,
-    ctx: leadq::roles::api::ApiContext,
-    http: reqwest::Client,
-    key: String,
-    shutdown: CancellationToken,
-    _nats: NatsServer,
+/// The api role and one CMO API key, as the CMO agent is given one.
+async fn spawn_with_key() -> (TestApp, String) {
+    let api = spawn_api(|_| {}).await;
+    let (key, _) = ApiKeys::open(&api.ctx.bus.js)
+        .await
+        .expect("keys")
+        .create("cmo", Vec::new(), leadq::security::api_keys::DEFAULT_RATE_PER_MINUTE)
+        .await
+        .expect("key");
+    (api, key)
 }
 
-impl Api {
-    async fn start() -> Self {
-        let nats = NatsServer::start();
-        let mut settings = nats.settings();
-        let base = on_free_port(&mut settings);
-        let shutdown = CancellationToken::new();
-        let (_, ctx) = serve_api(settings, &shutdown).await;
-        let (key, _) = ApiKeys::open(&ctx.bus.js)
-            .await
-            .expect("keys")
-            .create("cmo", Vec::new(), leadq::security::api_keys::DEFAULT_RATE_PER_MINUTE)
-            .await
-            .expect("key");
-        Self {
-            base,
-            ctx,
-            http: reqwest::Client::new(),
-            key,
-            shutdown,
-            _nats: nats,
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, key: Option<&str>, body: Option<&str>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(key) = key {
-            request = request.header("X-API-Key", key);
-        }
-        if let Some(body) = body {
-            request = request.header("Content-Type", "application/json").body(body.to_owned());
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// The state in the agent bucket now.
-    async fn agent_state(&self) -> AgentState {
-        let store = AgentStateStore::open(&self.ctx.bus.js).await.expect("agent bucket");
-        store.get().await.expect("agent state")
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, Some(&self.key), None).await
-    }
-
-    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(&self.key), Some(body))
-            .await
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+/// The state in the agent bucket now.
+async fn agent_state(api: &TestApp) -> AgentState {
+    let store = AgentStateStore::open(&api.ctx.bus.js).await.expect("agent bucket");
+    store.get().await.expect("agent state")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_the_seeds_contract() {
-    let api = Api::start().await;
-    let (code, status) = api.get("/api/cmo/status").await;
+    let (api, key) = spawn_with_key().await;
+    let (code, status) = api
+        .call_with_key(reqwest::Method::GET, "/api/cmo/status", Some(&key), None)
+        .await;
     assert_eq!(code, 200, "{status}");
     for (field, value) in [
         ("agent_id", json!("lead-qualification-agent-001")),
@@ -96,7 +50,9 @@ async fn every_route_answers_the_seeds_contract() {
     assert!(status["uptime_hours"].is_f64() || status["uptime_hours"].is_u64());
     assert!(status.get("last_activity").is_some());
 
-    let (code, caps) = api.get("/api/cmo/capabilities").await;
+    let (code, caps) = api
+        .call_with_key(reqwest::Method::GET, "/api/cmo/capabilities", Some(&key), None)
+        .await;
     assert_eq!(code, 200);
     for command in ["start", "stop", "pause", "resume", "get_status", "get_metrics"] {
         assert!(caps["commands"].as_array().expect("commands").contains(&json!(command)));
@@ -109,7 +65,14 @@ async fn every_route_answers_the_seeds_contract() {
     );
 
     for period in ["today", "week", "month"] {
-        let (code, report) = api.get(&format!("/api/cmo/report/{period}")).await;
+        let (code, report) = api
+            .call_with_key(
+                reqwest::Method::GET,
+                &format!("/api/cmo/report/{period}"),
+                Some(&key),
+                None,
+            )
+            .await;
         assert_eq!(code, 200);
         assert_eq!(report["period"], period);
         for field in [
@@ -124,11 +87,7 @@ async fn every_route_answers_the_seeds_contract() {
         assert!(report.get("average_speed_to_lead").is_some(), "{report}");
     }
 
-    let (code, body) = api
-        .post(
-            "/api/cmo/trigger-lead",
-            r#"{"fname":"John","email":"john@example.com","phone":"+12015550123","what_kind_of_office_space_are_you_interested_in":"Private Office","message":"m","campaignid":"1"}"#,
-        )
+    let (code, body) = api.call_with_key(reqwest::Method::POST, "/api/cmo/trigger-lead", Some(&key), Some(r#"{"fname":"John","email":"john@example.com","phone":"+12015550123","what_kind_of_office_space_are_you_interested_in":"Private Office","message":"m","campaignid":"1"}"#))
         .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(
@@ -141,7 +100,9 @@ async fn every_route_answers_the_seeds_contract() {
     assert_eq!(leads[0].lead_id.to_string(), body["task_id"].as_str().expect("task id"));
     assert_eq!(leads[0].source, bus::LeadSource::CmoTrigger);
 
-    let (code, openapi) = api.call(reqwest::Method::GET, "/api/openapi.json", None, None).await;
+    let (code, openapi) = api
+        .call_with_key(reqwest::Method::GET, "/api/openapi.json", None, None)
+        .await;
     assert_eq!(code, 200);
     for path in [
         "/api/cmo/status",
@@ -159,7 +120,7 @@ async fn every_route_answers_the_seeds_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_move_the_agent_state_every_role_watches() {
-    let api = Api::start().await;
+    let (api, key) = spawn_with_key().await;
     let state = AgentStateStore::open(&api.ctx.bus.js).await.expect("agent");
     for (command, expected, word) in [
         ("pause", AgentState::Paused, "paused"),
@@ -168,9 +129,11 @@ async fn commands_move_the_agent_state_every_role_watches() {
         ("start", AgentState::Running, "active"),
     ] {
         let (code, body) = api
-            .post(
+            .call_with_key(
+                reqwest::Method::POST,
                 "/api/cmo/command",
-                &format!(r#"{{"command":"{command}","parameters":{{}}}}"#),
+                Some(&key),
+                Some(&format!(r#"{{"command":"{command}","parameters":{{}}}}"#)),
             )
             .await;
         assert_eq!(code, 200, "{body}");
@@ -179,28 +142,42 @@ async fn commands_move_the_agent_state_every_role_watches() {
             (Some("success"), Some(command))
         );
         assert_eq!(state.get().await.expect("state"), expected);
-        assert_eq!(api.get("/api/cmo/status").await.1["status"], word);
+        assert_eq!(
+            api.call_with_key(reqwest::Method::GET, "/api/cmo/status", Some(&key), None)
+                .await
+                .1["status"],
+            word
+        );
     }
-    let (code, body) = api.post("/api/cmo/command", r#"{"command":"get_metrics"}"#).await;
+    let (code, body) = api
+        .call_with_key(
+            reqwest::Method::POST,
+            "/api/cmo/command",
+            Some(&key),
+            Some(r#"{"command":"get_metrics"}"#),
+        )
+        .await;
     assert_eq!(code, 200);
     assert!(body["data"]["total_leads"].is_number(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
-    let api = Api::start().await;
-    let no_key = api.call(reqwest::Method::GET, "/api/cmo/status", None, None).await;
+    let (api, key) = spawn_with_key().await;
+    let no_key = api
+        .call_with_key(reqwest::Method::GET, "/api/cmo/status", None, None)
+        .await;
     assert_eq!(no_key.0, 401);
     assert!(no_key.1["error"].is_string());
     assert_eq!(
-        api.call(reqwest::Method::GET, "/api/cmo/status", Some("nope"), None)
+        api.call_with_key(reqwest::Method::GET, "/api/cmo/status", Some("nope"), None)
             .await
             .0,
         401
     );
-    let forged = format!("{}x", &api.key[..api.key.len() - 1]);
+    let forged = format!("{}x", &key[..key.len() - 1]);
     assert_eq!(
-        api.call(reqwest::Method::GET, "/api/cmo/status", Some(&forged), None)
+        api.call_with_key(reqwest::Method::GET, "/api/cmo/status", Some(&forged), None)
             .await
             .0,
         401
@@ -210,7 +187,7 @@ async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
     let (revoked, record) = keys.create("old", Vec::new(), 60).await.expect("key");
     assert!(keys.revoke(&record.id).await.expect("revoke"));
     let (code, body) = api
-        .call(reqwest::Method::GET, "/api/cmo/status", Some(&revoked), None)
+        .call_with_key(reqwest::Method::GET, "/api/cmo/status", Some(&revoked), None)
         .await;
     assert_eq!(code, 401);
     assert!(body["error"].as_str().unwrap_or("").contains("revoked"));
@@ -219,7 +196,7 @@ async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
         .await
         .expect("key");
     assert_eq!(
-        api.call(reqwest::Method::GET, "/api/cmo/status", Some(&elsewhere), None)
+        api.call_with_key(reqwest::Method::GET, "/api/cmo/status", Some(&elsewhere), None)
             .await
             .0,
         403
@@ -227,7 +204,12 @@ async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
 
     let state = AgentStateStore::open(&api.ctx.bus.js).await.expect("agent");
     let (code, body) = api
-        .post("/api/cmo/command", r#"{"command":"explode","parameters":{}}"#)
+        .call_with_key(
+            reqwest::Method::POST,
+            "/api/cmo/command",
+            Some(&key),
+            Some(r#"{"command":"explode","parameters":{}}"#),
+        )
         .await;
     assert_eq!(code, 400);
     assert!(
@@ -235,15 +217,29 @@ async fn bad_keys_and_bad_input_get_clear_errors_and_change_nothing() {
         "lists the valid commands: {body}"
     );
     assert_eq!(state.get().await.expect("state"), AgentState::Running);
-    assert_eq!(api.get("/api/cmo/report/decade").await.0, 400);
+    assert_eq!(
+        api.call_with_key(reqwest::Method::GET, "/api/cmo/report/decade", Some(&key), None)
+            .await
+            .0,
+        400
+    );
     let (code, body) = api
-        .post(
+        .call_with_key(
+            reqwest::Method::POST,
             "/api/cmo/trigger-lead",
-            r#"{"fname":"Bob","email":"bob@example.com","phone":"12345"}"#,
+            Some(&key),
+            Some(r#"{"fname":"Bob","email":"bob@example.com","phone":"12345"}"#),
         )
         .await;
     assert_eq!((code, body["field"].as_str()), (422, Some("phone")), "{body}");
-    let (code, body) = api.post("/api/cmo/trigger-lead", "{not json").await;
+    let (code, body) = api
+        .call_with_key(
+            reqwest::Method::POST,
+            "/api/cmo/trigger-lead",
+            Some(&key),
+            Some("{not json"),
+        )
+        .await;
     assert_eq!(code, 400);
     assert!(body["error"].is_string());
     assert!(
@@ -314,7 +310,7 @@ async fn agent_status_is_published_on_change_and_kept_for_late_subscribers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_nats_service_answers_like_rest_and_is_discoverable() {
-    let api = Api::start().await;
+    let (api, key) = spawn_with_key().await;
     let client = &api.ctx.bus.client;
     let ask = |operation: &str, key: Option<&str>, body: &str| {
         let mut headers = async_nats::HeaderMap::new();
@@ -341,9 +337,11 @@ async fn the_nats_service_answers_like_rest_and_is_discoverable() {
     let ping: Value = serde_json::from_slice(&ping.payload).expect("json");
     assert_eq!(ping["name"], "leadq-cmo");
 
-    let (code, over_nats) = ask("status", Some(&api.key), "").await;
+    let (code, over_nats) = ask("status", Some(&key), "").await;
     assert_eq!(code, None, "{over_nats}");
-    let (_, over_rest) = api.get("/api/cmo/status").await;
+    let (_, over_rest) = api
+        .call_with_key(reqwest::Method::GET, "/api/cmo/status", Some(&key), None)
+        .await;
     for field in [
         "agent_id",
         "agent_name",
@@ -355,25 +353,30 @@ async fn the_nats_service_answers_like_rest_and_is_discoverable() {
     ] {
         assert_eq!(over_nats[field], over_rest[field], "{field}");
     }
-    let (_, caps) = ask("capabilities", Some(&api.key), "").await;
-    assert_eq!(caps, api.get("/api/cmo/capabilities").await.1);
-    let (_, report) = ask("report", Some(&api.key), r#"{"period":"week"}"#).await;
-    assert_eq!(report, api.get("/api/cmo/report/week").await.1);
+    let (_, caps) = ask("capabilities", Some(&key), "").await;
+    assert_eq!(
+        caps,
+        api.call_with_key(reqwest::Method::GET, "/api/cmo/capabilities", Some(&key), None)
+            .await
+            .1
+    );
+    let (_, report) = ask("report", Some(&key), r#"{"period":"week"}"#).await;
+    assert_eq!(
+        report,
+        api.call_with_key(reqwest::Method::GET, "/api/cmo/report/week", Some(&key), None)
+            .await
+            .1
+    );
 
     let (code, body) = ask("status", Some("lq_0000000000000000_nope"), "").await;
     assert_eq!(code.as_deref(), Some("401"));
     assert!(body["error"].is_string());
-    let (code, _) = ask("command", Some(&api.key), r#"{"command":"explode"}"#).await;
+    let (code, _) = ask("command", Some(&key), r#"{"command":"explode"}"#).await;
     assert_eq!(code.as_deref(), Some("400"));
-    let (code, body) = ask("command", Some(&api.key), r#"{"command":"pause","parameters":{}}"#).await;
+    let (code, body) = ask("command", Some(&key), r#"{"command":"pause","parameters":{}}"#).await;
     assert_eq!((code, body["status"].as_str()), (None, Some("success")));
-    assert_eq!(api.agent_state().await, AgentState::Paused);
-    let (code, body) = ask(
-        "trigger-lead",
-        Some(&api.key),
-        r#"{"fname":"Ann","phone":"+12015550123"}"#,
-    )
-    .await;
+    assert_eq!(agent_state(&api).await, AgentState::Paused);
+    let (code, body) = ask("trigger-lead", Some(&key), r#"{"fname":"Ann","phone":"+12015550123"}"#).await;
     assert_eq!(code, None, "{body}");
     assert_eq!(body["lead"]["phone"], "+12015550123");
 }
@@ -397,7 +400,7 @@ fn cmo_client() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_client_uses_nats_and_falls_back_to_rest() {
-    let api = Api::start().await;
+    let (api, key) = spawn_with_key().await;
     let run = |nats: String, args: &[&str]| {
         std::process::Command::new(cmo_client())
             .args([
@@ -406,7 +409,7 @@ async fn the_reference_client_uses_nats_and_falls_back_to_rest() {
                 "--api",
                 &api.base,
                 "--key",
-                &api.key,
+                &key,
                 "--timeout",
                 "1s",
             ])
@@ -414,17 +417,17 @@ async fn the_reference_client_uses_nats_and_falls_back_to_rest() {
             .output()
             .expect("the reference client (examples/cmo_client.rs; `cargo test` builds it, `cargo test --test it` does not)")
     };
-    let over_nats = answered(run(api._nats.url(), &["status"]), "NATS");
+    let over_nats = answered(run(api.nats.url(), &["status"]), "NATS");
     assert_eq!(over_nats["agent_id"], "lead-qualification-agent-001");
 
     // NATS gone (a port nobody listens on): the command goes over REST.
     let dead = format!("nats://127.0.0.1:{}", crate::helpers::free_port());
     let over_rest = answered(run(dead, &["command", "pause"]), "REST");
     assert_eq!(over_rest["status"], "success");
-    assert_eq!(api.agent_state().await, AgentState::Paused);
+    assert_eq!(agent_state(&api).await, AgentState::Paused);
 
     // A refusal is the server's error and a failing exit, by either path.
-    let refused = run(api._nats.url(), &["command", "explode"]);
+    let refused = run(api.nats.url(), &["command", "explode"]);
     assert!(!refused.status.success());
     let body: Value = serde_json::from_slice(&refused.stdout).expect("json");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("start")), "{body}");
@@ -486,7 +489,7 @@ async fn a_state_change_reaches_a_caller_in_another_process_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_over_its_rate_is_told_when_to_come_back() {
-    let api = Api::start().await;
+    let (api, key) = spawn_with_key().await;
     let (slow, _) = ApiKeys::open(&api.ctx.bus.js)
         .await
         .expect("keys")
@@ -495,7 +498,7 @@ async fn a_key_over_its_rate_is_told_when_to_come_back() {
         .expect("key");
     for _ in 0..3 {
         let (status, _) = api
-            .call(reqwest::Method::GET, "/api/cmo/capabilities", Some(&slow), None)
+            .call_with_key(reqwest::Method::GET, "/api/cmo/capabilities", Some(&slow), None)
             .await;
         assert_eq!(status, 200);
     }
@@ -519,7 +522,9 @@ async fn a_key_over_its_rate_is_told_when_to_come_back() {
         "{body}"
     );
     // Other keys keep their own budget.
-    let (status, _) = api.get("/api/cmo/capabilities").await;
+    let (status, _) = api
+        .call_with_key(reqwest::Method::GET, "/api/cmo/capabilities", Some(&key), None)
+        .await;
     assert_eq!(status, 200);
 }
 

@@ -495,33 +495,6 @@ pub fn capture_logs() {
     });
 }
 
-/// Starts the api role as `leadq api` does (`runtime::start_api`: HTTP routes, activity writer,
-/// CMO NATS service, a first admin) with the store, until `shutdown`: the shared context (for
-/// the other roles' deps) and the api's own.
-pub async fn serve_api(
-    settings: Settings,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> (leadq::app::Context, leadq::roles::api::ApiContext) {
-    capture_logs();
-    // Boxed: the store's connect future is large, and tests run on small thread stacks.
-    let ctx = Box::pin(leadq::app::Context::build(settings, true))
-        .await
-        .expect("context");
-    let mut tasks = tokio::task::JoinSet::new();
-    let api = Box::pin(leadq::app::start_api(&ctx, shutdown, &mut tasks))
-        .await
-        .expect("the api role");
-    // The set aborts its tasks when dropped: kept until they end with `shutdown`.
-    tokio::spawn(async move {
-        while let Some(ended) = tasks.join_next().await {
-            if let Ok(Err(err)) = ended {
-                tracing::warn!(%err, "an api task failed");
-            }
-        }
-    });
-    (ctx, api)
-}
-
 /// A durable consumer's state as the server reports it (pending, unacked, ack floor, config).
 pub async fn consumer_info(
     bus: &Bus,

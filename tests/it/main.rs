@@ -11,6 +11,7 @@ mod cluster;
 mod cmo;
 mod crm;
 mod dovecot;
+mod harness;
 mod helpers;
 mod intake;
 mod layout;

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use leadq::app::Context;
+use leadq::app::Role;
 use leadq::bus::{self, Bus, LeadReceived};
-use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::{Dovecot, fixture};
+use crate::harness::{TestWorkers, spawn_workers};
 use crate::helpers::{NatsServer, eventually, on_stream};
 
 const FIXTURES: [&str; 5] = [
@@ -18,33 +18,11 @@ const FIXTURES: [&str; 5] = [
     "05-not-a-lead.eml",
 ];
 
-struct Running {
-    ctx: Context,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), leadq::roles::poller::PollerError>>,
-}
-
-impl Running {
-    async fn start(nats: &NatsServer, dovecot: &Dovecot, fallback: Duration) -> Self {
-        let mut settings = nats.settings();
-        dovecot.settings(&mut settings, fallback);
-        let ctx = Context::build(settings, false).await.expect("context");
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(leadq::roles::poller::run(
-            ctx.poller_deps().expect("an inbox"),
-            shutdown.clone(),
-        ));
-        Self { ctx, shutdown, task }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("poller stops on shutdown")
-            .expect("join")
-            .expect("poller result");
-    }
+/// The poller alone, as `leadq poller` runs it, on the inbox with the given fallback scan.
+async fn spawn_poller(nats: &NatsServer, dovecot: &Dovecot, fallback: Duration) -> TestWorkers {
+    let mut settings = nats.settings();
+    dovecot.settings(&mut settings, fallback);
+    spawn_workers(settings, &[Role::Poller]).await
 }
 
 async fn leads_on_stream(bus: &Bus) -> Vec<LeadReceived> {
@@ -74,7 +52,7 @@ async fn fixture_emails_in_the_inbox_become_leads_and_the_rest_stay_unread() {
         .subscribe(bus::subject::AGENT_ACTIVITY)
         .await
         .expect("sub");
-    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let poller = spawn_poller(&nats, &dovecot, Duration::from_secs(600)).await;
     let leads = wait_for_leads(&poller.ctx.bus, 3, Duration::from_secs(20)).await;
 
     let expected: serde_json::Value = serde_json::from_slice(&fixture("expected.json")).expect("expected.json");
@@ -124,7 +102,7 @@ async fn mail_arriving_while_idle_is_pushed_not_found_by_the_fallback_timer() {
     let nats = NatsServer::start();
     let dovecot = Dovecot::start();
     // The fallback search would come only after ten minutes: anything sooner is IDLE's push.
-    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let poller = spawn_poller(&nats, &dovecot, Duration::from_secs(600)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let appended = std::time::Instant::now();
     dovecot.append(&fixture("01-plain-private-office.eml")).await;
@@ -143,7 +121,7 @@ async fn the_same_email_delivered_twice_gives_one_lead() {
     let dovecot = Dovecot::start();
     dovecot.append(&fixture("02-multipart-html-qp.eml")).await;
     dovecot.append(&fixture("02-multipart-html-qp.eml")).await;
-    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let poller = spawn_poller(&nats, &dovecot, Duration::from_secs(600)).await;
     wait_for_leads(&poller.ctx.bus, 1, Duration::from_secs(20)).await;
     // A third copy while it watches.
     dovecot.append(&fixture("02-multipart-html-qp.eml")).await;
@@ -180,7 +158,7 @@ async fn a_poller_killed_between_publish_and_seen_does_not_publish_again() {
         Some(&false)
     );
 
-    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let poller = spawn_poller(&nats, &dovecot, Duration::from_secs(600)).await;
     eventually(
         Duration::from_secs(15),
         "the email marked seen by the restarted poller",
@@ -217,7 +195,7 @@ async fn dovecot_restarted_the_poller_reconnects_alerts_and_catches_up() {
         .subscribe(bus::subject::AGENT_ACTIVITY)
         .await
         .expect("sub");
-    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let poller = spawn_poller(&nats, &dovecot, Duration::from_secs(600)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     dovecot.stop();
@@ -269,10 +247,10 @@ async fn malformed_mail_never_stops_the_poller() {
         dovecot.append(&raw).await;
     }
     dovecot.append(&fixture("01-plain-private-office.eml")).await;
-    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let mut poller = spawn_poller(&nats, &dovecot, Duration::from_secs(600)).await;
     let leads = wait_for_leads(&poller.ctx.bus, 1, Duration::from_secs(60)).await;
     assert_eq!(leads[0].lead.name.as_deref(), Some("John Doe"));
-    assert!(!poller.task.is_finished(), "the poller stopped");
+    assert!(poller.all_running(), "the poller stopped");
     poller.stop().await;
 }
 
@@ -284,7 +262,7 @@ async fn malformed_mail_never_stops_the_poller() {
 async fn mail_arriving_during_a_scan_is_not_left_for_the_fallback() {
     let nats = NatsServer::start();
     let dovecot = Dovecot::start();
-    let poller = Running::start(&nats, &dovecot, Duration::from_secs(600)).await;
+    let poller = spawn_poller(&nats, &dovecot, Duration::from_secs(600)).await;
     let mut received = poller
         .ctx
         .bus

@@ -3,88 +3,53 @@
 
 use std::time::Duration;
 
-use leadq::app::Role;
-use reqwest::Client;
 use serde_json::{Value, json};
 use standins::airtable::AirtableStandIn;
 use standins::twilio::TwilioStandIn;
-use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{NatsServer, admin_token, eventually, on_free_port};
+use crate::harness::{TestApp, spawn_all};
+use crate::helpers::{admin_token, eventually};
 
+/// `leadq all` with an admin signed in and a CMO API key.
 struct Running {
-    base: String,
-    http: Client,
+    app: TestApp,
     token: String,
     api_key: String,
-    shutdown: CancellationToken,
-    _nats: NatsServer,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 impl Running {
     /// Every role, as `leadq all` runs them, with no outside account configured.
     async fn start(adjust: impl FnOnce(&mut leadq::config::Settings)) -> Self {
-        let nats = NatsServer::start();
-        let mut settings = nats.settings();
-        let base = on_free_port(&mut settings);
-        settings.calling_hours.start = jiff::civil::Time::MIN;
-        settings.calling_hours.end = jiff::civil::Time::MAX;
-        settings.retry_ladder = Vec::new();
-        adjust(&mut settings);
-        let shutdown = CancellationToken::new();
-        tokio::spawn(leadq::app::run(settings, &Role::ALL, shutdown.clone()));
-        let http = Client::new();
-        eventually(Duration::from_secs(30), "the api", || async {
-            http.get(format!("{base}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+        let app = spawn_all(|settings| {
+            settings.calling_hours.start = jiff::civil::Time::MIN;
+            settings.calling_hours.end = jiff::civil::Time::MAX;
+            settings.retry_ladder = Vec::new();
+            adjust(settings);
         })
         .await;
-        let bus = nats.bus().await;
-        let token = admin_token(&bus, &http, &base).await;
-        let keys = leadq::security::api_keys::ApiKeys::open(&bus.js).await.expect("keys");
+        let token = admin_token(app.bus(), &app.http, &app.base).await;
+        let keys = leadq::security::api_keys::ApiKeys::open(&app.bus().js)
+            .await
+            .expect("keys");
         let (api_key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
-        Self {
-            base,
-            http,
-            token,
-            api_key,
-            shutdown,
-            _nats: nats,
-        }
+        Self { app, token, api_key }
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        (response.status().as_u16(), response.json().await.unwrap_or_default())
+        self.app.call(method, path, Some(&self.token), body).await
     }
 
     async fn trigger(&self, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/api/cmo/trigger-lead", self.base))
-            .header("X-API-Key", &self.api_key)
-            .json(&body)
-            .send()
+        let body = body.to_string();
+        self.app
+            .call_with_key(
+                reqwest::Method::POST,
+                "/api/cmo/trigger-lead",
+                Some(&self.api_key),
+                Some(&body),
+            )
             .await
-            .expect("trigger");
-        (response.status().as_u16(), response.json().await.unwrap_or_default())
     }
-
     /// The lead's record once it is finished (verdict, text sent, CRM row written).
     async fn finished(&self, lead_id: &str) -> Value {
         let path = format!("/api/admin/leads/{lead_id}");

@@ -7,32 +7,31 @@ use std::time::Duration;
 use leadq::bus::{self, LeadReceived};
 use standins::twilio::Persona;
 
-use crate::call::{AIRTABLE_BASE, Agent, lead};
+use crate::call::lead;
+use crate::harness::{AIRTABLE_BASE, TestAgent, spawn_agent_with};
 use crate::helpers::{eventually, on_stream};
+use leadq::app::Role;
 
 /// The api role, the caller, the finalizer and the SMS sender, with `adjust` applied first.
-async fn whole_agent(adjust: impl FnOnce(&mut leadq::config::Settings)) -> Agent {
-    let agent = Box::pin(Agent::start_with(true, adjust)).await;
-    tokio::spawn(leadq::roles::finalizer::run(
-        agent.ctx.finalizer_deps().expect("the store"),
-        agent.shutdown.clone(),
-    ));
-    tokio::spawn(leadq::roles::sms::run(agent.ctx.sms_deps(), agent.shutdown.clone()));
+async fn whole_agent(adjust: impl FnOnce(&mut leadq::config::Settings)) -> TestAgent {
+    let agent = Box::pin(spawn_agent_with(&[Role::Caller], adjust)).await;
+    agent.start(Role::Finalizer).await;
+    agent.start(Role::Sms).await;
     agent
 }
 
 /// The activity log's entries of one kind, as the api's writer stored them.
-async fn activity_of(agent: &Agent, kind: &str) -> Vec<leadq::store::ActivityRow> {
+async fn activity_of(agent: &TestAgent, kind: &str) -> Vec<leadq::store::ActivityRow> {
     let store = agent.ctx.store.clone().expect("store");
     let rows = store.recent_activity(500).await.unwrap_or_default();
     rows.into_iter().filter(|r| r.kind == kind).collect()
 }
 
-fn base(agent: &Agent) -> String {
+fn base(agent: &TestAgent) -> String {
     agent.ctx.settings.public_url.as_str().trim_end_matches('/').to_owned()
 }
 
-async fn received(agent: &Agent) -> Vec<LeadReceived> {
+async fn received(agent: &TestAgent) -> Vec<LeadReceived> {
     on_stream(agent.bus(), bus::stream::LEADS).await
 }
 
@@ -261,15 +260,12 @@ async fn an_unbounce_form_webhook_is_one_lead_and_its_email_makes_no_second_call
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_callers_and_a_twilio_taking_seven_seconds_place_one_call_per_lead() {
-    let agent = Box::pin(Agent::start_with(true, |settings| {
+    let agent = Box::pin(spawn_agent_with(&[Role::Caller], |settings| {
         settings.twilio.request_timeout = Duration::from_secs(15);
     }))
     .await;
     // The second replica.
-    tokio::spawn(leadq::roles::caller::run(
-        agent.ctx.caller_deps(),
-        agent.shutdown.clone(),
-    ));
+    agent.start(Role::Caller).await;
     agent.twilio.set_latency(Duration::from_secs(7));
     for n in 0..20 {
         agent
@@ -288,7 +284,7 @@ async fn two_callers_and_a_twilio_taking_seven_seconds_place_one_call_per_lead()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_a_hundred_leads_is_dialled_side_by_side_each_once() {
-    let agent = Box::pin(Agent::start_with(true, |_| {})).await;
+    let agent = Box::pin(spawn_agent_with(&[Role::Caller], |_| {})).await;
     agent.twilio.set_latency(Duration::from_millis(150));
     for n in 0..100 {
         agent

@@ -9,8 +9,10 @@ use serde_json::Value;
 use standins::twilio::Persona;
 use time::OffsetDateTime;
 
-use crate::call::{AIRTABLE_BASE, Agent, lead, qualified_callee};
+use crate::call::{lead, qualified_callee};
+use crate::harness::{AIRTABLE_BASE, TestAgent, spawn_agent, spawn_agent_with};
 use crate::helpers::{SURREAL_PASS, SURREAL_USER, SurrealServer};
+use leadq::app::Role;
 
 /// Five callees whose verdicts differ.
 fn cases() -> Vec<(&'static str, Persona)> {
@@ -30,7 +32,7 @@ fn cases() -> Vec<(&'static str, Persona)> {
 }
 
 /// What a sales manager reads of each lead (by phone) and of the day.
-async fn outcome(agent: &Agent, since: OffsetDateTime) -> (Vec<(String, Value, Value, Value)>, Vec<u64>) {
+async fn outcome(agent: &TestAgent, since: OffsetDateTime) -> (Vec<(String, Value, Value, Value)>, Vec<u64>) {
     let mut leads = Vec::new();
     for (phone, persona) in cases() {
         agent.twilio.set_persona(phone, persona);
@@ -58,7 +60,7 @@ async fn outcome(agent: &Agent, since: OffsetDateTime) -> (Vec<(String, Value, V
 }
 
 /// `leadq finalizer` as its own process against the agent's NATS and the server.
-fn finalizer_process(agent: &Agent, surreal: &SurrealServer, data: &std::path::Path, n: usize) -> Child {
+fn finalizer_process(agent: &TestAgent, surreal: &SurrealServer, data: &std::path::Path, n: usize) -> Child {
     let settings = &agent.ctx.settings;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadq"));
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADQ_")) {
@@ -103,16 +105,13 @@ impl Drop for Killed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_finalizer_processes_on_one_surrealdb_server_record_what_the_embedded_store_does() {
     let since = OffsetDateTime::now_utc() - Duration::from_secs(60);
-    let embedded = Agent::start(true).await;
-    tokio::spawn(leadq::roles::finalizer::run(
-        embedded.ctx.finalizer_deps().expect("the store"),
-        embedded.shutdown.clone(),
-    ));
+    let embedded = spawn_agent(&[Role::Caller]).await;
+    embedded.start(Role::Finalizer).await;
     let expected = outcome(&embedded, since).await;
     drop(embedded);
 
     let surreal = SurrealServer::start();
-    let shared = Agent::start_with(true, |settings| surreal.configure(settings)).await;
+    let shared = spawn_agent_with(&[Role::Caller], |settings| surreal.configure(settings)).await;
     let data = tempfile::tempdir().expect("temp dir");
     let _finalizers = Killed(
         (0..2)

@@ -2,100 +2,65 @@
 
 use std::time::Duration;
 
-use leadq::bus::kv::calls::{CallBook, CallPhase, CallState, DoNotContact};
-use leadq::bus::{self, Bus, CallAnswer, CallCompleted};
+use leadq::bus::kv::calls::{CallPhase, CallState, DoNotContact};
+use leadq::bus::{self, CallAnswer, CallCompleted};
 use leadq::clients::twilio::signature;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{NatsServer, on_free_port, on_stream, serve_api};
+use crate::harness::{TestApp, spawn_api};
+use crate::helpers::on_stream;
 
 const TOKEN: &str = "test-auth-token-0123456789abcdef";
 
-struct Api {
-    base: String,
-    bus: Bus,
-    book: CallBook,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    _nats: NatsServer,
+/// The api role, checking Twilio's signatures with `TOKEN`.
+async fn spawn_webhooks() -> TestApp {
+    spawn_api(|settings| settings.twilio.auth_token = Some(TOKEN.to_owned().into())).await
 }
 
-impl Api {
-    async fn start() -> Self {
-        let nats = NatsServer::start();
-        let mut settings = nats.settings();
-        let base = on_free_port(&mut settings);
-        settings.twilio.auth_token = Some(TOKEN.to_owned().into());
-        let shutdown = CancellationToken::new();
-        let (ctx, _) = serve_api(settings, &shutdown).await;
-        let book = ctx.calls.clone();
-        Self {
-            base,
-            bus: ctx.bus.clone(),
-            book,
-            http: reqwest::Client::new(),
-            shutdown,
-            _nats: nats,
-        }
-    }
-
-    async fn call(&self, name: &str) -> Uuid {
-        let lead_id = Uuid::now_v7();
-        let mut state = CallState::queued(lead_id, "+14155550142", Some(name));
-        state.call_sid = Some(format!("CA{}", lead_id.simple()));
-        assert!(self.book.create(&state).await.expect("create"));
-        lead_id
-    }
-
-    /// POSTs a webhook signed as Twilio signs it; returns status and body.
-    async fn post(&self, path_and_query: &str, params: &[(&str, &str)], sign: bool) -> (u16, String) {
-        let params: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-        let url = format!("{}{path_and_query}", self.base);
-        let mut request = self.http.post(&url).form(&params);
-        if sign {
-            request = request.header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params));
-        }
-        let response = request.send().await.expect("post");
-        (response.status().as_u16(), response.text().await.expect("body"))
-    }
-
-    async fn answer(&self, lead: Uuid, n: usize, speech: &str, confidence: &str) -> String {
-        let sid = format!("CA{}", lead.simple());
-        let (status, body) = self
-            .post(
-                &format!("/webhooks/twilio/answer/{n}?lead={lead}"),
-                &[("CallSid", &sid), ("SpeechResult", speech), ("Confidence", confidence)],
-                true,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    async fn messages<P: bus::Payload>(&self) -> Vec<P> {
-        on_stream(&self.bus, bus::stream::CALLS).await
-    }
+/// A call in progress for a lead named `name`, as the caller leaves it once Twilio took it.
+async fn call_in_progress(api: &TestApp, name: &str) -> Uuid {
+    let lead_id = Uuid::now_v7();
+    let mut state = CallState::queued(lead_id, "+14155550142", Some(name));
+    state.call_sid = Some(format!("CA{}", lead_id.simple()));
+    assert!(api.ctx.calls.create(&state).await.expect("create"));
+    lead_id
 }
 
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+/// POSTs a webhook, signed as Twilio signs it when `sign`; returns status and body.
+async fn post(api: &TestApp, path_and_query: &str, params: &[(&str, &str)], sign: bool) -> (u16, String) {
+    api.twilio_webhook(path_and_query, params, sign.then_some(TOKEN)).await
+}
+
+/// The caller's answer to question `n`, as Twilio's speech recognition reports it.
+async fn answer(api: &TestApp, lead: Uuid, n: usize, speech: &str, confidence: &str) -> String {
+    let sid = format!("CA{}", lead.simple());
+    let (status, body) = post(
+        api,
+        &format!("/webhooks/twilio/answer/{n}?lead={lead}"),
+        &[("CallSid", &sid), ("SpeechResult", speech), ("Confidence", confidence)],
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn messages<P: bus::Payload>(api: &TestApp) -> Vec<P> {
+    on_stream(api.bus(), bus::stream::CALLS).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_missing_and_altered_signatures_are_refused_and_change_nothing() {
-    let api = Api::start().await;
-    let lead = api.call("Ada").await;
-    let (_, revision) = api.book.get(lead).await.expect("get").expect("entry");
+    let api = spawn_webhooks().await;
+    let lead = call_in_progress(&api, "Ada").await;
+    let (_, revision) = api.ctx.calls.get(lead).await.expect("get").expect("entry");
     let path = format!("/webhooks/twilio/answer/1?lead={lead}");
     let params = [
         ("CallSid", "CA1"),
         ("SpeechResult", "a hot desk"),
         ("Confidence", "0.9"),
     ];
-    assert_eq!(api.post(&path, &params, false).await.0, 403, "missing");
+    assert_eq!(post(&api, &path, &params, false).await.0, 403, "missing");
     let url = format!("{}{path}", api.base);
     let signed: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
     let good = signature::sign(TOKEN, &url, &signed);
@@ -131,24 +96,24 @@ async fn forged_missing_and_altered_signatures_are_refused_and_change_nothing() 
         .await
         .expect("json error body");
     assert!(body["error"].as_str().unwrap_or("").contains("signature"), "{body}");
-    let (state, after) = api.book.get(lead).await.expect("get").expect("entry");
+    let (state, after) = api.ctx.calls.get(lead).await.expect("get").expect("entry");
     assert_eq!(after, revision, "a refused webhook changed the call");
     assert!(state.answers.is_empty());
-    assert!(api.messages::<CallAnswer>().await.is_empty());
+    assert!(messages::<CallAnswer>(&api).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
-    let api = Api::start().await;
-    let lead = api.call(r#"<Say>& "Bob""#).await;
+    let api = spawn_webhooks().await;
+    let lead = call_in_progress(&api, r#"<Say>& "Bob""#).await;
     let sid = format!("CA{}", lead.simple());
-    let (status, start) = api
-        .post(
-            &format!("/webhooks/twilio/call-start?lead={lead}"),
-            &[("CallSid", &sid), ("AnsweredBy", "human")],
-            true,
-        )
-        .await;
+    let (status, start) = post(
+        &api,
+        &format!("/webhooks/twilio/call-start?lead={lead}"),
+        &[("CallSid", &sid), ("AnsweredBy", "human")],
+        true,
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(
         start.contains("Hi &lt;Say&gt;&amp; &quot;Bob&quot;, this is Mesh Cowork"),
@@ -164,7 +129,7 @@ async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
     ];
     let mut last = String::new();
     for (i, speech) in spoken.iter().enumerate() {
-        last = api.answer(lead, i + 1, speech, "0.92").await;
+        last = answer(&api, lead, i + 1, speech, "0.92").await;
         if i + 1 < spoken.len() {
             assert!(
                 last.contains(&format!("answer/{}?lead={lead}", i + 2)),
@@ -174,16 +139,16 @@ async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
     }
     assert!(last.contains("Thank you") && last.contains("<Hangup/>"), "{last}");
     // Twilio delivers a webhook twice: nothing more is stored or published.
-    api.answer(lead, 5, "yes I am", "0.92").await;
+    answer(&api, lead, 5, "yes I am", "0.92").await;
 
-    let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
+    let (state, _) = api.ctx.calls.get(lead).await.expect("get").expect("entry");
     let got: Vec<_> = state
         .answers
         .iter()
         .map(|a| a.speech.clone().unwrap_or_default())
         .collect();
     assert_eq!(got, spoken);
-    let answers = api.messages::<CallAnswer>().await;
+    let answers = messages::<CallAnswer>(&api).await;
     let ids: Vec<_> = answers.iter().map(|a| a.question_id.as_str()).collect();
     assert_eq!(ids, ["space_type", "team_size", "move_in", "budget", "decision_maker"]);
 
@@ -194,12 +159,16 @@ async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
             ("CallDuration", "95"),
             ("AnsweredBy", "human"),
         ];
-        let (code, _) = api
-            .post(&format!("/webhooks/twilio/call-status?lead={lead}"), &params, true)
-            .await;
+        let (code, _) = post(
+            &api,
+            &format!("/webhooks/twilio/call-status?lead={lead}"),
+            &params,
+            true,
+        )
+        .await;
         assert_eq!(code, 204);
     }
-    let completed = api.messages::<CallCompleted>().await;
+    let completed = messages::<CallCompleted>(&api).await;
     assert_eq!(completed.len(), 1, "{completed:?}");
     assert_eq!(
         (completed[0].status.as_str(), completed[0].duration_secs),
@@ -212,10 +181,11 @@ async fn a_whole_call_stores_five_answers_publishes_them_and_completes_once() {
 /// Twilio (Twilio does not send a status callback twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_final_status_that_cannot_be_published_leaves_the_call_dialed() {
-    let api = Api::start().await;
-    let lead = api.call("Ada").await;
+    let api = spawn_webhooks().await;
+    let lead = call_in_progress(&api, "Ada").await;
     let sid = format!("CA{}", lead.simple());
-    api.book
+    api.ctx
+        .calls
         .update(lead, |state| {
             state.phase = CallPhase::Dialed;
             ((), true)
@@ -223,39 +193,39 @@ async fn a_final_status_that_cannot_be_published_leaves_the_call_dialed() {
         .await
         .expect("dialed");
     // The stream stops taking `call.completed`, as while a cluster moves its leader.
-    let mut stream = api.bus.js.get_stream(bus::stream::CALLS).await.expect("CALLS");
+    let mut stream = api.bus().js.get_stream(bus::stream::CALLS).await.expect("CALLS");
     let config = stream.info().await.expect("info").config.clone();
     let mut without = config.clone();
     without.subjects.retain(|s| s != bus::subject::CALL_COMPLETED);
-    api.bus.js.update_stream(without).await.expect("update stream");
+    api.bus().js.update_stream(without).await.expect("update stream");
     let params = [
         ("CallSid", sid.as_str()),
         ("CallStatus", "completed"),
         ("CallDuration", "60"),
     ];
     let path = format!("/webhooks/twilio/call-status?lead={lead}");
-    let (code, body) = api.post(&path, &params, true).await;
+    let (code, body) = post(&api, &path, &params, true).await;
     assert!(code >= 500, "{code} {body}");
-    let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
+    let (state, _) = api.ctx.calls.get(lead).await.expect("get").expect("entry");
     assert_eq!(
         state.phase,
         CallPhase::Dialed,
         "marked completed with nothing published"
     );
 
-    api.bus.js.update_stream(config).await.expect("restore stream");
-    let (code, _) = api.post(&path, &params, true).await;
+    api.bus().js.update_stream(config).await.expect("restore stream");
+    let (code, _) = post(&api, &path, &params, true).await;
     assert_eq!(code, 204);
-    let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
+    let (state, _) = api.ctx.calls.get(lead).await.expect("get").expect("entry");
     assert_eq!(state.phase, CallPhase::Completed);
-    assert_eq!(api.messages::<CallCompleted>().await.len(), 1);
+    assert_eq!(messages::<CallCompleted>(&api).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_is_asked_again_once_then_recorded_as_not_captured() {
-    let api = Api::start().await;
-    let lead = api.call("Ada").await;
-    let again = api.answer(lead, 1, "", "0").await;
+    let api = spawn_webhooks().await;
+    let lead = call_in_progress(&api, "Ada").await;
+    let again = answer(&api, lead, 1, "", "0").await;
     assert!(
         again.contains("didn&apos;t catch that") || again.contains("didn't catch that"),
         "{again}"
@@ -264,29 +234,29 @@ async fn silence_is_asked_again_once_then_recorded_as_not_captured() {
         again.contains(&format!("answer/1?lead={lead}")),
         "the same question: {again}"
     );
-    api.answer(lead, 1, "hot desk", "0.8").await;
-    api.answer(lead, 2, "mumble", "0.05").await;
-    let next = api.answer(lead, 2, "", "0").await;
+    answer(&api, lead, 1, "hot desk", "0.8").await;
+    answer(&api, lead, 2, "mumble", "0.05").await;
+    let next = answer(&api, lead, 2, "", "0").await;
     assert!(next.contains(&format!("answer/3?lead={lead}")), "moves on: {next}");
-    let (state, _) = api.book.get(lead).await.expect("get").expect("entry");
+    let (state, _) = api.ctx.calls.get(lead).await.expect("get").expect("entry");
     assert_eq!(state.answers.len(), 2);
     assert!(state.answers[0].captured && state.answers[0].speech.as_deref() == Some("hot desk"));
     assert!(!state.answers[1].captured, "{:?}", state.answers[1]);
-    assert_eq!(api.messages::<CallAnswer>().await.len(), 2);
+    assert_eq!(messages::<CallAnswer>(&api).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answering_machine_hears_the_voicemail() {
-    let api = Api::start().await;
-    let lead = api.call("Ada").await;
+    let api = spawn_webhooks().await;
+    let lead = call_in_progress(&api, "Ada").await;
     let sid = format!("CA{}", lead.simple());
-    let (_, body) = api
-        .post(
-            &format!("/webhooks/twilio/call-start?lead={lead}"),
-            &[("CallSid", &sid), ("AnsweredBy", "machine_end_beep")],
-            true,
-        )
-        .await;
+    let (_, body) = post(
+        &api,
+        &format!("/webhooks/twilio/call-start?lead={lead}"),
+        &[("CallSid", &sid), ("AnsweredBy", "machine_end_beep")],
+        true,
+    )
+    .await;
     assert!(
         body.contains("returning your request") && body.contains("<Hangup/>"),
         "{body}"
@@ -296,15 +266,15 @@ async fn an_answering_machine_hears_the_voicemail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_calling_me_ends_the_call_and_lists_the_number() {
-    let api = Api::start().await;
-    let lead = api.call("Ada").await;
-    let body = api.answer(lead, 1, "please stop calling me", "0.9").await;
+    let api = spawn_webhooks().await;
+    let lead = call_in_progress(&api, "Ada").await;
+    let body = answer(&api, lead, 1, "please stop calling me", "0.9").await;
     assert!(
         body.contains("won&apos;t call you again") || body.contains("won't call you again"),
         "{body}"
     );
     assert!(body.contains("<Hangup/>"));
-    let dnc = DoNotContact::open(&api.bus.js).await.expect("dnc");
+    let dnc = DoNotContact::open(&api.bus().js).await.expect("dnc");
     tokio::time::timeout(Duration::from_secs(5), async {
         while !dnc.contains("+14155550142").await.expect("dnc get") {
             tokio::time::sleep(Duration::from_millis(50)).await;
