@@ -62,12 +62,23 @@ async fn spawn_roles(nats: NatsServer, settings: Settings, roles: &[Role]) -> Te
     let api = Box::pin(leadq::app::start_api(&ctx, &shutdown, &mut tasks))
         .await
         .expect("the api role");
+    keep_until_done(tasks);
+    let app = TestApp {
+        base,
+        ctx: api,
+        http: reqwest::Client::new(),
+        shutdown,
+        nats,
+    };
     for &role in roles {
-        Box::pin(leadq::app::start_role(role, &ctx, &shutdown, &mut tasks))
-            .await
-            .expect("a role");
+        app.start(role).await;
     }
-    // The set aborts its tasks when dropped: kept until they end with `shutdown`.
+    app
+}
+
+/// A set aborts its tasks when dropped: this keeps them until they end (with the shutdown),
+/// logging a role that failed.
+fn keep_until_done(mut tasks: tokio::task::JoinSet<Result<(), leadq::app::RuntimeError>>) {
     tokio::spawn(async move {
         while let Some(ended) = tasks.join_next().await {
             if let Ok(Err(err)) = ended {
@@ -75,13 +86,6 @@ async fn spawn_roles(nats: NatsServer, settings: Settings, roles: &[Role]) -> Te
             }
         }
     });
-    TestApp {
-        base,
-        ctx: api,
-        http: reqwest::Client::new(),
-        shutdown,
-        nats,
-    }
 }
 
 /// Every role through `app::run`, as `leadq all` runs them (the sandbox too when no outside
@@ -265,13 +269,7 @@ impl TestApp {
         Box::pin(leadq::app::start_role(role, &self.ctx, &self.shutdown, &mut tasks))
             .await
             .expect("a role");
-        tokio::spawn(async move {
-            while let Some(ended) = tasks.join_next().await {
-                if let Ok(Err(err)) = ended {
-                    tracing::warn!(%err, "a role failed");
-                }
-            }
-        });
+        keep_until_done(tasks);
     }
 }
 

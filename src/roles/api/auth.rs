@@ -90,8 +90,7 @@ impl Auth {
             iat: now,
             exp: now + self.token_ttl.as_secs() as i64,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::Internal(Box::new(e)))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| ApiError::internal(e))
     }
 
     fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
@@ -112,7 +111,7 @@ impl Authed {
         if self.role.may(access) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
+            Err(ApiError::forbidden(format!(
                 "the {} role may not do this",
                 self.role.as_str()
             )))
@@ -129,7 +128,7 @@ impl FromRequestParts<ApiContext> for Authed {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token".into()))?;
         let claims = ctx.auth.verify(token.trim()).map_err(|err| {
             use jsonwebtoken::errors::ErrorKind;
             let why = match err.kind() {
@@ -140,7 +139,7 @@ impl FromRequestParts<ApiContext> for Authed {
                 ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => "the token is not for this service",
                 _ => "invalid token",
             };
-            ApiError::Unauthorized(why.into())
+            ApiError::unauthorized(why.into())
         })?;
         // The token says who; the users bucket says what they may do now, so a changed role or
         // password (or a removed user) counts at once, not when the token expires.
@@ -148,9 +147,9 @@ impl FromRequestParts<ApiContext> for Authed {
             .users
             .get(&claims.sub)
             .await?
-            .ok_or_else(|| ApiError::Unauthorized("this user no longer exists".into()))?;
+            .ok_or_else(|| ApiError::unauthorized("this user no longer exists".into()))?;
         if claims.iat < user.created_at.unix_timestamp() {
-            return Err(ApiError::Unauthorized(
+            return Err(ApiError::unauthorized(
                 "the password changed since this sign-in; sign in again".into(),
             ));
         }
@@ -197,12 +196,12 @@ async fn login(
         .await
         .map_err(|err| match err {
             UserError::Bus(bus) => ApiError::from(bus),
-            other => ApiError::Internal(Box::new(other)),
+            other => ApiError::internal(other),
         })?;
     let Some(user) = user else {
         guard.failed(&request.username, address);
         tracing::info!(username = %request.username, %address, "login refused: wrong username or password");
-        return Err(ApiError::Unauthorized("wrong username or password".into()));
+        return Err(ApiError::unauthorized("wrong username or password".into()));
     };
     guard.succeeded(&user.username, address);
     ctx.bus

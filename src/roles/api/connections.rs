@@ -175,7 +175,7 @@ async fn test_inbox(settings: &Settings) -> Json<Value> {
 async fn create_columns(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value>, ApiError> {
     user.require(Access::Manage)?;
     let settings = settings_now(&ctx).await?;
-    let unavailable = |err: AirtableError| ApiError::Unavailable(schema_refusal(&err));
+    let unavailable = |err: AirtableError| ApiError::unavailable(schema_refusal(&err));
     let client = airtable_client(&settings).map_err(unavailable)?;
     let check = schema_check(&settings).await.map_err(unavailable)?;
     let mut created = Vec::new();

@@ -45,7 +45,7 @@ async fn settings_now(ctx: &ApiContext) -> Result<crate::config::Settings, ApiEr
         .credentials
         .plain_values()
         .await
-        .map_err(|e| ApiError::Unavailable(format!("saved credentials: {e}")))?;
+        .map_err(|e| ApiError::unavailable(format!("saved credentials: {e}")))?;
     crate::security::credentials::apply(&mut settings, &saved);
     if let Some(sandbox) = &ctx.sandbox {
         sandbox.apply(&mut settings);
@@ -121,7 +121,7 @@ fn with_page(router: Router<ApiContext>, dir: &std::path::Path) -> Router<ApiCon
     );
     router.fallback(move || {
         let detail = detail.clone();
-        async move { ApiError::Unavailable(detail) }
+        async move { ApiError::unavailable(detail) }
     })
 }
 
@@ -129,7 +129,7 @@ fn with_page(router: Router<ApiContext>, dir: &std::path::Path) -> Router<ApiCon
 fn store(ctx: &ApiContext) -> Result<&crate::store::Store, ApiError> {
     ctx.store
         .as_ref()
-        .ok_or_else(|| ApiError::Unavailable("this process keeps no records".into()))
+        .ok_or_else(|| ApiError::unavailable("this process keeps no records".into()))
 }
 
 /// A bound listener; binding apart from serving lets callers (and tests, with port 0) learn the port.

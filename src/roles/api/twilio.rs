@@ -46,7 +46,7 @@ impl TwilioRequest {
             .iter()
             .find(|(k, _)| k == "lead")
             .and_then(|(_, v)| Uuid::parse_str(v).ok())
-            .ok_or_else(|| ApiError::BadRequest("the webhook URL has no valid `lead` parameter".into()))
+            .ok_or_else(|| ApiError::bad_request("the webhook URL has no valid `lead` parameter".into()))
     }
 }
 
@@ -54,7 +54,7 @@ impl FromRequest<ApiContext> for TwilioRequest {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, ctx: &ApiContext) -> Result<Self, ApiError> {
-        let forbidden = |why: &str| ApiError::Forbidden(format!("Twilio signature {why}"));
+        let forbidden = |why: &str| ApiError::forbidden(format!("Twilio signature {why}"));
         // Followed live: a token saved from the admin page counts at once, with no read per request;
         // while Twilio is the sandbox, the sandbox's token.
         let token = match ctx.sandbox.as_ref().and_then(|sandbox| sandbox.webhook_token()) {
@@ -62,7 +62,7 @@ impl FromRequest<ApiContext> for TwilioRequest {
             None => ctx.twilio_token.borrow().clone(),
         };
         let Some(token) = token.as_ref() else {
-            return Err(ApiError::Forbidden(
+            return Err(ApiError::forbidden(
                 "Twilio is not configured (LEADQ_TWILIO__AUTH_TOKEN)".into(),
             ));
         };
@@ -86,7 +86,7 @@ impl FromRequest<ApiContext> for TwilioRequest {
         );
         let body = Bytes::from_request(request, ctx)
             .await
-            .map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+            .map_err(|e| ApiError::bad_request(format!("unreadable body: {e}")))?;
         let params: Vec<(String, String)> =
             serde_urlencoded::from_bytes(&body).map_err(|_| forbidden("does not match a malformed body"))?;
         if !signature::verify(token.expose_secret(), &url, &params, &given) {
@@ -316,7 +316,7 @@ async fn machine_detection(State(ctx): State<ApiContext>, request: TwilioRequest
         .or_else(|| request.param("CallSid").map(str::to_owned))
         .unwrap_or_default();
     let client = crate::clients::twilio::TwilioClient::new(&super::settings_now(&ctx).await?.twilio)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let sent = if fax {
         client.hang_up(&call_sid).await
     } else {
@@ -329,7 +329,7 @@ async fn machine_detection(State(ctx): State<ApiContext>, request: TwilioRequest
         ctx.calls
             .update(lead_id, |state| ((), state.voicemail_failed()))
             .await?;
-        return Err(ApiError::Unavailable(format!(
+        return Err(ApiError::unavailable(format!(
             "the call could not be redirected: {err}"
         )));
     }

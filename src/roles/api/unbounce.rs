@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::ApiContext;
 use super::ApiError;
 use crate::bus::LeadSource;
-use crate::cmo::Intake;
+use crate::cmo::{CmoError, Intake};
 use crate::domain::lead::LeadError;
 use crate::roles::api::unbounce_form::{Submission, check_token};
 
@@ -32,16 +32,16 @@ async fn form_submit(
 ) -> Result<Json<Value>, ApiError> {
     let allow = &ctx.settings.unbounce.allow;
     if !allow.is_empty() && !allow.iter().any(|net| net.contains(&peer.ip())) {
-        return Err(ApiError::Forbidden(format!(
+        return Err(ApiError::forbidden(format!(
             "{} may not post form submissions (LEADQ_UNBOUNCE__ALLOW)",
             peer.ip()
         )));
     }
     match check_token(ctx.config.bucket(), &token).await? {
         Some(true) => {}
-        Some(false) => return Err(ApiError::Forbidden("unknown webhook token".into())),
+        Some(false) => return Err(ApiError::forbidden("unknown webhook token".into())),
         None => {
-            return Err(ApiError::Forbidden(
+            return Err(ApiError::forbidden(
                 "no Unbounce webhook URL was made yet (`leadq admin unbounce-url`)".into(),
             ));
         }
@@ -55,7 +55,7 @@ async fn form_submit(
     } else {
         Submission::from_form(&body)
     }
-    .map_err(|err| ApiError::InvalidBody {
+    .map_err(|err| CmoError::InvalidBody {
         field: err.field,
         detail: err.detail,
     })?;
@@ -66,8 +66,8 @@ async fn form_submit(
     let lead = submission
         .into_lead(ctx.settings.default_region)
         .map_err(|err| match err {
-            LeadError::Invalid { field, detail } => ApiError::InvalidField { field, detail },
-            LeadError::NotALead(detail) => ApiError::BadRequest(detail),
+            LeadError::Invalid { field, detail } => CmoError::InvalidField { field, detail },
+            LeadError::NotALead(detail) => CmoError::BadRequest(detail),
         })?;
     let received = ctx
         .cmo

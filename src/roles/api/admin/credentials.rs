@@ -20,7 +20,7 @@ fn credential_error(err: CredentialError) -> ApiError {
             ApiError::Unprocessable(json!({ "error": err.to_string() }))
         }
         CredentialError::Bus(bus) => bus.into(),
-        other => ApiError::Internal(Box::new(other)),
+        other => ApiError::internal(other),
     }
 }
 
@@ -67,7 +67,7 @@ pub(super) async fn save_credential(
         .into_iter()
         .find(|c| c.service == request.service && c.key == request.key)
         .map(Json)
-        .ok_or_else(|| ApiError::Unavailable("the credential was saved but is not listed yet".into()))
+        .ok_or_else(|| ApiError::unavailable("the credential was saved but is not listed yet".into()))
 }
 
 /// Deletes a credential.

@@ -124,7 +124,7 @@ fn page_size(limit: u32) -> Result<u32, ApiError> {
     if (1..=200).contains(&limit) {
         Ok(limit)
     } else {
-        Err(ApiError::BadRequest("limit must be 1 to 200".into()))
+        Err(ApiError::bad_request("limit must be 1 to 200".into()))
     }
 }
 
@@ -151,7 +151,7 @@ async fn leads(
     responses((status = 200), (status = 404), (status = 401), (status = 403)))]
 async fn lead(State(ctx): State<ApiContext>, user: Authed, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::BadRequest(format!("`{id}` is not a lead id")))?;
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::bad_request(format!("`{id}` is not a lead id")))?;
     let store = store(&ctx)?;
     let record = store.lead(id).await?.ok_or(ApiError::NotFound)?;
     let activity = store.lead_activity(id).await?;
@@ -267,7 +267,7 @@ async fn events(
             .client
             .subscribe(name)
             .await
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+            .map_err(|e| ApiError::internal(e))?;
         streams.push(subscriber);
     }
     let stopping = ctx.stopping.clone();

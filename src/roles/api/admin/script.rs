@@ -83,7 +83,7 @@ pub(super) async fn save_script(
     ctx.config
         .save(store(&ctx)?, &request.script, &request.rules, &user.username)
         .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        .map_err(|e| ApiError::internal(e))?;
     ctx.bus
         .record(&Activity::new(
             "script.saved",
@@ -117,11 +117,11 @@ pub(super) async fn try_answer(
         .questions
         .iter()
         .find(|q| q.id == request.question)
-        .ok_or_else(|| ApiError::BadRequest(format!("the script has no question `{}`", request.question)))?;
+        .ok_or_else(|| ApiError::bad_request(format!("the script has no question `{}`", request.question)))?;
     let today = match request.today.as_deref() {
         Some(day) => day
             .parse::<jiff::civil::Date>()
-            .map_err(|_| ApiError::BadRequest(format!("today: `{day}` is not a date such as 2026-11-24")))?,
+            .map_err(|_| ApiError::bad_request(format!("today: `{day}` is not a date such as 2026-11-24")))?,
         None => jiff::ZonedDateTime::now().date(),
     };
     let answer = crate::domain::answers::interpret(question, &request.text, today);

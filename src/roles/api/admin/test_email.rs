@@ -42,9 +42,9 @@ pub(super) async fn test_email(
     user.require(Access::Manage)?;
     let store = store(&ctx)?;
     let request: TestEmail =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))?;
     if request.raw.trim().is_empty() {
-        return Err(ApiError::BadRequest("paste an email in `raw`".into()));
+        return Err(ApiError::bad_request("paste an email in `raw`".into()));
     }
     let key = idempotency_key(&headers, &user.username)?;
     let (ctx, user, request) = (&ctx, &user, &request);
