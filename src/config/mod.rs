@@ -412,6 +412,8 @@ mod tests {
     use figment::Jail;
     use secrecy::ExposeSecret;
 
+    // figment's `Jail` takes closures that return its own (large) error type.
+    #[allow(clippy::result_large_err)]
     fn load_with(jail_setup: impl FnOnce(&mut Jail)) -> Result<Settings, ConfigError> {
         let mut out = None;
         Jail::expect_with(|jail| {
@@ -447,6 +449,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's `Jail` closure returns its own large error.
     fn environment_overrides_the_file() {
         let mut out = None;
         Jail::expect_with(|jail| {

@@ -163,10 +163,7 @@ impl Connection {
 }
 
 async fn connect(endpoint: &str, credentials: Option<&(String, SecretString)>) -> Result<Surreal<Any>, StoreError> {
-    let open_err = |source| StoreError::Open {
-        endpoint: endpoint.to_owned(),
-        source,
-    };
+    let open_err = |source| StoreError::open(endpoint, source);
     let db = tokio::time::timeout(CONNECT_DEADLINE, surrealdb::engine::any::connect(endpoint))
         .await
         .map_err(|_| {

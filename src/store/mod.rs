@@ -29,15 +29,34 @@ const DATABASE: &str = "leadq";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {endpoint} (LEADQ_DB): {source}")]
-    Open { endpoint: String, source: surrealdb::Error },
+    Open {
+        endpoint: String,
+        source: Box<surrealdb::Error>,
+    },
+    /// Boxed: SurrealDB's error is large, and every result of the store carries this type.
     #[error("store query failed: {0}")]
-    Query(#[from] surrealdb::Error),
+    Query(Box<surrealdb::Error>),
     #[error("the store did not answer within {0:?}; reconnecting")]
     Unanswered(Duration),
     #[error("cannot encode a record: {0}")]
     Encode(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+}
+
+impl StoreError {
+    fn open(endpoint: &str, source: surrealdb::Error) -> Self {
+        Self::Open {
+            endpoint: endpoint.to_owned(),
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<surrealdb::Error> for StoreError {
+    fn from(err: surrealdb::Error) -> Self {
+        Self::Query(Box::new(err))
+    }
 }
 
 /// A handle on the store; clones share one connection.
@@ -68,10 +87,7 @@ impl Store {
             })?;
         }
         let endpoint = settings.db.endpoint();
-        let open_err = |source| StoreError::Open {
-            endpoint: endpoint.clone(),
-            source,
-        };
+        let open_err = |source| StoreError::open(&endpoint, source);
         let conn = Connection::open(settings).await?;
         let db = conn.db();
         // Defining the schema runs deep in SurrealDB's executor: a task of its own starts it at the

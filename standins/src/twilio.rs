@@ -311,7 +311,9 @@ impl StandIn {
                 .is_some_and(|v| v == format!("Basic {expected}"))
     }
 
-    /// The form of an authenticated create request, or Twilio's refusal.
+    /// The form of an authenticated create request, or Twilio's refusal (a whole response, as
+    /// the handlers return it at once).
+    #[allow(clippy::result_large_err)]
     fn authorized_form(&self, headers: &HeaderMap, sid: &str, body: &[u8]) -> Result<Vec<(String, String)>, Response> {
         if !self.authorized(headers, sid) {
             return Err(twilio_error(401, 20003, "Authenticate"));

@@ -31,7 +31,7 @@ pub fn parse(xml: &str) -> Result<Vec<Verb>, String> {
     let mut verbs = Vec::new();
     let mut text = String::new();
     // The verb being read: its name, and for a Gather its start tag and the Says inside.
-    let mut gather: Option<(Option<String>, Option<String>, Option<String>, Vec<String>)> = None;
+    let mut gather: Option<OpenGather> = None;
     let mut seen_response = false;
     loop {
         match reader.read_event().map_err(|e| format!("malformed TwiML: {e}"))? {
@@ -142,3 +142,7 @@ mod tests {
         assert!(parse("<Response><Say>unclosed</Response>").is_err());
     }
 }
+
+/// A `<Gather>` being read: three of its attributes (as the reader keeps them) and the text of
+/// each `<Say>` inside it.
+type OpenGather = (Option<String>, Option<String>, Option<String>, Vec<String>);

@@ -90,7 +90,7 @@ impl Auth {
             iat: now,
             exp: now + self.token_ttl.as_secs() as i64,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| ApiError::internal(e))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
     }
 
     fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {

@@ -262,12 +262,7 @@ async fn events(
     user.require(Access::Read)?;
     let mut streams = Vec::new();
     for name in LIVE_SUBJECTS {
-        let subscriber = ctx
-            .bus
-            .client
-            .subscribe(name)
-            .await
-            .map_err(|e| ApiError::internal(e))?;
+        let subscriber = ctx.bus.client.subscribe(name).await.map_err(ApiError::internal)?;
         streams.push(subscriber);
     }
     let stopping = ctx.stopping.clone();

@@ -83,7 +83,7 @@ pub(super) async fn save_script(
     ctx.config
         .save(store(&ctx)?, &request.script, &request.rules, &user.username)
         .await
-        .map_err(|e| ApiError::internal(e))?;
+        .map_err(ApiError::internal)?;
     ctx.bus
         .record(&Activity::new(
             "script.saved",
