@@ -1,8 +1,12 @@
 //! Finalized leads (`lead`): their records, resubmissions, and the CRM sync state.
 
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use surrealdb::types::RecordId;
 
 use super::{Page, Store, StoreError};
+use crate::domain::Lead;
+use crate::domain::answers::Interpretation;
 
 /// A lead's resubmissions, from the activity log (`$lead_id`): one list whichever of the
 /// finalizer and the activity writer comes first.
@@ -22,6 +26,63 @@ pub struct FinalizedLead {
     pub finalized_at: time::OffsetDateTime,
     /// From Twilio's `answered` event to the first TwiML served: the silence a person heard.
     pub answered_to_first_words_ms: Option<i64>,
+}
+
+/// A finished lead's record as stored, read by name where the CRM sync and the admin page use
+/// it; what else the record holds is kept as it is (`other`) and written back out with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeadRecord {
+    pub id: String,
+    pub contact: Lead,
+    #[serde(default)]
+    pub answers: Vec<Interpretation>,
+    pub score: u8,
+    pub verdict: String,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub timestamps: LeadTimestamps,
+    pub call_status: Option<String>,
+    /// `pending`, `synced`, `unsynced` (after a failure) or `rejected`.
+    pub crm_sync: String,
+    /// `pending`, then what the SMS sender reported (`sent`, `skipped`, ...).
+    pub sms_state: String,
+    /// The details of each later submission by the same person.
+    #[serde(default)]
+    pub resubmissions: Vec<Value>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// When each step of a lead happened (RFC 3339), and the two speeds the dashboard shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LeadTimestamps {
+    pub submitted_at: Option<String>,
+    pub inbox_at: Option<String>,
+    pub seen_at: Option<String>,
+    pub published_at: Option<String>,
+    pub call_placed_at: Option<String>,
+    pub finalized_at: Option<String>,
+    pub speed_to_lead_secs: Option<f64>,
+    pub answered_to_first_words_ms: Option<i64>,
+}
+
+impl LeadRecord {
+    /// The answer to question `id`, if the script asked it.
+    pub fn answer(&self, id: &str) -> Option<&Interpretation> {
+        self.answers.iter().find(|a| a.question == id)
+    }
+}
+
+/// Rows read as lead records; a row that does not read as one is a store fault, named.
+fn lead_records(rows: Vec<Value>) -> Result<Vec<LeadRecord>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            let id = row["id"].as_str().unwrap_or("?").to_owned();
+            serde_json::from_value(row)
+                .map_err(|e| StoreError::Encode(format!("lead {id} does not read as a record: {e}")))
+        })
+        .collect()
 }
 
 impl Store {
@@ -120,7 +181,7 @@ impl Store {
     }
 
     /// Finalized leads not yet in the CRM (pending, or unsynced after a failure), oldest first.
-    pub async fn unsynced_leads(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+    pub async fn unsynced_leads(&self, limit: u32) -> Result<Vec<LeadRecord>, StoreError> {
         let mut response = self
             .conn
             .run(|db| {
@@ -131,7 +192,7 @@ impl Store {
                 .bind(("limit", i64::from(limit)))
             })
             .await?;
-        Ok(response.take(0)?)
+        lead_records(response.take(0)?)
     }
 
     /// Sets the CRM sync state of these leads (`synced`, `unsynced`, `rejected`).
@@ -148,7 +209,7 @@ impl Store {
     }
 
     /// A finished lead's record as stored, for the API and tests.
-    pub async fn lead(&self, lead_id: uuid::Uuid) -> Result<Option<serde_json::Value>, StoreError> {
+    pub async fn lead(&self, lead_id: uuid::Uuid) -> Result<Option<LeadRecord>, StoreError> {
         let mut response = self
             .conn
             .run(|db| {
@@ -156,8 +217,7 @@ impl Store {
                     .bind(("lead", RecordId::new("lead", lead_id.to_string())))
             })
             .await?;
-        let rows: Vec<serde_json::Value> = response.take(0)?;
-        Ok(rows.into_iter().next())
+        Ok(lead_records(response.take(0)?)?.into_iter().next())
     }
 
     /// Whether any lead was ever finished: a fresh install's dashboard says what to do first.

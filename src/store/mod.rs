@@ -15,7 +15,7 @@ mod settings;
 pub mod shared_config;
 
 pub use activity::{ActivityFilter, ActivityRow};
-pub use leads::FinalizedLead;
+pub use leads::{FinalizedLead, LeadRecord, LeadTimestamps};
 pub use reports::{Figures, Period};
 
 use connection::Connection;

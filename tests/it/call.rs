@@ -518,32 +518,29 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
             .expect("lead.finalized");
         assert_eq!(done.verdict, *verdict, "{done:?}");
         let record = store.lead(lead.lead_id).await.expect("read").expect("a record");
-        assert_eq!(record["verdict"], *verdict);
-        assert_eq!(record["contact"]["phone"], lead.lead.phone.as_str());
-        assert!(!record["reasons"].as_array().expect("reasons").is_empty());
+        assert_eq!(record.verdict, *verdict);
+        assert_eq!(record.contact.phone.as_str(), lead.lead.phone.as_str());
+        assert!(!record.reasons.is_empty());
     }
     // The SMS role's reports reach each record (through the activity log the api role writes).
     agent.start(Role::Sms).await;
     for lead in &leads {
         eventually(Duration::from_secs(20), "the record says the SMS went out", || async {
             let record = store.lead(lead.lead_id).await.expect("read").expect("record");
-            record["sms_state"] == "sent"
+            record.sms_state == "sent"
         })
         .await;
     }
     let qualified = store.lead(leads[0].lead_id).await.expect("read").expect("record");
-    let answers = qualified["answers"].as_array().expect("answers");
-    let value_of = |id: &str| answers.iter().find(|a| a["question"] == id).map(|a| a["value"].clone());
+    let value_of = |id: &str| qualified.answer(id).map(|a| a.value.clone());
     assert_eq!(value_of("space_type"), Some(serde_json::json!("private_office")));
     assert_eq!(value_of("team_size"), Some(serde_json::json!(6)));
     assert_eq!(value_of("budget"), Some(serde_json::json!(2000)));
     assert_eq!(value_of("decision_maker"), Some(serde_json::json!(true)));
-    assert_eq!(qualified["score"], 100);
+    assert_eq!(qualified.score, 100);
     assert!(
-        qualified["timestamps"]["speed_to_lead_secs"]
-            .as_f64()
-            .is_some_and(|s| s >= 0.0),
-        "{qualified}"
+        qualified.timestamps.speed_to_lead_secs.is_some_and(|s| s >= 0.0),
+        "{qualified:?}"
     );
     eventually(Duration::from_secs(20), "every lead in Airtable", || async {
         agent.airtable.records(AIRTABLE_BASE, "Leads").len() >= cases.len()
@@ -567,7 +564,7 @@ async fn finished_calls_are_finalized_with_verdicts_records_and_one_lead_finaliz
             .await
             .ok()
             .flatten()
-            .is_some_and(|r| r["crm_sync"] == "synced")
+            .is_some_and(|r| r.crm_sync == "synced")
     })
     .await;
 
@@ -724,7 +721,7 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
             .await
             .expect("put");
         let record = store.lead(lead.lead_id).await.expect("read").expect("record");
-        assert_eq!(record["sms_state"], "pending", "{record}");
+        assert_eq!(record.sms_state, "pending", "{record:?}");
     }
 
     let sender = leadq::roles::sms::SmsSender::new(agent.ctx.sms_deps())
@@ -736,7 +733,7 @@ async fn a_text_sent_before_a_crash_reaches_the_record_without_a_second_text() {
     for lead in [&sending, &sent] {
         eventually(Duration::from_secs(20), "the record says the text went out", || async {
             let record = store.lead(lead.lead_id).await.expect("read").expect("record");
-            record["sms_state"] == "sent"
+            record.sms_state == "sent"
         })
         .await;
     }
@@ -954,7 +951,7 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
     let store = agent.ctx.store.clone().expect("store");
     let record = store.lead(stale_lead.lead_id).await.expect("read").expect("record");
     // One answer of five, and the end never heard: the call broke, the lead did answer.
-    assert_eq!(record["verdict"], "interrupted", "{record}");
+    assert_eq!(record.verdict, "interrupted", "{record:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1191,7 +1188,7 @@ async fn finalizer_and_sms_processes_killed_at_random_still_finish_every_lead_on
             .await
             .expect("read")
             .expect("a record per lead");
-        assert_eq!(record["verdict"], "qualified");
+        assert_eq!(record.verdict, "qualified");
     }
     assert_eq!(agent.twilio.calls().len(), leads.len(), "one call per lead");
 }

@@ -63,7 +63,7 @@ async fn one_person_submitting_twice_is_called_texted_and_recorded_once() {
             .await
             .ok()
             .flatten()
-            .is_some_and(|r| r["resubmissions"].as_array().is_some_and(|a| a.len() == 1))
+            .is_some_and(|r| r.resubmissions.len() == 1)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -84,12 +84,17 @@ async fn one_person_submitting_twice_is_called_texted_and_recorded_once() {
     .await;
     let record = store.lead(first.lead_id).await.expect("read").expect("record");
     assert_eq!(
-        record["resubmissions"][0]["resubmitted_lead_id"],
+        record.resubmissions[0]["resubmitted_lead_id"],
         again.lead_id.to_string()
     );
-    assert_eq!(record["contact"]["name"], "Ada", "the first submission's name stands");
     assert_eq!(
-        record["contact"]["email"], "ada@example.com",
+        record.contact.name.as_deref(),
+        Some("Ada"),
+        "the first submission's name stands"
+    );
+    assert_eq!(
+        record.contact.email.as_deref(),
+        Some("ada@example.com"),
         "the missing email was merged"
     );
     assert!(
@@ -361,12 +366,12 @@ async fn a_person_hears_the_greeting_on_answer_and_a_machine_gets_the_voicemail_
     })
     .await;
     let record = store.lead(m.lead_id).await.expect("read").expect("record");
-    assert_eq!(record["verdict"], "voicemail");
+    assert_eq!(record.verdict, "voicemail");
     let record = store.lead(p.lead_id).await.expect("read").expect("record");
     assert!(
-        record["timestamps"]["answered_to_first_words_ms"].as_i64().is_some(),
-        "{}",
-        record["timestamps"]
+        record.timestamps.answered_to_first_words_ms.is_some(),
+        "{:?}",
+        record.timestamps
     );
 }
 

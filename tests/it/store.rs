@@ -161,7 +161,7 @@ async fn a_burst_of_activity_lands_once_each_and_text_reports_reach_their_leads(
                         .await
                         .ok()
                         .flatten()
-                        .is_some_and(|record| record["sms_state"] == want)
+                        .is_some_and(|record| record.sms_state == want)
                 }
             },
         )

@@ -47,9 +47,9 @@ async fn outcome(agent: &TestAgent, since: OffsetDateTime) -> (Vec<(String, Valu
         let record = store.lead(one.lead_id).await.expect("read").expect("a record");
         records.push((
             one.lead.phone.as_str().to_owned(),
-            record["verdict"].clone(),
-            record["score"].clone(),
-            record["reasons"].clone(),
+            Value::from(record.verdict),
+            Value::from(record.score),
+            Value::from(record.reasons),
         ));
     }
     let figures = store.figures(since).await.expect("figures");

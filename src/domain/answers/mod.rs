@@ -23,7 +23,7 @@ use people::people_count;
 use yes_no::yes_no;
 
 /// One answer as the finalizer stores it and `leadq script test` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Interpretation {
     pub question: String,
     pub raw: String,

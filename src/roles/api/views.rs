@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::bus::kv::calls::{CallPhase, CallState};
 use crate::domain::reading::in_words;
 use crate::domain::script::{Question, Script};
-use crate::store::ActivityRow;
+use crate::store::{ActivityRow, LeadRecord};
 
 fn question<'a>(script: &'a Script, id: &str) -> Option<&'a Question> {
     script.questions.iter().find(|q| q.id == id)
@@ -50,21 +50,19 @@ pub fn live_call(state: &CallState, script: &Script) -> Value {
 /// A finished lead's record with what its page shows beside it: the transcript (each question,
 /// what was said, how it was read, captured or not), what happened to it in order, the text sent,
 /// and the CRM row when the sandbox holds it.
-pub fn lead_page(mut record: Value, script: &Script, activity: Vec<ActivityRow>, crm_row: Option<Value>) -> Value {
-    let transcript: Vec<Value> = record["answers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+pub fn lead_page(record: LeadRecord, script: &Script, activity: Vec<ActivityRow>, crm_row: Option<Value>) -> Value {
+    let transcript: Vec<Value> = record
+        .answers
+        .iter()
         .map(|answer| {
-            let id = answer["question"].as_str().unwrap_or_default();
-            let captured = answer["captured"].as_bool().unwrap_or(false);
+            let id = answer.question.as_str();
             let read_as = match question(script, id) {
-                Some(q) => in_words(&q.answer, &answer["value"], captured),
-                None if captured => answer["value"].to_string(),
+                Some(q) => in_words(&q.answer, &answer.value, answer.captured),
+                None if answer.captured => answer.value.to_string(),
                 None => "not captured".into(),
             };
-            let said = answer["raw"].as_str().filter(|s| !s.trim().is_empty());
-            json!({ "question": prompt(script, id), "said": said, "read_as": read_as, "captured": captured })
+            let said = Some(answer.raw.as_str()).filter(|s| !s.trim().is_empty());
+            json!({ "question": prompt(script, id), "said": said, "read_as": read_as, "captured": answer.captured })
         })
         .collect();
     let text_sent = activity
@@ -72,6 +70,7 @@ pub fn lead_page(mut record: Value, script: &Script, activity: Vec<ActivityRow>,
         .rev()
         .find(|row| row.kind == "sms.sent")
         .and_then(|row| row.detail["body"].as_str().map(str::to_owned));
+    let mut record = serde_json::to_value(record).unwrap_or_default();
     record["transcript"] = Value::Array(transcript);
     record["text_sent"] = text_sent.map_or(Value::Null, Value::String);
     record["activity"] = serde_json::to_value(activity).unwrap_or_default();
@@ -113,11 +112,18 @@ mod tests {
     #[test]
     fn a_lead_page_reads_answers_as_words_and_finds_the_text_sent() {
         let script = Script::default();
-        let record = json!({ "answers": [
-            { "question": "space_type", "raw": "a hot desk", "value": "hot_desk", "captured": true },
-            { "question": "team_size", "raw": "", "value": null, "captured": false },
-            { "question": "gone_from_the_script", "raw": "yes", "value": true, "captured": true },
-        ]});
+        let record: LeadRecord = serde_json::from_value(json!({
+            "id": "0193", "score": 40, "verdict": "needs_review", "crm_sync": "synced", "sms_state": "sent",
+            "call_status": "completed",
+            "contact": { "name": "Ada", "email": null, "phone": "+14155550100", "office_space": null,
+                "message": null, "campaign_id": null, "message_id": null },
+            "answers": [
+                { "question": "space_type", "raw": "a hot desk", "value": "hot_desk", "captured": true },
+                { "question": "team_size", "raw": "", "value": null, "captured": false },
+                { "question": "gone_from_the_script", "raw": "yes", "value": true, "captured": true },
+            ],
+        }))
+        .expect("a record");
         let sent = ActivityRow {
             id: "1".into(),
             kind: "sms.sent".into(),
@@ -137,5 +143,6 @@ mod tests {
         );
         assert_eq!(transcript[2]["question"], "gone_from_the_script");
         assert_eq!(page["text_sent"], "Hi Ada, book here");
+        assert_eq!(page["contact"]["name"], "Ada", "the record itself is on the page");
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::kv::lease::{self, Leases};
 use crate::bus::{Activity, Alert, Bus};
 use crate::clients::airtable::{AirtableClient, AirtableError, MAX_RECORDS_PER_REQUEST};
-use crate::store::Store;
+use crate::store::{LeadRecord, Store};
 
 /// Airtable asks for 30 seconds of quiet after a 429.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
@@ -26,50 +26,45 @@ const TRIES: u32 = 3;
 const LEASE_RETRY: Duration = Duration::from_secs(1);
 
 /// A stored lead record as Airtable fields, named by `columns`; absent values are left out.
-pub fn airtable_fields(record: &Value, columns: &BTreeMap<String, String>) -> Map<String, Value> {
+pub fn airtable_fields(record: &LeadRecord, columns: &BTreeMap<String, String>) -> Map<String, Value> {
     let answer = |id: &str| -> Value {
-        let value = record["answers"]
-            .as_array()
-            .and_then(|answers| answers.iter().find(|a| a["question"] == id))
-            .map(|a| a["value"].clone())
-            .unwrap_or(Value::Null);
+        let value = record.answer(id).map_or(Value::Null, |a| a.value.clone());
         // A range reads as "3-4" in a spreadsheet cell.
         match (&value["min"], &value["max"]) {
             (Value::Number(min), Value::Number(max)) => Value::String(format!("{min}-{max}")),
             _ => value,
         }
     };
-    let contact = &record["contact"];
-    let reasons = record["reasons"]
-        .as_array()
-        .map(|r| Value::String(r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")));
+    let text = |value: &Option<String>| value.clone().map_or(Value::Null, Value::String);
+    let contact = &record.contact;
+    let times = &record.timestamps;
     // Submitted again by the same person: how many times (the record keeps each one's fields).
-    let resubmissions = record["resubmissions"]
-        .as_array()
-        .filter(|r| !r.is_empty())
-        .map(|r| Value::from(r.len()));
+    let resubmissions = (!record.resubmissions.is_empty()).then(|| Value::from(record.resubmissions.len()));
     let values: [(&str, Value); 22] = [
-        ("lead_id", record["id"].clone()),
-        ("name", contact["name"].clone()),
-        ("email", contact["email"].clone()),
-        ("phone", contact["phone"].clone()),
-        ("office_space", contact["office_space"].clone()),
-        ("message", contact["message"].clone()),
-        ("campaign_id", contact["campaign_id"].clone()),
-        ("page_name", contact["page_name"].clone()),
-        ("variant", contact["variant"].clone()),
+        ("lead_id", Value::String(record.id.clone())),
+        ("name", text(&contact.name)),
+        ("email", text(&contact.email)),
+        ("phone", Value::String(contact.phone.as_str().to_owned())),
+        ("office_space", text(&contact.office_space)),
+        ("message", text(&contact.message)),
+        ("campaign_id", text(&contact.campaign_id)),
+        ("page_name", text(&contact.page.page_name)),
+        ("variant", text(&contact.page.variant)),
         ("space_type", answer("space_type")),
         ("team_size", answer("team_size")),
         ("move_in", answer("move_in")),
         ("budget", answer("budget")),
         ("decision_maker", answer("decision_maker")),
-        ("score", record["score"].clone()),
-        ("verdict", record["verdict"].clone()),
-        ("reasons", reasons.unwrap_or(Value::Null)),
-        ("speed_to_lead_secs", record["timestamps"]["speed_to_lead_secs"].clone()),
-        ("call_status", record["call_status"].clone()),
-        ("submitted_at", record["timestamps"]["submitted_at"].clone()),
-        ("call_placed_at", record["timestamps"]["call_placed_at"].clone()),
+        ("score", Value::from(record.score)),
+        ("verdict", Value::String(record.verdict.clone())),
+        ("reasons", Value::String(record.reasons.join("; "))),
+        (
+            "speed_to_lead_secs",
+            times.speed_to_lead_secs.map_or(Value::Null, Value::from),
+        ),
+        ("call_status", text(&record.call_status)),
+        ("submitted_at", text(&times.submitted_at)),
+        ("call_placed_at", text(&times.call_placed_at)),
         ("resubmissions", resubmissions.unwrap_or(Value::Null)),
     ];
     values
@@ -150,10 +145,7 @@ impl CrmSync {
                 Ok(batch) => batch,
                 Err(err) => return Err(AirtableError::Transient(format!("store: {err}"))),
             };
-            let ids: Vec<String> = batch
-                .iter()
-                .filter_map(|r| r["id"].as_str().map(str::to_owned))
-                .collect();
+            let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
             let records: Vec<Map<String, Value>> = batch.iter().map(|r| airtable_fields(r, &self.columns)).collect();
             match self.upsert_with_tries(&records).await {
                 Ok(_) => {
