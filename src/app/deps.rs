@@ -2,6 +2,7 @@
 //! laid over the settings) and building from it, for each role, exactly what that role takes.
 //! The api's own context is opened only where the api runs.
 
+use crate::bus::kv::seen::SeenOnce;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,6 +75,11 @@ impl Context {
                 .credentials
                 .follow("twilio", "auth_token", self.settings.twilio.auth_token.clone())
                 .await?,
+            calendly_key: self
+                .credentials
+                .follow("calendly", "signing_key", self.settings.calendly.signing_key.clone())
+                .await?,
+            webhooks_seen: SeenOnce::open(&bus.js).await?,
             users: Users::open(&bus.js).await?,
             auth: Arc::new(api::Auth::new(
                 &secrets::jwt_secret(&self.settings, true)?,

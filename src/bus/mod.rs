@@ -76,7 +76,8 @@ pub mod bucket {
     pub const PHONES: &str = "phones";
     pub const IDEMPOTENCY: &str = "idempotency";
     pub const LEASES: &str = "leases";
-    pub const ALL: [&str; 12] = [
+    pub const WEBHOOKS_SEEN: &str = "webhooks_seen";
+    pub const ALL: [&str; 13] = [
         EMAILS_SEEN,
         CALLS,
         AGENT,
@@ -89,6 +90,7 @@ pub mod bucket {
         PHONES,
         IDEMPOTENCY,
         LEASES,
+        WEBHOOKS_SEEN,
     ];
 }
 

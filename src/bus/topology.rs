@@ -140,6 +140,13 @@ fn buckets(settings: &BusSettings) -> Vec<kv::Config> {
                 "Work one process of the cluster does at a time (the CRM sync), by name: its holder",
             )
         },
+        kv::Config {
+            max_age: crate::bus::kv::seen::REMEMBERED,
+            ..base(
+                bucket::WEBHOOKS_SEEN,
+                "Signed webhook deliveries already received (create = replay refused), by signature digest",
+            )
+        },
         // History 1: after a key rotation no value under the old key is left behind.
         base(
             bucket::CREDENTIALS,

@@ -2,6 +2,7 @@
 //! settings), Twilio's wire formats, the lead inbox over IMAP, and the in-process sandbox.
 
 pub mod airtable;
+pub mod calendly;
 pub mod imap;
 pub mod sandbox;
 pub mod twilio;

@@ -376,5 +376,7 @@ fn report_body(figures: &Figures, period: Period) -> Value {
         "sms_sent": figures.sms_sent,
         "average_speed_to_lead": figures.average_speed_to_lead,
         "conversion_rate": figures.conversion_rate(),
+        "booked_leads": figures.booked_leads,
+        "booking_rate": figures.booking_rate(),
     })
 }

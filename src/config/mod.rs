@@ -7,6 +7,7 @@
 mod admin;
 mod airtable;
 mod bus;
+mod calendly;
 mod calling;
 mod imap;
 mod store;
@@ -25,6 +26,7 @@ use url::Url;
 pub use admin::AdminSettings;
 pub use airtable::{AirtableSettings, default_crm_fields};
 pub use bus::{BusSettings, Concurrency, server_addrs};
+pub use calendly::CalendlySettings;
 pub use calling::PHONE_MEMORY;
 pub use imap::{ImapAuth, ImapSettings};
 pub use store::DbLocation;
@@ -117,6 +119,7 @@ struct RawSettings {
     twilio: twilio::RawTwilio,
     calling_hours: calling::RawCallingHours,
     calendly_url: Url,
+    calendly: calendly::RawCalendly,
     sms_template: String,
     airtable_api_base: Url,
     airtable: airtable::RawAirtable,
@@ -163,6 +166,7 @@ impl Default for RawSettings {
             twilio: twilio::RawTwilio::default(),
             calling_hours: calling::RawCallingHours::default(),
             calendly_url: url("https://calendly.com/meshcowork/tour"),
+            calendly: calendly::RawCalendly::default(),
             sms_template: "Hi {name}, thanks for your interest in Mesh Cowork! Book your tour here: {link}".into(),
             airtable_api_base: url("https://api.airtable.com"),
             airtable: airtable::RawAirtable::default(),
@@ -257,6 +261,8 @@ pub struct Settings {
     pub calling_hours: crate::domain::calling_hours::CallingHours,
     /// The booking page the SMS links to, prefilled with the lead's name and email.
     pub calendly_url: Url,
+    /// Calendly's webhooks: who booked.
+    pub calendly: CalendlySettings,
     /// The SMS text; `{name}` and `{link}` are filled in.
     pub sms_template: String,
     pub airtable: AirtableSettings,
@@ -385,6 +391,7 @@ impl Settings {
             twilio,
             calling_hours: raw.calling_hours.read()?,
             calendly_url: raw.calendly_url,
+            calendly: CalendlySettings::from_raw(raw.calendly)?,
             sms_template: raw.sms_template,
             airtable: AirtableSettings::from_raw(raw.airtable_api_base, raw.airtable)?,
             call_watchdog: raw.call_watchdog,

@@ -73,6 +73,8 @@ pub fn booking_link(base: &Url, lead: &LeadFinalized) -> Url {
         }
         query
             .append_pair("a1", &lead.lead_id.to_string())
+            // Calendly carries UTM tags into the booking's `tracking`: how a booking finds its lead.
+            .append_pair("utm_content", &lead.lead_id.to_string())
             .append_pair("utm_source", "leadq")
             .append_pair("utm_medium", "sms")
             .append_pair(
@@ -357,6 +359,11 @@ mod tests {
         assert_eq!(query["name"], "Renée O'Brien");
         assert_eq!(query["email"], "renee@example.org");
         assert_eq!(query["a1"], uuid::Uuid::nil().to_string());
+        assert_eq!(
+            query["utm_content"],
+            uuid::Uuid::nil().to_string(),
+            "the lead a booking belongs to"
+        );
         assert_eq!(
             (query["utm_source"].as_str(), query["utm_medium"].as_str()),
             ("leadq", "sms")

@@ -50,6 +50,9 @@ pub struct LeadRecord {
     /// The details of each later submission by the same person.
     #[serde(default)]
     pub resubmissions: Vec<Value>,
+    /// The tour, once Calendly reported one.
+    #[serde(default)]
+    pub booking: Option<LeadBooking>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -65,6 +68,18 @@ pub struct LeadTimestamps {
     pub finalized_at: Option<String>,
     pub speed_to_lead_secs: Option<f64>,
     pub answered_to_first_words_ms: Option<i64>,
+}
+
+/// A lead's tour as Calendly reported it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeadBooking {
+    /// `booked`, `canceled`, or `rescheduled` (a new time's booking follows).
+    pub state: String,
+    /// Calendly's invitee URI of the booking the lead holds.
+    pub invitee: String,
+    pub booked_at: Option<String>,
+    pub meeting_at: Option<String>,
+    pub canceled_at: Option<String>,
 }
 
 impl LeadRecord {

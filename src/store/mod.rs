@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 mod activity;
+mod bookings;
 mod connection;
 mod leads;
 mod reports;
@@ -15,7 +16,8 @@ mod settings;
 pub mod shared_config;
 
 pub use activity::{ActivityFilter, ActivityRow};
-pub use leads::{FinalizedLead, LeadRecord, LeadTimestamps};
+pub use bookings::{Booking, BookingEvent};
+pub use leads::{FinalizedLead, LeadBooking, LeadRecord, LeadTimestamps};
 pub use reports::{Figures, Period};
 
 use connection::Connection;

@@ -58,6 +58,8 @@ pub struct Figures {
     pub qualified_leads: u64,
     pub calls_made: u64,
     pub sms_sent: u64,
+    /// Leads of the period whose tour is booked now (Calendly's reports).
+    pub booked_leads: u64,
     /// Mean seconds from the lead's submission to the call placed; None before any call.
     pub average_speed_to_lead: Option<f64>,
     pub last_activity: Option<String>,
@@ -66,11 +68,20 @@ pub struct Figures {
 impl Figures {
     /// Qualified leads as a percentage of all leads, one decimal.
     pub fn conversion_rate(&self) -> f64 {
-        if self.total_leads == 0 {
-            return 0.0;
-        }
-        (self.qualified_leads as f64 * 1000.0 / self.total_leads as f64).round() / 10.0
+        percent(self.qualified_leads, self.total_leads)
     }
+
+    /// Booked leads as a percentage of all leads, one decimal: conversion to a tour.
+    pub fn booking_rate(&self) -> f64 {
+        percent(self.booked_leads, self.total_leads)
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 * 1000.0 / whole as f64).round() / 10.0
 }
 
 /// How long computed figures are reused; a CMO agent polling status sees them at most this old.
@@ -102,9 +113,10 @@ impl Store {
     async fn compute_figures(&self, since: &str) -> Result<Figures, StoreError> {
         let since = since.to_owned();
         let mut response = self.conn.run(|db| db.query(
-                "LET $leads = SELECT verdict, timestamps FROM lead WHERE timestamps.finalized_at >= $since; \
+                "LET $leads = SELECT verdict, timestamps, booking FROM lead WHERE timestamps.finalized_at >= $since; \
                  RETURN { \
                    total: count($leads), \
+                   booked: count($leads[WHERE booking.state = 'booked']), \
                    qualified: count($leads[WHERE verdict = 'qualified']), \
                    calls: count($leads[WHERE timestamps.call_placed_at != NONE AND timestamps.call_placed_at != NULL]), \
                    speed: math::mean($leads[WHERE timestamps.speed_to_lead_secs != NONE AND timestamps.speed_to_lead_secs != NULL].timestamps.speed_to_lead_secs), \
@@ -122,6 +134,7 @@ impl Store {
             qualified_leads: count("qualified"),
             calls_made: count("calls"),
             sms_sent: count("sms"),
+            booked_leads: count("booked"),
             average_speed_to_lead: row["speed"]
                 .as_f64()
                 .filter(|s| s.is_finite())

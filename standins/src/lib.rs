@@ -2,5 +2,6 @@
 //! tests and benchmarks run leadq's production clients against them by base URL. Dev-only.
 
 pub mod airtable;
+pub mod calendly;
 pub mod twilio;
 pub mod twiml;

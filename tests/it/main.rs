@@ -4,6 +4,7 @@
 mod admin;
 mod answers;
 mod bus;
+mod calendly;
 mod call;
 mod chaos;
 mod cli;

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod lease;
 pub mod run_state;
+pub mod seen;
 
 use std::marker::PhantomData;
 

@@ -19,6 +19,10 @@ pub struct ApiContext {
     pub cmo: Cmo,
     /// The token that signs Twilio's webhooks: saved on the admin page, else configured.
     pub twilio_token: tokio::sync::watch::Receiver<Option<secrecy::SecretString>>,
+    /// The key that signs Calendly's webhooks, followed the same way.
+    pub calendly_key: tokio::sync::watch::Receiver<Option<secrecy::SecretString>>,
+    /// Signed webhook deliveries already taken: a replay is refused.
+    pub webhooks_seen: crate::bus::kv::seen::SeenOnce,
     pub users: Users,
     pub auth: Arc<Auth>,
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod calendly;
 mod cmo;
 mod connections;
 mod context;
@@ -64,6 +65,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi))
         .merge(twilio::routes())
+        .merge(calendly::routes())
         .merge(unbounce::routes())
         .merge(cmo::routes())
         .merge(auth::routes())
@@ -168,6 +170,7 @@ async fn openapi() -> impl IntoResponse {
     document.merge(auth::AuthApi::openapi());
     document.merge(admin::AdminApi::openapi());
     document.merge(connections::ConnectionsApi::openapi());
+    document.merge(calendly::CalendlyApi::openapi());
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",

@@ -33,6 +33,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/api/admin/stats", get(stats))
         .route("/api/admin/leads", get(leads))
         .route("/api/admin/leads/{id}", get(lead))
+        .route("/api/admin/bookings", get(bookings))
         .route(
             "/api/admin/test-email",
             get(test_email::test_emails).post(test_email::test_email),
@@ -94,6 +95,8 @@ async fn stats(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value
             "calls": figures.calls_made,
             "sms": figures.sms_sent,
             "conversion_rate": figures.conversion_rate(),
+            "booked": figures.booked_leads,
+            "booking_rate": figures.booking_rate(),
             "verdicts": verdicts,
             "speed_to_lead": {
                 "p50": dashboard["p50"],
@@ -141,6 +144,30 @@ async fn leads(
         .leads_page(query.verdict, page_size(query.limit)?, query.offset)
         .await?;
     Ok(Json(serde_json::to_value(page).unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct BookingQuery {
+    /// Only the bookings no lead could be found for.
+    #[serde(default)]
+    unmatched: bool,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+/// The bookings Calendly reported, newest first: each with its lead, or none when neither the
+/// link's lead id nor the email matched one (`unmatched=true` lists only those).
+#[utoipa::path(get, path = "/api/admin/bookings", tag = "admin", security(("bearer" = [])), params(BookingQuery),
+    responses((status = 200, description = "{items: [{invitee, event, email, name, meeting_at, reported_at, rescheduled, lead_id}]}"),
+        (status = 401), (status = 403)))]
+async fn bookings(
+    State(ctx): State<ApiContext>,
+    user: Authed,
+    Query(query): Query<BookingQuery>,
+) -> Result<Json<Value>, ApiError> {
+    user.require(Access::Read)?;
+    let items = store(&ctx)?.bookings(query.unmatched, page_size(query.limit)?).await?;
+    Ok(Json(json!({ "items": items })))
 }
 
 /// One lead: contact, answers raw and interpreted, verdict, reasons, timestamps, CRM and SMS state,
@@ -281,6 +308,7 @@ async fn events(
     stats,
     leads,
     lead,
+    bookings,
     test_email::test_emails,
     test_email::test_email,
     activity,

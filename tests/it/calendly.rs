@@ -1,0 +1,205 @@
+//! Calendly's webhook on the real api role and store: a booking made through the texted link
+//! marks its lead booked, cancels and reschedules move it, and forged, stale, replayed and
+//! unsigned deliveries are refused and change nothing.
+
+use leadq::bus::LeadFinalized;
+use leadq::roles::sms::booking_link;
+use leadq::store::{FinalizedLead, Store};
+use serde_json::Value;
+use standins::calendly::{CalendlySender, unix_now};
+
+use crate::crm::finalized;
+use crate::harness::{TestApp, spawn_api};
+use crate::helpers::admin_token;
+
+const KEY: &str = "calendly-webhook-signing-key-for-tests";
+
+async fn spawn_with_key() -> TestApp {
+    spawn_api(|settings| settings.calendly.signing_key = Some(KEY.to_owned().into())).await
+}
+
+fn store(app: &TestApp) -> Store {
+    app.ctx.store.clone().expect("the api keeps the store")
+}
+
+/// A finished, texted lead, and the booking link its text carried.
+async fn texted_lead(app: &TestApp, n: usize) -> (FinalizedLead, String) {
+    let lead = finalized(n);
+    store(app).save_finalized(&lead).await.expect("save");
+    let contact = &lead.lead.lead;
+    let finalized = LeadFinalized {
+        lead_id: lead.lead.lead_id,
+        phone: contact.phone.as_str().to_owned(),
+        name: contact.name.clone().unwrap_or_default(),
+        email: contact.email.clone(),
+        verdict: lead.verdict.clone(),
+        score: lead.score,
+        campaign_id: None,
+    };
+    let link = booking_link(&app.ctx.settings.calendly_url, &finalized).to_string();
+    (lead, link)
+}
+
+fn url(app: &TestApp) -> String {
+    format!("{}/webhooks/calendly", app.base)
+}
+
+async fn booking_state(app: &TestApp, lead: &FinalizedLead) -> Option<(String, Option<String>)> {
+    let record = store(app).lead(lead.lead.lead_id).await.expect("read").expect("record");
+    record.booking.map(|b| (b.state, b.meeting_at))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_through_the_texted_link_marks_the_lead_booked_and_cancels_move_it() {
+    let app = spawn_with_key().await;
+    let calendly = CalendlySender::new(KEY);
+    let (lead, link) = texted_lead(&app, 1).await;
+    let created = CalendlySender::invitee_created(&link, None, "2026-12-10T17:00:00.000000Z");
+    let (status, body) = calendly.deliver(&url(&app), &created).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answer["matched"], true);
+    assert_eq!(answer["lead_id"], lead.lead.lead_id.to_string());
+    assert_eq!(
+        booking_state(&app, &lead).await,
+        Some(("booked".into(), Some("2026-12-10T17:00:00.000000Z".into())))
+    );
+    // The CMO agent's report counts the tour: one lead today, booked.
+    let keys = leadq::security::api_keys::ApiKeys::open(&app.bus().js)
+        .await
+        .expect("keys");
+    let (key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
+    let (status, report) = app
+        .call_with_key(reqwest::Method::GET, "/api/cmo/report/today", Some(&key), None)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["booked_leads"].as_u64(), report["booking_rate"].as_f64()),
+        (Some(1), Some(100.0)),
+        "{report}"
+    );
+
+    // Rescheduled: the new time's booking may come before the old one's cancel; either way the
+    // lead holds the new time.
+    let moved = CalendlySender::invitee_created(&link, None, "2026-12-11T09:30:00.000000Z");
+    assert_eq!(calendly.deliver(&url(&app), &moved).await.0, 200);
+    let old_canceled = CalendlySender::invitee_canceled(&created, true);
+    assert_eq!(calendly.deliver(&url(&app), &old_canceled).await.0, 200);
+    assert_eq!(
+        booking_state(&app, &lead).await,
+        Some(("booked".into(), Some("2026-12-11T09:30:00.000000Z".into()))),
+        "a cancel of the earlier time left the new one"
+    );
+
+    let canceled = CalendlySender::invitee_canceled(&moved, false);
+    assert_eq!(calendly.deliver(&url(&app), &canceled).await.0, 200);
+    assert_eq!(
+        booking_state(&app, &lead).await.map(|(state, _)| state).as_deref(),
+        Some("canceled")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_stale_unsigned_and_replayed_deliveries_are_refused_and_change_nothing() {
+    let app = spawn_with_key().await;
+    let calendly = CalendlySender::new(KEY);
+    let (lead, link) = texted_lead(&app, 2).await;
+    let created = CalendlySender::invitee_created(&link, None, "2026-12-10T17:00:00Z");
+    let raw = created.to_string();
+    let now = unix_now();
+    let forger = CalendlySender::new("not-the-signing-key");
+    let mut altered = created.clone();
+    altered["payload"]["scheduled_event"]["start_time"] = "2027-01-01T00:00:00Z".into();
+    let refusals = [
+        ("unsigned", None, raw.clone(), 401),
+        ("malformed", Some("v1=abc".to_owned()), raw.clone(), 401),
+        (
+            "another key",
+            Some(forger.signature(now, raw.as_bytes())),
+            raw.clone(),
+            403,
+        ),
+        (
+            "signed ten minutes ago",
+            Some(calendly.signature(now - 600, raw.as_bytes())),
+            raw.clone(),
+            403,
+        ),
+        (
+            "altered after signing",
+            Some(calendly.signature(now, raw.as_bytes())),
+            altered.to_string(),
+            403,
+        ),
+    ];
+    for (what, signature, body, want) in refusals {
+        let (status, answer) = calendly.post(&url(&app), body, signature).await;
+        assert_eq!(status, want, "{what}: {answer}");
+        let error: Value = serde_json::from_str(&answer).expect("json error");
+        assert!(
+            error["error"].as_str().is_some_and(|e| e.contains("Calendly")),
+            "{what}: {answer}"
+        );
+    }
+    assert_eq!(
+        booking_state(&app, &lead).await,
+        None,
+        "a refused delivery changed the lead"
+    );
+    assert!(store(&app).bookings(false, 10).await.expect("bookings").is_empty());
+
+    let signature = calendly.signature(unix_now(), raw.as_bytes());
+    let (status, answer) = calendly.post(&url(&app), raw.clone(), Some(signature.clone())).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = calendly.post(&url(&app), raw, Some(signature)).await;
+    assert_eq!(status, 403, "a replay: {answer}");
+    assert!(answer.contains("replay"), "{answer}");
+    assert_eq!(store(&app).bookings(false, 10).await.expect("bookings").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_nobody_matches_is_kept_unmatched_and_listed() {
+    let app = spawn_with_key().await;
+    let calendly = CalendlySender::new(KEY);
+    // A lead on file, and a booking from someone else through the bare booking page.
+    let (_lead, _) = texted_lead(&app, 3).await;
+    let bare = app.ctx.settings.calendly_url.to_string();
+    let stranger = CalendlySender::invitee_created(&bare, Some("stranger@example.com"), "2026-12-12T15:00:00Z");
+    let (status, body) = calendly.deliver(&url(&app), &stranger).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["matched"], false);
+    // Booked through the bare page but with the lead's email: matched by email.
+    let by_email = CalendlySender::invitee_created(&bare, Some("lead3@example.com"), "2026-12-12T16:00:00Z");
+    let (_, body) = calendly.deliver(&url(&app), &by_email).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["matched"],
+        true,
+        "{body}"
+    );
+
+    let token = admin_token(app.bus(), &app.http, &app.base).await;
+    let (status, listed) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/admin/bookings?unmatched=true",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["email"], "stranger@example.com");
+    assert_eq!(items[0]["lead_id"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_signing_key_bookings_are_refused_as_not_set_up() {
+    let app = spawn_api(|_| {}).await;
+    let (_, link) = texted_lead(&app, 4).await;
+    let created = CalendlySender::invitee_created(&link, None, "2026-12-10T17:00:00Z");
+    let (status, body) = CalendlySender::new(KEY).deliver(&url(&app), &created).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("LEADQ_CALENDLY__SIGNING_KEY"), "{body}");
+    assert!(store(&app).bookings(false, 10).await.expect("bookings").is_empty());
+}
