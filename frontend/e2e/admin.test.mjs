@@ -105,6 +105,8 @@ test('an admin works through every page', async () => {
   const firstRun = dashboard.getByTestId('first-run')
   await firstRun.getByText('Send a test lead').waitFor()
   await firstRun.getByRole('link', { name: 'Credentials' }).waitFor()
+  // Tours booked (Calendly's reports) beside the qualified figure: none yet.
+  await dashboard.getByTestId('booked-today').filter({ hasText: '0 (0%)' }).waitFor()
   await dashboard.screenshot({ path: join(out, '02-dashboard.png'), fullPage: true })
 
   // A second tab pastes a fixture email; the first, left alone, shows the lead arriving.

@@ -96,6 +96,9 @@ pub fn default_crm_fields() -> BTreeMap<String, String> {
         ("submitted_at", "Submitted At"),
         ("call_placed_at", "Called At"),
         ("resubmissions", "Resubmissions"),
+        ("booking", "Tour"),
+        ("booked_at", "Booked At"),
+        ("meeting_at", "Tour At"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

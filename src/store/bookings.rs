@@ -66,7 +66,8 @@ impl Store {
 
     /// Keeps the report (one record per invitee and event: a report received twice is kept
     /// once) and moves its lead's booking: booked on a booking; canceled or rescheduled on a
-    /// cancel of the booking the lead holds (a cancel of an earlier time leaves a newer one).
+    /// cancel of the booking the lead holds (a cancel of an earlier time leaves a newer one). A
+    /// lead already in the CRM is synced again, so its row shows the tour.
     pub async fn record_booking(&self, booking: &Booking) -> Result<(), StoreError> {
         let event = serde_json::to_value(booking.event).map_err(|e| StoreError::Encode(e.to_string()))?;
         let key = sha256_hex(format!("{event}|{}", booking.invitee).as_bytes());
@@ -74,11 +75,12 @@ impl Store {
         let lead_change = match booking.event {
             BookingEvent::Created => {
                 "UPDATE $lead SET booking = { state: 'booked', invitee: $invitee, booked_at: $reported_at, \
-                 meeting_at: $meeting_at }"
+                 meeting_at: $meeting_at }, crm_sync = IF crm_sync = 'synced' THEN 'pending' ELSE crm_sync END"
             }
             BookingEvent::Canceled => {
                 "UPDATE $lead SET booking.state = IF $rescheduled THEN 'rescheduled' ELSE 'canceled' END, \
-                 booking.canceled_at = $reported_at WHERE booking.invitee = $invitee"
+                 booking.canceled_at = $reported_at, \
+                 crm_sync = IF crm_sync = 'synced' THEN 'pending' ELSE crm_sync END WHERE booking.invitee = $invitee"
             }
         };
         let statements = format!(

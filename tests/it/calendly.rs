@@ -3,6 +3,8 @@
 //! unsigned deliveries are refused and change nothing.
 
 use leadq::bus::LeadFinalized;
+use leadq::config::default_crm_fields;
+use leadq::roles::finalizer::crm::airtable_fields;
 use leadq::roles::sms::booking_link;
 use leadq::store::{FinalizedLead, Store};
 use serde_json::Value;
@@ -54,6 +56,11 @@ async fn a_booking_through_the_texted_link_marks_the_lead_booked_and_cancels_mov
     let app = spawn_with_key().await;
     let calendly = CalendlySender::new(KEY);
     let (lead, link) = texted_lead(&app, 1).await;
+    let id = lead.lead.lead_id.to_string();
+    store(&app)
+        .mark_crm(std::slice::from_ref(&id), "synced")
+        .await
+        .expect("synced");
     let created = CalendlySender::invitee_created(&link, None, "2026-12-10T17:00:00.000000Z");
     let (status, body) = calendly.deliver(&url(&app), &created).await;
     assert_eq!(status, 200, "{body}");
@@ -63,6 +70,21 @@ async fn a_booking_through_the_texted_link_marks_the_lead_booked_and_cancels_mov
     assert_eq!(
         booking_state(&app, &lead).await,
         Some(("booked".into(), Some("2026-12-10T17:00:00.000000Z".into())))
+    );
+    // The CRM row is written again with the tour.
+    let record = store(&app)
+        .lead(lead.lead.lead_id)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(
+        record.crm_sync, "pending",
+        "a booked lead already in the CRM is synced again"
+    );
+    let row = airtable_fields(&record, &default_crm_fields());
+    assert_eq!(
+        (row["Tour"].as_str(), row["Tour At"].as_str()),
+        (Some("booked"), Some("2026-12-10T17:00:00.000000Z"))
     );
     // The CMO agent's report counts the tour: one lead today, booked.
     let keys = leadq::security::api_keys::ApiKeys::open(&app.bus().js)

@@ -43,7 +43,7 @@ fn kind_of(field: &str) -> Kind {
         "message" | "reasons" => Kind::LongText,
         "score" | "resubmissions" => Kind::Number(0),
         "speed_to_lead_secs" => Kind::Number(1),
-        "submitted_at" | "call_placed_at" => Kind::DateTime,
+        "submitted_at" | "call_placed_at" | "booked_at" | "meeting_at" => Kind::DateTime,
         "move_in" => Kind::Date,
         "decision_maker" => Kind::Checkbox,
         "verdict" => Kind::Verdict,

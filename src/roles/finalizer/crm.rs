@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::kv::lease::{self, Leases};
 use crate::bus::{Activity, Alert, Bus};
 use crate::clients::airtable::{AirtableClient, AirtableError, MAX_RECORDS_PER_REQUEST};
-use crate::store::{LeadRecord, Store};
+use crate::store::{LeadBooking, LeadRecord, Store};
 
 /// Airtable asks for 30 seconds of quiet after a 429.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
@@ -40,7 +40,9 @@ pub fn airtable_fields(record: &LeadRecord, columns: &BTreeMap<String, String>) 
     let times = &record.timestamps;
     // Submitted again by the same person: how many times (the record keeps each one's fields).
     let resubmissions = (!record.resubmissions.is_empty()).then(|| Value::from(record.resubmissions.len()));
-    let values: [(&str, Value); 22] = [
+    let booking = record.booking.as_ref();
+    let booked = |value: fn(&LeadBooking) -> &Option<String>| booking.map_or(Value::Null, |b| text(value(b)));
+    let values: [(&str, Value); 25] = [
         ("lead_id", Value::String(record.id.clone())),
         ("name", text(&contact.name)),
         ("email", text(&contact.email)),
@@ -66,6 +68,13 @@ pub fn airtable_fields(record: &LeadRecord, columns: &BTreeMap<String, String>) 
         ("submitted_at", text(&times.submitted_at)),
         ("call_placed_at", text(&times.call_placed_at)),
         ("resubmissions", resubmissions.unwrap_or(Value::Null)),
+        // The tour, once Calendly reported one (a booking marks the record for another sync).
+        (
+            "booking",
+            booking.map_or(Value::Null, |b| Value::String(b.state.clone())),
+        ),
+        ("booked_at", booked(|b| &b.booked_at)),
+        ("meeting_at", booked(|b| &b.meeting_at)),
     ];
     values
         .into_iter()
