@@ -63,6 +63,8 @@ pub struct Metrics {
     pub calls_today: u64,
     pub sms_today: u64,
     pub leads_today: u64,
+    /// Of today's leads, those with a tour booked (Calendly's reports).
+    pub booked_today: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -163,6 +165,7 @@ impl Cmo {
                 calls_today: today.calls_made,
                 sms_today: today.sms_sent,
                 leads_today: today.total_leads,
+                booked_today: today.booked_leads,
             },
             last_activity: today.last_activity,
             uptime_hours: (self.started.elapsed().as_secs_f64() / 3600.0 * 100.0).round() / 100.0,
