@@ -98,12 +98,24 @@ pub enum AdminCommand {
     /// Make a new secret URL for Unbounce's form-submit webhook and print it once (paste it in
     /// Unbounce: page > Integrations > Webhooks). The previous URL stops working at once.
     UnbounceUrl,
+    /// Calendly: who books a tour.
+    #[command(subcommand)]
+    Calendly(CalendlyCommand),
     /// Re-encrypt every saved credential under a new master key. The new key is
     /// LEADQ_NEW_MASTER_KEY, or made here; with the data directory's key file, the new key
     /// replaces it and the old one is kept as master.key.previous. Restart the agent's
     /// processes with the new key afterwards (they open old values with the previous key
     /// until then).
     RotateKey,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendlyCommand {
+    /// Subscribe this agent's `/webhooks/calendly` (on LEADQ_PUBLIC_URL) to Calendly's bookings
+    /// and cancels in the token's organization (LEADQ_CALENDLY__TOKEN, or calendly.token saved
+    /// on the Credentials page). Without a signing key configured, one is made and saved as
+    /// calendly.signing_key, which running api processes take at once.
+    Subscribe,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use leadq::app::{self, Role, RuntimeError};
-use leadq::cli::{AdminCommand, ApiKeyCommand, Cli, Command, ScriptCommand};
+use leadq::cli::{AdminCommand, ApiKeyCommand, CalendlyCommand, Cli, Command, ScriptCommand};
 use leadq::config::{ConfigError, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +67,9 @@ async fn dispatch(command: Command, mut settings: Settings) -> anyhow::Result<()
         Command::Admin(AdminCommand::Users) => return list_users(&settings).await,
         Command::Admin(AdminCommand::UnbounceUrl) => return unbounce_url(&settings).await,
         Command::Admin(AdminCommand::RotateKey) => return rotate_key(&settings).await,
+        Command::Admin(AdminCommand::Calendly(CalendlyCommand::Subscribe)) => {
+            return calendly_subscribe(settings).await;
+        }
         Command::Admin(AdminCommand::Activity { limit }) => {
             let store = leadq::store::Store::open(&settings).await?;
             for row in store.recent_activity(limit).await? {
@@ -111,6 +114,56 @@ async fn unbounce_url(settings: &Settings) -> anyhow::Result<()> {
         "{}",
         leadq::roles::api::unbounce_form::webhook_url(&settings.public_url, &token)
     );
+    Ok(())
+}
+
+/// Subscribes the public webhook URL to Calendly's bookings, with a signing key the api knows:
+/// the configured one, else one made here and saved with the credentials.
+async fn calendly_subscribe(mut settings: Settings) -> anyhow::Result<()> {
+    use leadq::clients::calendly::{CalendlyClient, CalendlyError, EVENTS};
+    use leadq::security::credentials::{self, Credentials, Vault};
+    use leadq::security::secrets;
+    use secrecy::ExposeSecret;
+    let bus = admin_bus(&settings).await?;
+    let vault = Vault::new(
+        &secrets::master_key(&settings, false)?,
+        secrets::previous_master_key(&settings)?.as_ref(),
+    )?;
+    let saved = Credentials::open(&bus.js, vault).await?;
+    credentials::apply(&mut settings, &saved.plain_values().await?);
+    let token = settings.calendly.token.clone().ok_or_else(|| {
+        UsageError(
+            "no Calendly token: set LEADQ_CALENDLY__TOKEN, or save calendly.token on the Credentials page".into(),
+        )
+    })?;
+    let signing_key = match settings.calendly.signing_key.clone() {
+        Some(key) => key,
+        None => {
+            let key = secrets::new_master_key();
+            saved
+                .set("calendly", "signing_key", &key, "leadq admin calendly subscribe")
+                .await?;
+            eprintln!("made a signing key and saved it as calendly.signing_key");
+            key
+        }
+    };
+    let callback = format!(
+        "{}/webhooks/calendly",
+        settings.public_url.as_str().trim_end_matches('/')
+    );
+    let client = CalendlyClient::new(&settings.calendly.api_base, token)?;
+    let refused = |err: CalendlyError| -> anyhow::Error {
+        match err {
+            CalendlyError::Refused { .. } | CalendlyError::AlreadySubscribed(_) => UsageError(err.to_string()).into(),
+            other => other.into(),
+        }
+    };
+    let organization = client.organization().await.map_err(refused)?;
+    let subscription = client
+        .subscribe(&callback, &organization, signing_key.expose_secret())
+        .await
+        .map_err(refused)?;
+    println!("{callback} subscribed to {} ({subscription})", EVENTS.join(", "));
     Ok(())
 }
 

@@ -1,12 +1,17 @@
 //! Calendly: the `Calendly-Webhook-Signature` its webhooks carry (`t=<unix>,v1=<hex>`, an
-//! HMAC-SHA256 of `"<t>." + body` under the subscription's signing key) and the webhook envelope.
+//! HMAC-SHA256 of `"<t>." + body` under the subscription's signing key), the webhook envelope,
+//! and the two API calls that subscribe leadq to its bookings (`GET /users/me` for the
+//! organization, `POST /webhook_subscriptions`).
 
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use time::OffsetDateTime;
+use url::Url;
 
 /// The header Calendly signs its webhooks in.
 pub const SIGNATURE_HEADER: &str = "Calendly-Webhook-Signature";
@@ -113,6 +118,110 @@ pub struct Tracking {
     pub utm_campaign: Option<String>,
     /// leadq puts the lead id here.
     pub utm_content: Option<String>,
+}
+
+/// The events leadq subscribes to.
+pub const EVENTS: [&str; 2] = ["invitee.created", "invitee.canceled"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CalendlyError {
+    /// The token was refused (401/403): fixing it is the operator's part.
+    #[error("Calendly refused the token ({status}): {message}")]
+    Refused { status: u16, message: String },
+    /// A subscription for this URL exists already.
+    #[error("Calendly already sends this URL its webhooks: {0}")]
+    AlreadySubscribed(String),
+    #[error("Calendly answered {status}: {message}")]
+    Failed { status: u16, message: String },
+    #[error("Calendly could not be reached: {0}")]
+    Unreachable(String),
+}
+
+/// Calendly's API, with a personal access token.
+pub struct CalendlyClient {
+    http: reqwest::Client,
+    base: Url,
+    token: SecretString,
+}
+
+impl CalendlyClient {
+    pub fn new(base: &Url, token: SecretString) -> Result<Self, CalendlyError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| CalendlyError::Unreachable(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base.clone(),
+            token,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    /// The organization of the token's user: where the subscription is made.
+    pub async fn organization(&self) -> Result<String, CalendlyError> {
+        let request = self.http.get(self.url("/users/me"));
+        let me = self.send(request).await?;
+        me["resource"]["current_organization"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| CalendlyError::Failed {
+                status: 200,
+                message: "no current_organization in /users/me".into(),
+            })
+    }
+
+    /// Subscribes `callback` to bookings and cancels in `organization`, signed with
+    /// `signing_key`; the subscription's URI.
+    pub async fn subscribe(
+        &self,
+        callback: &str,
+        organization: &str,
+        signing_key: &str,
+    ) -> Result<String, CalendlyError> {
+        let body = json!({
+            "url": callback,
+            "events": EVENTS,
+            "organization": organization,
+            "scope": "organization",
+            "signing_key": signing_key,
+        });
+        let request = self.http.post(self.url("/webhook_subscriptions")).json(&body);
+        let created = self.send(request).await?;
+        Ok(created["resource"]["uri"].as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CalendlyError> {
+        let response = request
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| CalendlyError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or_default();
+        let message = || {
+            body["message"]
+                .as_str()
+                .or(body["title"].as_str())
+                .unwrap_or("no message")
+                .to_owned()
+        };
+        match status {
+            200..=299 => Ok(body),
+            401 | 403 => Err(CalendlyError::Refused {
+                status,
+                message: message(),
+            }),
+            409 => Err(CalendlyError::AlreadySubscribed(message())),
+            _ => Err(CalendlyError::Failed {
+                status,
+                message: message(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub const KNOWN: &[(&str, &[&str])] = &[
     ("twilio", &["account_sid", "auth_token", "from_number"]),
     ("airtable", &["token", "base_id"]),
     ("gmail", &["username", "password"]),
-    ("calendly", &["url", "signing_key"]),
+    ("calendly", &["url", "signing_key", "token"]),
 ];
 
 const MAX_VALUE_BYTES: usize = 4096;
@@ -377,6 +377,9 @@ pub fn apply(settings: &mut Settings, values: &BTreeMap<String, SecretString>) {
     }
     if let Some(key) = values.get("calendly.signing_key") {
         settings.calendly.signing_key = Some(key.clone());
+    }
+    if let Some(token) = values.get("calendly.token") {
+        settings.calendly.token = Some(token.clone());
     }
     if let Some(url) = text("calendly.url") {
         match url::Url::parse(&url) {

@@ -122,3 +122,178 @@ fn now_rfc3339() -> String {
 fn random_id() -> String {
     (0..16).map(|_| (b'A' + rand::random_range(0..26u8)) as char).collect()
 }
+
+/// Calendly's API as leadq uses it: `GET /users/me` (the token's organization) and
+/// `POST /webhook_subscriptions` (401 for a wrong token, 400 for a missing field, 409 for a URL
+/// already subscribed); each subscription's bookings are then delivered signed with its key.
+pub struct CalendlyApi {
+    addr: std::net::SocketAddr,
+    state: ApiState,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+/// One webhook subscription, as created.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub uri: String,
+    pub callback_url: String,
+    pub events: Vec<String>,
+    pub organization: String,
+    pub scope: String,
+    pub signing_key: Option<String>,
+}
+
+#[derive(Clone)]
+struct ApiState {
+    token: String,
+    subscriptions: std::sync::Arc<std::sync::Mutex<Vec<Subscription>>>,
+}
+
+const ORGANIZATION: &str = "https://api.calendly.com/organizations/LEADQSTANDIN0001";
+
+impl CalendlyApi {
+    pub async fn start(token: &str) -> std::io::Result<Self> {
+        use axum::routing::{get, post};
+        let state = ApiState {
+            token: token.into(),
+            subscriptions: std::sync::Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/users/me", get(users_me))
+            .route("/webhook_subscriptions", post(create_subscription))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(%err, "calendly stand-in stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            state,
+            _server: server,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.state.subscriptions.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// A booking through `link`: `invitee.created` to every subscription that takes it, signed
+    /// with each one's key. The answers, by callback.
+    pub async fn book(&self, link: &str, email: Option<&str>, start_time: &str) -> Vec<(u16, String)> {
+        let body = CalendlySender::invitee_created(link, email, start_time);
+        let mut answers = Vec::new();
+        for subscription in self.subscriptions() {
+            if subscription.events.iter().any(|e| e == "invitee.created") {
+                let sender = CalendlySender::new(subscription.signing_key.as_deref().unwrap_or_default());
+                answers.push(sender.deliver(&subscription.callback_url, &body).await);
+            }
+        }
+        answers
+    }
+}
+
+fn calendly_error(status: u16, title: &str, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(json!({ "title": title, "message": message }))).into_response()
+}
+
+fn authorized(state: &ApiState, headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {}", state.token))
+}
+
+async fn users_me(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !authorized(&state, &headers) {
+        return calendly_error(401, "Unauthenticated", "The access token is invalid");
+    }
+    axum::Json(json!({ "resource": {
+        "uri": "https://api.calendly.com/users/LEADQSTANDINUSER",
+        "name": "Mesh Cowork",
+        "current_organization": ORGANIZATION,
+    }}))
+    .into_response()
+}
+
+async fn create_subscription(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    headers: axum::http::HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !authorized(&state, &headers) {
+        return calendly_error(401, "Unauthenticated", "The access token is invalid");
+    }
+    let text = |key: &str| body[key].as_str().map(str::to_owned);
+    let events: Vec<String> = body["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let (Some(url), Some(organization), Some(scope)) = (text("url"), text("organization"), text("scope")) else {
+        return calendly_error(400, "Invalid Argument", "url, organization and scope are required");
+    };
+    if events.is_empty()
+        || events
+            .iter()
+            .any(|e| !["invitee.created", "invitee.canceled"].contains(&e.as_str()))
+    {
+        return calendly_error(
+            400,
+            "Invalid Argument",
+            "events must be invitee.created and/or invitee.canceled",
+        );
+    }
+    if organization != ORGANIZATION {
+        return calendly_error(
+            403,
+            "Permission Denied",
+            "You do not have permission to access this organization",
+        );
+    }
+    let Ok(mut subscriptions) = state.subscriptions.lock() else {
+        return calendly_error(500, "Internal Server Error", "stand-in state poisoned");
+    };
+    if subscriptions.iter().any(|s| s.callback_url == url) {
+        return calendly_error(409, "Already Exists", "Hook with this url already exists");
+    }
+    let subscription = Subscription {
+        uri: format!("https://api.calendly.com/webhook_subscriptions/{}", random_id()),
+        callback_url: url,
+        events,
+        organization,
+        scope,
+        signing_key: text("signing_key"),
+    };
+    subscriptions.push(subscription.clone());
+    let now = now_rfc3339();
+    (
+        axum::http::StatusCode::CREATED,
+        axum::Json(json!({ "resource": {
+            "uri": subscription.uri,
+            "callback_url": subscription.callback_url,
+            "created_at": now,
+            "updated_at": now,
+            "retry_started_at": null,
+            "state": "active",
+            "events": subscription.events,
+            "scope": subscription.scope,
+            "organization": subscription.organization,
+            "user": null,
+            "creator": "https://api.calendly.com/users/LEADQSTANDINUSER",
+        }})),
+    )
+        .into_response()
+}

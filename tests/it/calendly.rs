@@ -8,11 +8,11 @@ use leadq::roles::finalizer::crm::airtable_fields;
 use leadq::roles::sms::booking_link;
 use leadq::store::{FinalizedLead, Store};
 use serde_json::Value;
-use standins::calendly::{CalendlySender, unix_now};
+use standins::calendly::{CalendlyApi, CalendlySender, unix_now};
 
 use crate::crm::finalized;
 use crate::harness::{TestApp, spawn_api};
-use crate::helpers::admin_token;
+use crate::helpers::{admin_token, eventually, leadq};
 
 const KEY: &str = "calendly-webhook-signing-key-for-tests";
 
@@ -224,4 +224,80 @@ async fn with_no_signing_key_bookings_are_refused_as_not_set_up() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("LEADQ_CALENDLY__SIGNING_KEY"), "{body}");
     assert!(store(&app).bookings(false, 10).await.expect("bookings").is_empty());
+}
+
+/// `leadq admin calendly subscribe` against Calendly's API (the stand-in): the subscription names
+/// the public webhook URL and both events, a signing key is made and saved, the running api
+/// takes it at once, and a booking Calendly then delivers is received; asked again, or with a
+/// wrong token, it says why and exits 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_makes_a_key_the_running_api_takes_and_calendly_delivers_with() {
+    use secrecy::ExposeSecret;
+    let calendly = CalendlyApi::start("calendly-pat").await.expect("stand-in");
+    let app = spawn_api(|_| {}).await;
+    let data = tempfile::tempdir().expect("data dir");
+    let master_key = app
+        .ctx
+        .settings
+        .master_key
+        .as_ref()
+        .expect("a test key")
+        .expose_secret()
+        .to_owned();
+    let nats = app.nats.url();
+    let api_base = calendly.base_url();
+    let subscribe = |token: &str| {
+        let env = [
+            ("LEADQ_NATS_URL", nats.as_str()),
+            ("LEADQ_MASTER_KEY", master_key.as_str()),
+            ("LEADQ_PUBLIC_URL", app.base.as_str()),
+            ("LEADQ_DATA_DIR", data.path().to_str().expect("utf-8 path")),
+            ("LEADQ_CALENDLY_API_BASE", api_base.as_str()),
+            ("LEADQ_CALENDLY__TOKEN", token),
+        ];
+        leadq(&["admin", "calendly", "subscribe"], &env)
+    };
+    let out = subscribe("calendly-pat");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let subscriptions = calendly.subscriptions();
+    assert_eq!(subscriptions.len(), 1);
+    let subscription = &subscriptions[0];
+    assert_eq!(subscription.callback_url, url(&app));
+    assert_eq!(subscription.events, ["invitee.created", "invitee.canceled"]);
+    assert_eq!(subscription.scope, "organization");
+    assert!(
+        subscription.signing_key.as_deref().is_some_and(|k| k.len() >= 32),
+        "a strong key"
+    );
+
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the api takes the saved key",
+        || async { app.ctx.calendly_key.borrow().is_some() },
+    )
+    .await;
+    let (lead, link) = texted_lead(&app, 5).await;
+    let answers = calendly.book(&link, None, "2026-12-14T10:00:00Z").await;
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+    assert_eq!(
+        booking_state(&app, &lead).await.map(|(state, _)| state).as_deref(),
+        Some("booked")
+    );
+
+    let again = subscribe("calendly-pat");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let wrong = subscribe("not-the-token");
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("refused the token"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    assert_eq!(calendly.subscriptions().len(), 1, "nothing more subscribed");
 }
