@@ -38,7 +38,8 @@ pub enum Command {
     Caller,
     /// Run the finalizer: call.completed to verdict, lead record and CRM row.
     Finalizer,
-    /// Run the SMS sender: lead.finalized to one SMS with the booking link.
+    /// Run the SMS sender: lead.finalized to one SMS with the booking link, and the follow-up
+    /// texts (lead.followup) of leads who have not booked.
     Sms,
     /// Create or update the NATS streams, consumers and KV buckets; safe to repeat (also done on start).
     Setup,

@@ -2,7 +2,9 @@
 //! laid over the settings) and building from it, for each role, exactly what that role takes.
 //! The api's own context is opened only where the api runs.
 
+use crate::bus::kv::followups::FollowUpStops;
 use crate::bus::kv::seen::SeenOnce;
+use crate::domain::clock::Clock;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,6 +64,7 @@ impl Context {
             credentials,
             sandbox,
             stopping,
+            clock: Clock::System,
         })
     }
 
@@ -80,6 +83,7 @@ impl Context {
                 .follow("calendly", "signing_key", self.settings.calendly.signing_key.clone())
                 .await?,
             webhooks_seen: SeenOnce::open(&bus.js).await?,
+            followup_stops: FollowUpStops::open(&bus.js).await?,
             users: Users::open(&bus.js).await?,
             auth: Arc::new(api::Auth::new(
                 &secrets::jwt_secret(&self.settings, true)?,
@@ -129,6 +133,7 @@ impl Context {
             settings: self.settings.clone(),
             bus: self.bus.clone(),
             dnc: self.dnc.clone(),
+            clock: self.clock.clone(),
         }
     }
 

@@ -28,14 +28,16 @@ pub const AGENT_ID: &str = "lead-qualification-agent-001";
 pub mod subject {
     pub const LEAD_RECEIVED: &str = "lead.received";
     pub const LEAD_FINALIZED: &str = "lead.finalized";
+    pub const LEAD_FOLLOWUP: &str = "lead.followup";
     pub const CALL_ANSWER: &str = "call.answer";
     pub const CALL_COMPLETED: &str = "call.completed";
     pub const AGENT_STATUS: &str = "agent.status";
     pub const AGENT_ACTIVITY: &str = "agent.activity";
     pub const AGENT_ALERT: &str = "agent.alert";
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         LEAD_RECEIVED,
         LEAD_FINALIZED,
+        LEAD_FOLLOWUP,
         CALL_ANSWER,
         CALL_COMPLETED,
         AGENT_STATUS,
@@ -58,8 +60,9 @@ pub mod consumer {
     pub const CALLER: &str = "caller";
     pub const FINALIZER: &str = "finalizer";
     pub const SMS: &str = "sms";
+    pub const FOLLOWUP: &str = "followup";
     pub const ACTIVITY: &str = "activity";
-    pub const ALL: [&str; 4] = [CALLER, FINALIZER, SMS, ACTIVITY];
+    pub const ALL: [&str; 5] = [CALLER, FINALIZER, SMS, FOLLOWUP, ACTIVITY];
 }
 
 /// JetStream key-value buckets.

@@ -185,6 +185,29 @@ impl Payload for LeadFinalized {
     }
 }
 
+/// A follow-up text to send when its time comes, unless the lead booked, said STOP, or was
+/// handed to a person; the SMS role schedules the first after the first text, and each the next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// The lead, as the first text had it.
+    pub lead: LeadFinalized,
+    /// 1 for the first follow-up.
+    pub step: u32,
+    /// When the first text went out: every step's time is counted from it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_sent_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+}
+
+impl Payload for FollowUp {
+    const SUBJECT: &'static str = subject::LEAD_FOLLOWUP;
+    const VERSION: u16 = 1;
+    fn msg_id(&self) -> String {
+        format!("{}:followup:{}", self.lead.lead_id, self.step)
+    }
+}
+
 /// Heartbeat and state of one leadq process; the STATUS stream keeps the latest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentStatus {

@@ -13,6 +13,8 @@ use super::{BusError, bucket, consumer, stream, subject};
 use crate::config::BusSettings;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
+/// Enough hourly looks at the clock for a follow-up weeks away.
+const FOLLOWUP_MAX_DELIVER: i64 = 10_000;
 
 fn streams(settings: &BusSettings) -> Vec<StreamConfig> {
     let base = |name: &str, subjects: &[&str]| StreamConfig {
@@ -28,8 +30,11 @@ fn streams(settings: &BusSettings) -> Vec<StreamConfig> {
     };
     vec![
         StreamConfig {
-            description: Some("Leads received and finalized; Nats-Msg-Id is the lead id".into()),
-            ..base(stream::LEADS, &[subject::LEAD_RECEIVED, subject::LEAD_FINALIZED])
+            description: Some("Leads received, finalized and followed up; Nats-Msg-Id is the lead id".into()),
+            ..base(
+                stream::LEADS,
+                &[subject::LEAD_RECEIVED, subject::LEAD_FINALIZED, subject::LEAD_FOLLOWUP],
+            )
         },
         StreamConfig {
             description: Some("Answers and terminal statuses of calls".into()),
@@ -67,6 +72,18 @@ fn consumers(settings: &BusSettings) -> Vec<(&'static str, pull::Config)> {
         (stream::LEADS, durable(consumer::CALLER, &[subject::LEAD_RECEIVED])),
         (stream::CALLS, durable(consumer::FINALIZER, &[subject::CALL_COMPLETED])),
         (stream::LEADS, durable(consumer::SMS, &[subject::LEAD_FINALIZED])),
+        (
+            stream::LEADS,
+            pull::Config {
+                // A follow-up waits for its time by being delivered again (at most hourly), for
+                // days: its deliveries are not a failing message's. No back-off either: with one,
+                // the server stretches a delayed redelivery by the back-off step's ack wait (a
+                // 100 ms wait became 25 s), and a follow-up's wait must be the one it asks for.
+                max_deliver: FOLLOWUP_MAX_DELIVER,
+                backoff: Vec::new(),
+                ..durable(consumer::FOLLOWUP, &[subject::LEAD_FOLLOWUP])
+            },
+        ),
         (stream::AGENT, durable(consumer::ACTIVITY, &[subject::AGENT_ACTIVITY])),
     ]
 }

@@ -132,6 +132,11 @@ struct RawSettings {
     call_reconcile_after: Duration,
     #[serde(with = "bus::duration_list")]
     retry_ladder: Vec<Duration>,
+    #[serde(with = "bus::duration_list")]
+    followups: Vec<Duration>,
+    followup_template: String,
+    #[serde(with = "humantime_serde")]
+    followup_recheck: Duration,
     #[serde(with = "humantime_serde")]
     status_interval: Duration,
     master_key: Option<String>,
@@ -177,6 +182,9 @@ impl Default for RawSettings {
             call_watchdog: Duration::from_secs(2 * 3600),
             call_reconcile_after: Duration::from_secs(3 * 60),
             retry_ladder: vec![Duration::from_secs(30 * 60), Duration::from_secs(2 * 3600)],
+            followups: vec![Duration::from_secs(24 * 3600), Duration::from_secs(72 * 3600)],
+            followup_template: "Hi {name}, still keen to see Mesh Cowork? Pick a time for your tour: {link}".into(),
+            followup_recheck: Duration::from_secs(3600),
             status_interval: Duration::from_secs(10),
             master_key: None,
             master_key_previous: None,
@@ -277,6 +285,13 @@ pub struct Settings {
     pub call_reconcile_after: Duration,
     /// Waits before calling again after a busy line or no answer; when they run out, `no_answer`.
     pub retry_ladder: Vec<Duration>,
+    /// `LEADQ_FOLLOWUPS`: after the first text, a follow-up text this long after it, for each
+    /// step (inside calling hours), until the lead books, says STOP or is handed to a person.
+    pub followups: Vec<Duration>,
+    /// The follow-up text (`{name}`, `{link}`, as `LEADQ_SMS_TEMPLATE`).
+    pub followup_template: String,
+    /// How often a waiting follow-up looks at the clock again, at most.
+    pub followup_recheck: Duration,
     /// How often every process publishes `agent.status` (and at once on a state change).
     pub status_interval: Duration,
     /// AES-256-GCM key for credentials (64 hex digits); `None`: read or made in the data directory.
@@ -365,6 +380,27 @@ impl Settings {
                 "must contain {link}, where the booking link goes",
             ));
         }
+        if !raw.followup_template.contains("{link}") {
+            return Err(ConfigError::invalid(
+                "LEADQ_FOLLOWUP_TEMPLATE",
+                "must contain {link}, where the booking link goes",
+            ));
+        }
+        // Each step waits on the LEADS stream, which forgets messages older than its retention.
+        if raw.followups.windows(2).any(|w| w[0] >= w[1])
+            || raw.followups.iter().any(|d| d.is_zero() || *d >= raw.bus.retention)
+        {
+            return Err(ConfigError::invalid(
+                "LEADQ_FOLLOWUPS",
+                format!(
+                    "must be increasing waits after the first text, each under the bus retention ({})",
+                    humantime::format_duration(raw.bus.retention)
+                ),
+            ));
+        }
+        if raw.followup_recheck.is_zero() {
+            return Err(ConfigError::invalid("LEADQ_FOLLOWUP_RECHECK", "must be more than 0s"));
+        }
         calling::check_resubmit_window(raw.resubmit_window)?;
         let twilio = TwilioSettings::from_raw(raw.twilio_api_base, raw.twilio)?;
         raw.bus.check(twilio.slowest_request())?;
@@ -401,6 +437,9 @@ impl Settings {
             call_watchdog: raw.call_watchdog,
             call_reconcile_after: raw.call_reconcile_after,
             retry_ladder: raw.retry_ladder,
+            followups: raw.followups,
+            followup_template: raw.followup_template,
+            followup_recheck: raw.followup_recheck,
             status_interval: raw.status_interval,
             master_key: secret(raw.master_key),
             master_key_previous: secret(raw.master_key_previous),

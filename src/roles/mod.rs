@@ -63,6 +63,8 @@ pub struct Context {
     pub credentials: Credentials,
     /// The sandbox, when this process runs one (it says which services it stands in for).
     pub sandbox: Option<Arc<Sandbox>>,
+    /// The time follow-ups are judged by: the system's, or a test's.
+    pub clock: crate::domain::clock::Clock,
     /// Cancelled when this context's roles stop (a shutdown, or a restart for new credentials);
     /// long-lived responses such as the live event stream end with it.
     pub stopping: CancellationToken,

@@ -17,10 +17,12 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::bus::kv::calls::{DoNotContact, request_in_flight};
+use crate::bus::kv::followups::FollowUpStops;
 use crate::bus::kv::run_state::AgentStateStore;
-use crate::bus::{self, Activity, Bus, BusError, Delivery, LeadFinalized, Outcome};
+use crate::bus::{self, Activity, Bus, BusError, Delivery, FollowUp, LeadFinalized, Outcome};
 use crate::clients::twilio::{TwilioClient, TwilioError};
 use crate::config::Settings;
+use crate::domain::clock::Clock;
 
 pub use crate::roles::OutboundError as SmsError;
 
@@ -42,6 +44,9 @@ struct SmsEntry {
     /// at once.
     #[serde(default)]
     ended: bool,
+    /// When it went out (`sent`): the follow-ups are counted from the first text's.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    sent_at: Option<OffsetDateTime>,
 }
 
 impl SmsEntry {
@@ -51,6 +56,54 @@ impl SmsEntry {
             sid: None,
             since: Some(since),
             ended,
+            sent_at: None,
+        }
+    }
+}
+
+/// One text to one lead, sent once: the first (the booking link), or follow-up `step`.
+#[derive(Debug, Clone, Copy)]
+struct Text<'a> {
+    lead: &'a LeadFinalized,
+    /// 0 for the first text.
+    step: u32,
+}
+
+impl Text<'_> {
+    /// Its entry in the `sms` bucket.
+    fn key(&self) -> String {
+        match self.step {
+            0 => self.lead.lead_id.simple().to_string(),
+            step => format!("{}-f{step}", self.lead.lead_id.simple()),
+        }
+    }
+
+    /// The link it carries: a follow-up's says which one it is (`utm_term`), so each text can
+    /// be told apart among Twilio's messages to the number.
+    fn link(&self, base: &Url) -> Url {
+        let mut link = booking_link(base, self.lead);
+        if self.step > 0 {
+            link.query_pairs_mut()
+                .append_pair("utm_term", &format!("followup-{}", self.step));
+        }
+        link
+    }
+
+    /// Whether a message Twilio lists is this text.
+    fn is_in(&self, body: &str) -> bool {
+        body.contains(&format!("a1={}", self.lead.lead_id))
+            && match self.step {
+                0 => !body.contains("utm_term=followup-"),
+                step => body.contains(&format!("utm_term=followup-{step}")),
+            }
+    }
+
+    /// The activity kind of what became of it: `sms.*` for the first (the lead's record keeps
+    /// its state), `followup.*` for the others.
+    fn kind(&self, outcome: &str) -> String {
+        match self.step {
+            0 => format!("sms.{outcome}"),
+            _ => format!("followup.{outcome}"),
         }
     }
 }
@@ -91,12 +144,32 @@ pub struct Deps {
     pub settings: Arc<Settings>,
     pub bus: Bus,
     pub dnc: DoNotContact,
+    /// What a follow-up's time is judged by.
+    pub clock: Clock,
 }
 
 pub struct SmsSender {
     deps: Deps,
     sent: kv::Store,
+    stops: FollowUpStops,
     twilio: TwilioClient,
+}
+
+/// What became of a text.
+enum Sent {
+    /// It went out (now, or earlier): when.
+    At(OffsetDateTime),
+    /// Not (yet): what to do with the message.
+    Not(Outcome),
+}
+
+impl From<Sent> for Outcome {
+    fn from(sent: Sent) -> Self {
+        match sent {
+            Sent::At(_) => Outcome::Done,
+            Sent::Not(outcome) => outcome,
+        }
+    }
 }
 
 impl SmsSender {
@@ -108,14 +181,100 @@ impl SmsSender {
             .await
             .map_err(|e| BusError::jetstream("bucket sms", e))?;
         let twilio = TwilioClient::new(&deps.settings.twilio)?;
-        Ok(Self { deps, sent, twilio })
+        let stops = FollowUpStops::open(&deps.bus.js).await?;
+        Ok(Self {
+            deps,
+            sent,
+            stops,
+            twilio,
+        })
+    }
+
+    /// Follow-up `step` on the bus, due its wait after the first text; none past the last.
+    async fn schedule(&self, lead: &LeadFinalized, step: u32, first_sent_at: OffsetDateTime) -> Result<(), SmsError> {
+        let Some(wait) = self.deps.settings.followups.get(step as usize - 1) else {
+            return Ok(());
+        };
+        let followup = FollowUp {
+            lead: lead.clone(),
+            step,
+            first_sent_at,
+            due_at: first_sent_at + *wait,
+        };
+        self.deps.bus.publish(&followup).await?;
+        Ok(())
+    }
+
+    /// One follow-up: sent once its time has come and the number may be texted, then the next
+    /// scheduled; dropped when the lead booked, was handed over, or is on the do-not-contact list.
+    pub async fn handle_followup(&self, delivery: &Delivery<FollowUp>) -> Outcome {
+        let followup = &delivery.payload;
+        let span = tracing::info_span!("followup", lead_id = %followup.lead.lead_id, step = followup.step);
+        match self.follow_up(followup).instrument(span).await {
+            Ok(outcome) => outcome,
+            Err(err) => err.retry(),
+        }
+    }
+
+    async fn follow_up(&self, followup: &FollowUp) -> Result<Outcome, SmsError> {
+        let settings = &self.deps.settings;
+        let now = self.deps.clock.now();
+        let wait_until = |at: OffsetDateTime, why: &str| {
+            let left = Duration::try_from(at - now).unwrap_or_default();
+            Outcome::Retry {
+                // Looked at again at most this often, so a clock moved on is seen soon.
+                after: left.clamp(Duration::from_millis(50), settings.followup_recheck),
+                reason: why.into(),
+            }
+        };
+        if now < followup.due_at {
+            return Ok(wait_until(followup.due_at, "not due yet"));
+        }
+        let text = Text {
+            lead: &followup.lead,
+            step: followup.step,
+        };
+        if let Some(reason) = self.stops.reason(followup.lead.lead_id).await? {
+            tracing::info!(%reason, "follow-ups stopped");
+            self.report(
+                text,
+                "stopped",
+                format!("no follow-up: {reason}"),
+                serde_json::Value::Null,
+            )
+            .await?;
+            return Ok(Outcome::Done);
+        }
+        let opens = jiff::Timestamp::from_second(now.unix_timestamp())
+            .ok()
+            .and_then(|t| settings.calling_hours.next_allowed(&followup.lead.phone, t))
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t.as_second()).ok());
+        if let Some(opens) = opens {
+            return Ok(wait_until(opens, "outside calling hours"));
+        }
+        match self.text_once(text).await? {
+            Sent::At(_) => {
+                self.schedule(&followup.lead, followup.step + 1, followup.first_sent_at)
+                    .await?;
+                Ok(Outcome::Done)
+            }
+            Sent::Not(outcome) => Ok(outcome),
+        }
     }
 
     /// One finalized lead; public so tests can drive it without the consume loop.
     pub async fn handle(&self, delivery: &Delivery<LeadFinalized>) -> Outcome {
         let lead = &delivery.payload;
         let span = tracing::info_span!("sms", lead_id = %lead.lead_id, attempt = delivery.attempt);
-        match self.text_once(lead).instrument(span).await {
+        let text = Text { lead, step: 0 };
+        let sent = async {
+            let outcome = self.text_once(text).await?;
+            if let Sent::At(at) = outcome {
+                self.schedule(lead, 1, at).await?;
+            }
+            Ok::<_, SmsError>(outcome.into())
+        };
+        match sent.instrument(span).await {
             Ok(outcome) => outcome,
             Err(err) => err.retry(),
         }
@@ -126,25 +285,28 @@ impl SmsSender {
     /// left it `pending` for good), with one id per lead and kind, however often it is said.
     async fn report(
         &self,
-        lead: &LeadFinalized,
-        kind: &str,
+        text: Text<'_>,
+        outcome: &str,
         summary: String,
         detail: serde_json::Value,
     ) -> Result<(), SmsError> {
-        let mut entry = Activity::new(kind, "sms", summary);
-        entry.id = uuid::Uuid::new_v5(&lead.lead_id, kind.as_bytes());
-        entry.lead_id = Some(lead.lead_id);
+        let kind = text.kind(outcome);
+        let mut entry = Activity::new(&kind, "sms", summary);
+        entry.id = uuid::Uuid::new_v5(&text.lead.lead_id, format!("{kind}:{}", text.step).as_bytes());
+        entry.lead_id = Some(text.lead.lead_id);
         entry.detail = detail;
         self.deps.bus.publish(&entry).await?;
         Ok(())
     }
 
-    async fn mark(&self, key: &str, state: SmsState, sid: Option<String>) -> Result<(), SmsError> {
+    /// Marks the text sent at `at`.
+    async fn mark_sent(&self, key: &str, sid: String, at: OffsetDateTime) -> Result<(), SmsError> {
         let entry = SmsEntry {
-            state,
-            sid,
+            state: SmsState::Sent,
+            sid: Some(sid),
             since: None,
             ended: false,
+            sent_at: Some(at),
         };
         self.put(key, &entry).await
     }
@@ -158,9 +320,16 @@ impl SmsSender {
         Ok(())
     }
 
-    /// The text for this lead: the template with the first name (bounded) and the link.
-    fn text_for(&self, lead: &LeadFinalized, link: &Url) -> String {
-        let first_name: String = lead
+    /// The words of this text: its template with the first name (bounded) and the link.
+    fn words(&self, text: Text<'_>, link: &Url) -> String {
+        let settings = &self.deps.settings;
+        let template = if text.step == 0 {
+            &settings.sms_template
+        } else {
+            &settings.followup_template
+        };
+        let first_name: String = text
+            .lead
             .name
             .split_whitespace()
             .next()
@@ -168,38 +337,34 @@ impl SmsSender {
             .chars()
             .take(MAX_NAME_IN_TEXT)
             .collect();
-        self.deps
-            .settings
-            .sms_template
-            .replace("{name}", &first_name)
-            .replace("{link}", link.as_str())
+        template.replace("{name}", &first_name).replace("{link}", link.as_str())
     }
 
-    async fn confirm_sent(&self, lead: &LeadFinalized, sid: &str, body: &str) -> Result<(), SmsError> {
-        let summary = format!("texted the booking link to {}", lead.phone);
-        self.report(
-            lead,
-            "sms.sent",
-            summary,
-            serde_json::json!({ "sid": sid, "body": body }),
-        )
-        .await
+    async fn confirm_sent(&self, text: Text<'_>, sid: &str, body: &str) -> Result<(), SmsError> {
+        let summary = match text.step {
+            0 => format!("texted the booking link to {}", text.lead.phone),
+            step => format!("texted follow-up {step} to {}", text.lead.phone),
+        };
+        self.report(text, "sent", summary, serde_json::json!({ "sid": sid, "body": body }))
+            .await
     }
 
-    async fn text_once(&self, lead: &LeadFinalized) -> Result<Outcome, SmsError> {
+    /// Sends `text` once across crashes and senders; `Sent::At` says when it went out.
+    async fn text_once(&self, text: Text<'_>) -> Result<Sent, SmsError> {
+        let lead = text.lead;
         if self.deps.dnc.contains(&lead.phone).await? {
             tracing::info!("on the do-not-contact list; not texting");
             self.report(
-                lead,
-                "sms.skipped",
+                text,
+                "skipped",
                 "not texted: on the do-not-contact list".into(),
                 serde_json::Value::Null,
             )
             .await?;
-            return Ok(Outcome::Done);
+            return Ok(Sent::Not(Outcome::Done));
         }
-        let key = lead.lead_id.simple().to_string();
-        let link = booking_link(&self.deps.settings.calendly_url, lead);
+        let key = text.key();
+        let link = text.link(&self.deps.settings.calendly_url);
         let existing = bus::retrying("sms get", || self.sent.entry(&key))
             .await
             .map_err(|e| BusError::jetstream("sms get", e))?
@@ -209,13 +374,14 @@ impl SmsSender {
             Some(SmsEntry {
                 state: SmsState::Sent,
                 sid,
+                sent_at,
                 ..
             }) => {
                 // Texted, perhaps by a process that died before the lead's record heard of it.
                 tracing::info!("already texted; confirming");
-                self.confirm_sent(lead, sid.as_deref().unwrap_or_default(), &self.text_for(lead, &link))
+                self.confirm_sent(text, sid.as_deref().unwrap_or_default(), &self.words(text, &link))
                     .await?;
-                return Ok(Outcome::Done);
+                return Ok(Sent::At(sent_at.unwrap_or_else(|| self.deps.clock.now())));
             }
             Some(SmsEntry {
                 state: SmsState::Sending,
@@ -223,13 +389,14 @@ impl SmsSender {
                 ended,
                 ..
             }) => {
-                // An earlier attempt may have sent it: the link carries the lead id.
-                let marker = format!("a1={}", lead.lead_id);
+                // An earlier attempt may have sent it: the link carries the lead id (and a
+                // follow-up's, its step).
                 let earlier = self.twilio.messages_to(&lead.phone).await?;
-                if let Some(message) = earlier.into_iter().find(|m| m.body.contains(&marker)) {
-                    self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
-                    self.confirm_sent(lead, &message.sid, &message.body).await?;
-                    return Ok(Outcome::Done);
+                if let Some(message) = earlier.into_iter().find(|m| text.is_in(&m.body)) {
+                    let at = self.deps.clock.now();
+                    self.mark_sent(&key, message.sid.clone(), at).await?;
+                    self.confirm_sent(text, &message.sid, &message.body).await?;
+                    return Ok(Sent::At(at));
                 }
                 // Twilio lists none: send it, unless an earlier request may still be acted on
                 // (another process's still in flight, or one whose answer was lost), and only
@@ -242,10 +409,10 @@ impl SmsSender {
                         ?wait,
                         "an earlier attempt's SMS request may still be in flight; looking again then"
                     );
-                    return Ok(Outcome::Retry {
+                    return Ok(Sent::Not(Outcome::Retry {
                         after: wait,
                         reason: "an earlier attempt's SMS request may still be in flight".into(),
-                    });
+                    }));
                 }
                 let body = serde_json::to_vec(&SmsEntry::sending(now, false))
                     .map_err(|e| BusError::jetstream("sms encode", e))?;
@@ -259,10 +426,10 @@ impl SmsSender {
                     // Another sender wrote first (or an earlier try of this write landed): the
                     // next delivery reads what is there and decides again.
                     Err(err) if bus::lost_race(&err) => {
-                        return Ok(Outcome::Retry {
+                        return Ok(Sent::Not(Outcome::Retry {
                             after: Duration::from_secs(2),
                             reason: "another sender took the text over".into(),
-                        });
+                        }));
                     }
                     Err(err) => return Err(BusError::jetstream("sms update", err).into()),
                 }
@@ -278,29 +445,30 @@ impl SmsSender {
                 }
             }
         }
-        let text = self.text_for(lead, &link);
-        if text.chars().count() > MAX_SMS_CHARS {
+        let words = self.words(text, &link);
+        if words.chars().count() > MAX_SMS_CHARS {
             // Twilio refuses it (error 21617); a request that cannot succeed is not sent.
             let reason = format!(
                 "the text would be {} characters; Twilio takes {MAX_SMS_CHARS}",
-                text.chars().count()
+                words.chars().count()
             );
-            self.report(lead, "sms.failed", reason.clone(), serde_json::Value::Null)
+            self.report(text, "failed", reason.clone(), serde_json::Value::Null)
                 .await?;
-            return Ok(Outcome::Poison(reason));
+            return Ok(Sent::Not(Outcome::Poison(reason)));
         }
-        match self.twilio.send_sms(&lead.phone, &text).await {
+        match self.twilio.send_sms(&lead.phone, &words).await {
             Ok(message) => {
-                self.mark(&key, SmsState::Sent, Some(message.sid.clone())).await?;
-                tracing::info!(sid = %message.sid, "booking link texted");
-                self.confirm_sent(lead, &message.sid, &text).await?;
-                Ok(Outcome::Done)
+                let at = self.deps.clock.now();
+                self.mark_sent(&key, message.sid.clone(), at).await?;
+                tracing::info!(sid = %message.sid, step = text.step, "booking link texted");
+                self.confirm_sent(text, &message.sid, &words).await?;
+                Ok(Sent::At(at))
             }
             Err(TwilioError::Rejected { status, code, message }) => {
                 let reason = format!("Twilio refused the SMS ({status}, code {code}): {message}");
-                self.report(lead, "sms.failed", reason.clone(), serde_json::json!({ "code": code }))
+                self.report(text, "failed", reason.clone(), serde_json::json!({ "code": code }))
                     .await?;
-                Ok(Outcome::Poison(reason))
+                Ok(Sent::Not(Outcome::Poison(reason)))
             }
             // The entry stays `sending`; the next delivery reconciles. Unreachable or busy, the
             // request did nothing: marked as over, so the text goes out again at once. Unanswered,
@@ -313,29 +481,44 @@ impl SmsSender {
                 {
                     tracing::warn!(err = %e, "the end of the SMS request not recorded");
                 }
-                Ok(Outcome::Retry {
+                Ok(Sent::Not(Outcome::Retry {
                     after: err.retry_after(),
                     reason: err.to_string(),
-                })
+                }))
             }
         }
     }
 }
 
+/// The first texts and the follow-ups, each from its own durable consumer.
 pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), SmsError> {
     let sender = &SmsSender::new(deps.clone()).await?;
     let gate = AgentStateStore::open(&deps.bus.js).await?.watch().await?;
-    let handler = |delivery: Delivery<LeadFinalized>| async move { sender.handle(&delivery).await };
-    bus::consume(
-        &deps.bus,
-        bus::stream::LEADS,
-        bus::consumer::SMS,
-        Some(gate),
-        bus::Lanes::new(deps.settings.concurrency.sms, deps.settings.bus.max_handling),
-        handler,
-        shutdown,
-    )
-    .await?;
+    let lanes = || bus::Lanes::new(deps.settings.concurrency.sms, deps.settings.bus.max_handling);
+    let first = |delivery: Delivery<LeadFinalized>| async move { sender.handle(&delivery).await };
+    let later = |delivery: Delivery<FollowUp>| async move { sender.handle_followup(&delivery).await };
+    let (texts, followups) = tokio::join!(
+        bus::consume(
+            &deps.bus,
+            bus::stream::LEADS,
+            bus::consumer::SMS,
+            Some(gate.clone()),
+            lanes(),
+            first,
+            shutdown.clone(),
+        ),
+        bus::consume(
+            &deps.bus,
+            bus::stream::LEADS,
+            bus::consumer::FOLLOWUP,
+            Some(gate),
+            lanes(),
+            later,
+            shutdown,
+        ),
+    );
+    texts?;
+    followups?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use leadq::app::Role;
 use leadq::bus::{self, Bus, CallCompleted};
 use leadq::clients::twilio::signature;
 use leadq::config::Settings;
+use leadq::domain::clock::Clock;
 use leadq::roles::api::ApiContext;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -46,18 +47,20 @@ pub async fn spawn_api(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = nats.settings();
     on_free_port(&mut settings);
     adjust(&mut settings);
-    Box::pin(spawn_roles(nats, settings, &[])).await
+    Box::pin(spawn_roles(nats, settings, &[], Clock::System)).await
 }
 
-/// Starts the api role as `leadq api` does, then `roles` beside it as `leadq all` does.
-async fn spawn_roles(nats: NatsServer, settings: Settings, roles: &[Role]) -> TestApp {
+/// Starts the api role as `leadq api` does, then `roles` beside it as `leadq all` does, all on
+/// `clock`'s time.
+async fn spawn_roles(nats: NatsServer, settings: Settings, roles: &[Role], clock: Clock) -> TestApp {
     capture_logs();
     let base = settings.public_url.as_str().trim_end_matches('/').to_owned();
     let shutdown = CancellationToken::new();
     // Boxed: the store's connect future is large, and tests run on small thread stacks.
-    let ctx = Box::pin(leadq::app::Context::build(settings, true))
+    let mut ctx = Box::pin(leadq::app::Context::build(settings, true))
         .await
         .expect("context");
+    ctx.clock = clock;
     let mut tasks = tokio::task::JoinSet::new();
     let api = Box::pin(leadq::app::start_api(&ctx, &shutdown, &mut tasks))
         .await
@@ -209,6 +212,11 @@ pub async fn spawn_agent(roles: &[Role]) -> TestAgent {
 
 /// As `spawn_agent`, with the settings adjusted first (an inbox, a retry ladder, ...).
 pub async fn spawn_agent_with(roles: &[Role], adjust: impl FnOnce(&mut Settings)) -> TestAgent {
+    Box::pin(spawn_agent_at(Clock::System, roles, adjust)).await
+}
+
+/// As `spawn_agent_with`, with the roles judging time by `clock` (a test's, moved by hand).
+pub async fn spawn_agent_at(clock: Clock, roles: &[Role], adjust: impl FnOnce(&mut Settings)) -> TestAgent {
     let nats = NatsServer::start();
     let twilio = TwilioStandIn::start(TWILIO_SID, TWILIO_TOKEN, 0)
         .await
@@ -230,7 +238,7 @@ pub async fn spawn_agent_with(roles: &[Role], adjust: impl FnOnce(&mut Settings)
     // Busy and unanswered calls are final unless a test sets a retry ladder.
     settings.retry_ladder = Vec::new();
     adjust(&mut settings);
-    let app = Box::pin(spawn_roles(nats, settings, roles)).await;
+    let app = Box::pin(spawn_roles(nats, settings, roles, clock)).await;
     TestAgent { app, twilio, airtable }
 }
 
@@ -265,11 +273,18 @@ impl TestApp {
     /// Starts one more role in this process, through `app::start_role` as production does; it
     /// stops with the others.
     pub async fn start(&self, role: Role) {
+        self.start_stoppable(role).await;
+    }
+
+    /// As `start`; cancelling the token stops this role alone (as its process ending would).
+    pub async fn start_stoppable(&self, role: Role) -> CancellationToken {
+        let stop = self.shutdown.child_token();
         let mut tasks = tokio::task::JoinSet::new();
-        Box::pin(leadq::app::start_role(role, &self.ctx, &self.shutdown, &mut tasks))
+        Box::pin(leadq::app::start_role(role, &self.ctx, &stop, &mut tasks))
             .await
             .expect("a role");
         keep_until_done(tasks);
+        stop
     }
 }
 

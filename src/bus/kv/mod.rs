@@ -2,6 +2,7 @@
 //! credentials share, so each says only what is particular to it.
 
 pub mod calls;
+pub mod followups;
 pub mod lease;
 pub mod run_state;
 pub mod seen;

@@ -99,6 +99,12 @@ async fn keep(ctx: &ApiContext, event: BookingEvent, envelope: WebhookEnvelope) 
         lead_id: lead_id.clone(),
     };
     store.record_booking(&booking).await?;
+    // A booked lead gets no more reminders to book.
+    if event == BookingEvent::Created
+        && let Some(id) = lead_id.as_deref().and_then(|id| uuid::Uuid::parse_str(id).ok())
+    {
+        ctx.followup_stops.stop(id, "booked").await?;
+    }
     let (kind, summary) = match (event, booking.rescheduled) {
         (BookingEvent::Created, _) => (
             "lead.booked",

@@ -23,6 +23,8 @@ pub struct ApiContext {
     pub calendly_key: tokio::sync::watch::Receiver<Option<secrecy::SecretString>>,
     /// Signed webhook deliveries already taken: a replay is refused.
     pub webhooks_seen: crate::bus::kv::seen::SeenOnce,
+    /// Where a booking stops the lead's follow-up texts.
+    pub followup_stops: crate::bus::kv::followups::FollowUpStops,
     pub users: Users,
     pub auth: Arc<Auth>,
 }
