@@ -381,5 +381,6 @@ fn report_body(figures: &Figures, period: Period) -> Value {
         "conversion_rate": figures.conversion_rate(),
         "booked_leads": figures.booked_leads,
         "booking_rate": figures.booking_rate(),
+        "median_secs_to_booking": figures.median_secs_to_booking,
     })
 }

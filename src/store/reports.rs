@@ -60,6 +60,8 @@ pub struct Figures {
     pub sms_sent: u64,
     /// Leads of the period whose tour is booked now (Calendly's reports).
     pub booked_leads: u64,
+    /// The median time from a booked lead's form to its booking.
+    pub median_secs_to_booking: Option<f64>,
     /// Mean seconds from the lead's submission to the call placed; None before any call.
     pub average_speed_to_lead: Option<f64>,
     pub last_activity: Option<String>,
@@ -75,6 +77,32 @@ impl Figures {
     pub fn booking_rate(&self) -> f64 {
         percent(self.booked_leads, self.total_leads)
     }
+}
+
+/// The median of `booked - form` over `[{form, booked}]` (RFC 3339 times), whole seconds.
+fn median_secs_to_booking(pairs: &serde_json::Value) -> Option<f64> {
+    let at = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+    };
+    let mut waits: Vec<f64> = pairs
+        .as_array()?
+        .iter()
+        .filter_map(|pair| Some((at(&pair["booked"])? - at(&pair["form"])?).as_seconds_f64()))
+        .filter(|secs| *secs >= 0.0)
+        .collect();
+    if waits.is_empty() {
+        return None;
+    }
+    waits.sort_by(f64::total_cmp);
+    let middle = waits.len() / 2;
+    let median = if waits.len() % 2 == 0 {
+        (waits[middle - 1] + waits[middle]) / 2.0
+    } else {
+        waits[middle]
+    };
+    Some(median.round())
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
@@ -121,6 +149,8 @@ impl Store {
                    calls: count($leads[WHERE timestamps.call_placed_at != NONE AND timestamps.call_placed_at != NULL]), \
                    speed: math::mean($leads[WHERE timestamps.speed_to_lead_secs != NONE AND timestamps.speed_to_lead_secs != NULL].timestamps.speed_to_lead_secs), \
                    sms: count(SELECT id FROM activity WHERE kind = 'sms.sent' AND at >= <datetime>$since), \
+                   bookings: $leads[WHERE booking.state = 'booked'].map(|$l| { \
+                     form: $l.timestamps.submitted_at ?? $l.timestamps.seen_at, booked: $l.booking.booked_at }), \
                    last: (SELECT VALUE <string>at FROM activity ORDER BY at DESC LIMIT 1)[0] \
                  };",
             )
@@ -135,6 +165,7 @@ impl Store {
             calls_made: count("calls"),
             sms_sent: count("sms"),
             booked_leads: count("booked"),
+            median_secs_to_booking: median_secs_to_booking(&row["bookings"]),
             average_speed_to_lead: row["speed"]
                 .as_f64()
                 .filter(|s| s.is_finite())
@@ -162,5 +193,30 @@ impl Store {
             ).await?;
         let row: Option<serde_json::Value> = response.take(2)?;
         Ok(row.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_time_to_booking_is_the_middle_wait_and_skips_what_cannot_be_read() {
+        let pair = |form: &str, booked: &str| json!({ "form": form, "booked": booked });
+        let odd = json!([
+            pair("2026-12-08T10:00:00Z", "2026-12-08T10:30:00Z"),
+            pair("2026-12-08T10:00:00Z", "2026-12-09T10:00:00Z"),
+            pair("2026-12-08T10:00:00Z", "2026-12-08T11:00:00Z"),
+            { "form": null, "booked": "2026-12-08T11:00:00Z" },
+        ]);
+        assert_eq!(median_secs_to_booking(&odd), Some(3600.0));
+        let even = json!([
+            pair("2026-12-08T10:00:00Z", "2026-12-08T10:00:10Z"),
+            pair("2026-12-08T10:00:00Z", "2026-12-08T10:00:20Z"),
+        ]);
+        assert_eq!(median_secs_to_booking(&even), Some(15.0));
+        assert_eq!(median_secs_to_booking(&json!([])), None);
     }
 }

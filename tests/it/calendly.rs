@@ -100,6 +100,13 @@ async fn a_booking_through_the_texted_link_marks_the_lead_booked_and_cancels_mov
         (Some(1), Some(100.0)),
         "{report}"
     );
+    // Booked straight after the form (the report's created_at is now): a median of seconds.
+    assert!(
+        report["median_secs_to_booking"]
+            .as_f64()
+            .is_some_and(|s| (0.0..3600.0).contains(&s)),
+        "{report}"
+    );
 
     // Rescheduled: the new time's booking may come before the old one's cancel; either way the
     // lead holds the new time.
