@@ -2,6 +2,7 @@
 //! role: on SIGINT/SIGTERM each finishes the message it holds (or leaves it unacked) and returns.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -95,7 +96,8 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::task::spawn_blocking(crate::domain::lead::load_phone_metadata);
     // Opened once: the embedded store's file stays locked to this process across restarts.
-    let (bus, store) = connect(&settings, roles.iter().any(|r| r.uses_store())).await?;
+    let with_store = roles.iter().any(|r| r.uses_store());
+    let (bus, store) = patiently(&shutdown, || connect(&settings, with_store)).await?;
     let sandbox = match settings.sandbox {
         Some(true) => Some(Arc::new(
             Sandbox::start(&settings).await.map_err(RuntimeError::Sandbox)?,
@@ -118,7 +120,7 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
     // Watching starts before the credentials are read, so a change in between is not missed.
     let mut generation = shutdown.child_token();
     let mut changes = credential_changes(&bus, &generation, !workers.is_empty()).await?;
-    let mut ctx = assemble().await?;
+    let mut ctx = patiently(&shutdown, assemble).await?;
     check_configured(&ctx.settings, roles)?;
     let mut api = JoinSet::new();
     if roles.contains(&Role::Api) {
@@ -168,7 +170,57 @@ pub async fn run(settings: Settings, roles: &[Role], shutdown: CancellationToken
         }
         generation = shutdown.child_token();
         changes = credential_changes(&bus, &generation, true).await?;
-        ctx = assemble().await?;
+        ctx = patiently(&shutdown, assemble).await?;
+    }
+}
+
+/// How long a starting process waits out a bus or store that does not answer yet: a cluster
+/// electing leaders after a node loss, or a SurrealDB server restarting.
+const START_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds, it fails in a way waiting does not mend (a NATS address
+/// that refuses connections, a bad setting), `START_PATIENCE` runs out, or shutdown; says once
+/// that it is waiting, and once that it is through.
+async fn patiently<T, F, Fut>(shutdown: &CancellationToken, mut attempt: F) -> Result<T, RuntimeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+{
+    let deadline = tokio::time::Instant::now() + START_PATIENCE;
+    let mut wait = Duration::from_millis(250);
+    let mut waiting = false;
+    loop {
+        match attempt().await {
+            Ok(done) => {
+                if waiting {
+                    tracing::info!("the bus and the store answer; starting");
+                }
+                return Ok(done);
+            }
+            Err(err) if passing(&err) && tokio::time::Instant::now() + wait < deadline => {
+                if !waiting {
+                    tracing::warn!(%err, "not answering at start; trying again for up to {START_PATIENCE:?}");
+                    waiting = true;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return Err(err),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// A failure at start that may pass by itself: JetStream not answering in time (a leader
+/// election), a store refusing or not answering (a restart). Not a NATS address that refuses.
+fn passing(err: &RuntimeError) -> bool {
+    match err {
+        RuntimeError::Bus(BusError::Connect { .. }) => false,
+        RuntimeError::Bus(bus) => bus.is_transient(),
+        RuntimeError::Store(StoreError::Open { .. } | StoreError::Unanswered(_)) => true,
+        _ => false,
     }
 }
 

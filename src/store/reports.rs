@@ -97,7 +97,7 @@ fn median_secs_to_booking(pairs: &serde_json::Value) -> Option<f64> {
     }
     waits.sort_by(f64::total_cmp);
     let middle = waits.len() / 2;
-    let median = if waits.len() % 2 == 0 {
+    let median = if waits.len().is_multiple_of(2) {
         (waits[middle - 1] + waits[middle]) / 2.0
     } else {
         waits[middle]

@@ -376,12 +376,17 @@ impl SurrealServer {
         server
     }
 
-    /// Kills the server (if running) and starts it again on the same port and storage.
-    pub fn restart(&mut self) {
+    /// Kills the server, as a crash or a restart's first half does; `restart` brings it back.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Kills the server (if running) and starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
         let port = self.port;
         let child = Command::new(surreal_bin())
             .args([

@@ -126,6 +126,31 @@ async fn two_finalizer_processes_on_one_surrealdb_server_record_what_the_embedde
     assert_eq!(seen.1[0], 5, "five leads: {:?}", seen.1);
 }
 
+/// A finalizer process started while its SurrealDB server is down (a restart, say) waits for it,
+/// saying so once, and finalizes once it is back, instead of exiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizer_started_while_the_store_is_down_waits_for_it_then_finalizes() {
+    let mut surreal = SurrealServer::start();
+    let agent = spawn_agent_with(&[Role::Caller], |settings| surreal.configure(settings)).await;
+    surreal.stop();
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut finalizer = Killed(vec![finalizer_process(&agent, &surreal, data.path(), 0)]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        matches!(finalizer.0[0].try_wait(), Ok(None)),
+        "the finalizer gave up on a store that was restarting: {}",
+        std::fs::read_to_string(data.path().join("finalizer-0.log")).unwrap_or_default()
+    );
+    surreal.restart();
+    let lead = lead("Ada", "+14155550331");
+    agent.twilio.set_persona(lead.lead.phone.as_str(), qualified_callee());
+    agent.bus().publish(&lead).await.expect("publish");
+    let finalized = agent.finalized(1).await;
+    assert_eq!(finalized[0].lead_id, lead.lead_id);
+    let log = std::fs::read_to_string(data.path().join("finalizer-0.log")).unwrap_or_default();
+    assert_eq!(log.matches("not answering at start").count(), 1, "said once: {log}");
+}
+
 /// A loopback TCP relay to the server that can stop answering on the connections it holds, as
 /// seen in the fault suite (one process's connection went silent while the server answered
 /// others); connections opened after [`Relay::silence`] are relayed as usual.
