@@ -2,7 +2,6 @@
 //! marks its lead booked, cancels and reschedules move it, and forged, stale, replayed and
 //! unsigned deliveries are refused and change nothing.
 
-use leadq::bus::LeadFinalized;
 use leadq::config::default_crm_fields;
 use leadq::roles::finalizer::crm::airtable_fields;
 use leadq::roles::sms::booking_link;
@@ -10,7 +9,7 @@ use leadq::store::{FinalizedLead, Store};
 use serde_json::Value;
 use standins::calendly::{CalendlyApi, CalendlySender, unix_now};
 
-use crate::crm::finalized;
+use crate::crm::{as_finalized, finalized};
 use crate::harness::{TestApp, spawn_api};
 use crate::helpers::{admin_token, eventually, leadq};
 
@@ -28,17 +27,7 @@ fn store(app: &TestApp) -> Store {
 async fn texted_lead(app: &TestApp, n: usize) -> (FinalizedLead, String) {
     let lead = finalized(n);
     store(app).save_finalized(&lead).await.expect("save");
-    let contact = &lead.lead.lead;
-    let finalized = LeadFinalized {
-        lead_id: lead.lead.lead_id,
-        phone: contact.phone.as_str().to_owned(),
-        name: contact.name.clone().unwrap_or_default(),
-        email: contact.email.clone(),
-        verdict: lead.verdict.clone(),
-        score: lead.score,
-        campaign_id: None,
-    };
-    let link = booking_link(&app.ctx.settings.calendly_url, &finalized).to_string();
+    let link = booking_link(&app.ctx.settings.calendly_url, &as_finalized(&lead)).to_string();
     (lead, link)
 }
 

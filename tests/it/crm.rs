@@ -64,6 +64,20 @@ pub(crate) fn finalized(n: usize) -> FinalizedLead {
     }
 }
 
+/// What the finalizer publishes for a finished lead (`lead.finalized`): what the SMS role texts.
+pub(crate) fn as_finalized(lead: &FinalizedLead) -> leadq::bus::LeadFinalized {
+    let contact = &lead.lead.lead;
+    leadq::bus::LeadFinalized {
+        lead_id: lead.lead.lead_id,
+        phone: contact.phone.as_str().to_owned(),
+        name: contact.name.clone().unwrap_or_default(),
+        email: contact.email.clone(),
+        verdict: lead.verdict.clone(),
+        score: lead.score,
+        campaign_id: None,
+    }
+}
+
 async fn sync_to(airtable: &AirtableStandIn, store: &Store, nats: &NatsServer) -> CrmSync {
     sync_of("finalizer-1", airtable, store, nats).await
 }

@@ -11,7 +11,7 @@ use leadq::roles::sms::booking_link;
 use standins::calendly::CalendlySender;
 use time::OffsetDateTime;
 
-use crate::crm::finalized;
+use crate::crm::{as_finalized, finalized};
 use crate::harness::{TWILIO_TOKEN, TestAgent, spawn_agent_at};
 use crate::helpers::eventually;
 
@@ -49,16 +49,7 @@ async fn finalize(agent: &TestAgent, n: usize) -> LeadFinalized {
         .save_finalized(&lead)
         .await
         .expect("save");
-    let contact = &lead.lead.lead;
-    let done = LeadFinalized {
-        lead_id: lead.lead.lead_id,
-        phone: contact.phone.as_str().to_owned(),
-        name: contact.name.clone().unwrap_or_default(),
-        email: contact.email.clone(),
-        verdict: lead.verdict.clone(),
-        score: lead.score,
-        campaign_id: None,
-    };
+    let done = as_finalized(&lead);
     agent.bus().publish(&done).await.expect("publish");
     done
 }
