@@ -96,6 +96,24 @@ async fn a_booking_through_the_texted_link_marks_the_lead_booked_and_cancels_mov
             .is_some_and(|s| (0.0..3600.0).contains(&s)),
         "{report}"
     );
+    let (_, status) = app
+        .call_with_key(reqwest::Method::GET, "/api/cmo/status", Some(&key), None)
+        .await;
+    assert_eq!(status["metrics"]["booked_today"], 1, "{status}");
+    // And the dashboard's figures: tours booked today, and how long from form to booking.
+    let token = admin_token(app.bus(), &app.http, &app.base).await;
+    let (_, stats) = app
+        .call(reqwest::Method::GET, "/api/admin/stats", Some(&token), None)
+        .await;
+    assert_eq!(
+        (
+            stats["today"]["booked"].as_u64(),
+            stats["today"]["booking_rate"].as_f64()
+        ),
+        (Some(1), Some(100.0)),
+        "{stats}"
+    );
+    assert!(stats["today"]["median_secs_to_booking"].as_f64().is_some(), "{stats}");
 
     // Rescheduled: the new time's booking may come before the old one's cancel; either way the
     // lead holds the new time.

@@ -97,6 +97,7 @@ async fn stats(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value
             "conversion_rate": figures.conversion_rate(),
             "booked": figures.booked_leads,
             "booking_rate": figures.booking_rate(),
+            "median_secs_to_booking": figures.median_secs_to_booking,
             "verdicts": verdicts,
             "speed_to_lead": {
                 "p50": dashboard["p50"],
