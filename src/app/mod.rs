@@ -331,7 +331,7 @@ pub async fn start_api(
     tasks: &mut JoinSet<Result<(), RuntimeError>>,
 ) -> Result<api::ApiContext, RuntimeError> {
     if let Some(store) = &ctx.store {
-        ctx.config.publish(store).await?;
+        ctx.config.publish(store, &ctx.settings.transfer).await?;
     }
     let api = ctx.api_context().await?;
     if let Some(password) = api.users.ensure_first_admin().await? {

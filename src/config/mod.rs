@@ -11,6 +11,7 @@ mod calendly;
 mod calling;
 mod imap;
 mod store;
+mod transfer;
 mod twilio;
 
 use std::net::SocketAddr;
@@ -73,6 +74,8 @@ impl From<figment::Error> for ConfigError {
 /// secrets); the environment layer would otherwise parse them.
 const VERBATIM: &[&str] = &[
     "twilio.from_number",
+    "transfer.roster",
+    "transfer.time_zone",
     "twilio.account_sid",
     "twilio.auth_token",
     "airtable.token",
@@ -120,6 +123,7 @@ struct RawSettings {
     twilio_api_base: Url,
     twilio: twilio::RawTwilio,
     calling_hours: calling::RawCallingHours,
+    transfer: transfer::RawTransfer,
     calendly_url: Url,
     calendly: calendly::RawCalendly,
     calendly_api_base: Url,
@@ -173,6 +177,7 @@ impl Default for RawSettings {
             twilio_api_base: url("https://api.twilio.com"),
             twilio: twilio::RawTwilio::default(),
             calling_hours: calling::RawCallingHours::default(),
+            transfer: transfer::RawTransfer::default(),
             calendly_url: url("https://calendly.com/meshcowork/tour"),
             calendly: calendly::RawCalendly::default(),
             calendly_api_base: url("https://api.calendly.com"),
@@ -271,6 +276,9 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     /// Leads are called only inside this window of their local time.
     pub calling_hours: crate::domain::calling_hours::CallingHours,
+    /// The reps a qualified lead may be put through to, as first given; the saved one (Settings
+    /// page) wins once there is one.
+    pub transfer: crate::domain::roster::Roster,
     /// The booking page the SMS links to, prefilled with the lead's name and email.
     pub calendly_url: Url,
     /// Calendly's webhooks: who booked.
@@ -430,6 +438,7 @@ impl Settings {
             imap: ImapSettings::from_raw(raw.imap)?,
             twilio,
             calling_hours: raw.calling_hours.read()?,
+            transfer: raw.transfer.read()?,
             calendly_url: raw.calendly_url,
             calendly: CalendlySettings::from_raw(raw.calendly_api_base, raw.calendly)?,
             sms_template: raw.sms_template,

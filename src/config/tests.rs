@@ -132,3 +132,30 @@ fn secrets_are_redacted_in_debug() {
     let s = load_with(|jail| jail.set_env("LEADQ_DB_PASS", "hunter2-very-secret")).expect("load");
     assert!(!format!("{s:?}").contains("hunter2-very-secret"));
 }
+
+#[test]
+fn the_transfer_roster_reads_from_one_variable_and_names_it_when_wrong() {
+    let s = load_with(|jail| {
+        jail.set_env(
+            "LEADQ_TRANSFER__ROSTER",
+            "Sam Rivera +14155550142 mon-fri 09:00-17:00; Kim +12125550199 sat,sun 10:00-16:00",
+        );
+        jail.set_env("LEADQ_TRANSFER__RING_SECS", "25");
+    })
+    .expect("loads");
+    assert_eq!(s.transfer.reps.len(), 2);
+    assert_eq!(s.transfer.reps[1].phone, "+12125550199");
+    assert_eq!(s.transfer.ring_secs, 25);
+    assert!(
+        load_with(|_| {}).expect("loads").transfer.reps.is_empty(),
+        "nobody by default"
+    );
+    for (var, value) in [
+        ("LEADQ_TRANSFER__ROSTER", "Sam +14155550142 someday 09:00-17:00"),
+        ("LEADQ_TRANSFER__RING_SECS", "500"),
+        ("LEADQ_TRANSFER__TIME_ZONE", "Mars/Olympus"),
+    ] {
+        let refused = load_with(|jail| jail.set_env(var, value)).expect_err(value);
+        assert!(refused.to_string().contains(var), "{var}: {refused}");
+    }
+}

@@ -8,6 +8,7 @@ pub mod lead;
 pub mod notification;
 pub mod qualification;
 pub mod reading;
+pub mod roster;
 pub mod script;
 
 pub use lead::{Lead, LeadError, Phone};

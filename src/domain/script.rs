@@ -39,6 +39,34 @@ pub struct Script {
     pub closing: String,
     /// Said when the person asks not to be called again.
     pub opt_out: String,
+    /// The warm transfer's words (a script saved before it existed gets the defaults).
+    #[serde(default)]
+    pub transfer: TransferWords,
+}
+
+/// What the lead and the rep hear around a warm transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransferWords {
+    /// Asked after the last question when the lead would be qualified and a rep is on duty.
+    pub offer: String,
+    pub connecting: String,
+    /// When the rep does not answer or declines: the lead is left with the booking link.
+    pub unavailable: String,
+    /// What the rep hears before taking the call; `{name}` is the lead's name, `{summary}` their answers.
+    pub whisper: String,
+}
+
+impl Default for TransferWords {
+    fn default() -> Self {
+        Self {
+            offer: "Would you like me to connect you to our community manager now?".into(),
+            connecting: "Great, connecting you now. One moment.".into(),
+            unavailable: "They couldn't pick up just now. I'll text you a link to pick a time. Have a great day!"
+                .into(),
+            whisper: "A qualified lead, {name}, is on the line: {summary}. Press 1 or say yes to take the call.".into(),
+        }
+    }
 }
 
 impl Script {
@@ -125,6 +153,7 @@ impl Default for Script {
                 .into(),
             closing: "Thank you! We'll text you a link to book your tour. Have a great day!".into(),
             opt_out: "Understood, we won't call you again. Goodbye.".into(),
+            transfer: TransferWords::default(),
         }
     }
 }

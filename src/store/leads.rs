@@ -26,6 +26,21 @@ pub struct FinalizedLead {
     pub finalized_at: time::OffsetDateTime,
     /// From Twilio's `answered` event to the first TwiML served: the silence a person heard.
     pub answered_to_first_words_ms: Option<i64>,
+    /// The warm transfer, when one was offered.
+    pub transfer: Option<LeadTransfer>,
+}
+
+/// A warm transfer as the lead's and the call's records keep it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeadTransfer {
+    /// `transferred`, `lead_declined`, `rep_declined`, `rep_no_answer` or `abandoned`.
+    pub outcome: String,
+    pub rep_name: String,
+    pub rep_phone: String,
+    /// How long the lead and the rep talked, for a transfer.
+    pub talked_secs: Option<u64>,
+    /// Twilio's `DialCallStatus`, when the rep was dialled.
+    pub dial_status: Option<String>,
 }
 
 /// A finished lead's record as stored, read by name where the CRM sync and the admin page use
@@ -53,6 +68,8 @@ pub struct LeadRecord {
     /// The tour, once Calendly reported one.
     #[serde(default)]
     pub booking: Option<LeadBooking>,
+    #[serde(default)]
+    pub transfer: Option<LeadTransfer>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -124,15 +141,16 @@ impl Store {
         let contact = serde_json::to_value(&lead.lead).map_err(encode)?;
         let answers = serde_json::to_value(&record.answers).map_err(encode)?;
         let source = serde_json::to_value(lead.source).map_err(encode)?;
+        let transfer = serde_json::to_value(&record.transfer).map_err(encode)?;
         self.conn
             .run(|db| {
                 db.query(format!(
                     "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
                  reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
-                 resubmissions = {RESUBMISSIONS}, \
+                 resubmissions = {RESUBMISSIONS}, transfer = $transfer, \
                  crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
                  UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
-                 duration_secs = $duration, answered_by = $answered_by"
+                 duration_secs = $duration, answered_by = $answered_by, transfer = $transfer"
                 ))
                 .bind(("lead", lead_id.clone()))
                 .bind(("lead_id", lead.lead_id.to_string()))
@@ -143,6 +161,7 @@ impl Store {
                 .bind(("reasons", record.reasons.clone()))
                 .bind(("timestamps", timestamps.clone()))
                 .bind(("source", source.clone()))
+                .bind(("transfer", transfer.clone()))
                 .bind(("call", RecordId::new("call", record.call.call_sid.clone())))
                 .bind(("call_sid", record.call.call_sid.clone()))
                 .bind(("status", record.call.status.clone()))

@@ -17,7 +17,7 @@ pub mod shared_config;
 
 pub use activity::{ActivityFilter, ActivityRow};
 pub use bookings::{Booking, BookingEvent};
-pub use leads::{FinalizedLead, LeadBooking, LeadRecord, LeadTimestamps};
+pub use leads::{FinalizedLead, LeadBooking, LeadRecord, LeadTimestamps, LeadTransfer};
 pub use reports::{Figures, Period};
 
 use connection::Connection;

@@ -8,12 +8,14 @@ use serde::de::DeserializeOwned;
 
 use crate::bus::{BusError, bucket};
 use crate::domain::qualification::Rules;
+use crate::domain::roster::Roster;
 use crate::domain::script::Script;
 use crate::store::{Store, StoreError};
 
 /// Keys in the `config` bucket, and of the settings in the store.
 pub const SCRIPT_KEY: &str = "script";
 pub const RULES_KEY: &str = "rules";
+pub const ROSTER_KEY: &str = "roster";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SharedConfigError {
@@ -43,21 +45,23 @@ impl SharedConfig {
         &self.bucket
     }
 
-    /// Publishes the saved script and rules (saving the defaults on a first start) to the bucket.
-    pub async fn publish(&self, store: &Store) -> Result<(), SharedConfigError> {
-        self.publish_one::<Script>(store, SCRIPT_KEY).await?;
-        self.publish_one::<Rules>(store, RULES_KEY).await?;
+    /// Publishes the saved script, rules and roster to the bucket, saving on a first start the
+    /// defaults and the roster the settings give (`first_roster`).
+    pub async fn publish(&self, store: &Store, first_roster: &Roster) -> Result<(), SharedConfigError> {
+        self.publish_one(store, SCRIPT_KEY, Script::default).await?;
+        self.publish_one(store, RULES_KEY, Rules::default).await?;
+        self.publish_one(store, ROSTER_KEY, || first_roster.clone()).await?;
         Ok(())
     }
 
-    async fn publish_one<T>(&self, store: &Store, key: &str) -> Result<T, SharedConfigError>
+    async fn publish_one<T>(&self, store: &Store, key: &str, first: impl FnOnce() -> T) -> Result<T, SharedConfigError>
     where
-        T: Default + Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned,
     {
         let value = match store.setting::<T>(key).await? {
             Some(value) => value,
             None => {
-                let value = T::default();
+                let value = first();
                 store.save_setting(key, &value, "leadq (default)").await?;
                 value
             }
@@ -102,5 +106,17 @@ impl SharedConfig {
 
     pub async fn rules(&self) -> Rules {
         self.current(RULES_KEY).await
+    }
+
+    /// The reps a qualified lead may be put through to.
+    pub async fn roster(&self) -> Roster {
+        self.current(ROSTER_KEY).await
+    }
+
+    /// Saves an admin's roster; the next offer uses it.
+    pub async fn save_roster(&self, store: &Store, roster: &Roster, by: &str) -> Result<(), SharedConfigError> {
+        store.save_setting(ROSTER_KEY, roster, by).await?;
+        self.put(ROSTER_KEY, roster).await?;
+        Ok(())
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn finalized(n: usize) -> FinalizedLead {
         placed_at: Some(OffsetDateTime::now_utc()),
         finalized_at: OffsetDateTime::now_utc(),
         answered_to_first_words_ms: None,
+        transfer: None,
     }
 }
 

@@ -188,7 +188,10 @@ async fn saved_settings_reach_the_config_bucket_and_a_first_start_saves_the_defa
         .expect("context");
     let store = ctx.store.clone().expect("store");
 
-    ctx.config.publish(&store).await.expect("publish");
+    ctx.config
+        .publish(&store, &ctx.settings.transfer)
+        .await
+        .expect("publish");
     assert_eq!(ctx.config.script().await, Script::default());
     assert_eq!(
         store.setting::<Script>(SCRIPT_KEY).await.expect("load"),
@@ -211,7 +214,10 @@ async fn saved_settings_reach_the_config_bucket_and_a_first_start_saves_the_defa
         ..Rules::default()
     };
     store.save_setting(RULES_KEY, &rules, "admin").await.expect("save");
-    ctx.config.publish(&store).await.expect("publish again");
+    ctx.config
+        .publish(&store, &ctx.settings.transfer)
+        .await
+        .expect("publish again");
     assert_eq!(ctx.config.script().await.greeting, "Hello {name}, Mesh Cowork here.");
     assert_eq!(ctx.config.rules().await.min_team_size, 3);
 }

@@ -16,6 +16,18 @@ pub enum Verb {
         action: String,
         hints: Vec<String>,
         prompt: Vec<String>,
+        /// Also takes one key press (`Digits`), as a rep answering the whisper may.
+        keypad: bool,
+    },
+    /// Puts the call through to `number` (`answerOnBridge`: the lead hears ringing, not silence,
+    /// until the rep takes it). `whisper` is the TwiML the rep hears first; `action` is posted
+    /// when the dial ends, with `DialCallStatus`.
+    Dial {
+        caller_id: Option<String>,
+        timeout_secs: u32,
+        action: String,
+        number: String,
+        whisper: String,
     },
     Pause(u32),
     Redirect(String),
@@ -49,10 +61,15 @@ fn write_say(writer: &mut Writer<Vec<u8>>, text: &str) -> io::Result<()> {
 fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
     match verb {
         Verb::Say(text) => write_say(writer, text)?,
-        Verb::Gather { action, hints, prompt } => {
+        Verb::Gather {
+            action,
+            hints,
+            prompt,
+            keypad,
+        } => {
             let hints = hints.join(", ");
             let mut gather = writer.create_element("Gather").with_attributes([
-                ("input", "speech"),
+                ("input", if *keypad { "dtmf speech" } else { "speech" }),
                 ("action", action.as_str()),
                 ("method", "POST"),
                 ("language", LANGUAGE),
@@ -62,7 +79,34 @@ fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
             if !hints.is_empty() {
                 gather = gather.with_attribute(("hints", hints.as_str()));
             }
+            if *keypad {
+                gather = gather.with_attribute(("numDigits", "1"));
+            }
             gather.write_inner_content(|w| prompt.iter().try_for_each(|text| write_say(w, text)))?;
+        }
+        Verb::Dial {
+            caller_id,
+            timeout_secs,
+            action,
+            number,
+            whisper,
+        } => {
+            let timeout = timeout_secs.to_string();
+            let mut dial = writer.create_element("Dial").with_attributes([
+                ("timeout", timeout.as_str()),
+                ("answerOnBridge", "true"),
+                ("action", action.as_str()),
+                ("method", "POST"),
+            ]);
+            if let Some(caller_id) = caller_id {
+                dial = dial.with_attribute(("callerId", caller_id.as_str()));
+            }
+            dial.write_inner_content(|w| {
+                w.create_element("Number")
+                    .with_attributes([("url", whisper.as_str()), ("method", "POST")])
+                    .write_text_content(BytesText::new(number))?;
+                Ok::<_, io::Error>(())
+            })?;
         }
         Verb::Pause(seconds) => {
             writer
@@ -130,6 +174,7 @@ mod tests {
             action: "https://x.test/webhooks/twilio/answer/1?lead=a&b=c".into(),
             hints: vec!["private office".into(), "hot desk".into()],
             prompt: vec!["What kind of space?".into()],
+            keypad: false,
         }]);
         assert!(xml.contains(r#"input="speech""#), "{xml}");
         assert!(
@@ -138,5 +183,18 @@ mod tests {
         );
         assert!(xml.contains(r#"hints="private office, hot desk""#), "{xml}");
         assert!(xml.contains("What kind of space?</Say></Gather>"), "{xml}");
+    }
+
+    #[test]
+    fn a_dial_rings_the_rep_with_a_whisper_and_reports_its_end() {
+        let xml = render(&[Verb::Dial {
+            caller_id: Some("+15005550006".into()),
+            timeout_secs: 20,
+            action: "https://x.test/webhooks/twilio/transfer/dial-end?lead=a".into(),
+            number: "+12125550199".into(),
+            whisper: "https://x.test/webhooks/twilio/transfer/whisper?lead=a".into(),
+        }]);
+        assert!(xml.contains(r#"<Dial timeout="20" answerOnBridge="true" action="https://x.test/webhooks/twilio/transfer/dial-end?lead=a" method="POST" callerId="+15005550006">"#), "{xml}");
+        assert!(xml.contains(r#"<Number url="https://x.test/webhooks/twilio/transfer/whisper?lead=a" method="POST">+12125550199</Number></Dial>"#), "{xml}");
     }
 }

@@ -10,6 +10,7 @@ mod connections;
 mod context;
 mod error;
 pub mod nats;
+mod transfer;
 mod twilio;
 mod unbounce;
 pub mod unbounce_form;
@@ -65,6 +66,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi))
         .merge(twilio::routes())
+        .merge(transfer::routes())
         .merge(calendly::routes())
         .merge(unbounce::routes())
         .merge(cmo::routes())

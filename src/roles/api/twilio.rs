@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::ApiContext;
 use super::ApiError;
-use crate::bus::kv::calls::Step;
+use crate::bus::kv::calls::{CallState, Step};
 use crate::bus::{Activity, CallAnswer, CallCompleted};
 use crate::clients::twilio::signature;
 use crate::clients::twilio::twiml::{self, Verb};
@@ -41,7 +41,7 @@ impl TwilioRequest {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    fn lead_id(&self) -> Result<Uuid, ApiError> {
+    pub(super) fn lead_id(&self) -> Result<Uuid, ApiError> {
         self.query
             .iter()
             .find(|(k, _)| k == "lead")
@@ -97,7 +97,7 @@ impl FromRequest<ApiContext> for TwilioRequest {
     }
 }
 
-struct TwiML(String);
+pub(super) struct TwiML(pub(super) String);
 
 impl IntoResponse for TwiML {
     fn into_response(self) -> Response {
@@ -105,7 +105,7 @@ impl IntoResponse for TwiML {
     }
 }
 
-fn action_url(ctx: &ApiContext, path: &str, lead_id: Uuid) -> String {
+pub(super) fn action_url(ctx: &ApiContext, path: &str, lead_id: Uuid) -> String {
     crate::clients::twilio::webhook_url(&ctx.settings.public_url, path, lead_id)
 }
 
@@ -121,10 +121,20 @@ fn ask(ctx: &ApiContext, script: &Script, n: usize, lead_id: Uuid, before: Vec<S
             action: action_url(ctx, &format!("answer/{n}"), lead_id),
             hints: question.hints.clone(),
             prompt,
+            keypad: false,
         },
         // Reached only if the Gather ends without posting; Twilio then posts nothing, so ask on.
         Verb::Redirect(action_url(ctx, &format!("answer/{n}"), lead_id)),
     ]
+}
+
+/// What follows the answer to question `n`: the next question, or after the last one the transfer
+/// offer or the closing.
+async fn next_after(ctx: &ApiContext, script: &Script, n: usize, state: &CallState) -> Result<Vec<Verb>, ApiError> {
+    if n < script.questions.len() {
+        return Ok(ask(ctx, script, n + 1, state.lead_id, Vec::new()));
+    }
+    super::transfer::after_last_question(ctx, script, state).await
 }
 
 async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
@@ -227,9 +237,9 @@ async fn answer(
                 confidence: heard_answer.confidence,
             };
             ctx.bus.publish(&message).await?;
-            ask(&ctx, &script, n + 1, lead_id, Vec::new())
+            next_after(&ctx, &script, n, &state).await?
         }
-        Step::AlreadyStored => ask(&ctx, &script, n + 1, lead_id, Vec::new()),
+        Step::AlreadyStored => next_after(&ctx, &script, n, &state).await?,
         Step::AskAgain => ask(&ctx, &script, n, lead_id, vec![script.reprompt.clone()]),
         Step::OptOut => {
             ctx.dnc.add(&state.phone, "asked on the call").await?;

@@ -23,12 +23,11 @@ use crate::bus::{self, Activity, Bus, BusError, CallCompleted, Delivery, LeadFin
 use crate::clients::airtable::AirtableClient;
 use crate::clients::twilio::TwilioClient;
 use crate::config::Settings;
-use crate::domain::answers::{Interpretation, interpret};
 use crate::domain::qualification::{Assessment, CallEnd, assess};
 use crate::domain::script::Script;
 use crate::roles::finalizer::crm::CrmSync;
 use crate::store::shared_config::SharedConfig;
-use crate::store::{FinalizedLead, Store, StoreError};
+use crate::store::{FinalizedLead, LeadTransfer, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FinalizerError {
@@ -55,30 +54,6 @@ pub struct Finalizer {
     crm_wake: Arc<Notify>,
     /// Where a call whose status callback never came is looked up; None without credentials.
     twilio: Option<TwilioClient>,
-}
-
-/// Each answer as heard, read with the script's answer types; unanswered questions are kept as
-/// not captured, so the record always lists the whole script.
-fn read_answers(script: &Script, state: &CallState, day: jiff::civil::Date) -> Vec<Interpretation> {
-    script
-        .questions
-        .iter()
-        .map(|question| match state.answer(&question.id) {
-            Some(heard) if heard.captured => interpret(question, heard.speech.as_deref().unwrap_or(""), day),
-            Some(heard) => Interpretation {
-                question: question.id.clone(),
-                raw: heard.speech.clone().unwrap_or_default(),
-                value: serde_json::Value::Null,
-                captured: false,
-            },
-            None => Interpretation {
-                question: question.id.clone(),
-                raw: String::new(),
-                value: serde_json::Value::Null,
-                captured: false,
-            },
-        })
-        .collect()
 }
 
 /// Twilio's final call statuses.
@@ -178,13 +153,8 @@ impl Finalizer {
         }
         let rules = self.deps.config.rules().await;
         let finalized_at = OffsetDateTime::now_utc();
-        let call_day = jiff::Timestamp::from_second(state.placed_at.unwrap_or(finalized_at).unix_timestamp())
-            .map(|t| {
-                t.to_zoned_datetime(self.deps.settings.calling_hours.fallback.clone())
-                    .date()
-            })
-            .unwrap_or_else(|_| jiff::ZonedDateTime::now().date());
-        let answers = read_answers(&script, &state, call_day);
+        let call_day = state.call_day(&self.deps.settings.calling_hours.fallback, finalized_at);
+        let answers = state.read_answers(&script, call_day);
         let end = CallEnd {
             status: &completed.status,
             answered_by: completed.answered_by.as_deref(),
@@ -205,6 +175,13 @@ impl Finalizer {
             placed_at: state.placed_at,
             finalized_at,
             answered_to_first_words_ms: state.answered_to_first_words_ms(),
+            transfer: state.transfer.as_ref().map(|t| LeadTransfer {
+                outcome: t.outcome().to_owned(),
+                rep_name: t.rep_name.clone(),
+                rep_phone: t.rep_phone.clone(),
+                talked_secs: t.talked_secs,
+                dial_status: t.dial_status.clone(),
+            }),
         };
         self.deps.store.save_finalized(&record).await?;
         self.crm_wake.notify_one();

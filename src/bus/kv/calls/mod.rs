@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::bus::{self, BusError};
 
 mod state;
+mod transfer;
 pub use state::{CallPhase, CallState, HeardAnswer, Step, request_in_flight};
+pub use transfer::{Transfer, TransferPhase};
 
 fn kv_error(what: &str, err: impl std::fmt::Display) -> BusError {
     BusError::jetstream(format!("calls {what}"), err)

@@ -7,6 +7,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::bus::LeadReceived;
+use crate::domain::answers::{Interpretation, interpret};
+use crate::domain::script::Script;
 
 /// How much longer Twilio may still act on a request made at `since` (a call or a text): `None`
 /// once it is known to have done nothing (`ended`: refused, a 5xx or 429) or is older than
@@ -97,6 +99,9 @@ pub struct CallState {
     /// once. Unset while a request may still be acted on (in flight, or unanswered).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub dial_ended_at: Option<OffsetDateTime>,
+    /// The warm transfer, when one was offered on this try.
+    #[serde(default)]
+    pub transfer: Option<super::Transfer>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -121,12 +126,38 @@ impl CallState {
             voicemail_redirected: false,
             earlier_call_sids: Vec::new(),
             dial_ended_at: None,
+            transfer: None,
             updated_at: OffsetDateTime::now_utc(),
         }
     }
 
     pub fn answer(&self, question_id: &str) -> Option<&HeardAnswer> {
         self.answers.iter().find(|a| a.question_id == question_id)
+    }
+
+    /// Each answer as heard, read with the script's answer types; unanswered questions are kept
+    /// as not captured, so a record always lists the whole script.
+    pub fn read_answers(&self, script: &Script, day: jiff::civil::Date) -> Vec<Interpretation> {
+        script
+            .questions
+            .iter()
+            .map(|question| match self.answer(&question.id) {
+                Some(heard) if heard.captured => interpret(question, heard.speech.as_deref().unwrap_or(""), day),
+                heard => Interpretation {
+                    question: question.id.clone(),
+                    raw: heard.and_then(|h| h.speech.clone()).unwrap_or_default(),
+                    value: serde_json::Value::Null,
+                    captured: false,
+                },
+            })
+            .collect()
+    }
+
+    /// The day the call was placed (else `now`) in `zone`: what "next month" is read against.
+    pub fn call_day(&self, zone: &jiff::tz::TimeZone, now: OffsetDateTime) -> jiff::civil::Date {
+        jiff::Timestamp::from_second(self.placed_at.unwrap_or(now).unix_timestamp())
+            .map(|t| t.to_zoned_datetime(zone.clone()).date())
+            .unwrap_or_else(|_| jiff::ZonedDateTime::now().date())
     }
 
     /// Twilio had taken the call by `at`. Whoever sees it first records it (a status callback can
@@ -313,6 +344,7 @@ impl CallState {
             self.answered_at = None;
             self.first_words_at = None;
             self.voicemail_redirected = false;
+            self.transfer = None;
         }
         ours
     }

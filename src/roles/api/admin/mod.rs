@@ -24,6 +24,7 @@ use crate::security::users::Access;
 use crate::store::{ActivityFilter, Period};
 
 mod credentials;
+mod roster;
 mod script;
 mod test_email;
 
@@ -52,6 +53,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/api/admin/sandbox", get(sandbox))
         .route("/api/admin/script", get(script::script).put(script::save_script))
         .route("/api/admin/script/try", post(script::try_answer))
+        .route("/api/admin/roster", get(roster::roster).put(roster::save_roster))
         .route("/api/admin/events", get(events))
 }
 
@@ -322,6 +324,8 @@ async fn events(
     script::script,
     script::save_script,
     script::try_answer,
+    roster::roster,
+    roster::save_roster,
     events
 ))]
 pub struct AdminApi;
