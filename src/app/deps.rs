@@ -172,6 +172,10 @@ impl Context {
             roles: roles.iter().map(|r| r.name().to_owned()).collect(),
             every: self.settings.status_interval,
             started: self.started,
+            figures: self
+                .store
+                .clone()
+                .map(|store| (store, self.settings.calling_hours.fallback.clone())),
         }
     }
 }

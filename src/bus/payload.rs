@@ -219,6 +219,21 @@ pub struct AgentStatus {
     pub uptime_secs: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// Today's figures, from a process that has the store (the api's; none from a worker alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<StatusMetrics>,
+}
+
+/// Today's figures as the CMO agent reads them, in `agent.status` and `GET /api/cmo/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusMetrics {
+    pub calls_today: u64,
+    pub sms_today: u64,
+    pub leads_today: u64,
+    /// Of today's leads, those with a tour booked (Calendly's reports).
+    pub booked_today: u64,
+    /// Of today's leads, those put through to a rep on the call.
+    pub transferred_today: u64,
 }
 
 impl Payload for AgentStatus {

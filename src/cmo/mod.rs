@@ -59,15 +59,6 @@ pub struct Cmo {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Metrics {
-    pub calls_today: u64,
-    pub sms_today: u64,
-    pub leads_today: u64,
-    /// Of today's leads, those with a tour booked (Calendly's reports).
-    pub booked_today: u64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct StatusBody {
     pub agent_id: &'static str,
     pub agent_name: &'static str,
@@ -77,7 +68,7 @@ pub struct StatusBody {
     pub role: &'static str,
     pub department: &'static str,
     pub version: &'static str,
-    pub metrics: Metrics,
+    pub metrics: crate::bus::StatusMetrics,
     /// When the agent last did something, RFC 3339; null before any activity.
     pub last_activity: Option<String>,
     pub uptime_hours: f64,
@@ -161,12 +152,7 @@ impl Cmo {
             role: "account_executive",
             department: "cmo",
             version: env!("CARGO_PKG_VERSION"),
-            metrics: Metrics {
-                calls_today: today.calls_made,
-                sms_today: today.sms_sent,
-                leads_today: today.total_leads,
-                booked_today: today.booked_leads,
-            },
+            metrics: today.as_status_metrics(),
             last_activity: today.last_activity,
             uptime_hours: (self.started.elapsed().as_secs_f64() / 3600.0 * 100.0).round() / 100.0,
         })
@@ -382,5 +368,6 @@ fn report_body(figures: &Figures, period: Period) -> Value {
         "booked_leads": figures.booked_leads,
         "booking_rate": figures.booking_rate(),
         "median_secs_to_booking": figures.median_secs_to_booking,
+        "transferred_leads": figures.transferred_leads,
     })
 }

@@ -99,6 +99,8 @@ pub fn default_crm_fields() -> BTreeMap<String, String> {
         ("booking", "Tour"),
         ("booked_at", "Booked At"),
         ("meeting_at", "Tour At"),
+        ("transfer", "Transfer"),
+        ("transferred_to", "Transferred To"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

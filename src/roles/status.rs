@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::kv::run_state::AgentStateStore;
-use crate::bus::{AGENT_ID, AgentStatus, Bus, BusError};
+use crate::bus::{AGENT_ID, AgentStatus, Bus, BusError, StatusMetrics};
+use crate::store::{Period, Store};
 
 /// What the heartbeat is given by the composition root: who this process is.
 #[derive(Clone, Debug)]
@@ -16,6 +17,23 @@ pub struct Deps {
     pub roles: Vec<String>,
     pub every: std::time::Duration,
     pub started: std::time::Instant,
+    /// Where today's figures come from, in a process that has the store.
+    pub figures: Option<(Store, jiff::tz::TimeZone)>,
+}
+
+/// Today's figures, when this process can read them; a slow or failing store leaves them out
+/// rather than holding the heartbeat back.
+async fn metrics(figures: Option<&(Store, jiff::tz::TimeZone)>) -> Option<StatusMetrics> {
+    let (store, zone) = figures?;
+    let since = Period::Today.start(OffsetDateTime::now_utc(), zone);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), store.figures(since)).await {
+        Ok(Ok(today)) => Some(today.as_status_metrics()),
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "agent.status without today's figures");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), BusError> {
@@ -40,6 +58,7 @@ pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), BusError
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_secs: deps.started.elapsed().as_secs(),
             at: OffsetDateTime::now_utc(),
+            metrics: metrics(deps.figures.as_ref()).await,
         };
         deps.bus.record(&status).await;
     }

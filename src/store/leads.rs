@@ -147,10 +147,10 @@ impl Store {
                 db.query(format!(
                     "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
                  reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
-                 resubmissions = {RESUBMISSIONS}, transfer = $transfer, \
+                 resubmissions = {RESUBMISSIONS}, transfer = $transfer ?? NONE, \
                  crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
                  UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
-                 duration_secs = $duration, answered_by = $answered_by, transfer = $transfer"
+                 duration_secs = $duration, answered_by = $answered_by, transfer = $transfer ?? NONE"
                 ))
                 .bind(("lead", lead_id.clone()))
                 .bind(("lead_id", lead.lead_id.to_string()))

@@ -62,12 +62,25 @@ pub struct Figures {
     pub booked_leads: u64,
     /// The median time from a booked lead's form to its booking.
     pub median_secs_to_booking: Option<f64>,
+    /// Leads of the period put through to a rep on the call (a warm transfer that connected).
+    pub transferred_leads: u64,
     /// Mean seconds from the lead's submission to the call placed; None before any call.
     pub average_speed_to_lead: Option<f64>,
     pub last_activity: Option<String>,
 }
 
 impl Figures {
+    /// The figures `agent.status` and the CMO status carry, for a day's figures.
+    pub fn as_status_metrics(&self) -> crate::bus::StatusMetrics {
+        crate::bus::StatusMetrics {
+            calls_today: self.calls_made,
+            sms_today: self.sms_sent,
+            leads_today: self.total_leads,
+            booked_today: self.booked_leads,
+            transferred_today: self.transferred_leads,
+        }
+    }
+
     /// Qualified leads as a percentage of all leads, one decimal.
     pub fn conversion_rate(&self) -> f64 {
         percent(self.qualified_leads, self.total_leads)
@@ -141,9 +154,10 @@ impl Store {
     async fn compute_figures(&self, since: &str) -> Result<Figures, StoreError> {
         let since = since.to_owned();
         let mut response = self.conn.run(|db| db.query(
-                "LET $leads = SELECT verdict, timestamps, booking FROM lead WHERE timestamps.finalized_at >= $since; \
+                "LET $leads = SELECT verdict, timestamps, booking, transfer FROM lead WHERE timestamps.finalized_at >= $since; \
                  RETURN { \
                    total: count($leads), \
+                   transferred: count($leads[WHERE transfer.outcome = 'transferred']), \
                    booked: count($leads[WHERE booking.state = 'booked']), \
                    qualified: count($leads[WHERE verdict = 'qualified']), \
                    calls: count($leads[WHERE timestamps.call_placed_at != NONE AND timestamps.call_placed_at != NULL]), \
@@ -165,6 +179,7 @@ impl Store {
             calls_made: count("calls"),
             sms_sent: count("sms"),
             booked_leads: count("booked"),
+            transferred_leads: count("transferred"),
             median_secs_to_booking: median_secs_to_booking(&row["bookings"]),
             average_speed_to_lead: row["speed"]
                 .as_f64()

@@ -27,6 +27,8 @@ use serde_json::json;
 
 use crate::twiml::{self, Verb};
 
+mod dial;
+
 /// How the callee behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Persona {
@@ -132,6 +134,8 @@ struct Shared {
     amd_delay: Duration,
     /// How long a person takes to answer each question (none by default: tests run fast).
     speaking_time: Duration,
+    /// How long a lead and a rep talk once a `<Dial>` bridged them.
+    talk_time: Duration,
     /// `Calls.json` requests being answered now, and the most at once.
     calls_open: usize,
     calls_open_peak: usize,
@@ -184,6 +188,7 @@ impl TwilioStandIn {
             latency: Duration::ZERO,
             amd_delay: Duration::from_millis(200),
             speaking_time: Duration::ZERO,
+            talk_time: dial::TALK_TIME,
             live: HashMap::new(),
             calls_open: 0,
             calls_open_peak: 0,
@@ -250,6 +255,11 @@ impl TwilioStandIn {
     /// Each answer comes this long after its question, as a person's would.
     pub fn set_speaking_time(&self, time: Duration) {
         self.shared().speaking_time = time;
+    }
+
+    /// How long a lead and a rep talk once a `<Dial>` put them through.
+    pub fn set_talk_time(&self, time: Duration) {
+        self.shared().talk_time = time;
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -835,6 +845,24 @@ async fn play(
                 Verb::Hangup => break 'call,
                 Verb::Redirect(target) => {
                     next = Some((target, in_progress(&base)));
+                    break;
+                }
+                Verb::Dial {
+                    action,
+                    caller_id,
+                    number,
+                    url,
+                    ..
+                } => {
+                    standin.record(&sid, |c| c.timeline.push(format!("dial {number}")));
+                    let caller_id = caller_id.unwrap_or_else(|| call.from.clone());
+                    let end = dial::dial(&standin, &call, &number, &caller_id, url.as_deref()).await;
+                    standin.record(&sid, |c| c.timeline.push(format!("dial-end {}", end.status)));
+                    // Without an action, Twilio goes on with the document (here: ends the call).
+                    let Some(action) = action else { break 'call };
+                    let mut p = in_progress(&base);
+                    p.extend(end.params());
+                    next = Some((action, p));
                     break;
                 }
                 Verb::Gather { action, prompt, .. } => {

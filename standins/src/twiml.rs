@@ -12,6 +12,15 @@ pub enum Verb {
         hints: Option<String>,
         input: Option<String>,
     },
+    /// Puts the call through to `number`; `url` is the whisper the called party hears first.
+    Dial {
+        action: Option<String>,
+        caller_id: Option<String>,
+        timeout: Option<String>,
+        answer_on_bridge: bool,
+        number: String,
+        url: Option<String>,
+    },
     Pause,
     Redirect(String),
     Hangup,
@@ -33,6 +42,7 @@ pub fn parse(xml: &str) -> Result<Vec<Verb>, String> {
     // The verb being read: its name, and for a Gather its start tag and the Says inside.
     let mut gather: Option<OpenGather> = None;
     let mut seen_response = false;
+    let mut dial: Option<Verb> = None;
     loop {
         match reader.read_event().map_err(|e| format!("malformed TwiML: {e}"))? {
             Event::Start(tag) => {
@@ -48,6 +58,20 @@ pub fn parse(xml: &str) -> Result<Vec<Verb>, String> {
                         ))
                     }
                     b"Say" | b"Redirect" => {}
+                    b"Dial" => {
+                        dial = Some(Verb::Dial {
+                            action: attribute(&tag, "action"),
+                            caller_id: attribute(&tag, "callerId"),
+                            timeout: attribute(&tag, "timeout"),
+                            answer_on_bridge: attribute(&tag, "answerOnBridge").as_deref() == Some("true"),
+                            number: String::new(),
+                            url: None,
+                        })
+                    }
+                    b"Number" => match dial.as_mut() {
+                        Some(Verb::Dial { url, .. }) => *url = attribute(&tag, "url"),
+                        _ => return Err("<Number> outside a <Dial>".into()),
+                    },
                     other => return Err(format!("unsupported verb <{}>", String::from_utf8_lossy(other))),
                 }
             }
@@ -89,6 +113,20 @@ pub fn parse(xml: &str) -> Result<Vec<Verb>, String> {
                     }
                 }
                 b"Redirect" => verbs.push(Verb::Redirect(std::mem::take(&mut text).trim().to_owned())),
+                b"Number" => {
+                    if let Some(Verb::Dial { number, .. }) = dial.as_mut() {
+                        *number = std::mem::take(&mut text).trim().to_owned();
+                    }
+                }
+                b"Dial" => {
+                    let Some(verb) = dial.take() else {
+                        return Err("</Dial> without a <Dial>".into());
+                    };
+                    if matches!(&verb, Verb::Dial { number, .. } if number.is_empty()) {
+                        return Err("a <Dial> with no number".into());
+                    }
+                    verbs.push(verb);
+                }
                 b"Gather" => {
                     if let Some((action, hints, input, prompt)) = gather.take() {
                         verbs.push(Verb::Gather {
@@ -133,6 +171,26 @@ mod tests {
         );
         assert_eq!(verbs[2], Verb::Redirect("http://a/r".into()));
         assert_eq!(verbs[3], Verb::Hangup);
+    }
+
+    #[test]
+    fn reads_a_dial_with_its_number_and_whisper() {
+        let verbs = parse(
+            r#"<Response><Say>Connecting</Say><Dial timeout="20" answerOnBridge="true" action="http://a/end?lead=1" callerId="+15005550006"><Number url="http://a/whisper?lead=1&amp;x=2">+12125550199</Number></Dial></Response>"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            verbs[1],
+            Verb::Dial {
+                action: Some("http://a/end?lead=1".into()),
+                caller_id: Some("+15005550006".into()),
+                timeout: Some("20".into()),
+                answer_on_bridge: true,
+                number: "+12125550199".into(),
+                url: Some("http://a/whisper?lead=1&x=2".into()),
+            }
+        );
+        assert!(parse("<Response><Dial></Dial></Response>").is_err());
     }
 
     #[test]

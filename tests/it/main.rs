@@ -22,4 +22,5 @@ mod sandbox;
 mod speed;
 mod store;
 mod surreal;
+mod transfer;
 mod webhooks;

@@ -80,7 +80,7 @@ async fn trigger_lead(
 
 #[utoipa::path(get, path = "/api/cmo/report/{period}", tag = "cmo", security(("api_key" = [])),
     params(("period" = String, Path, description = "today, week or month")),
-    responses((status = 200, description = "{period, total_leads, qualified_leads, calls_made, sms_sent, average_speed_to_lead, conversion_rate, booked_leads, booking_rate, median_secs_to_booking}"), (status = 400, description = "unknown period")))]
+    responses((status = 200, description = "{period, total_leads, qualified_leads, calls_made, sms_sent, average_speed_to_lead, conversion_rate, booked_leads, booking_rate, median_secs_to_booking, transferred_leads}"), (status = 400, description = "unknown period")))]
 async fn report(
     State(ctx): State<ApiContext>,
     _key: CmoKey,

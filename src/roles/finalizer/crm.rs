@@ -42,7 +42,8 @@ pub fn airtable_fields(record: &LeadRecord, columns: &BTreeMap<String, String>) 
     let resubmissions = (!record.resubmissions.is_empty()).then(|| Value::from(record.resubmissions.len()));
     let booking = record.booking.as_ref();
     let booked = |value: fn(&LeadBooking) -> &Option<String>| booking.map_or(Value::Null, |b| text(value(b)));
-    let values: [(&str, Value); 25] = [
+    let transfer = record.transfer.as_ref();
+    let values: [(&str, Value); 27] = [
         ("lead_id", Value::String(record.id.clone())),
         ("name", text(&contact.name)),
         ("email", text(&contact.email)),
@@ -75,6 +76,17 @@ pub fn airtable_fields(record: &LeadRecord, columns: &BTreeMap<String, String>) 
         ),
         ("booked_at", booked(|b| &b.booked_at)),
         ("meeting_at", booked(|b| &b.meeting_at)),
+        // The warm transfer: what became of it, and the rep who talked with the lead.
+        (
+            "transfer",
+            transfer.map_or(Value::Null, |t| Value::String(t.outcome.clone())),
+        ),
+        (
+            "transferred_to",
+            transfer
+                .filter(|t| t.outcome == "transferred")
+                .map_or(Value::Null, |t| Value::String(t.rep_name.clone())),
+        ),
     ];
     values
         .into_iter()
