@@ -178,6 +178,22 @@ test('an admin works through every page', async () => {
   await tab.reload()
   await tab.getByTestId('rules').waitFor()
   assert.equal(await tab.inputValue('input[name=min_team_size]'), '3')
+  // The warm transfer's roster: nobody on duty at first; a rep with a bad number is refused
+  // with the reason; a good one is saved (number read into E.164) and is on duty after a reload.
+  await tab.getByTestId('on-duty').filter({ hasText: 'Nobody is on duty' }).waitFor()
+  await tab.getByTestId('add-rep').click()
+  await tab.fill('input[name=rep-name-0]', 'Sam Rivera')
+  await tab.fill('input[name=rep-phone-0]', '555')
+  await tab.fill('input[name=rep-days-0]', 'daily')
+  await tab.fill('input[name=rep-hours-0]', '00:00-24:00')
+  await tab.getByTestId('save-roster').click()
+  await tab.getByRole('alert').filter({ hasText: 'Sam Rivera' }).waitFor()
+  await tab.fill('input[name=rep-phone-0]', '(212) 555-0199')
+  await tab.getByTestId('save-roster').click()
+  await tab.getByTestId('roster-notice').waitFor()
+  await tab.reload()
+  await tab.getByTestId('on-duty').filter({ hasText: 'On duty now: Sam Rivera (+12125550199)' }).waitFor()
+  await tab.screenshot({ path: join(out, '07b-roster.png'), fullPage: true })
 
   // Pause and resume from the dashboard.
   await dashboard.getByTestId('pause').click()

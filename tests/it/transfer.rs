@@ -133,6 +133,30 @@ async fn a_qualified_lead_who_says_yes_talks_with_the_rep_who_heard_the_whisper_
         .call_with_key(Method::GET, "/api/cmo/status", Some(&key), None)
         .await;
     assert_eq!(status["metrics"]["transferred_today"], 1, "{status}");
+    // So does the `agent.status` heartbeat of a process that has the store.
+    let mut heartbeats = agent
+        .bus()
+        .client
+        .subscribe(leadq::bus::subject::AGENT_STATUS)
+        .await
+        .expect("subscribe");
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(leadq::roles::status::run(
+        agent.ctx.status_deps(&[Role::Api]),
+        stop.clone(),
+    ));
+    let beat = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut heartbeats))
+        .await
+        .expect("a heartbeat at start")
+        .expect("message");
+    let beat: leadq::bus::AgentStatus = leadq::bus::decode(&beat.payload).expect("status");
+    stop.cancel();
+    let metrics = beat.metrics.expect("today's figures in agent.status");
+    assert_eq!(
+        (metrics.transferred_today, metrics.leads_today, metrics.sms_today),
+        (1, 1, 1),
+        "{metrics:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,7 +74,7 @@ async fn me(user: Authed) -> Json<Value> {
 
 /// Today's figures for the dashboard.
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, description = "{agent, today: {leads, calls, sms, qualified, conversion_rate, verdicts, speed_to_lead}, fresh_install, calls_in_progress: [{lead_id, name, phone, phase, answered, asking, heard: [{question, said, captured}], since}]}"), (status = 401), (status = 403)))]
+    responses((status = 200, description = "{agent, today: {leads, calls, sms, qualified, conversion_rate, booked, booking_rate, median_secs_to_booking, transferred, verdicts, speed_to_lead}, fresh_install, calls_in_progress: [{lead_id, name, phone, phase, answered, asking, heard: [{question, said, captured}], since}]}"), (status = 401), (status = 403)))]
 async fn stats(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value>, ApiError> {
     user.require(Access::Read)?;
     let store = store(&ctx)?;
@@ -100,6 +100,7 @@ async fn stats(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<Value
             "booked": figures.booked_leads,
             "booking_rate": figures.booking_rate(),
             "median_secs_to_booking": figures.median_secs_to_booking,
+            "transferred": figures.transferred_leads,
             "verdicts": verdicts,
             "speed_to_lead": {
                 "p50": dashboard["p50"],
