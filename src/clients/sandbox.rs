@@ -59,6 +59,8 @@ impl Callee {
                 "next month",
                 "about two thousand a month",
                 "yes, I decide",
+                // Asked only when a rep is on duty: yes, put me through.
+                "yes please",
             ]),
             Self::Kind(CalleeKind::Unqualified) => Persona::answers(&[
                 "a hot desk",
@@ -113,6 +115,8 @@ impl Sandbox {
         let airtable_token = format!("pat{}", crate::security::secrets::random_token(24));
         let twilio = TwilioStandIn::start(ACCOUNT_SID, &twilio_token, 0).await?;
         twilio.set_speaking_time(CALLEE_SPEAKING_TIME);
+        // A rep on the roster (the Settings page) picks up and takes the lead after the whisper.
+        twilio.set_dial_default(Persona::answers(&["1"]));
         let airtable = AirtableStandIn::start(&airtable_token).await?;
         // The sandbox CRM's table has every column leadq writes, and refuses any other, as a
         // table made by the Credentials page's "create the missing columns" would.

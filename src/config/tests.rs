@@ -159,3 +159,17 @@ fn the_transfer_roster_reads_from_one_variable_and_names_it_when_wrong() {
         assert!(refused.to_string().contains(var), "{var}: {refused}");
     }
 }
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's `Jail` closure returns its own large error.
+fn the_documented_example_file_loads_as_it_is() {
+    let mut out = None;
+    Jail::expect_with(|jail| {
+        jail.create_file("leadq.toml", include_str!("../../leadq.example.toml"))?;
+        out = Some(Settings::load(Some(Path::new("leadq.toml"))));
+        Ok(())
+    });
+    let settings = out.expect("jail ran").expect("leadq.example.toml loads");
+    assert_eq!(settings.transfer.ring_secs, 20);
+    assert_eq!(settings.followups.len(), 2);
+}

@@ -136,6 +136,8 @@ struct Shared {
     speaking_time: Duration,
     /// How long a lead and a rep talk once a `<Dial>` bridged them.
     talk_time: Duration,
+    /// How a dialled number with no persona of its own answers (none: it rings out).
+    dial_default: Option<Persona>,
     /// `Calls.json` requests being answered now, and the most at once.
     calls_open: usize,
     calls_open_peak: usize,
@@ -189,6 +191,7 @@ impl TwilioStandIn {
             amd_delay: Duration::from_millis(200),
             speaking_time: Duration::ZERO,
             talk_time: dial::TALK_TIME,
+            dial_default: None,
             live: HashMap::new(),
             calls_open: 0,
             calls_open_peak: 0,
@@ -260,6 +263,11 @@ impl TwilioStandIn {
     /// How long a lead and a rep talk once a `<Dial>` put them through.
     pub fn set_talk_time(&self, time: Duration) {
         self.shared().talk_time = time;
+    }
+
+    /// How a number put through to by `<Dial>` answers when no persona was set for it.
+    pub fn set_dial_default(&self, persona: Persona) {
+        self.shared().dial_default = Some(persona);
     }
 
     pub fn inject(&self, fault: Fault) {

@@ -118,6 +118,38 @@ async fn with_no_accounts_the_sandbox_runs_the_whole_job_as_the_callee_chosen() 
     assert_eq!(bad.0, 400, "an unknown callee: {bad:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_sandbox_a_rep_added_on_the_settings_page_takes_a_qualified_lead() {
+    let agent = Box::pin(Running::start(|_| {})).await;
+    let roster =
+        json!({ "reps": [{ "name": "Sam Rivera", "phone": "+12125550199", "days": "daily", "hours": "00:00-24:00" }] });
+    let (status, saved) = agent
+        .admin(reqwest::Method::PUT, "/api/admin/roster", Some(roster))
+        .await;
+    assert_eq!(
+        (status, &saved["on_duty"]["name"]),
+        (200, &json!("Sam Rivera")),
+        "{saved}"
+    );
+    let (status, queued) = agent
+        .trigger(json!({ "fname": "Ada", "phone": "+14155550705", "sandbox_callee": "qualified" }))
+        .await;
+    assert_eq!(status, 200, "{queued}");
+    let record = agent.finished(queued["task_id"].as_str().expect("task id")).await;
+    assert_eq!(record["transfer"]["outcome"], "transferred", "{record}");
+    assert_eq!(record["crm_row"]["fields"]["Transferred To"], "Sam Rivera", "{record}");
+    let (_, sandbox) = agent.admin(reqwest::Method::GET, "/api/admin/sandbox", None).await;
+    let rep_leg = sandbox["outbox"]["calls"]
+        .as_array()
+        .and_then(|calls| calls.iter().find(|c| c["to"] == "+12125550199"))
+        .cloned()
+        .expect("the rep's leg is in the outbox");
+    assert!(
+        rep_leg["heard"][0].as_str().is_some_and(|w| w.contains("Ada")),
+        "{rep_leg}"
+    );
+}
+
 /// The qualified callee's page: each question by its prompt, what was said, how it was read in
 /// words; the text that was sent; the row the sandbox CRM holds.
 fn the_lead_page_tells_the_call_in_words(record: &Value) {

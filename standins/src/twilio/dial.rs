@@ -39,7 +39,10 @@ pub(super) async fn dial(
     caller_id: &str,
     whisper: Option<&str>,
 ) -> DialEnd {
-    let persona = standin.lock().personas.get(number).cloned();
+    let persona = {
+        let shared = standin.lock();
+        shared.personas.get(number).or(shared.dial_default.as_ref()).cloned()
+    };
     let not_reached = |status| DialEnd {
         status,
         sid: None,
