@@ -100,6 +100,19 @@ async fn forged_missing_and_altered_signatures_are_refused_and_change_nothing() 
     assert_eq!(after, revision, "a refused webhook changed the call");
     assert!(state.answers.is_empty());
     assert!(messages::<CallAnswer>(&api).await.is_empty());
+    // The warm transfer's webhooks are held to the same signature.
+    for step in ["offer", "whisper", "rep", "dial-end"] {
+        let path = format!("/webhooks/twilio/transfer/{step}?lead={lead}");
+        let params = [
+            ("CallSid", "CA1"),
+            ("SpeechResult", "yes"),
+            ("Digits", "1"),
+            ("DialCallStatus", "completed"),
+        ];
+        assert_eq!(post(&api, &path, &params, false).await.0, 403, "{step} unsigned");
+    }
+    let (_, after) = api.ctx.calls.get(lead).await.expect("get").expect("entry");
+    assert_eq!(after, revision, "a refused transfer webhook changed the call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
