@@ -44,9 +44,23 @@ pub enum Verdict {
     Voicemail,
     /// A person answered but the call broke on leadq's side before the questions were through.
     Interrupted,
+    /// The lead spoke, but too little of what they said could be read: a person should listen
+    /// to the transcript. Not `no_answer`, which is nobody speaking.
+    Unclear,
 }
 
 impl Verdict {
+    pub const ALL: [Verdict; 8] = [
+        Self::Qualified,
+        Self::Unqualified,
+        Self::NeedsReview,
+        Self::Unclear,
+        Self::NoAnswer,
+        Self::CallFailed,
+        Self::Voicemail,
+        Self::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Qualified => "qualified",
@@ -56,6 +70,7 @@ impl Verdict {
             Self::CallFailed => "call_failed",
             Self::Voicemail => "voicemail",
             Self::Interrupted => "interrupted",
+            Self::Unclear => "unclear",
         }
     }
 }
@@ -128,8 +143,16 @@ pub fn assess(rules: &Rules, answers: &[Interpretation], end: CallEnd<'_>, call_
             ),
         );
     }
-    if !answers.iter().any(|a| a.captured) {
-        return ended(Verdict::NoAnswer, "the call was answered but no question was answered");
+    let spoke = answers.iter().filter(|a| !a.raw.trim().is_empty()).count();
+    let read = answers.iter().filter(|a| a.captured).count();
+    if read == 0 && spoke == 0 {
+        return ended(Verdict::NoAnswer, "the call was answered but nobody said anything");
+    }
+    if read == 0 {
+        return ended(
+            Verdict::Unclear,
+            &format!("the lead answered {spoke} times, but no answer could be read"),
+        );
     }
     let checks = [
         match answer(answers, "team_size").and_then(lower) {
@@ -195,6 +218,12 @@ pub fn assess(rules: &Rules, answers: &[Interpretation], end: CallEnd<'_>, call_
     }
     let verdict = if failed > 0 {
         Verdict::Unqualified
+    } else if read * 2 < answers.len() {
+        reasons.push(format!(
+            "only {read} of {} answers could be read; the transcript says the rest",
+            answers.len()
+        ));
+        Verdict::Unclear
     } else if unknown >= 2 || score < rules.qualified_score {
         Verdict::NeedsReview
     } else {
@@ -296,6 +325,28 @@ mod tests {
             assess(&rules, &[], end("completed", Some("human")), TODAY).verdict,
             Verdict::NoAnswer
         );
+        // Spoke, but nothing read: unclear, never "no answer".
+        let unread = |raw: &str, question: &str| Interpretation {
+            question: question.into(),
+            raw: raw.into(),
+            value: Value::Null,
+            captured: false,
+        };
+        let spoken = [unread("hello?", "space_type"), unread("what", "team_size")];
+        assert_eq!(
+            assess(&rules, &spoken, end("completed", Some("human")), TODAY).verdict,
+            Verdict::Unclear
+        );
+        let silent = [unread("", "space_type"), unread(" ", "team_size")];
+        assert_eq!(
+            assess(&rules, &silent, end("completed", Some("human")), TODAY).verdict,
+            Verdict::NoAnswer
+        );
+        // One answer of five read: too little to judge.
+        let mut little = heard(&[("team_size", json!(4))]);
+        little.extend(["a", "b", "c", "d"].map(|q| unread("mm hmm", q)));
+        let a = assess(&rules, &little, end("completed", Some("human")), TODAY);
+        assert_eq!(a.verdict, Verdict::Unclear, "{a:?}");
         let cut = CallEnd { cut_off: true, ..HUMAN };
         let a = assess(&rules, &heard(&[("space_type", json!("hot_desk"))]), cut, TODAY);
         assert_eq!(

@@ -26,6 +26,24 @@ pub struct Question {
     /// Phrases that help Twilio's recognizer (`<Gather hints>`).
     #[serde(default)]
     pub hints: Vec<String>,
+    /// Said when words were heard that do not answer the question; without one, "Sorry, " and
+    /// the prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reask: Option<String>,
+}
+
+impl Question {
+    /// The one short re-ask after an answer that did not read: "Sorry, how many people ...?".
+    pub fn reask_words(&self) -> String {
+        if let Some(reask) = self.reask.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+            return reask.to_owned();
+        }
+        let mut prompt = self.prompt.trim().chars();
+        match prompt.next() {
+            Some(first) => format!("Sorry, {}{}", first.to_lowercase(), prompt.as_str()),
+            None => "Sorry, could you say that again?".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,12 +102,13 @@ impl Script {
     }
 }
 
-fn question(id: &str, prompt: &str, answer: AnswerType, hints: &[&str]) -> Question {
+fn question(id: &str, prompt: &str, reask: &str, answer: AnswerType, hints: &[&str]) -> Question {
     Question {
         id: id.into(),
         prompt: prompt.into(),
         answer,
         hints: hints.iter().map(|h| (*h).to_owned()).collect(),
+        reask: Some(reask.into()),
     }
 }
 
@@ -111,6 +130,8 @@ impl Default for Script {
                     "space_type",
                     "What kind of space are you looking for: a private office, a dedicated desk, a hot desk, \
                      a meeting room, or a virtual office?",
+                    "Sorry, which kind of space: a private office, a desk of your own, a hot desk, \
+                     a meeting room, or a virtual office?",
                     AnswerType::Choice {
                         options: space_types.map(String::from).to_vec(),
                     },
@@ -125,24 +146,28 @@ impl Default for Script {
                 question(
                     "team_size",
                     "How many people will be using the space?",
+                    "Sorry, how many people would use the space?",
                     AnswerType::Number,
                     &["just me", "two", "five", "ten", "twenty"],
                 ),
                 question(
                     "move_in",
                     "When would you like to move in?",
+                    "Sorry, when would you like to move in? A month is fine.",
                     AnswerType::Date,
                     &["as soon as possible", "next month", "in two weeks", "January"],
                 ),
                 question(
                     "budget",
                     "What is your monthly budget for the space?",
+                    "Sorry, roughly how much would you like to spend a month?",
                     AnswerType::Money,
                     &["dollars a month", "per month", "thousand"],
                 ),
                 question(
                     "decision_maker",
                     "And are you the person who makes the decision on the space?",
+                    "Sorry, are you the one who decides on the space, yes or no?",
                     AnswerType::YesNo,
                     &["yes", "no", "I am", "my boss"],
                 ),

@@ -132,6 +132,80 @@ async fn silence_then_an_answer_is_asked_twice_and_silence_twice_is_not_captured
     let heard = &agent.twilio.calls()[0].heard;
     let asked_space = heard.iter().filter(|s| s.starts_with("What kind of space")).count();
     assert_eq!(asked_space, 2, "{heard:?}");
+    // "three" to the move-in question is heard but no date: asked once more, in its own words.
+    let reasked = heard
+        .iter()
+        .filter(|s| s.starts_with("Sorry, when would you like to move in"))
+        .count();
+    assert_eq!(reasked, 1, "{heard:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_whose_answers_come_one_question_late_is_asked_again_and_read_not_filed_no_answer() {
+    let agent = spawn_agent(&[Role::Caller, Role::Finalizer]).await;
+    // Hears the greeting late: each answer is to the question before, until the re-asks catch up.
+    let late = "+14155550144";
+    agent.twilio.set_persona(
+        late,
+        Persona::answers(&[
+            "hello?",
+            "sorry, who is this?",
+            "a private office",
+            "six of us",
+            "next month",
+            "two grand a month",
+            "yes",
+        ]),
+    );
+    // Speaks at every question, but never says anything that answers one.
+    let muddled = "+14155550145";
+    agent.twilio.set_persona(
+        muddled,
+        Persona::answers(&[["hello?", "what?", "I can't hear you", "sorry?", "hmm"]; 2].concat()),
+    );
+    let (late_lead, muddled_lead) = (lead("Ada", late), lead("Alan", muddled));
+    agent.bus().publish(&late_lead).await.expect("publish");
+    agent.bus().publish(&muddled_lead).await.expect("publish");
+    let finalized = agent.finalized(2).await;
+    let verdict = |id| finalized.iter().find(|f| f.lead_id == id).map(|f| f.verdict.clone());
+    assert_eq!(
+        verdict(late_lead.lead_id).as_deref(),
+        Some("qualified"),
+        "{finalized:?}"
+    );
+    assert_eq!(
+        verdict(muddled_lead.lead_id).as_deref(),
+        Some("unclear"),
+        "{finalized:?}"
+    );
+    let heard = |phone: &str| {
+        agent
+            .twilio
+            .calls()
+            .into_iter()
+            .find(|c| c.to == phone)
+            .map(|c| c.heard)
+            .unwrap_or_default()
+    };
+    let late_heard = heard(late);
+    assert!(
+        late_heard.iter().any(|h| h.starts_with("Sorry, which kind of space"))
+            && late_heard
+                .iter()
+                .any(|h| h == "Sorry, how many people would use the space?"),
+        "{late_heard:?}"
+    );
+    // The muddled callee is asked each question twice, and the record keeps what they said.
+    let muddled_heard = heard(muddled);
+    assert_eq!(
+        muddled_heard.iter().filter(|h| h.starts_with("Sorry,")).count(),
+        5,
+        "{muddled_heard:?}"
+    );
+    let store = agent.ctx.store.clone().expect("store");
+    let record = store.lead(muddled_lead.lead_id).await.expect("read").expect("record");
+    assert_eq!(record.verdict, "unclear");
+    assert!(record.answers.iter().all(|a| !a.raw.is_empty()), "{:?}", record.answers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -922,6 +996,7 @@ async fn the_watchdog_finalizes_a_call_whose_status_callback_never_came() {
         speech: Some("hot desk".into()),
         confidence: Some(0.9),
         captured: true,
+        understood: true,
     });
     stale.updated_at = OffsetDateTime::now_utc() - time::Duration::hours(3);
     assert!(book.create(&stale).await.expect("create"));

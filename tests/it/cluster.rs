@@ -53,6 +53,7 @@ async fn writers_racing_on_a_replicated_call_entry_all_land() {
                     speech: Some("yes".into()),
                     confidence: Some(0.9),
                     captured: true,
+                    understood: true,
                 });
                 ((), true)
             })

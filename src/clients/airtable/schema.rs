@@ -26,16 +26,6 @@ enum Kind {
     Verdict,
 }
 
-/// The verdicts a record can have (the choices of the Verdict column).
-const VERDICTS: [&str; 6] = [
-    "qualified",
-    "unqualified",
-    "needs_review",
-    "no_answer",
-    "call_failed",
-    "voicemail",
-];
-
 fn kind_of(field: &str) -> Kind {
     match field {
         "email" => Kind::Email,
@@ -69,7 +59,9 @@ impl Kind {
             Self::Checkbox => ("checkbox", Some(json!({ "icon": "check", "color": "greenBright" }))),
             Self::Verdict => (
                 "singleSelect",
-                Some(json!({ "choices": VERDICTS.iter().map(|v| json!({ "name": v })).collect::<Vec<_>>() })),
+                Some(
+                    json!({ "choices": crate::domain::qualification::Verdict::ALL.iter().map(|v| json!({ "name": v.as_str() })).collect::<Vec<_>>() }),
+                ),
             ),
         }
     }

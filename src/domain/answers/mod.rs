@@ -55,6 +55,29 @@ pub fn interpret(question: &Question, raw: &str, today: Date) -> Interpretation 
     }
 }
 
+/// Whether `raw` answers `question` beyond doubt: it reads as an answer, and is said in that
+/// answer's own words (a count with people, money with dollars or a month), so a bare "three"
+/// said to "how many people?" is not also taken for the budget. A yes or no never is: a "yes"
+/// inside another answer is no decision on the space.
+pub fn clearly_answers(question: &Question, raw: &str, today: Date) -> bool {
+    let text = Text::new(raw);
+    match &question.answer {
+        AnswerType::YesNo => false,
+        AnswerType::Number => {
+            people_count(&text).is_some()
+                && (text.numbers.is_empty() || text.numbers.iter().any(|n| text.followed_by(n.end, 3, people::PEOPLE)))
+        }
+        AnswerType::Money => {
+            monthly_budget(&text).is_some_and(|v| !v.is_null())
+                && text
+                    .numbers
+                    .iter()
+                    .any(|n| n.money || text.followed_by(n.end, 3, money::SAID_AS_MONEY))
+        }
+        AnswerType::Date | AnswerType::Choice { .. } => interpret(question, raw, today).captured,
+    }
+}
+
 /// The answer as lowercase whole words, with number words and digits read as numbers.
 struct Text {
     words: Vec<String>,

@@ -5,6 +5,11 @@ use serde_json::{Value, json};
 use super::numbers::{number_value, range_in};
 use super::{Number, Text};
 
+/// Words that make a number money beyond doubt.
+pub(super) const SAID_AS_MONEY: &[&str] = &[
+    "dollars", "dollar", "bucks", "usd", "grand", "k", "per", "month", "monthly", "budget",
+];
+
 pub(super) const MONEY_WORDS: &[&str] = &[
     "dollars", "dollar", "bucks", "usd", "grand", "k", "a", "per", "month", "monthly", "budget",
 ];

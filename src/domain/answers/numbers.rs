@@ -137,6 +137,10 @@ pub(super) fn read_numbers(words: &[String]) -> Vec<Number> {
             i += 1;
         }
         if seen {
+            // "a hundred dollars", "fifty bucks": said as money, not a count.
+            money |= words
+                .get(i)
+                .is_some_and(|w| matches!(w.as_str(), "dollars" | "dollar" | "bucks" | "usd"));
             numbers.push(Number {
                 value: total + current,
                 start,

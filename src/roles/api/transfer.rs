@@ -38,6 +38,7 @@ fn says_yes(said: Option<&str>) -> bool {
         prompt: String::new(),
         answer: AnswerType::YesNo,
         hints: Vec::new(),
+        reask: None,
     };
     let today = jiff::ZonedDateTime::now().date();
     said.is_some_and(|said| interpret(&question, said, today).value == serde_json::Value::Bool(true))

@@ -14,11 +14,12 @@ use uuid::Uuid;
 
 use super::ApiContext;
 use super::ApiError;
-use crate::bus::kv::calls::{CallState, Step};
+use crate::bus::kv::calls::{CallState, Hearing, Reask, Step};
 use crate::bus::{Activity, CallAnswer, CallCompleted};
 use crate::clients::twilio::signature;
 use crate::clients::twilio::twiml::{self, Verb};
-use crate::domain::script::Script;
+use crate::domain::answers::{clearly_answers, interpret};
+use crate::domain::script::{Question, Script};
 
 pub fn routes() -> Router<ApiContext> {
     Router::new()
@@ -116,6 +117,11 @@ fn ask(ctx: &ApiContext, script: &Script, n: usize, lead_id: Uuid, before: Vec<S
     };
     let mut prompt = before;
     prompt.push(question.prompt.clone());
+    gather(ctx, question, n, lead_id, prompt)
+}
+
+/// Listens for the answer to question `n` while `prompt` is said.
+fn gather(ctx: &ApiContext, question: &Question, n: usize, lead_id: Uuid, prompt: Vec<String>) -> Vec<Verb> {
     vec![
         Verb::Gather {
             action: action_url(ctx, &format!("answer/{n}"), lead_id),
@@ -128,13 +134,23 @@ fn ask(ctx: &ApiContext, script: &Script, n: usize, lead_id: Uuid, before: Vec<S
     ]
 }
 
-/// What follows the answer to question `n`: the next question, or after the last one the transfer
-/// offer or the closing.
+/// What follows the answer to question `n`: the next question not yet answered (an answer can
+/// answer several), or after the last one the transfer offer or the closing.
 async fn next_after(ctx: &ApiContext, script: &Script, n: usize, state: &CallState) -> Result<Vec<Verb>, ApiError> {
-    if n < script.questions.len() {
-        return Ok(ask(ctx, script, n + 1, state.lead_id, Vec::new()));
+    if let Some(next) = state.next_unanswered(script, n) {
+        return Ok(ask(ctx, script, next, state.lead_id, Vec::new()));
     }
     super::transfer::after_last_question(ctx, script, state).await
+}
+
+/// The other questions `said` answers beyond doubt (see `answers::clearly_answers`).
+fn answers_elsewhere(script: &Script, asked: &Question, said: &str, day: jiff::civil::Date) -> Vec<String> {
+    script
+        .questions
+        .iter()
+        .filter(|q| q.id != asked.id && clearly_answers(q, said, day))
+        .map(|q| q.id.clone())
+        .collect()
 }
 
 async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
@@ -213,14 +229,24 @@ async fn answer(
         .map(str::to_owned);
     let confidence = request.param("Confidence").and_then(|c| c.parse::<f32>().ok());
     let heard = speech.is_some() && confidence.unwrap_or(0.0) >= ctx.settings.twilio.confidence_threshold;
-    let opt_out = speech.as_deref().is_some_and(asks_to_opt_out);
+    let day = jiff::Timestamp::now()
+        .to_zoned_datetime(ctx.settings.calling_hours.fallback.clone())
+        .date();
+    let hearing = Hearing {
+        speech: speech.as_deref(),
+        confidence,
+        heard,
+        understood: speech
+            .as_deref()
+            .is_some_and(|said| interpret(&question, said, day).captured),
+        also_answers: speech
+            .as_deref()
+            .map(|said| answers_elsewhere(&script, &question, said, day))
+            .unwrap_or_default(),
+        opt_out: speech.as_deref().is_some_and(asks_to_opt_out),
+    };
     let book = &ctx.calls;
-    let Some((state, step)) = book
-        .update(lead_id, |state| {
-            state.hear(&question.id, speech.as_deref(), confidence, heard, opt_out)
-        })
-        .await?
-    else {
+    let Some((state, step)) = book.update(lead_id, |state| state.hear(&question.id, &hearing)).await? else {
         return Ok(TwiML(twiml::render(&[Verb::Hangup])));
     };
     let verbs = match step {
@@ -240,7 +266,11 @@ async fn answer(
             next_after(&ctx, &script, n, &state).await?
         }
         Step::AlreadyStored => next_after(&ctx, &script, n, &state).await?,
-        Step::AskAgain => ask(&ctx, &script, n, lead_id, vec![script.reprompt.clone()]),
+        Step::AskAgain(Reask::Unheard) => ask(&ctx, &script, n, lead_id, vec![script.reprompt.clone()]),
+        Step::AskAgain(Reask::Unread) => {
+            tracing::info!(%lead_id, question = %question.id, "the answer did not read; asking once more");
+            gather(&ctx, &question, n, lead_id, vec![question.reask_words()])
+        }
         Step::OptOut => {
             ctx.dnc.add(&state.phone, "asked on the call").await?;
             let mut entry = Activity::new("lead.opted_out", "api", "asked not to be called again");

@@ -102,6 +102,7 @@ mod tests {
             speech: Some("a private office".into()),
             confidence: Some(0.9),
             captured: true,
+            understood: true,
         });
         let view = live_call(&state, &script);
         assert_eq!(view["asking"], script.questions[1].prompt.as_str());

@@ -12,7 +12,7 @@ use crate::bus::{self, BusError};
 
 mod state;
 mod transfer;
-pub use state::{CallPhase, CallState, HeardAnswer, Step, request_in_flight};
+pub use state::{CallPhase, CallState, HeardAnswer, Hearing, Reask, Step, request_in_flight};
 pub use transfer::{Transfer, TransferPhase};
 
 fn kv_error(what: &str, err: impl std::fmt::Display) -> BusError {

@@ -45,6 +45,14 @@ pub struct HeardAnswer {
     pub speech: Option<String>,
     pub confidence: Option<f32>,
     pub captured: bool,
+    /// Whether the words read as an answer to this question (entries from before this was kept
+    /// count as read).
+    #[serde(default = "read_by_default")]
+    pub understood: bool,
+}
+
+fn read_by_default() -> bool {
+    true
 }
 
 /// What one answer webhook decided.
@@ -52,8 +60,30 @@ pub struct HeardAnswer {
 pub enum Step {
     Stored(HeardAnswer),
     AlreadyStored,
-    AskAgain,
+    /// Ask the question once more: after silence or a low confidence (`Unheard`), or after words
+    /// that do not answer it (`Unread`: "a dedicated desk" to "how many people?").
+    AskAgain(Reask),
     OptOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reask {
+    Unheard,
+    Unread,
+}
+
+/// How one spoken answer was taken: whether it was heard well enough, whether it reads as an
+/// answer to the question asked, and the other questions it also answers ("we're twelve and
+/// need it next month" to "how many people?" answers the move-in date too), which it fills
+/// where they have no answer, or one that did not read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hearing<'a> {
+    pub speech: Option<&'a str>,
+    pub confidence: Option<f32>,
+    pub heard: bool,
+    pub understood: bool,
+    pub also_answers: Vec<String>,
+    pub opt_out: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,35 +309,53 @@ impl CallState {
 
     /// One answer webhook for `question_id`: the conversation's next step, and whether the state
     /// changed. An answer already stored is a repeat of the webhook; an opt-out ends the call; an
-    /// answer not `heard` well enough is asked once more, then kept as not captured.
-    pub fn hear(
-        &mut self,
-        question_id: &str,
-        speech: Option<&str>,
-        confidence: Option<f32>,
-        heard: bool,
-        opt_out: bool,
-    ) -> (Step, bool) {
+    /// answer not heard well enough, or heard but not an answer to this question, is asked once
+    /// more, then kept as it is. Whatever it answers of the questions not yet answered is kept
+    /// for them, so they are not asked.
+    pub fn hear(&mut self, question_id: &str, hearing: &Hearing<'_>) -> (Step, bool) {
         if self.answer(question_id).is_some() {
             return (Step::AlreadyStored, false);
         }
-        if opt_out {
+        if hearing.opt_out {
             let changed = !self.opted_out;
             self.opted_out = true;
             return (Step::OptOut, changed);
         }
-        if !heard && !self.reprompted.iter().any(|q| q == question_id) {
-            self.reprompted.push(question_id.to_owned());
-            return (Step::AskAgain, true);
-        }
-        let answer = HeardAnswer {
+        let asked_twice = self.reprompted.iter().any(|q| q == question_id);
+        let kept = |question_id: &str, understood: bool| HeardAnswer {
             question_id: question_id.to_owned(),
-            speech: speech.map(str::to_owned),
-            confidence,
-            captured: heard,
+            speech: hearing.speech.map(str::to_owned),
+            confidence: hearing.confidence,
+            captured: hearing.heard,
+            understood,
         };
+        if hearing.heard {
+            for other in hearing.also_answers.iter().filter(|q| *q != question_id) {
+                self.answers.retain(|a| &a.question_id != other || a.understood);
+                if self.answer(other).is_none() {
+                    self.answers.push(kept(other, true));
+                }
+            }
+        }
+        if !asked_twice && !(hearing.heard && hearing.understood) {
+            self.reprompted.push(question_id.to_owned());
+            let why = if hearing.heard { Reask::Unread } else { Reask::Unheard };
+            return (Step::AskAgain(why), true);
+        }
+        let answer = kept(question_id, hearing.heard && hearing.understood);
         self.answers.push(answer.clone());
         (Step::Stored(answer), true)
+    }
+
+    /// The first question after position `n` (1-based) of `script` with no answer yet.
+    pub fn next_unanswered(&self, script: &Script, n: usize) -> Option<usize> {
+        script
+            .questions
+            .iter()
+            .enumerate()
+            .skip(n)
+            .find(|(_, q)| self.answer(&q.id).is_none())
+            .map(|(i, _)| i + 1)
     }
 
     /// Answering-machine detection said `answered_by`. Returns whether the live call is to be
@@ -469,36 +517,76 @@ mod tests {
         assert_eq!(state.answered_to_first_words_ms(), Some(400));
     }
 
+    /// A hearing of `speech`: heard when there is speech, understood when `understood`.
+    fn said<'a>(speech: Option<&'a str>, understood: bool, also: &[&str]) -> Hearing<'a> {
+        Hearing {
+            speech,
+            confidence: speech.map(|_| 0.9),
+            heard: speech.is_some(),
+            understood,
+            also_answers: also.iter().map(|q| (*q).to_owned()).collect(),
+            opt_out: false,
+        }
+    }
+
     #[test]
     fn an_unheard_answer_is_asked_once_more_then_kept_as_not_captured() {
         let mut state = dialed(Some("CA1"));
+        let mumbled = Hearing {
+            confidence: Some(0.2),
+            ..said(None, false, &[])
+        };
         assert_eq!(
-            state.hear("team_size", Some("mm"), Some(0.2), false, false),
-            (Step::AskAgain, true)
+            state.hear("team_size", &mumbled),
+            (Step::AskAgain(Reask::Unheard), true)
         );
-        let (step, changed) = state.hear("team_size", None, None, false, false);
+        let (step, changed) = state.hear("team_size", &said(None, false, &[]));
         assert!(changed);
         assert!(matches!(step, Step::Stored(HeardAnswer { captured: false, .. })));
         assert_eq!(
-            state.hear("team_size", Some("six"), Some(0.9), true, false),
+            state.hear("team_size", &said(Some("six"), true, &[])),
             (Step::AlreadyStored, false)
         );
-        let (step, _) = state.hear("budget", Some("five hundred"), Some(0.9), true, false);
+        let (step, _) = state.hear("budget", &said(Some("five hundred"), true, &[]));
         assert!(matches!(step, Step::Stored(HeardAnswer { captured: true, .. })));
         assert_eq!(state.answers.len(), 2);
     }
 
     #[test]
+    fn words_that_do_not_answer_the_question_are_asked_again_and_kept_where_they_fit() {
+        let script = Script::default();
+        let mut state = dialed(Some("CA1"));
+        // "a dedicated desk" to "how many people?": asked again, and it answers the space type.
+        let desk = said(Some("a dedicated desk"), false, &["space_type"]);
+        assert_eq!(state.hear("team_size", &desk), (Step::AskAgain(Reask::Unread), true));
+        assert!(state.answer("space_type").is_some(), "kept for the question it answers");
+        assert!(state.answer("team_size").is_none());
+        // Asked once more and still not an answer: kept as said, and the call goes on.
+        let (step, _) = state.hear("team_size", &said(Some("hmm"), false, &[]));
+        assert!(matches!(step, Step::Stored(HeardAnswer { understood: false, .. })));
+        // Said for the next question instead: it replaces the answer that did not read.
+        state.hear("move_in", &said(Some("six of us"), false, &["team_size"]));
+        assert_eq!(
+            state.answer("team_size").and_then(|a| a.speech.as_deref()),
+            Some("six of us")
+        );
+        // "we're twelve and need it next month": the move-in date is not asked.
+        let mut early = dialed(Some("CA2"));
+        let (step, _) = early.hear("team_size", &said(Some("twelve, next month"), true, &["move_in"]));
+        assert!(matches!(step, Step::Stored(_)));
+        assert_eq!(early.next_unanswered(&script, 2), Some(4), "move_in (3) is answered");
+        assert_eq!(early.next_unanswered(&script, 5), None);
+    }
+
+    #[test]
     fn an_opt_out_is_recorded_once() {
         let mut state = dialed(Some("CA1"));
-        assert_eq!(
-            state.hear("team_size", Some("stop calling"), Some(0.9), true, true),
-            (Step::OptOut, true)
-        );
-        assert_eq!(
-            state.hear("budget", Some("stop"), Some(0.9), true, true),
-            (Step::OptOut, false)
-        );
+        let stop = Hearing {
+            opt_out: true,
+            ..said(Some("stop calling"), true, &[])
+        };
+        assert_eq!(state.hear("team_size", &stop), (Step::OptOut, true));
+        assert_eq!(state.hear("budget", &stop), (Step::OptOut, false));
         assert!(state.opted_out && state.answers.is_empty());
     }
 
@@ -524,7 +612,7 @@ mod tests {
     fn a_retry_requeues_the_try_it_replaces_once() {
         let now = OffsetDateTime::now_utc();
         let mut state = dialed(Some("CA1"));
-        state.hear("team_size", Some("six"), Some(0.9), true, false);
+        state.hear("team_size", &said(Some("six"), true, &[]));
         state.complete("CA1", Some("human"), now);
         let tried = state.clone();
         assert!(state.requeue(&tried, 1));
