@@ -69,7 +69,31 @@ pub enum ScriptCommand {
         /// The day of the call, for relative dates ("next month"); default today.
         #[arg(long, value_name = "YYYY-MM-DD")]
         today: Option<jiff::civil::Date>,
+        /// Read the answer as this language only; by default English and Spanish are both read.
+        #[arg(long, value_enum, default_value_t = Language::Either)]
+        language: Language,
     },
+}
+
+/// The languages `leadq script test` reads an answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    /// English or Spanish, without being told.
+    Either,
+    #[value(alias = "english")]
+    En,
+    #[value(alias = "spanish")]
+    Es,
+}
+
+impl From<Language> for crate::domain::answers::Reading {
+    fn from(language: Language) -> Self {
+        match language {
+            Language::Either => Self::Either,
+            Language::En => Self::English,
+            Language::Es => Self::Spanish,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

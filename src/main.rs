@@ -59,7 +59,12 @@ async fn dispatch(command: Command, mut settings: Settings) -> anyhow::Result<()
             return Ok(());
         }
         Command::ParseEmail { file } => return parse_email(&file, &settings),
-        Command::Script(ScriptCommand::Test { question, text, today }) => return script_test(&question, &text, today),
+        Command::Script(ScriptCommand::Test {
+            question,
+            text,
+            today,
+            language,
+        }) => return script_test(&question, &text, today, language.into()),
         Command::Admin(AdminCommand::ApiKey(command)) => return api_key(command, &settings).await,
         Command::Admin(AdminCommand::CreateUser { username, role }) => {
             return create_user(&username, role, &settings).await;
@@ -301,7 +306,12 @@ async fn rotate_key(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Reads one answer the way the finalizer will.
-fn script_test(question_id: &str, text: &str, today: Option<jiff::civil::Date>) -> anyhow::Result<()> {
+fn script_test(
+    question_id: &str,
+    text: &str,
+    today: Option<jiff::civil::Date>,
+    reading: leadq::domain::answers::Reading,
+) -> anyhow::Result<()> {
     let script = leadq::domain::script::Script::default();
     let Some(question) = script.questions.iter().find(|q| q.id == question_id) else {
         let ids: Vec<_> = script.questions.iter().map(|q| q.id.as_str()).collect();
@@ -312,7 +322,7 @@ fn script_test(question_id: &str, text: &str, today: Option<jiff::civil::Date>) 
         .into());
     };
     let today = today.unwrap_or_else(|| jiff::ZonedDateTime::now().date());
-    let answer = leadq::domain::answers::interpret(question, text, today);
+    let answer = leadq::domain::answers::interpret_as(question, text, today, reading);
     println!("{}", serde_json::to_string(&answer)?);
     Ok(())
 }

@@ -30,6 +30,10 @@ pub struct Question {
     /// the prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reask: Option<String>,
+    /// An admin's own phrases for this question, each read as the words it maps to before the
+    /// answer is read: `{"a room with a door": "private office", "a handful": "five"}`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub synonyms: std::collections::BTreeMap<String, String>,
 }
 
 impl Question {
@@ -109,6 +113,7 @@ fn question(id: &str, prompt: &str, reask: &str, answer: AnswerType, hints: &[&s
         answer,
         hints: hints.iter().map(|h| (*h).to_owned()).collect(),
         reask: Some(reask.into()),
+        synonyms: Default::default(),
     }
 }
 

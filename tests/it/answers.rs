@@ -6,8 +6,14 @@ use leadq::domain::script::Script;
 
 use crate::helpers::leadq;
 
-fn table() -> (jiff::civil::Date, Vec<(String, String, serde_json::Value)>) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spoken_answers.json");
+type Case = (String, String, serde_json::Value);
+
+fn table() -> (jiff::civil::Date, Vec<Case>) {
+    table_in("spoken_answers.json")
+}
+
+fn table_in(file: &str) -> (jiff::civil::Date, Vec<Case>) {
+    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
     let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("table")).expect("json");
     let today = spec["today"].as_str().expect("today").parse().expect("date");
     let cases = spec["cases"]
@@ -36,13 +42,11 @@ fn matches(want: &serde_json::Value, got: &serde_json::Value) -> bool {
     }
 }
 
-#[test]
-fn the_answer_table_reads_every_spoken_answer_right() {
-    let (today, cases) = table();
-    assert!(cases.len() >= 100, "the table has only {} cases", cases.len());
+/// The cases of `cases` read wrong, each with what was read instead.
+fn read_wrong(today: jiff::civil::Date, cases: &[Case]) -> Vec<String> {
     let script = Script::default();
     let mut wrong = Vec::new();
-    for (id, text, want) in &cases {
+    for (id, text, want) in cases {
         let question = script.questions.iter().find(|q| &q.id == id).expect("question id");
         let got = interpret(question, text, today);
         let right = if want == "uncaptured" {
@@ -57,11 +61,36 @@ fn the_answer_table_reads_every_spoken_answer_right() {
             ));
         }
     }
+    wrong
+}
+
+#[test]
+fn the_answer_table_reads_every_spoken_answer_right() {
+    let (today, cases) = table();
+    assert!(cases.len() >= 100, "the table has only {} cases", cases.len());
+    let wrong = read_wrong(today, &cases);
     assert!(
         wrong.is_empty(),
         "{} of {} wrong:\n{}",
         wrong.len(),
         cases.len(),
+        wrong.join("\n")
+    );
+}
+
+/// Real speech: corrections, fillers, misspelt numbers, money and weekdays as said, sentences
+/// that answer two questions, and Spanish; at least 95% read right.
+#[test]
+fn the_conversation_table_reads_at_least_95_percent_right() {
+    let (today, cases) = table_in("conversation_answers.json");
+    assert!(cases.len() >= 150, "the table has only {} cases", cases.len());
+    let wrong = read_wrong(today, &cases);
+    let right = cases.len() - wrong.len();
+    assert!(
+        right * 100 >= cases.len() * 95,
+        "{right} of {} right ({:.1}%); wrong:\n{}",
+        cases.len(),
+        right as f64 * 100.0 / cases.len() as f64,
         wrong.join("\n")
     );
 }
@@ -85,5 +114,20 @@ fn script_test_prints_the_reading_as_json() {
     assert!(
         String::from_utf8_lossy(&unknown.stderr).contains("space_type"),
         "lists the questions"
+    );
+    // Spanish is read without being told; `--language en` reads English only.
+    let read = |args: &[&str]| -> serde_json::Value {
+        let out = leadq(&[&["script", "test", "team_size", "somos cinco"], args].concat(), &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    assert_eq!(read(&[])["value"], 5);
+    assert_eq!(read(&["--language", "es"])["value"], 5);
+    assert_eq!(read(&["--language", "en"])["captured"], false);
+    assert_eq!(
+        leadq(&["script", "test", "team_size", "five", "--language", "fr"], &[])
+            .status
+            .code(),
+        Some(2)
     );
 }

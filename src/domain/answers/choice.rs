@@ -3,98 +3,13 @@
 use serde_json::{Value, json};
 
 use super::Text;
+use super::speech::PHRASES;
 
 pub(super) fn choice(text: &Text, options: &[String]) -> Option<Value> {
-    // The default script's options and the ways people say them; other ids match their own words.
+    // The default script's options and the ways people say them (`speech.toml`); other ids match
+    // their own words.
     let synonyms = |id: &str| -> Vec<String> {
-        let known: &[&str] = match id {
-            "private_office" => &[
-                "private office",
-                "own office",
-                "an office",
-                "office",
-                "closed office",
-                "office suite",
-                "suite",
-                "private room",
-                "enclosed office",
-                "team office",
-                "office for my team",
-                "office space",
-                "lockable office",
-                "our own room",
-                "private",
-                "room for my team",
-                "room for our team",
-                "room for the team",
-                "team room",
-                "closed room",
-            ],
-            "dedicated_desk" => &[
-                "dedicated desk",
-                "desk",
-                "own desk",
-                "my own desk",
-                "fixed desk",
-                "permanent desk",
-                "reserved desk",
-                "assigned desk",
-                "a desk",
-                "dedicated",
-                "single desk",
-                "just a desk",
-            ],
-            "hot_desk" => &[
-                "hot desk",
-                "hot desking",
-                "hotdesk",
-                "hotdesking",
-                "hot desks",
-                "flexible desk",
-                "flex desk",
-                "flexible",
-                "any desk",
-                "shared desk",
-                "floating desk",
-                "drop in",
-                "day pass",
-                "open seating",
-                "coworking",
-                "co working",
-                "hot seat",
-                "open space",
-                "flex",
-                "whatever desk is free",
-            ],
-            "meeting_room" => &[
-                "meeting room",
-                "conference room",
-                "boardroom",
-                "board room",
-                "meeting space",
-                "room for meetings",
-                "meeting",
-                "meetings",
-                "conference",
-                "event space",
-                "training room",
-            ],
-            "virtual_office" => &[
-                "virtual office",
-                "virtual",
-                "mailing address",
-                "business address",
-                "mail handling",
-                "an address",
-                "registered address",
-                "mailbox",
-                "mail forwarding",
-                "just an address",
-                "address",
-            ],
-            _ => &[],
-        };
-        let mut all: Vec<String> = known.iter().map(|s| (*s).to_owned()).collect();
+        let mut all = PHRASES.choices.get(id).cloned().unwrap_or_default();
         all.push(id.replace('_', " "));
         all
     };

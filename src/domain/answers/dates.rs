@@ -48,6 +48,9 @@ pub(super) fn move_in(text: &Text, today: Date) -> Option<Value> {
     if text.has("tomorrow") {
         return date(today.saturating_add(1.day()));
     }
+    if let Some(day) = counted_from_weekday(text, today) {
+        return date(day);
+    }
     // "in two weeks", "in 3 months", "within a month", "a couple of weeks from now".
     // "in two months", "in a couple of months".
     let unit_after = |n: &Number| {
@@ -136,6 +139,25 @@ pub(super) fn move_in(text: &Text, today: Date) -> Option<Value> {
         return date(today);
     }
     None
+}
+
+/// "a week from Monday", "two weeks from Friday": that long after the next such day.
+fn counted_from_weekday(text: &Text, today: Date) -> Option<Date> {
+    let from = text.position("from")?;
+    let after = Text::from_words(text.words[from + 1..].to_vec());
+    let day = weekday(&after, today)?;
+    let before = &text.words[..from];
+    let amount = text
+        .numbers
+        .iter()
+        .find(|n| n.end < from)
+        .map(|n| n.value.round() as i64)
+        .or_else(|| before.iter().any(|w| w == "a").then_some(1))?;
+    match before.last().map(String::as_str) {
+        Some("week" | "weeks") => Some(day.saturating_add(amount.weeks())),
+        Some("day" | "days") => Some(day.saturating_add(amount.days())),
+        _ => None,
+    }
 }
 
 /// "Monday", "next Friday": the next such day after today.

@@ -13,7 +13,10 @@ mod dates;
 mod money;
 mod numbers;
 mod people;
+mod speech;
 mod yes_no;
+
+pub use speech::Reading;
 
 use choice::choice;
 use dates::move_in;
@@ -34,15 +37,36 @@ pub struct Interpretation {
     pub captured: bool,
 }
 
+/// Reads `raw` as an answer to `question`, in English or Spanish.
 pub fn interpret(question: &Question, raw: &str, today: Date) -> Interpretation {
-    let text = Text::new(raw);
-    let value = match &question.answer {
-        AnswerType::Choice { options } => choice(&text, options),
-        AnswerType::Number => people_count(&text),
-        AnswerType::Date => move_in(&text, today),
-        AnswerType::Money => monthly_budget(&text),
-        AnswerType::YesNo => yes_no(&text),
-    };
+    interpret_as(question, raw, today, Reading::Either)
+}
+
+/// The answer's value as `text` says it, for the question's answer type.
+fn value_of(question: &Question, text: &Text, today: Date) -> Option<Value> {
+    match &question.answer {
+        AnswerType::Choice { options } => choice(text, options),
+        AnswerType::Number => people_count(text),
+        AnswerType::Date => move_in(text, today),
+        AnswerType::Money => monthly_budget(text),
+        AnswerType::YesNo => yes_no(text),
+    }
+}
+
+/// What was said, made readable (see `speech`): the whole answer, and the part after the last
+/// correction when there is one.
+fn heard(question: &Question, raw: &str, reading: Reading) -> (Text, Option<Text>) {
+    let heard = speech::hear(&words_of(raw), &question.synonyms, reading);
+    (Text::from_words(heard.whole), heard.corrected.map(Text::from_words))
+}
+
+/// As `interpret`, with the languages read chosen (`leadq script test --language`). A correction
+/// ("five, no wait, six") is read first; the whole answer only when the correction does not read.
+pub fn interpret_as(question: &Question, raw: &str, today: Date, reading: Reading) -> Interpretation {
+    let (whole, corrected) = heard(question, raw, reading);
+    let value = corrected
+        .and_then(|text| value_of(question, &text, today))
+        .or_else(|| value_of(question, &whole, today));
     let (value, captured) = match value {
         Some(value) => (value, true),
         None => (Value::Null, false),
@@ -60,7 +84,8 @@ pub fn interpret(question: &Question, raw: &str, today: Date) -> Interpretation 
 /// said to "how many people?" is not also taken for the budget. A yes or no never is: a "yes"
 /// inside another answer is no decision on the space.
 pub fn clearly_answers(question: &Question, raw: &str, today: Date) -> bool {
-    let text = Text::new(raw);
+    let (whole, corrected) = heard(question, raw, Reading::Either);
+    let text = corrected.unwrap_or(whole);
     match &question.answer {
         AnswerType::YesNo => false,
         AnswerType::Number => {
@@ -96,26 +121,31 @@ struct Number {
     money: bool,
 }
 
-impl Text {
-    fn new(raw: &str) -> Self {
-        let mut cleaned = String::with_capacity(raw.len());
-        let chars: Vec<char> = raw.to_lowercase().replace(['’', '‘'], "'").chars().collect();
-        for (i, &c) in chars.iter().enumerate() {
-            let prev_digit = i > 0 && chars[i - 1].is_ascii_digit();
-            let next_digit = chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
-            match c {
-                c if c.is_alphanumeric() || c == '\'' || c == '$' => cleaned.push(c),
-                // "1,500" and "2.5" are one number; "3-4" is a range.
-                ',' | '.' if prev_digit && next_digit => cleaned.push(c),
-                '-' if prev_digit && next_digit => cleaned.push_str(" to "),
-                _ => cleaned.push(' '),
-            }
+/// The answer as lowercase words without accents or punctuation; "1,500" and "2.5" stay one
+/// number and "3-4" is "3 to 4".
+fn words_of(raw: &str) -> Vec<String> {
+    let mut cleaned = String::with_capacity(raw.len());
+    let chars: Vec<char> = speech::fold(raw).replace(['’', '‘'], "'").chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let prev_digit = i > 0 && chars[i - 1].is_ascii_digit();
+        let next_digit = chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
+        match c {
+            c if c.is_alphanumeric() || c == '\'' || c == '$' => cleaned.push(c),
+            // "1,500" and "2.5" are one number; "3-4" is a range.
+            ',' | '.' if prev_digit && next_digit => cleaned.push(c),
+            '-' if prev_digit && next_digit => cleaned.push_str(" to "),
+            _ => cleaned.push(' '),
         }
-        let words: Vec<String> = cleaned
-            .split_whitespace()
-            .map(|w| w.trim_matches('\'').to_owned())
-            .filter(|w| !w.is_empty())
-            .collect();
+    }
+    cleaned
+        .split_whitespace()
+        .map(|w| w.trim_matches('\'').to_owned())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+impl Text {
+    fn from_words(words: Vec<String>) -> Self {
         let padded = format!(" {} ", words.join(" "));
         let numbers = read_numbers(&words);
         Self { words, padded, numbers }
@@ -126,6 +156,11 @@ impl Text {
     }
 
     fn has_any(&self, phrases: &[&str]) -> bool {
+        phrases.iter().any(|p| self.has(p))
+    }
+
+    /// As `has_any`, for a phrase table read from `speech.toml`.
+    fn has_any_of(&self, phrases: &[String]) -> bool {
         phrases.iter().any(|p| self.has(p))
     }
 

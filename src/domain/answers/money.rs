@@ -14,6 +14,23 @@ pub(super) const MONEY_WORDS: &[&str] = &[
     "dollars", "dollar", "bucks", "usd", "grand", "k", "a", "per", "month", "monthly", "budget",
 ];
 
+/// "seven fifty" is 750: a digit then the tens and units, the way prices are said.
+fn hundreds_said_short(numbers: Vec<Number>) -> Vec<Number> {
+    let whole = |n: &Number, range: std::ops::RangeInclusive<f64>| n.value.fract() == 0.0 && range.contains(&n.value);
+    let mut merged: Vec<Number> = Vec::with_capacity(numbers.len());
+    for n in numbers {
+        match merged.last_mut() {
+            Some(last) if last.end == n.start && whole(last, 1.0..=9.0) && whole(&n, 10.0..=99.0) => {
+                last.value = last.value * 100.0 + n.value;
+                last.end = n.end;
+                last.money |= n.money;
+            }
+            _ => merged.push(n),
+        }
+    }
+    merged
+}
+
 pub(super) fn monthly_budget(text: &Text) -> Option<Value> {
     if text.has_any(&[
         "not sure",
@@ -58,6 +75,7 @@ pub(super) fn monthly_budget(text: &Text) -> Option<Value> {
         .filter(|n| !text.followed_by(n.end, 1, &["people", "person", "of", "desks", "seats", "employees"]))
         .filter(|n| !text.followed_by(n.end, 1, &["years", "months", "weeks", "days"]))
         .collect();
+    let candidates = hundreds_said_short(candidates);
     if let Some((mut a, b)) = range_in(text, &candidates) {
         // "one to two thousand": the multiplier said once covers both ends.
         if a.value < 10.0 && b.value >= 1000.0 {

@@ -73,6 +73,7 @@ pub(super) fn read_numbers(words: &[String]) -> Vec<Number> {
         let mut current = 0.0;
         let mut seen = false;
         let mut money = false;
+        let mut last_multiplier = 1.0;
         let next_is = |j: usize, set: &[&str]| words.get(j).is_some_and(|w| set.contains(&w.as_str()));
         let fixed = match words[i].as_str() {
             "half" if next_is(i + 1, &["a", "an"]) && next_is(i + 2, &["dozen"]) => Some((6.0, 3)),
@@ -81,7 +82,18 @@ pub(super) fn read_numbers(words: &[String]) -> Vec<Number> {
             "a" if next_is(i + 1, &["few"]) => Some((3.0, 2)),
             _ => None,
         };
-        if let Some((value, len)) = fixed {
+        let multiplier_after = |j: usize| {
+            let j = j + usize::from(next_is(j, &["of"]));
+            next_is(j, &["hundred", "thousand", "grand", "k"]).then_some(j)
+        };
+        if let Some((value, len)) = fixed
+            && let Some(multiplier) = multiplier_after(i + len)
+        {
+            // "a couple hundred", "a few thousand": the count of the multiplier that follows.
+            current = value;
+            seen = true;
+            i = multiplier;
+        } else if let Some((value, len)) = fixed {
             numbers.push(Number {
                 value,
                 start,
@@ -117,18 +129,31 @@ pub(super) fn read_numbers(words: &[String]) -> Vec<Number> {
                 }
                 current += value;
                 seen = true;
-            } else if seen && word == "hundred" {
+            } else if word == "hundred" && (seen || i == start) {
+                // A bare "hundred" or "thousand" is one of them ("mil quinientos": a thousand five hundred).
                 current = if current == 0.0 { 100.0 } else { current * 100.0 };
-            } else if seen && matches!(word, "thousand" | "grand" | "k") {
+                seen = true;
+            } else if matches!(word, "thousand" | "grand" | "k") && (seen || (i == start && word == "thousand")) {
                 total += if current == 0.0 { 1000.0 } else { current * 1000.0 };
                 current = 0.0;
+                seen = true;
                 money |= word != "thousand";
+                last_multiplier = 1000.0;
+            } else if seen && word == "and" && next_is(i + 1, &["a"]) && next_is(i + 2, &["half"]) {
+                // "three and a half k", "a grand and a half".
+                if current > 0.0 {
+                    current += 0.5;
+                } else {
+                    total += last_multiplier / 2.0;
+                }
+                i += 2;
             } else if seen && word == "dozen" {
                 current = if current == 0.0 { 12.0 } else { current * 12.0 };
             } else if seen
                 && word == "and"
                 && (total > 0.0 || current >= 100.0)
                 && words.get(i + 1).is_some_and(|w| small_number_word(w).is_some())
+                && !next_is(i + 2, &["thousand", "grand", "k"])
             {
                 // "one hundred and fifty": the "and" belongs to the number.
             } else {

@@ -39,6 +39,7 @@ fn says_yes(said: Option<&str>) -> bool {
         answer: AnswerType::YesNo,
         hints: Vec::new(),
         reask: None,
+        synonyms: Default::default(),
     };
     let today = jiff::ZonedDateTime::now().date();
     said.is_some_and(|said| interpret(&question, said, today).value == serde_json::Value::Bool(true))
