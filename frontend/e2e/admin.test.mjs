@@ -194,6 +194,11 @@ test('an admin works through every page', async () => {
   await tab.reload()
   await tab.getByTestId('on-duty').filter({ hasText: 'On duty now: Sam Rivera (+12125550199)' }).waitFor()
   await tab.screenshot({ path: join(out, '07b-roster.png'), fullPage: true })
+  // An A/B test started from the page (script b a copy of the script) is saved and shown.
+  await tab.fill('input[name=share_b]', '0.5')
+  await tab.getByTestId('save-experiment').click()
+  await tab.getByTestId('experiment-notice').filter({ hasText: 'A/B test saved' }).waitFor()
+  assert.ok((await tab.inputValue('textarea[name=variant_b]')).includes('"greeting"'))
 
   // Pause and resume from the dashboard.
   await dashboard.getByTestId('pause').click()

@@ -351,7 +351,19 @@ impl Cmo {
     pub async fn report(&self, period: &str) -> Result<Value, CmoError> {
         let period = Period::parse(period)
             .ok_or_else(|| CmoError::BadRequest(format!("unknown period `{period}`; use today, week or month")))?;
-        Ok(report_body(&self.figures(period).await?, period))
+        let mut body = report_body(&self.figures(period).await?, period);
+        if let Some(ab_test) = self.ab_test().await? {
+            body["ab_test"] = ab_test;
+        }
+        Ok(body)
+    }
+
+    /// The script's A/B test, side by side, once calls of either variant were made.
+    pub async fn ab_test(&self) -> Result<Option<Value>, CmoError> {
+        let variants = self.store()?.variant_figures().await?;
+        let of = |name: &str| variants.iter().find(|v| v.variant == name).cloned().unwrap_or_default();
+        let (a, b) = (of("a"), of("b"));
+        Ok((a.calls + b.calls > 0).then(|| crate::domain::experiment::comparison(&a, &b)))
     }
 }
 

@@ -4,6 +4,7 @@ pub mod agent_state;
 pub mod answers;
 pub mod calling_hours;
 pub mod clock;
+pub mod experiment;
 pub mod lead;
 pub mod notification;
 pub mod qualification;

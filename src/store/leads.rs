@@ -28,6 +28,8 @@ pub struct FinalizedLead {
     pub answered_to_first_words_ms: Option<i64>,
     /// The warm transfer, when one was offered.
     pub transfer: Option<LeadTransfer>,
+    /// The A/B script variant the call was made with.
+    pub script_variant: Option<String>,
 }
 
 /// A warm transfer as the lead's and the call's records keep it.
@@ -70,6 +72,8 @@ pub struct LeadRecord {
     pub booking: Option<LeadBooking>,
     #[serde(default)]
     pub transfer: Option<LeadTransfer>,
+    #[serde(default)]
+    pub script_variant: Option<String>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -85,6 +89,9 @@ pub struct LeadTimestamps {
     pub finalized_at: Option<String>,
     pub speed_to_lead_secs: Option<f64>,
     pub answered_to_first_words_ms: Option<i64>,
+    /// How long the call lasted (Twilio's `CallDuration`).
+    #[serde(default)]
+    pub call_secs: Option<u64>,
 }
 
 /// A lead's tour as Calendly reported it.
@@ -136,6 +143,7 @@ impl Store {
             "finalized_at": rfc3339(record.finalized_at),
             "speed_to_lead_secs": speed_to_lead,
             "answered_to_first_words_ms": record.answered_to_first_words_ms,
+            "call_secs": record.call.duration_secs,
         });
         let lead_id = RecordId::new("lead", lead.lead_id.to_string());
         let contact = serde_json::to_value(&lead.lead).map_err(encode)?;
@@ -147,7 +155,7 @@ impl Store {
                 db.query(format!(
                     "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
                  reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
-                 resubmissions = {RESUBMISSIONS}, transfer = $transfer ?? NONE, \
+                 resubmissions = {RESUBMISSIONS}, transfer = $transfer ?? NONE, script_variant = $variant ?? NONE, \
                  crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
                  UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
                  duration_secs = $duration, answered_by = $answered_by, transfer = $transfer ?? NONE"
@@ -162,6 +170,7 @@ impl Store {
                 .bind(("timestamps", timestamps.clone()))
                 .bind(("source", source.clone()))
                 .bind(("transfer", transfer.clone()))
+                .bind(("variant", record.script_variant.clone()))
                 .bind(("call", RecordId::new("call", record.call.call_sid.clone())))
                 .bind(("call_sid", record.call.call_sid.clone()))
                 .bind(("status", record.call.status.clone()))

@@ -10,6 +10,7 @@ use serde::Serialize;
 mod activity;
 mod bookings;
 mod connection;
+mod experiment;
 mod leads;
 mod reports;
 mod settings;

@@ -99,23 +99,27 @@ fn median_secs_to_booking(pairs: &serde_json::Value) -> Option<f64> {
             .as_str()
             .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
     };
-    let mut waits: Vec<f64> = pairs
+    let waits: Vec<f64> = pairs
         .as_array()?
         .iter()
         .filter_map(|pair| Some((at(&pair["booked"])? - at(&pair["form"])?).as_seconds_f64()))
         .filter(|secs| *secs >= 0.0)
         .collect();
-    if waits.is_empty() {
+    median(waits).map(f64::round)
+}
+
+/// The middle value (the mean of the two middle ones for an even count); none of nothing.
+pub(super) fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
         return None;
     }
-    waits.sort_by(f64::total_cmp);
-    let middle = waits.len() / 2;
-    let median = if waits.len().is_multiple_of(2) {
-        (waits[middle - 1] + waits[middle]) / 2.0
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
     } else {
-        waits[middle]
-    };
-    Some(median.round())
+        values[middle]
+    })
 }
 
 fn percent(part: u64, whole: u64) -> f64 {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bus::{BusError, bucket};
+use crate::domain::experiment::Experiment;
 use crate::domain::qualification::Rules;
 use crate::domain::roster::Roster;
 use crate::domain::script::Script;
@@ -16,6 +17,7 @@ use crate::store::{Store, StoreError};
 pub const SCRIPT_KEY: &str = "script";
 pub const RULES_KEY: &str = "rules";
 pub const ROSTER_KEY: &str = "roster";
+pub const EXPERIMENT_KEY: &str = "experiment";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SharedConfigError {
@@ -51,6 +53,7 @@ impl SharedConfig {
         self.publish_one(store, SCRIPT_KEY, Script::default).await?;
         self.publish_one(store, RULES_KEY, Rules::default).await?;
         self.publish_one(store, ROSTER_KEY, || first_roster.clone()).await?;
+        self.publish_one(store, EXPERIMENT_KEY, Experiment::default).await?;
         Ok(())
     }
 
@@ -106,6 +109,32 @@ impl SharedConfig {
 
     pub async fn rules(&self) -> Rules {
         self.current(RULES_KEY).await
+    }
+
+    /// The A/B test of the script, if one runs.
+    pub async fn experiment(&self) -> Experiment {
+        self.current(EXPERIMENT_KEY).await
+    }
+
+    /// The script a call of `variant` is made with: `b` while the experiment has one, else the script.
+    pub async fn script_for(&self, variant: Option<&str>) -> Script {
+        if variant == Some("b")
+            && let Some(script) = self.experiment().await.variant_b
+        {
+            return script;
+        }
+        self.script().await
+    }
+
+    pub async fn save_experiment(
+        &self,
+        store: &Store,
+        experiment: &Experiment,
+        by: &str,
+    ) -> Result<(), SharedConfigError> {
+        store.save_setting(EXPERIMENT_KEY, experiment, by).await?;
+        self.put(EXPERIMENT_KEY, experiment).await?;
+        Ok(())
     }
 
     /// The reps a qualified lead may be put through to.

@@ -62,6 +62,7 @@ pub(crate) fn finalized(n: usize) -> FinalizedLead {
         finalized_at: OffsetDateTime::now_utc(),
         answered_to_first_words_ms: None,
         transfer: None,
+        script_variant: None,
     }
 }
 

@@ -12,6 +12,7 @@ mod cluster;
 mod cmo;
 mod crm;
 mod dovecot;
+mod experiment;
 mod followups;
 mod harness;
 mod helpers;

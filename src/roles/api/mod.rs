@@ -55,6 +55,12 @@ async fn settings_now(ctx: &ApiContext) -> Result<crate::config::Settings, ApiEr
     Ok(settings)
 }
 
+/// The script the call of `lead_id` is made with (its A/B variant's, once its greeting chose one).
+async fn script_of_call(ctx: &ApiContext, lead_id: uuid::Uuid) -> Result<crate::domain::script::Script, ApiError> {
+    let variant = ctx.calls.get(lead_id).await?.and_then(|(state, _)| state.variant);
+    Ok(ctx.config.script_for(variant.as_deref()).await)
+}
+
 /// How long a readiness probe waits for each dependency before calling it down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 

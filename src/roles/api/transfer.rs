@@ -104,7 +104,7 @@ pub(super) async fn after_last_question(
 async fn lead_reply(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let yes = says_yes(request.param("SpeechResult"));
-    let script = ctx.config.script().await;
+    let script = super::script_of_call(&ctx, lead_id).await?;
     let Some((state, ())) = ctx
         .calls
         .update(lead_id, |state| ((), state.transfer_reply(yes)))
@@ -151,7 +151,7 @@ fn summary(script: &Script, state: &CallState, ctx: &ApiContext) -> String {
 /// What the rep hears on picking up, before the lead is put through: who it is, and a choice.
 async fn whisper(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
-    let script = ctx.config.script().await;
+    let script = super::script_of_call(&ctx, lead_id).await?;
     let Some((state, _)) = ctx.calls.get(lead_id).await? else {
         return Ok(TwiML(twiml::render(&[Verb::Hangup])));
     };
@@ -210,7 +210,7 @@ async fn dial_end(State(ctx): State<ApiContext>, request: TwilioRequest) -> Resu
     let status = request.param("DialCallStatus").unwrap_or("failed").to_owned();
     let bridged = request.param("DialBridged").map(|b| b == "true");
     let now = time::OffsetDateTime::now_utc();
-    let script = ctx.config.script().await;
+    let script = super::script_of_call(&ctx, lead_id).await?;
     let Some((state, ())) = ctx
         .calls
         .update(lead_id, |state| ((), state.transfer_ended(&status, bridged, now)))

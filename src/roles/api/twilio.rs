@@ -160,12 +160,14 @@ async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Re
     let machine = answered_by
         .as_deref()
         .is_some_and(|a| a.starts_with("machine") || a == "fax");
+    let variant = ctx.config.experiment().await.variant_for(lead_id);
     let Some((state, ())) = book
         .update(lead_id, |state| {
             let now = time::OffsetDateTime::now_utc();
+            let chosen = state.choose_variant(variant);
             (
                 (),
-                state.first_words(answered_by.as_deref(), request.param("CallSid"), now),
+                state.first_words(answered_by.as_deref(), request.param("CallSid"), now) | chosen,
             )
         })
         .await?
@@ -173,7 +175,7 @@ async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Re
         tracing::warn!(%lead_id, "call-start for a call leadq does not know; hanging up");
         return Ok(TwiML(twiml::render(&[Verb::Hangup])));
     };
-    let script = ctx.config.script().await;
+    let script = ctx.config.script_for(state.variant.as_deref()).await;
     let verbs = if machine {
         vec![Verb::Pause(1), Verb::Say(script.voicemail.clone()), Verb::Hangup]
     } else {
@@ -220,7 +222,7 @@ async fn answer(
 ) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
-    let script = ctx.config.script().await;
+    let script = super::script_of_call(&ctx, lead_id).await?;
     let question = script.question(n).ok_or(ApiError::NotFound)?.clone();
     let speech = request
         .param("SpeechResult")
@@ -379,7 +381,7 @@ async fn machine_detection(State(ctx): State<ApiContext>, request: TwilioRequest
 /// The voicemail, for a call redirected here after the machine's beep.
 async fn voicemail(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     request.lead_id()?;
-    let script = ctx.config.script().await;
+    let script = super::script_of_call(&ctx, request.lead_id()?).await?;
     Ok(TwiML(twiml::render(&[
         Verb::Say(script.voicemail.clone()),
         Verb::Hangup,

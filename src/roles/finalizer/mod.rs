@@ -140,7 +140,7 @@ impl Finalizer {
                 }
             }
         };
-        let script = self.deps.config.script().await;
+        let script = self.deps.config.script_for(state.variant.as_deref()).await;
         let cut_off = cut_off(completed, &state, &script);
         let try_again = matches!(completed.status.as_str(), "busy" | "no-answer") || cut_off;
         if try_again && let Some(wait) = self.deps.settings.retry_ladder.get(state.attempt as usize) {
@@ -175,6 +175,7 @@ impl Finalizer {
             placed_at: state.placed_at,
             finalized_at,
             answered_to_first_words_ms: state.answered_to_first_words_ms(),
+            script_variant: state.variant.clone(),
             transfer: state.transfer.as_ref().map(|t| LeadTransfer {
                 outcome: t.outcome().to_owned(),
                 rep_name: t.rep_name.clone(),

@@ -132,6 +132,10 @@ pub struct CallState {
     /// The warm transfer, when one was offered on this try.
     #[serde(default)]
     pub transfer: Option<super::Transfer>,
+    /// The script variant of an A/B test the call is made with (`a`, `b`), chosen once at the
+    /// greeting and kept for every later webhook and the finalizer.
+    #[serde(default)]
+    pub variant: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -157,6 +161,7 @@ impl CallState {
             earlier_call_sids: Vec::new(),
             dial_ended_at: None,
             transfer: None,
+            variant: None,
             updated_at: OffsetDateTime::now_utc(),
         }
     }
@@ -287,6 +292,15 @@ impl CallState {
         let first = self.answered_at.is_none();
         if first {
             self.answered_at = Some(at);
+        }
+        first
+    }
+
+    /// The call is made with script `variant` from now on; the first choice stands.
+    pub fn choose_variant(&mut self, variant: &str) -> bool {
+        let first = self.variant.is_none();
+        if first {
+            self.variant = Some(variant.to_owned());
         }
         first
     }

@@ -54,6 +54,10 @@ pub fn routes() -> Router<ApiContext> {
         .route("/api/admin/script", get(script::script).put(script::save_script))
         .route("/api/admin/script/try", post(script::try_answer))
         .route("/api/admin/roster", get(roster::roster).put(roster::save_roster))
+        .route(
+            "/api/admin/experiment",
+            get(script::experiment).put(script::save_experiment),
+        )
         .route("/api/admin/events", get(events))
 }
 
@@ -327,6 +331,8 @@ async fn events(
     script::try_answer,
     roster::roster,
     roster::save_roster,
+    script::experiment,
+    script::save_experiment,
     events
 ))]
 pub struct AdminApi;

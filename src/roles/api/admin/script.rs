@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::bus::Activity;
+use crate::domain::experiment::Experiment;
 use crate::domain::qualification::Rules;
 use crate::domain::script::{AnswerType, Script};
 use crate::roles::api::auth::Authed;
@@ -92,6 +93,75 @@ pub(super) async fn save_script(
         ))
         .await;
     Ok(Json(request))
+}
+
+#[derive(Deserialize, serde::Serialize, ToSchema)]
+pub struct ExperimentView {
+    /// The share of leads (0 to 1) called with variant `b`.
+    share_b: f64,
+    /// The script variant `b` (as the script); null: no experiment.
+    #[schema(value_type = Option<Object>)]
+    variant_b: Option<Script>,
+    /// The variants side by side with the two-proportion tests (read only).
+    #[serde(default, skip_deserializing)]
+    #[schema(value_type = Option<Object>)]
+    results: Option<Value>,
+}
+
+/// The A/B test of the script: the share and variant `b`, and each variant's figures so far.
+#[utoipa::path(get, path = "/api/admin/experiment", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = ExperimentView), (status = 401)))]
+pub(super) async fn experiment(State(ctx): State<ApiContext>, user: Authed) -> Result<Json<ExperimentView>, ApiError> {
+    user.require(Access::Read)?;
+    let experiment = ctx.config.experiment().await;
+    Ok(Json(ExperimentView {
+        share_b: experiment.share_b,
+        variant_b: experiment.variant_b,
+        results: ctx.cmo.ab_test().await?,
+    }))
+}
+
+/// Starts, changes or (with `variant_b` null) ends the A/B test; calls from now on follow it.
+#[utoipa::path(put, path = "/api/admin/experiment", tag = "admin", security(("bearer" = [])), request_body = ExperimentView,
+    responses((status = 200, body = ExperimentView), (status = 422, description = "an unusable variant or share"), (status = 403)))]
+pub(super) async fn save_experiment(
+    State(ctx): State<ApiContext>,
+    user: Authed,
+    AppJson(request): AppJson<ExperimentView>,
+) -> Result<Json<ExperimentView>, ApiError> {
+    user.require(Access::Manage)?;
+    if !(0.0..=1.0).contains(&request.share_b) {
+        return Err(ApiError::Unprocessable(json!({ "error": "share_b must be 0 to 1" })));
+    }
+    if let Some(problem) = request.variant_b.as_ref().and_then(script_problem) {
+        return Err(ApiError::Unprocessable(
+            json!({ "error": format!("variant_b: {problem}") }),
+        ));
+    }
+    let experiment = Experiment {
+        variant_b: request.variant_b,
+        share_b: request.share_b,
+    };
+    ctx.config
+        .save_experiment(store(&ctx)?, &experiment, &user.username)
+        .await
+        .map_err(ApiError::internal)?;
+    let summary = if experiment.running() {
+        format!(
+            "started an A/B test: {:.0}% of leads get script b",
+            experiment.share_b * 100.0
+        )
+    } else {
+        "ended the A/B test: every call uses the script".to_owned()
+    };
+    ctx.bus
+        .record(&Activity::new("experiment.saved", &user.username, summary))
+        .await;
+    Ok(Json(ExperimentView {
+        share_b: experiment.share_b,
+        variant_b: experiment.variant_b,
+        results: ctx.cmo.ab_test().await?,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
