@@ -174,6 +174,9 @@ pub struct LeadFinalized {
     /// For the booking link's UTM campaign.
     #[serde(default)]
     pub campaign_id: Option<String>,
+    /// The call's language: the texts are written in it.
+    #[serde(default)]
+    pub language: crate::domain::language::Language,
 }
 
 impl Payload for LeadFinalized {

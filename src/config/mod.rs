@@ -10,6 +10,7 @@ mod bus;
 mod calendly;
 mod calling;
 mod imap;
+mod spanish;
 mod store;
 mod transfer;
 mod twilio;
@@ -30,6 +31,7 @@ pub use bus::{BusSettings, Concurrency, server_addrs};
 pub use calendly::CalendlySettings;
 pub use calling::PHONE_MEMORY;
 pub use imap::{ImapAuth, ImapSettings};
+pub use spanish::SpanishSettings;
 pub use store::DbLocation;
 pub use twilio::TwilioSettings;
 
@@ -124,6 +126,7 @@ struct RawSettings {
     twilio: twilio::RawTwilio,
     calling_hours: calling::RawCallingHours,
     transfer: transfer::RawTransfer,
+    spanish: SpanishSettings,
     calendly_url: Url,
     calendly: calendly::RawCalendly,
     calendly_api_base: Url,
@@ -178,6 +181,7 @@ impl Default for RawSettings {
             twilio: twilio::RawTwilio::default(),
             calling_hours: calling::RawCallingHours::default(),
             transfer: transfer::RawTransfer::default(),
+            spanish: SpanishSettings::default(),
             calendly_url: url("https://calendly.com/meshcowork/tour"),
             calendly: calendly::RawCalendly::default(),
             calendly_api_base: url("https://api.calendly.com"),
@@ -279,6 +283,8 @@ pub struct Settings {
     /// The reps a qualified lead may be put through to, as first given; the saved one (Settings
     /// page) wins once there is one.
     pub transfer: crate::domain::roster::Roster,
+    /// Which leads are called in Spanish, and their texts.
+    pub spanish: SpanishSettings,
     /// The booking page the SMS links to, prefilled with the lead's name and email.
     pub calendly_url: Url,
     /// Calendly's webhooks: who booked.
@@ -382,17 +388,18 @@ impl Settings {
                 format!("`{}` is not a region code such as US or GB", raw.default_region),
             )
         })?;
-        if !raw.sms_template.contains("{link}") {
-            return Err(ConfigError::invalid(
-                "LEADQ_SMS_TEMPLATE",
-                "must contain {link}, where the booking link goes",
-            ));
-        }
-        if !raw.followup_template.contains("{link}") {
-            return Err(ConfigError::invalid(
-                "LEADQ_FOLLOWUP_TEMPLATE",
-                "must contain {link}, where the booking link goes",
-            ));
+        for (setting, template) in [
+            ("LEADQ_SMS_TEMPLATE", &raw.sms_template),
+            ("LEADQ_FOLLOWUP_TEMPLATE", &raw.followup_template),
+            ("LEADQ_SPANISH__SMS_TEMPLATE", &raw.spanish.sms_template),
+            ("LEADQ_SPANISH__FOLLOWUP_TEMPLATE", &raw.spanish.followup_template),
+        ] {
+            if !template.contains("{link}") {
+                return Err(ConfigError::invalid(
+                    setting,
+                    "must contain {link}, where the booking link goes",
+                ));
+            }
         }
         // Each step waits on the LEADS stream, which forgets messages older than its retention.
         if raw.followups.windows(2).any(|w| w[0] >= w[1])
@@ -439,6 +446,7 @@ impl Settings {
             twilio,
             calling_hours: raw.calling_hours.read()?,
             transfer: raw.transfer.read()?,
+            spanish: raw.spanish,
             calendly_url: raw.calendly_url,
             calendly: CalendlySettings::from_raw(raw.calendly_api_base, raw.calendly)?,
             sms_template: raw.sms_template,

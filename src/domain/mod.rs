@@ -5,6 +5,7 @@ pub mod answers;
 pub mod calling_hours;
 pub mod clock;
 pub mod experiment;
+pub mod language;
 pub mod lead;
 pub mod notification;
 pub mod qualification;

@@ -64,6 +64,9 @@ pub struct Script {
     /// The warm transfer's words (a script saved before it existed gets the defaults).
     #[serde(default)]
     pub transfer: TransferWords,
+    /// Said when the lead asks for this script's language on the call, before the question again.
+    #[serde(default)]
+    pub language_switch: String,
 }
 
 /// What the lead and the rep hear around a warm transfer.
@@ -184,6 +187,83 @@ impl Default for Script {
             closing: "Thank you! We'll text you a link to book your tour. Have a great day!".into(),
             opt_out: "Understood, we won't call you again. Goodbye.".into(),
             transfer: TransferWords::default(),
+            language_switch: "Sure, let's go on in English.".into(),
+        }
+    }
+}
+
+impl Script {
+    /// The default script in Spanish: the same questions (ids, answer types), in Spanish words.
+    pub fn spanish() -> Self {
+        // Prompt, re-ask and recognizer hints of each question, in the default script's order.
+        let words: [(&str, &str, &[&str]); 5] = [
+            (
+                "¿Qué tipo de espacio busca: una oficina privada, un escritorio fijo, un escritorio flexible, \
+                 una sala de reuniones o una oficina virtual?",
+                "Perdón, ¿qué tipo de espacio: una oficina privada, un escritorio fijo, un escritorio flexible, \
+                 una sala de reuniones o una oficina virtual?",
+                &[
+                    "oficina privada",
+                    "escritorio fijo",
+                    "escritorio flexible",
+                    "sala de reuniones",
+                    "oficina virtual",
+                ],
+            ),
+            (
+                "¿Cuántas personas usarán el espacio?",
+                "Perdón, ¿cuántas personas usarían el espacio?",
+                &["solo yo", "dos", "cinco", "diez", "veinte"],
+            ),
+            (
+                "¿Cuándo le gustaría mudarse?",
+                "Perdón, ¿cuándo le gustaría mudarse? Un mes aproximado está bien.",
+                &["lo antes posible", "el mes que viene", "en dos semanas", "enero"],
+            ),
+            (
+                "¿Cuál es su presupuesto mensual para el espacio?",
+                "Perdón, ¿cuánto le gustaría gastar al mes, más o menos?",
+                &["dólares al mes", "al mes", "mil"],
+            ),
+            (
+                "¿Y es usted quien toma la decisión sobre el espacio?",
+                "Perdón, ¿es usted quien decide sobre el espacio, sí o no?",
+                &["sí", "no", "yo decido", "mi jefe"],
+            ),
+        ];
+        let questions = Self::default()
+            .questions
+            .into_iter()
+            .zip(words)
+            .map(|(question, (prompt, reask, hints))| Question {
+                prompt: prompt.into(),
+                reask: Some(reask.into()),
+                hints: hints.iter().map(|h| (*h).to_owned()).collect(),
+                ..question
+            })
+            .collect();
+        Self {
+            greeting: "Hola {name}, le llamamos de Mesh Cowork por la solicitud que nos acaba de enviar. \
+                       Tengo cinco preguntas rápidas para encontrar el espacio ideal."
+                .into(),
+            questions,
+            reprompt: "Perdón, no le entendí.".into(),
+            voicemail: "Hola, le llamamos de Mesh Cowork por su solicitud de un espacio de trabajo. \
+                        Le enviaremos un mensaje con un enlace para reservar una visita. ¡Hasta pronto!"
+                .into(),
+            closing:
+                "¡Gracias! Le enviaremos un mensaje con un enlace para reservar su visita. ¡Que tenga un buen día!"
+                    .into(),
+            opt_out: "Entendido, no le volveremos a llamar. Adiós.".into(),
+            transfer: TransferWords {
+                offer: "¿Quiere que le comunique ahora con nuestro community manager?".into(),
+                connecting: "Perfecto, le comunico ahora. Un momento.".into(),
+                unavailable:
+                    "No pudo atender ahora. Le enviaré un enlace para elegir una hora. ¡Que tenga un buen día!".into(),
+                // The rep hears English: the roster's reps are the team's.
+                whisper: TransferWords::default().whisper,
+            },
+            language_switch: "¡Claro! Seguimos en español.".into(),
         }
     }
 }
@@ -191,6 +271,20 @@ impl Default for Script {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spanish_script_asks_the_same_questions_in_spanish() {
+        let (english, spanish) = (Script::default(), Script::spanish());
+        let ids = |s: &Script| {
+            s.questions
+                .iter()
+                .map(|q| (q.id.clone(), q.answer.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&english), ids(&spanish));
+        assert!(spanish.greeting_for(Some("Ana")).starts_with("Hola Ana, le llamamos"));
+        assert!(spanish.questions.iter().all(|q| q.prompt.starts_with('¿')));
+    }
 
     #[test]
     fn the_default_script_asks_the_five_agreed_questions() {

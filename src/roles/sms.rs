@@ -323,21 +323,29 @@ impl SmsSender {
     /// The words of this text: its template with the first name (bounded) and the link.
     fn words(&self, text: Text<'_>, link: &Url) -> String {
         let settings = &self.deps.settings;
-        let template = if text.step == 0 {
-            &settings.sms_template
-        } else {
-            &settings.followup_template
+        let spanish = text.lead.language == crate::domain::language::Language::Es;
+        let template = match (text.step, spanish) {
+            (0, false) => &settings.sms_template,
+            (0, true) => &settings.spanish.sms_template,
+            (_, false) => &settings.followup_template,
+            (_, true) => &settings.spanish.followup_template,
         };
+        let fallback = if spanish { "" } else { "there" };
         let first_name: String = text
             .lead
             .name
             .split_whitespace()
             .next()
-            .unwrap_or("there")
+            .unwrap_or(fallback)
             .chars()
             .take(MAX_NAME_IN_TEXT)
             .collect();
-        template.replace("{name}", &first_name).replace("{link}", link.as_str())
+        let words = template.replace("{link}", link.as_str());
+        if first_name.is_empty() {
+            // "Hola {name}, ..." without a name: "Hola, ...".
+            return words.replace(" {name}", "").replace("{name}", "");
+        }
+        words.replace("{name}", &first_name)
     }
 
     async fn confirm_sent(&self, text: Text<'_>, sid: &str, body: &str) -> Result<(), SmsError> {
@@ -536,6 +544,7 @@ mod tests {
             verdict: "qualified".into(),
             score: 100,
             campaign_id: Some("fall-2026".into()),
+            language: Default::default(),
         };
         let link = booking_link(&Url::parse("https://calendly.com/meshcowork/tour").expect("url"), &lead);
         let query: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();

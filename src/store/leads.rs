@@ -30,6 +30,8 @@ pub struct FinalizedLead {
     pub transfer: Option<LeadTransfer>,
     /// The A/B script variant the call was made with.
     pub script_variant: Option<String>,
+    /// `en` or `es`.
+    pub language: String,
 }
 
 /// A warm transfer as the lead's and the call's records keep it.
@@ -74,6 +76,9 @@ pub struct LeadRecord {
     pub transfer: Option<LeadTransfer>,
     #[serde(default)]
     pub script_variant: Option<String>,
+    /// The call's language (`en`, `es`); records from before it was kept have none.
+    #[serde(default)]
+    pub language: Option<String>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -155,7 +160,7 @@ impl Store {
                 db.query(format!(
                     "UPSERT $lead SET contact = $contact, answers = $answers, score = $score, verdict = $verdict, \
                  reasons = $reasons, timestamps = $timestamps, source = $source, call_status = $status, \
-                 resubmissions = {RESUBMISSIONS}, transfer = $transfer ?? NONE, script_variant = $variant ?? NONE, \
+                 resubmissions = {RESUBMISSIONS}, transfer = $transfer ?? NONE, script_variant = $variant ?? NONE, language = $language, \
                  crm_sync = crm_sync ?? 'pending', sms_state = sms_state ?? 'pending'; \
                  UPSERT $call SET lead = $lead, call_sid = $call_sid, status = $status, \
                  duration_secs = $duration, answered_by = $answered_by, transfer = $transfer ?? NONE"
@@ -171,6 +176,7 @@ impl Store {
                 .bind(("source", source.clone()))
                 .bind(("transfer", transfer.clone()))
                 .bind(("variant", record.script_variant.clone()))
+                .bind(("language", record.language.clone()))
                 .bind(("call", RecordId::new("call", record.call.call_sid.clone())))
                 .bind(("call_sid", record.call.call_sid.clone()))
                 .bind(("status", record.call.status.clone()))

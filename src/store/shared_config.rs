@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::bus::{BusError, bucket};
 use crate::domain::experiment::Experiment;
+use crate::domain::language::Language;
 use crate::domain::qualification::Rules;
 use crate::domain::roster::Roster;
 use crate::domain::script::Script;
@@ -15,6 +16,8 @@ use crate::store::{Store, StoreError};
 
 /// Keys in the `config` bucket, and of the settings in the store.
 pub const SCRIPT_KEY: &str = "script";
+/// The script of Spanish calls.
+pub const SCRIPT_ES_KEY: &str = "script_es";
 pub const RULES_KEY: &str = "rules";
 pub const ROSTER_KEY: &str = "roster";
 pub const EXPERIMENT_KEY: &str = "experiment";
@@ -51,6 +54,7 @@ impl SharedConfig {
     /// defaults and the roster the settings give (`first_roster`).
     pub async fn publish(&self, store: &Store, first_roster: &Roster) -> Result<(), SharedConfigError> {
         self.publish_one(store, SCRIPT_KEY, Script::default).await?;
+        self.publish_one(store, SCRIPT_ES_KEY, Script::spanish).await?;
         self.publish_one(store, RULES_KEY, Rules::default).await?;
         self.publish_one(store, ROSTER_KEY, || first_roster.clone()).await?;
         self.publish_one(store, EXPERIMENT_KEY, Experiment::default).await?;
@@ -94,13 +98,17 @@ impl SharedConfig {
 
     /// The value in the bucket, or the default when none was published (or it is unreadable).
     async fn current<T: Default + DeserializeOwned>(&self, key: &str) -> T {
+        self.current_or(key, T::default).await
+    }
+
+    async fn current_or<T: DeserializeOwned>(&self, key: &str, fallback: impl FnOnce() -> T) -> T {
         let stored = self.bucket.get(key).await.unwrap_or_else(|err| {
             tracing::warn!(%err, key, "config bucket unreadable; using the default");
             None
         });
         stored
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+            .unwrap_or_else(fallback)
     }
 
     pub async fn script(&self) -> Script {
@@ -116,8 +124,24 @@ impl SharedConfig {
         self.current(EXPERIMENT_KEY).await
     }
 
-    /// The script a call of `variant` is made with: `b` while the experiment has one, else the script.
-    pub async fn script_for(&self, variant: Option<&str>) -> Script {
+    /// The script of Spanish calls.
+    pub async fn spanish_script(&self) -> Script {
+        self.current_or(SCRIPT_ES_KEY, Script::spanish).await
+    }
+
+    /// Saves an admin's Spanish script.
+    pub async fn save_spanish_script(&self, store: &Store, script: &Script, by: &str) -> Result<(), SharedConfigError> {
+        store.save_setting(SCRIPT_ES_KEY, script, by).await?;
+        self.put(SCRIPT_ES_KEY, script).await?;
+        Ok(())
+    }
+
+    /// The script a call is made with: in Spanish for a Spanish call, else the A/B test's variant
+    /// `b` while it has one, else the script.
+    pub async fn script_for(&self, variant: Option<&str>, language: Language) -> Script {
+        if language == Language::Es {
+            return self.spanish_script().await;
+        }
         if variant == Some("b")
             && let Some(script) = self.experiment().await.variant_b
         {

@@ -92,6 +92,8 @@ pub struct CallRecord {
     pub heard: Vec<String>,
     /// What the callee said, one entry per `<Gather>` (empty for silence).
     pub said: Vec<String>,
+    /// The language each `<Gather>` listened in (`en-US` when it named none).
+    pub gather_languages: Vec<String>,
     /// Final status: completed, busy, no-answer or failed.
     pub status: String,
     /// What happened on the call in order: `twiml <url path>`, `amd <AnsweredBy>`, `redirect <path>`, `hangup`.
@@ -873,8 +875,17 @@ async fn play(
                     next = Some((action, p));
                     break;
                 }
-                Verb::Gather { action, prompt, .. } => {
-                    standin.record(&sid, |c| c.heard.extend(prompt));
+                Verb::Gather {
+                    action,
+                    prompt,
+                    language,
+                    ..
+                } => {
+                    let language = language.unwrap_or_else(|| "en-US".into());
+                    standin.record(&sid, |c| {
+                        c.heard.extend(prompt);
+                        c.gather_languages.push(language);
+                    });
                     let (speech, confidence) = answers.pop_front().unwrap_or_default();
                     let speaking = standin.lock().speaking_time;
                     if !machine && !speaking.is_zero() {

@@ -11,6 +11,8 @@ pub enum Verb {
         prompt: Vec<String>,
         hints: Option<String>,
         input: Option<String>,
+        /// The language speech is recognized in (`en-US`, `es-US`).
+        language: Option<String>,
     },
     /// Puts the call through to `number`; `url` is the whisper the called party hears first.
     Dial {
@@ -54,6 +56,7 @@ pub fn parse(xml: &str) -> Result<Vec<Verb>, String> {
                             attribute(&tag, "action"),
                             attribute(&tag, "hints"),
                             attribute(&tag, "input"),
+                            attribute(&tag, "language"),
                             Vec::new(),
                         ))
                     }
@@ -83,6 +86,7 @@ pub fn parse(xml: &str) -> Result<Vec<Verb>, String> {
                     prompt: Vec::new(),
                     hints: attribute(&tag, "hints"),
                     input: attribute(&tag, "input"),
+                    language: attribute(&tag, "language"),
                 }),
                 b"Response" => seen_response = true,
                 other => return Err(format!("unsupported verb <{}/>", String::from_utf8_lossy(other))),
@@ -128,12 +132,13 @@ pub fn parse(xml: &str) -> Result<Vec<Verb>, String> {
                     verbs.push(verb);
                 }
                 b"Gather" => {
-                    if let Some((action, hints, input, prompt)) = gather.take() {
+                    if let Some((action, hints, input, language, prompt)) = gather.take() {
                         verbs.push(Verb::Gather {
                             action,
                             prompt,
                             hints,
                             input,
+                            language,
                         });
                     }
                 }
@@ -166,7 +171,8 @@ mod tests {
                 action: Some("http://a/answer/1?lead=1&x=2".into()),
                 prompt: vec!["Q1?".into()],
                 hints: Some("a, b".into()),
-                input: Some("speech".into())
+                input: Some("speech".into()),
+                language: None,
             }
         );
         assert_eq!(verbs[2], Verb::Redirect("http://a/r".into()));
@@ -201,6 +207,12 @@ mod tests {
     }
 }
 
-/// A `<Gather>` being read: three of its attributes (as the reader keeps them) and the text of
+/// A `<Gather>` being read: four of its attributes (as the reader keeps them) and the text of
 /// each `<Say>` inside it.
-type OpenGather = (Option<String>, Option<String>, Option<String>, Vec<String>);
+type OpenGather = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Vec<String>,
+);

@@ -63,6 +63,7 @@ pub(crate) fn finalized(n: usize) -> FinalizedLead {
         answered_to_first_words_ms: None,
         transfer: None,
         script_variant: None,
+        language: "en".into(),
     }
 }
 
@@ -77,6 +78,7 @@ pub(crate) fn as_finalized(lead: &FinalizedLead) -> leadq::bus::LeadFinalized {
         verdict: lead.verdict.clone(),
         score: lead.score,
         campaign_id: None,
+        language: Default::default(),
     }
 }
 

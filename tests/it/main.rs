@@ -20,6 +20,7 @@ mod intake;
 mod layout;
 mod poller;
 mod sandbox;
+mod spanish;
 mod speed;
 mod store;
 mod surreal;

@@ -34,9 +34,15 @@ pub enum Verb {
     Hangup,
 }
 
-/// The voice and language every `<Say>` uses.
-const VOICE: &str = "Polly.Joanna";
-const LANGUAGE: &str = "en-US";
+use crate::domain::language::Language;
+
+/// The voice of every `<Say>` and the language of it and of speech recognition, by the call's language.
+fn voice(language: Language) -> (&'static str, &'static str) {
+    match language {
+        Language::En => ("Polly.Joanna", "en-US"),
+        Language::Es => ("Polly.Lupe", "es-US"),
+    }
+}
 
 /// Characters XML 1.0 cannot carry even escaped (most control characters): dropped, so a script
 /// or a name that holds one still makes a valid document.
@@ -50,17 +56,18 @@ fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn write_say(writer: &mut Writer<Vec<u8>>, text: &str) -> io::Result<()> {
+fn write_say(writer: &mut Writer<Vec<u8>>, text: &str, language: Language) -> io::Result<()> {
+    let (voice, language) = voice(language);
     writer
         .create_element("Say")
-        .with_attributes([("voice", VOICE), ("language", LANGUAGE)])
+        .with_attributes([("voice", voice), ("language", language)])
         .write_text_content(BytesText::new(&xml_safe(text)))?;
     Ok(())
 }
 
-fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
+fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb, language: Language) -> io::Result<()> {
     match verb {
-        Verb::Say(text) => write_say(writer, text)?,
+        Verb::Say(text) => write_say(writer, text, language)?,
         Verb::Gather {
             action,
             hints,
@@ -72,7 +79,7 @@ fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
                 ("input", if *keypad { "dtmf speech" } else { "speech" }),
                 ("action", action.as_str()),
                 ("method", "POST"),
-                ("language", LANGUAGE),
+                ("language", voice(language).1),
                 ("speechTimeout", "auto"),
                 ("actionOnEmptyResult", "true"),
             ]);
@@ -82,7 +89,7 @@ fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
             if *keypad {
                 gather = gather.with_attribute(("numDigits", "1"));
             }
-            gather.write_inner_content(|w| prompt.iter().try_for_each(|text| write_say(w, text)))?;
+            gather.write_inner_content(|w| prompt.iter().try_for_each(|text| write_say(w, text, language)))?;
         }
         Verb::Dial {
             caller_id,
@@ -127,8 +134,13 @@ fn write_verb(writer: &mut Writer<Vec<u8>>, verb: &Verb) -> io::Result<()> {
     Ok(())
 }
 
-/// A whole `<Response>` document.
+/// A whole `<Response>` document, in English.
 pub fn render(verbs: &[Verb]) -> String {
+    render_in(verbs, Language::En)
+}
+
+/// A whole `<Response>` document, spoken and listened to in `language`.
+pub fn render_in(verbs: &[Verb], language: Language) -> String {
     let mut writer = Writer::new(Vec::new());
     let written = writer
         .write_event(quick_xml::events::Event::Decl(quick_xml::events::BytesDecl::new(
@@ -139,7 +151,7 @@ pub fn render(verbs: &[Verb]) -> String {
         .and_then(|()| {
             writer
                 .create_element("Response")
-                .write_inner_content(|w| verbs.iter().try_for_each(|v| write_verb(w, v)))
+                .write_inner_content(|w| verbs.iter().try_for_each(|v| write_verb(w, v, language)))
         });
     // Writing into a Vec cannot fail; keep the type honest rather than unwrap.
     if let Err(err) = written {
@@ -196,5 +208,23 @@ mod tests {
         }]);
         assert!(xml.contains(r#"<Dial timeout="20" answerOnBridge="true" action="https://x.test/webhooks/twilio/transfer/dial-end?lead=a" method="POST" callerId="+15005550006">"#), "{xml}");
         assert!(xml.contains(r#"<Number url="https://x.test/webhooks/twilio/transfer/whisper?lead=a" method="POST">+12125550199</Number></Dial>"#), "{xml}");
+    }
+
+    #[test]
+    fn a_spanish_call_is_spoken_and_heard_in_spanish() {
+        let xml = render_in(
+            &[Verb::Gather {
+                action: "https://x.test/a".into(),
+                hints: Vec::new(),
+                prompt: vec!["¿Cuántas personas?".into()],
+                keypad: false,
+            }],
+            Language::Es,
+        );
+        assert!(
+            xml.contains(r#"language="es-US""#) && xml.contains(r#"voice="Polly.Lupe""#),
+            "{xml}"
+        );
+        assert!(!xml.contains("en-US"), "{xml}");
     }
 }

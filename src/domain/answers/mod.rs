@@ -16,7 +16,7 @@ mod people;
 mod speech;
 mod yes_no;
 
-pub use speech::Reading;
+pub use speech::{Reading, fold};
 
 use choice::choice;
 use dates::move_in;

@@ -102,7 +102,7 @@ static CORRECTIONS: LazyLock<Vec<Vec<String>>> = LazyLock::new(|| {
 });
 
 /// Lowercase without accents: "Año" is "ano", "sí" is "si".
-pub(super) fn fold(text: &str) -> String {
+pub fn fold(text: &str) -> String {
     text.to_lowercase()
         .chars()
         .map(|c| match c {

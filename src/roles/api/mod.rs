@@ -55,10 +55,16 @@ async fn settings_now(ctx: &ApiContext) -> Result<crate::config::Settings, ApiEr
     Ok(settings)
 }
 
-/// The script the call of `lead_id` is made with (its A/B variant's, once its greeting chose one).
-async fn script_of_call(ctx: &ApiContext, lead_id: uuid::Uuid) -> Result<crate::domain::script::Script, ApiError> {
-    let variant = ctx.calls.get(lead_id).await?.and_then(|(state, _)| state.variant);
-    Ok(ctx.config.script_for(variant.as_deref()).await)
+/// The script the call of `lead_id` is made with (its language's, or its A/B variant's, once
+/// its greeting chose them), and the language it is spoken in.
+async fn script_of_call(
+    ctx: &ApiContext,
+    lead_id: uuid::Uuid,
+) -> Result<(crate::domain::script::Script, crate::domain::language::Language), ApiError> {
+    let state = ctx.calls.get(lead_id).await?.map(|(state, _)| state);
+    let variant = state.as_ref().and_then(|s| s.variant.clone());
+    let language = state.map(|s| s.language()).unwrap_or_default();
+    Ok((ctx.config.script_for(variant.as_deref(), language).await, language))
 }
 
 /// How long a readiness probe waits for each dependency before calling it down.

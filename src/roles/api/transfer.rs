@@ -104,30 +104,33 @@ pub(super) async fn after_last_question(
 async fn lead_reply(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let yes = says_yes(request.param("SpeechResult"));
-    let script = super::script_of_call(&ctx, lead_id).await?;
+    let (script, language) = super::script_of_call(&ctx, lead_id).await?;
     let Some((state, ())) = ctx
         .calls
         .update(lead_id, |state| ((), state.transfer_reply(yes)))
         .await?
     else {
-        return Ok(TwiML(twiml::render(&[Verb::Hangup])));
+        return Ok(TwiML(twiml::render_in(&[Verb::Hangup], language)));
     };
     let Some(transfer) = state.transfer.filter(|t| t.phase != TransferPhase::LeadDeclined) else {
-        return Ok(TwiML(twiml::render(&closing(&script))));
+        return Ok(TwiML(twiml::render_in(&closing(&script), language)));
     };
     let roster = ctx.config.roster().await;
     let caller_id = super::settings_now(&ctx).await?.twilio.from_number;
     tracing::info!(%lead_id, rep = %transfer.rep_name, "putting the lead through");
-    Ok(TwiML(twiml::render(&[
-        Verb::Say(script.transfer.connecting.clone()),
-        Verb::Dial {
-            caller_id,
-            timeout_secs: roster.ring_secs,
-            action: action_url(&ctx, "transfer/dial-end", lead_id),
-            number: transfer.rep_phone,
-            whisper: action_url(&ctx, "transfer/whisper", lead_id),
-        },
-    ])))
+    Ok(TwiML(twiml::render_in(
+        &[
+            Verb::Say(script.transfer.connecting.clone()),
+            Verb::Dial {
+                caller_id,
+                timeout_secs: roster.ring_secs,
+                action: action_url(&ctx, "transfer/dial-end", lead_id),
+                number: transfer.rep_phone,
+                whisper: action_url(&ctx, "transfer/whisper", lead_id),
+            },
+        ],
+        language,
+    )))
 }
 
 /// The lead's answers in a few words for the rep: "Private office, 6 people, $2,000 a month".
@@ -151,7 +154,8 @@ fn summary(script: &Script, state: &CallState, ctx: &ApiContext) -> String {
 /// What the rep hears on picking up, before the lead is put through: who it is, and a choice.
 async fn whisper(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
-    let script = super::script_of_call(&ctx, lead_id).await?;
+    // The rep hears the whisper in English (the team's language), whatever the lead speaks.
+    let (script, _) = super::script_of_call(&ctx, lead_id).await?;
     let Some((state, _)) = ctx.calls.get(lead_id).await? else {
         return Ok(TwiML(twiml::render(&[Verb::Hangup])));
     };
@@ -210,23 +214,23 @@ async fn dial_end(State(ctx): State<ApiContext>, request: TwilioRequest) -> Resu
     let status = request.param("DialCallStatus").unwrap_or("failed").to_owned();
     let bridged = request.param("DialBridged").map(|b| b == "true");
     let now = time::OffsetDateTime::now_utc();
-    let script = super::script_of_call(&ctx, lead_id).await?;
+    let (script, language) = super::script_of_call(&ctx, lead_id).await?;
     let Some((state, ())) = ctx
         .calls
         .update(lead_id, |state| ((), state.transfer_ended(&status, bridged, now)))
         .await?
     else {
-        return Ok(TwiML(twiml::render(&[Verb::Hangup])));
+        return Ok(TwiML(twiml::render_in(&[Verb::Hangup], language)));
     };
     let Some(transfer) = state.transfer else {
-        return Ok(TwiML(twiml::render(&closing(&script))));
+        return Ok(TwiML(twiml::render_in(&closing(&script), language)));
     };
     if transfer.phase != TransferPhase::Connected {
         tracing::info!(%lead_id, dial_status = %status, outcome = transfer.outcome(), "the rep did not take the lead");
-        return Ok(TwiML(twiml::render(&[
-            Verb::Say(script.transfer.unavailable.clone()),
-            Verb::Hangup,
-        ])));
+        return Ok(TwiML(twiml::render_in(
+            &[Verb::Say(script.transfer.unavailable.clone()), Verb::Hangup],
+            language,
+        )));
     }
     ctx.followup_stops.stop(lead_id, "transferred").await?;
     let mut entry = Activity::new(
@@ -243,5 +247,5 @@ async fn dial_end(State(ctx): State<ApiContext>, request: TwilioRequest) -> Resu
     entry.detail = serde_json::json!({ "rep": transfer.rep_name, "talked_secs": transfer.talked_secs });
     ctx.bus.record(&entry).await;
     tracing::info!(%lead_id, rep = %transfer.rep_name, talked_secs = ?transfer.talked_secs, "lead transferred");
-    Ok(TwiML(twiml::render(&[Verb::Hangup])))
+    Ok(TwiML(twiml::render_in(&[Verb::Hangup], language)))
 }

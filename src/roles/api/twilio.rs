@@ -19,6 +19,7 @@ use crate::bus::{Activity, CallAnswer, CallCompleted};
 use crate::clients::twilio::signature;
 use crate::clients::twilio::twiml::{self, Verb};
 use crate::domain::answers::{clearly_answers, interpret};
+use crate::domain::language::Language;
 use crate::domain::script::{Question, Script};
 
 pub fn routes() -> Router<ApiContext> {
@@ -161,10 +162,14 @@ async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Re
         .as_deref()
         .is_some_and(|a| a.starts_with("machine") || a == "fax");
     let variant = ctx.config.experiment().await.variant_for(lead_id);
+    let spanish = &ctx.settings.spanish;
     let Some((state, ())) = book
         .update(lead_id, |state| {
             let now = time::OffsetDateTime::now_utc();
-            let chosen = state.choose_variant(variant);
+            let language = state.intake.as_ref().map_or(Language::En, |intake| {
+                Language::of_lead(&intake.lead, &spanish.form_fields, &spanish.page_markers)
+            });
+            let chosen = state.choose_variant(variant) | state.speak(language, false);
             (
                 (),
                 state.first_words(answered_by.as_deref(), request.param("CallSid"), now) | chosen,
@@ -175,7 +180,8 @@ async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Re
         tracing::warn!(%lead_id, "call-start for a call leadq does not know; hanging up");
         return Ok(TwiML(twiml::render(&[Verb::Hangup])));
     };
-    let script = ctx.config.script_for(state.variant.as_deref()).await;
+    let language = state.language();
+    let script = ctx.config.script_for(state.variant.as_deref(), language).await;
     let verbs = if machine {
         vec![Verb::Pause(1), Verb::Say(script.voicemail.clone()), Verb::Hangup]
     } else {
@@ -187,7 +193,7 @@ async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Re
             vec![script.greeting_for(state.name.as_deref())],
         )
     };
-    Ok(TwiML(twiml::render(&verbs)))
+    Ok(TwiML(twiml::render_in(&verbs, language)))
 }
 
 /// Phrases that mean "do not call me again", matched as whole words in what was said.
@@ -222,13 +228,28 @@ async fn answer(
 ) -> Result<TwiML, ApiError> {
     let lead_id = request.lead_id()?;
     let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
-    let script = super::script_of_call(&ctx, lead_id).await?;
+    let (script, language) = super::script_of_call(&ctx, lead_id).await?;
     let question = script.question(n).ok_or(ApiError::NotFound)?.clone();
     let speech = request
         .param("SpeechResult")
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
+    // "¿En español?": the call goes on in the language asked for, with this question again.
+    if let Some(asked) = speech
+        .as_deref()
+        .and_then(Language::asked_for)
+        .filter(|l| *l != language)
+        && let Some((state, ())) = ctx
+            .calls
+            .update(lead_id, |state| ((), state.speak(asked, true)))
+            .await?
+    {
+        tracing::info!(%lead_id, language = asked.as_str(), "the lead asked for another language");
+        let script = ctx.config.script_for(state.variant.as_deref(), asked).await;
+        let verbs = ask(&ctx, &script, n, lead_id, vec![script.language_switch.clone()]);
+        return Ok(TwiML(twiml::render_in(&verbs, asked)));
+    }
     let confidence = request.param("Confidence").and_then(|c| c.parse::<f32>().ok());
     let heard = speech.is_some() && confidence.unwrap_or(0.0) >= ctx.settings.twilio.confidence_threshold;
     let day = jiff::Timestamp::now()
@@ -281,7 +302,7 @@ async fn answer(
             vec![Verb::Say(script.opt_out.clone()), Verb::Hangup]
         }
     };
-    Ok(TwiML(twiml::render(&verbs)))
+    Ok(TwiML(twiml::render_in(&verbs, language)))
 }
 
 /// Twilio's terminal call statuses; the others (queued, initiated, ringing, in-progress) pass.
@@ -380,12 +401,11 @@ async fn machine_detection(State(ctx): State<ApiContext>, request: TwilioRequest
 
 /// The voicemail, for a call redirected here after the machine's beep.
 async fn voicemail(State(ctx): State<ApiContext>, request: TwilioRequest) -> Result<TwiML, ApiError> {
-    request.lead_id()?;
-    let script = super::script_of_call(&ctx, request.lead_id()?).await?;
-    Ok(TwiML(twiml::render(&[
-        Verb::Say(script.voicemail.clone()),
-        Verb::Hangup,
-    ])))
+    let (script, language) = super::script_of_call(&ctx, request.lead_id()?).await?;
+    Ok(TwiML(twiml::render_in(
+        &[Verb::Say(script.voicemail.clone()), Verb::Hangup],
+        language,
+    )))
 }
 
 /// Replies that opt a number out of every later call and text, as carriers and Twilio define them.

@@ -140,7 +140,11 @@ impl Finalizer {
                 }
             }
         };
-        let script = self.deps.config.script_for(state.variant.as_deref()).await;
+        let script = self
+            .deps
+            .config
+            .script_for(state.variant.as_deref(), state.language())
+            .await;
         let cut_off = cut_off(completed, &state, &script);
         let try_again = matches!(completed.status.as_str(), "busy" | "no-answer") || cut_off;
         if try_again && let Some(wait) = self.deps.settings.retry_ladder.get(state.attempt as usize) {
@@ -176,6 +180,7 @@ impl Finalizer {
             finalized_at,
             answered_to_first_words_ms: state.answered_to_first_words_ms(),
             script_variant: state.variant.clone(),
+            language: state.language().as_str().to_owned(),
             transfer: state.transfer.as_ref().map(|t| LeadTransfer {
                 outcome: t.outcome().to_owned(),
                 rep_name: t.rep_name.clone(),
@@ -194,6 +199,7 @@ impl Finalizer {
             verdict: verdict.as_str().to_owned(),
             score,
             campaign_id: intake.lead.campaign_id.clone(),
+            language: state.language(),
         };
         self.deps.bus.publish(&message).await?;
         let mut entry = Activity::new(

@@ -136,6 +136,10 @@ pub struct CallState {
     /// greeting and kept for every later webhook and the finalizer.
     #[serde(default)]
     pub variant: Option<String>,
+    /// The call's language: chosen at the greeting from the form or the page, changed when the
+    /// lead asks for the other one.
+    #[serde(default)]
+    pub language: Option<crate::domain::language::Language>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -162,6 +166,7 @@ impl CallState {
             dial_ended_at: None,
             transfer: None,
             variant: None,
+            language: None,
             updated_at: OffsetDateTime::now_utc(),
         }
     }
@@ -294,6 +299,21 @@ impl CallState {
             self.answered_at = Some(at);
         }
         first
+    }
+
+    /// The call's language from now on; `asked` (the lead asked for it) overrides an earlier
+    /// choice, a first choice does not.
+    pub fn speak(&mut self, language: crate::domain::language::Language, asked: bool) -> bool {
+        let changed = self.language != Some(language) && (asked || self.language.is_none());
+        if changed {
+            self.language = Some(language);
+        }
+        changed
+    }
+
+    /// The language the call is in (English until one was chosen).
+    pub fn language(&self) -> crate::domain::language::Language {
+        self.language.unwrap_or_default()
     }
 
     /// The call is made with script `variant` from now on; the first choice stands.
