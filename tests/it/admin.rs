@@ -626,6 +626,30 @@ async fn an_edited_script_and_rules_are_what_the_next_call_uses() {
     let script = admin.ctx.config.script().await;
     assert_eq!(script.greeting_for(Some("Ada")), "Hello Ada, Mesh Cowork here.");
     assert_eq!(admin.ctx.config.rules().await.min_team_size, 4);
+    // The Spanish script is edited the same way, and a save without it leaves it alone.
+    assert!(
+        current["script_es"]["greeting"]
+            .as_str()
+            .is_some_and(|g| g.starts_with("Hola"))
+    );
+    let mut spanish = current.clone();
+    spanish["script_es"]["greeting"] = json!("Buenas, {name}, le llama Mesh Cowork.");
+    let (status, _) = admin
+        .call(Method::PUT, "/api/admin/script", Some(&token), Some(spanish.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut without = current.clone();
+    without.as_object_mut().expect("object").remove("script_es");
+    let (status, _) = admin
+        .call(Method::PUT, "/api/admin/script", Some(&token), Some(without))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let spanish_now = admin.ctx.config.spanish_script().await;
+    assert_eq!(
+        spanish_now.greeting_for(Some("Ana")),
+        "Buenas, Ana, le llama Mesh Cowork."
+    );
+    let current = spanish;
 
     // An unusable script is refused with the reason, and the saved one stays.
     let mut broken = current.clone();

@@ -20,6 +20,10 @@ pub struct ScriptAndRules {
     script: Script,
     #[schema(value_type = Object)]
     rules: Rules,
+    /// The script of Spanish calls; left out of a save, it stays as it is.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    script_es: Option<Script>,
 }
 
 /// The call script and the qualification rules in force.
@@ -30,6 +34,7 @@ pub(super) async fn script(State(ctx): State<ApiContext>, user: Authed) -> Resul
     Ok(Json(ScriptAndRules {
         script: ctx.config.script().await,
         rules: ctx.config.rules().await,
+        script_es: Some(ctx.config.spanish_script().await),
     }))
 }
 
@@ -76,6 +81,11 @@ pub(super) async fn save_script(
     if let Some(problem) = script_problem(&request.script) {
         return Err(ApiError::Unprocessable(json!({ "error": problem })));
     }
+    if let Some(problem) = request.script_es.as_ref().and_then(script_problem) {
+        return Err(ApiError::Unprocessable(
+            json!({ "error": format!("script_es: {problem}") }),
+        ));
+    }
     if request.rules.qualified_score > 100 {
         return Err(ApiError::Unprocessable(
             json!({ "error": "rules.qualified_score must be 0 to 100" }),
@@ -85,6 +95,12 @@ pub(super) async fn save_script(
         .save(store(&ctx)?, &request.script, &request.rules, &user.username)
         .await
         .map_err(ApiError::internal)?;
+    if let Some(spanish) = &request.script_es {
+        ctx.config
+            .save_spanish_script(store(&ctx)?, spanish, &user.username)
+            .await
+            .map_err(ApiError::internal)?;
+    }
     ctx.bus
         .record(&Activity::new(
             "script.saved",
