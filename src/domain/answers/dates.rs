@@ -4,45 +4,12 @@ use jiff::ToSpan;
 use jiff::civil::Date;
 use serde_json::{Value, json};
 
+use super::speech::PHRASES;
 use super::{Number, Text};
 
 pub(super) fn move_in(text: &Text, today: Date) -> Option<Value> {
     let date = |d: Date| Some(json!(d.to_string()));
-    const UNSURE: &[&str] = &[
-        "not sure",
-        "don't know",
-        "do not know",
-        "dont know",
-        "no idea",
-        "undecided",
-        "unsure",
-        "haven't decided",
-        "not decided",
-        "no rush",
-        "whenever",
-        "tbd",
-        "to be decided",
-        "flexible",
-        "not yet decided",
-        "no timeline",
-    ];
-    const NOW: &[&str] = &[
-        "asap",
-        "a s a p",
-        "as soon as possible",
-        "right away",
-        "immediately",
-        "right now",
-        "now",
-        "today",
-        "urgently",
-        "straight away",
-        "this week",
-        "as soon as we can",
-        "yesterday",
-        "straightaway",
-    ];
-    if text.has_any(UNSURE) {
+    if text.has_any_of(&PHRASES.dates.unsure) {
         return Some(Value::Null);
     }
     if text.has("tomorrow") {
@@ -135,7 +102,7 @@ pub(super) fn move_in(text: &Text, today: Date) -> Option<Value> {
             return Date::new(year, month, 1).ok().and_then(date);
         }
     }
-    if text.has_any(NOW) {
+    if text.has_any_of(&PHRASES.dates.now) {
         return date(today);
     }
     None

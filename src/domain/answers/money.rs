@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::numbers::{number_value, range_in};
+use super::speech::PHRASES;
 use super::{Number, Text};
 
 /// Words that make a number money beyond doubt.
@@ -32,17 +33,7 @@ fn hundreds_said_short(numbers: Vec<Number>) -> Vec<Number> {
 }
 
 pub(super) fn monthly_budget(text: &Text) -> Option<Value> {
-    if text.has_any(&[
-        "not sure",
-        "don't know",
-        "do not know",
-        "no idea",
-        "no budget",
-        "haven't decided",
-        "not decided",
-        "depends",
-    ]) && text.numbers.is_empty()
-    {
+    if text.has_any_of(&PHRASES.money.unsure) && text.numbers.is_empty() {
         return Some(Value::Null);
     }
     let per_month = |value: f64| -> f64 {

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::numbers::{number_value, range_in};
+use super::speech::PHRASES;
 use super::{Number, Text};
 
 pub(super) const TIME_UNITS: &[&str] = &[
@@ -37,41 +38,7 @@ pub(super) const PEOPLE: &[&str] = &[
 ];
 
 pub(super) fn people_count(text: &Text) -> Option<Value> {
-    const ALONE: &[&str] = &[
-        "just me",
-        "only me",
-        "just myself",
-        "myself",
-        "me alone",
-        "solo",
-        "by myself",
-        "on my own",
-        "just one",
-        "one person",
-        "only one",
-        "just one person",
-        "i work alone",
-        "me only",
-        "single person",
-        "freelancer",
-    ];
-    const PAIR: &[&str] = &[
-        "me and my partner",
-        "my partner and me",
-        "my partner and i",
-        "me and my business partner",
-        "me and a colleague",
-        "me and my cofounder",
-        "me and my co founder",
-        "the two of us",
-        "two of us",
-        "me and a friend",
-        "me and my wife",
-        "me and my husband",
-        "a couple of us",
-        "couple of us",
-    ];
-    if text.has_any(PAIR) {
+    if text.has_any_of(&PHRASES.people.pair) {
         return Some(json!(2));
     }
     // "me and three others", "me plus 4".
@@ -121,7 +88,7 @@ pub(super) fn people_count(text: &Text) -> Option<Value> {
     if let Some(n) = about_people.or(candidates.last()) {
         return Some(number_value(n.value));
     }
-    if text.has_any(ALONE) {
+    if text.has_any_of(&PHRASES.people.alone) {
         return Some(json!(1));
     }
     None

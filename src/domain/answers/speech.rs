@@ -18,6 +18,29 @@ pub(super) struct Phrases {
     spanish: BTreeMap<String, String>,
     pub choices: BTreeMap<String, Vec<String>>,
     pub yes_no: YesNoPhrases,
+    pub people: PeoplePhrases,
+    pub dates: UnsureOrNow,
+    pub money: Unsure,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct PeoplePhrases {
+    pub alone: Vec<String>,
+    pub pair: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct UnsureOrNow {
+    pub unsure: Vec<String>,
+    pub now: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Unsure {
+    pub unsure: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +223,7 @@ mod tests {
     fn the_tables_parse_and_hold_every_section() {
         assert!(!PHRASES.fillers.is_empty() && !PHRASES.corrections.is_empty());
         assert!(PHRASES.spanish.len() > 100 && PHRASES.choices.len() == 5 && !PHRASES.yes_no.yes.is_empty());
+        assert!(!PHRASES.people.alone.is_empty() && !PHRASES.dates.now.is_empty() && !PHRASES.money.unsure.is_empty());
     }
 
     #[test]
