@@ -154,6 +154,16 @@ pub fn parse(xml: &str) -> Result<Vec<Verb>, String> {
     Ok(verbs)
 }
 
+/// A `<Gather>` being read: four of its attributes (as the reader keeps them) and the text of
+/// each `<Say>` inside it.
+type OpenGather = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Vec<String>,
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,13 +216,3 @@ mod tests {
         assert!(parse("<Response><Say>unclosed</Response>").is_err());
     }
 }
-
-/// A `<Gather>` being read: four of its attributes (as the reader keeps them) and the text of
-/// each `<Say>` inside it.
-type OpenGather = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Vec<String>,
-);

@@ -371,7 +371,8 @@ impl CallState {
                 }
             }
         }
-        if !asked_twice && !(hearing.heard && hearing.understood) {
+        let answered = hearing.heard && hearing.understood;
+        if !(asked_twice || answered) {
             self.reprompted.push(question_id.to_owned());
             let why = if hearing.heard { Reask::Unread } else { Reask::Unheard };
             return (Step::AskAgain(why), true);
