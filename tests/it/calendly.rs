@@ -76,13 +76,7 @@ async fn a_booking_through_the_texted_link_marks_the_lead_booked_and_cancels_mov
         (Some("booked"), Some("2026-12-10T17:00:00.000000Z"))
     );
     // The CMO agent's report counts the tour: one lead today, booked.
-    let keys = leadq::security::api_keys::ApiKeys::open(&app.bus().js)
-        .await
-        .expect("keys");
-    let (key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
-    let (status, report) = app
-        .call_with_key(reqwest::Method::GET, "/api/cmo/report/today", Some(&key), None)
-        .await;
+    let (status, report) = app.cmo_get("report/today").await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(
         (report["booked_leads"].as_u64(), report["booking_rate"].as_f64()),
@@ -96,9 +90,7 @@ async fn a_booking_through_the_texted_link_marks_the_lead_booked_and_cancels_mov
             .is_some_and(|s| (0.0..3600.0).contains(&s)),
         "{report}"
     );
-    let (_, status) = app
-        .call_with_key(reqwest::Method::GET, "/api/cmo/status", Some(&key), None)
-        .await;
+    let (_, status) = app.cmo_get("status").await;
     assert_eq!(status["metrics"]["booked_today"], 1, "{status}");
     // And the dashboard's figures: tours booked today, and how long from form to booking.
     let token = admin_token(app.bus(), &app.http, &app.base).await;

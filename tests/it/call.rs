@@ -30,10 +30,12 @@ pub(crate) fn qualified_callee() -> Persona {
 }
 
 pub(crate) fn lead(name: &str, phone: &str) -> LeadReceived {
-    let form = vec![
-        ("fname".to_owned(), name.to_owned()),
-        ("phone".to_owned(), phone.to_owned()),
-    ];
+    lead_from_form(&[("fname", name), ("phone", phone)])
+}
+
+/// A lead as a landing page's form gives it, queued by the CMO agent.
+pub(crate) fn lead_from_form(form: &[(&str, &str)]) -> LeadReceived {
+    let form = form.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     LeadReceived::new(
         Uuid::now_v7(),
         LeadSource::CmoTrigger,

@@ -84,13 +84,7 @@ async fn half_of_400_leads_get_script_b_each_call_keeps_its_variant_and_the_repo
             call.heard
         );
     }
-    let keys = leadq::security::api_keys::ApiKeys::open(&agent.bus().js)
-        .await
-        .expect("keys");
-    let (key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
-    let (status, report) = agent
-        .call_with_key(Method::GET, "/api/cmo/report/today", Some(&key), None)
-        .await;
+    let (status, report) = agent.cmo_get("report/today").await;
     assert_eq!(status, 200, "{report}");
     let variants = report["ab_test"]["variants"]
         .as_array()

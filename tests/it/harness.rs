@@ -127,6 +127,16 @@ impl TestApp {
         &self.ctx.bus
     }
 
+    /// What the CMO agent reads: `GET /api/cmo/<path>` with a fresh API key; status and body.
+    pub async fn cmo_get(&self, path: &str) -> (u16, Value) {
+        let keys = leadq::security::api_keys::ApiKeys::open(&self.bus().js)
+            .await
+            .expect("keys");
+        let (key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
+        self.call_with_key(Method::GET, &format!("/api/cmo/{path}"), Some(&key), None)
+            .await
+    }
+
     /// A request to the process; `bearer` signs it in as the admin page does; a JSON body.
     pub async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));

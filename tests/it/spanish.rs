@@ -5,29 +5,13 @@
 use std::time::Duration;
 
 use leadq::app::Role;
-use leadq::bus::{IntakeTimestamps, LeadReceived, LeadSource};
-use leadq::domain::Lead;
+use leadq::bus::LeadReceived;
 use leadq::store::LeadRecord;
 use standins::twilio::{CallRecord, Persona};
-use time::OffsetDateTime;
-use uuid::Uuid;
 
+use crate::call::lead_from_form;
 use crate::harness::{TestAgent, spawn_agent};
 use crate::helpers::eventually;
-
-fn lead_with(form: &[(&str, &str)]) -> LeadReceived {
-    let form = form.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    LeadReceived::new(
-        Uuid::now_v7(),
-        LeadSource::CmoTrigger,
-        Lead::from_form(form, Default::default(), phonenumber::country::Id::US).expect("lead"),
-        IntakeTimestamps {
-            inbox_at: None,
-            seen_at: OffsetDateTime::now_utc(),
-            published_at: OffsetDateTime::now_utc(),
-        },
-    )
-}
 
 /// Calls the lead and waits until it is finalized and texted; its record, call and texts.
 async fn call_and_text(agent: &TestAgent, lead: &LeadReceived) -> (LeadRecord, CallRecord, Vec<String>) {
@@ -74,7 +58,7 @@ async fn a_lead_whose_form_says_spanish_is_called_read_and_texted_in_spanish() {
             "sí, yo decido",
         ]),
     );
-    let lead = lead_with(&[("fname", "Ana García"), ("phone", phone), ("idioma", "Español")]);
+    let lead = lead_from_form(&[("fname", "Ana García"), ("phone", phone), ("idioma", "Español")]);
     let (record, call, texts) = call_and_text(&agent, &lead).await;
     assert!(call.errors.is_empty(), "{:?}", call.errors);
     assert!(
@@ -121,7 +105,7 @@ async fn a_lead_who_asks_for_spanish_at_the_greeting_goes_on_in_spanish_and_a_sp
             "sí",
         ]),
     );
-    let (record, call, texts) = call_and_text(&agent, &lead_with(&[("fname", "Luis"), ("phone", asks)])).await;
+    let (record, call, texts) = call_and_text(&agent, &lead_from_form(&[("fname", "Luis"), ("phone", asks)])).await;
     assert!(
         call.heard[0].starts_with("Hi Luis, this is Mesh Cowork"),
         "{:?}",
@@ -156,7 +140,7 @@ async fn a_lead_who_asks_for_spanish_at_the_greeting_goes_on_in_spanish_and_a_sp
             "yes",
         ]),
     );
-    let (record, call, texts) = call_and_text(&agent, &lead_with(&[("fname", "Sam"), ("phone", mixed)])).await;
+    let (record, call, texts) = call_and_text(&agent, &lead_from_form(&[("fname", "Sam"), ("phone", mixed)])).await;
     assert_eq!(call.gather_languages, ["en-US"; 5]);
     assert_eq!(
         (record.verdict.as_str(), record.language.as_deref()),

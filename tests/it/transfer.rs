@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::json;
 use standins::twilio::{CallRecord, Persona};
 
-use crate::call::lead;
+use crate::call::{lead, qualified_callee};
 use crate::harness::{TestAgent, spawn_agent_with};
 use crate::helpers::{admin_token, eventually};
 
@@ -21,14 +21,13 @@ const AGENT_NUMBER: &str = "+15005550006";
 
 /// A callee who qualifies, then answers the offer with `reply`.
 fn qualified_then(reply: &str) -> Persona {
-    Persona::answers(&[
-        "a private office",
-        "six of us",
-        "next month",
-        "two grand a month",
-        "yes",
-        reply,
-    ])
+    match qualified_callee() {
+        Persona::Answers(mut said) => {
+            said.push((reply.to_owned(), 0.9));
+            Persona::Answers(said)
+        }
+        other => other,
+    }
 }
 
 /// Caller, finalizer and SMS roles, with Sam Rivera on duty at every hour.
@@ -120,18 +119,10 @@ async fn a_qualified_lead_who_says_yes_talks_with_the_rep_who_heard_the_whisper_
     );
 
     // The CMO agent's report and status count it.
-    let keys = leadq::security::api_keys::ApiKeys::open(&agent.bus().js)
-        .await
-        .expect("keys");
-    let (key, _) = keys.create("cmo", Vec::new(), 600).await.expect("key");
-    let (status, report) = agent
-        .call_with_key(Method::GET, "/api/cmo/report/today", Some(&key), None)
-        .await;
+    let (status, report) = agent.cmo_get("report/today").await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["transferred_leads"], 1, "{report}");
-    let (_, status) = agent
-        .call_with_key(Method::GET, "/api/cmo/status", Some(&key), None)
-        .await;
+    let (_, status) = agent.cmo_get("status").await;
     assert_eq!(status["metrics"]["transferred_today"], 1, "{status}");
     // So does the `agent.status` heartbeat of a process that has the store.
     let mut heartbeats = agent
