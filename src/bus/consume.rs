@@ -118,6 +118,50 @@ impl PullTrouble {
 /// One pull request's messages, tagged with the request, then its end.
 type Pulled = (u64, Option<Result<async_nats::jetstream::Message, async_nats::Error>>);
 
+/// The consumer metadata key holding its retry ladder (`5s,30s,60s`), written by `setup`.
+pub(super) const RETRY_LADDER: &str = "leadq.retry_ladder";
+
+/// Failures retried after the handler's own wait before the ladder's waits apply: a blip (an
+/// election, a process restarting) is over within them.
+const QUICK_RETRIES: i64 = 3;
+
+pub(super) fn write_ladder(ladder: &[Duration]) -> String {
+    ladder
+        .iter()
+        .map(|step| humantime::format_duration(*step).to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn read_ladder(config: &async_nats::jetstream::consumer::Config) -> Vec<Duration> {
+    config
+        .metadata
+        .get(RETRY_LADDER)
+        .map(|ladder| {
+            ladder
+                .split(',')
+                .filter_map(|step| humantime::parse_duration(step.trim()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The wait before the next delivery of a message whose delivery `attempt` failed and asked
+/// for `asked`: that, for the first quick tries, then at least each step of the ladder in turn
+/// (its last step from then on), so an outage does not use the delivery limit up in a minute.
+fn retry_delay(ladder: &[Duration], attempt: i64, asked: Duration) -> Duration {
+    let past_quick = attempt - QUICK_RETRIES;
+    if past_quick < 1 {
+        return asked;
+    }
+    let step = ladder
+        .get(past_quick as usize - 1)
+        .or(ladder.last())
+        .copied()
+        .unwrap_or_default();
+    asked.max(step)
+}
+
 /// Runs `handler` on every message of the durable consumer until `shutdown` fires; with a `gate`,
 /// only while the agent is running (paused, it stops pulling and the messages wait). Messages in
 /// the handlers when shutdown or a pause comes are finished and settled.
@@ -149,6 +193,7 @@ where
     let settle = Settle {
         bus,
         durable,
+        ladder: read_ladder(&config),
         max_deliver: config.max_deliver,
         progress_every: progress_interval(&config),
         max_handling: lanes.max_handling,
@@ -291,6 +336,8 @@ async fn until_paused(gate: &mut Option<watch::Receiver<AgentState>>) {
 struct Settle<'a> {
     bus: &'a Bus,
     durable: &'a str,
+    /// The retry ladder (none: each retry waits what its handler asks).
+    ladder: Vec<Duration>,
     max_deliver: i64,
     progress_every: Duration,
     max_handling: Duration,
@@ -349,6 +396,13 @@ impl Settle<'_> {
                 Outcome::Retry { reason, .. } if attempt >= self.max_deliver => {
                     Outcome::Poison(format!("gave up after {attempt} deliveries: {reason}"))
                 }
+                other => other,
+            };
+            let outcome = match outcome {
+                Outcome::Retry { after, reason } => Outcome::Retry {
+                    after: retry_delay(&self.ladder, attempt, after),
+                    reason,
+                },
                 other => other,
             };
             tracing::Span::current().record("outcome", field::debug(&outcome));
@@ -437,5 +491,35 @@ impl Settle<'_> {
             // The server redelivers after the ack wait; handlers are idempotent for this.
             tracing::warn!(%err, ?kind, "settling the message failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_what_they_ask_at_first_then_at_least_each_ladder_step() {
+        let ladder = [5, 30, 60].map(Duration::from_secs);
+        let asked = Duration::from_millis(100);
+        let waits: Vec<Duration> = (1..=7).map(|attempt| retry_delay(&ladder, attempt, asked)).collect();
+        assert_eq!(&waits[..3], [asked; 3], "quick tries: the handler's own wait");
+        assert_eq!(&waits[3..], [5, 30, 60, 60].map(Duration::from_secs), "then the ladder");
+        assert_eq!(
+            retry_delay(&ladder, 5, Duration::from_secs(90)),
+            Duration::from_secs(90),
+            "a longer ask stands"
+        );
+        assert_eq!(retry_delay(&[], 9, asked), asked, "no ladder: as asked");
+    }
+
+    #[test]
+    fn the_ladder_reads_back_as_written() {
+        let ladder = vec![Duration::from_secs(5), Duration::from_secs(900)];
+        let config = async_nats::jetstream::consumer::Config {
+            metadata: [(RETRY_LADDER.to_owned(), write_ladder(&ladder))].into(),
+            ..Default::default()
+        };
+        assert_eq!(read_ladder(&config), ladder);
     }
 }

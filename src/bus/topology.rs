@@ -9,7 +9,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{Context, kv};
 
-use super::{BusError, bucket, consumer, stream, subject};
+use super::{BusError, bucket, consume, consumer, stream, subject};
 use crate::config::BusSettings;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -62,9 +62,16 @@ fn consumers(settings: &BusSettings) -> Vec<(&'static str, pull::Config)> {
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         max_deliver: settings.max_deliver,
-        // The server takes the first back-off step as the ack wait.
         ack_wait: settings.backoff.first().copied().unwrap_or(Duration::from_secs(30)),
-        backoff: settings.backoff.clone(),
+        // No server-side back-off: with one, nats-server measures a negative ack's delay on a
+        // later delivery against that delivery's back-off step (a 100 ms retry came back after
+        // 25 s). The consume loop grows the delays itself, from the ladder kept here.
+        backoff: Vec::new(),
+        metadata: [(
+            consume::RETRY_LADDER.to_owned(),
+            consume::write_ladder(&settings.backoff),
+        )]
+        .into(),
         max_ack_pending: 1000,
         ..Default::default()
     };
@@ -76,11 +83,10 @@ fn consumers(settings: &BusSettings) -> Vec<(&'static str, pull::Config)> {
             stream::LEADS,
             pull::Config {
                 // A follow-up waits for its time by being delivered again (at most hourly), for
-                // days: its deliveries are not a failing message's. No back-off either: with one,
-                // the server stretches a delayed redelivery by the back-off step's ack wait (a
-                // 100 ms wait became 25 s), and a follow-up's wait must be the one it asks for.
+                // days: its deliveries are not a failing message's, and each waits exactly as
+                // long as it asks (no retry ladder).
                 max_deliver: FOLLOWUP_MAX_DELIVER,
-                backoff: Vec::new(),
+                metadata: Default::default(),
                 ..durable(consumer::FOLLOWUP, &[subject::LEAD_FOLLOWUP])
             },
         ),

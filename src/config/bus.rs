@@ -13,7 +13,9 @@ use super::ConfigError;
 pub struct BusSettings {
     /// How many times JetStream delivers a message before the consumer gives up on it.
     pub max_deliver: i64,
-    /// Wait before each redelivery of a message that was not acked (the first also serves as ack wait).
+    /// The retry ladder of a failing message: after its first quick tries (the handler's own
+    /// waits), each later delivery waits at least the next step. The first step is also the ack
+    /// wait: how soon a message whose process died is delivered again.
     #[serde(with = "duration_list")]
     pub backoff: Vec<Duration>,
     /// Stream and bucket copies kept by a JetStream cluster (1 for a single server, 3 in production).

@@ -95,7 +95,10 @@ async fn setup_twice_creates_everything_then_changes_nothing() {
     assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
     assert_eq!(info.config.max_deliver, defaults.max_deliver);
     assert_eq!(info.config.filter_subjects, vec!["lead.received"]);
-    assert_eq!(info.config.backoff, defaults.backoff);
+    // The retry ladder is the loop's (in the consumer's metadata), not the server's back-off.
+    assert!(info.config.backoff.is_empty());
+    assert_eq!(info.config.ack_wait, defaults.backoff[0]);
+    assert_eq!(info.config.metadata["leadq.retry_ladder"], "5s,30s,1m,5m,15m");
 }
 
 #[tokio::test]
@@ -475,8 +478,8 @@ async fn a_handler_slower_than_the_ack_wait_keeps_its_message() {
         .await
         .expect("consumer");
     assert_eq!(
-        info.config.backoff.first(),
-        Some(&Duration::from_secs(5)),
+        info.config.ack_wait,
+        Duration::from_secs(5),
         "the ack wait this test outlasts"
     );
     let handled = Arc::new(Mutex::new(Vec::new()));
@@ -729,4 +732,56 @@ async fn shutdown_finishes_and_acks_the_messages_in_hand() {
         .expect("consumer");
     assert_eq!(info.num_ack_pending, 0, "a finished message was left unacked");
     assert_eq!(info.num_pending, 2, "the two never taken wait for the next replica");
+}
+
+/// A handler's quick retry comes back as quickly as it asked on the second and third delivery
+/// too (with a server-side back-off, nats-server held the third for about 25 s), then the ladder
+/// spaces a failing message out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_retries_come_back_when_asked_then_the_ladder_spaces_them() {
+    let nats = NatsServer::start();
+    let publisher = nats.ready_bus().await;
+    let deliveries = Arc::new(Mutex::new(Vec::<(i64, std::time::Instant)>::new()));
+    let shutdown = CancellationToken::new();
+    let consumer_bus = nats.bus().await;
+    let seen = deliveries.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = consume_leads(
+            &consumer_bus,
+            1,
+            move |d| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().expect("lock").push((d.attempt, std::time::Instant::now()));
+                    Outcome::Retry {
+                        after: Duration::from_millis(100),
+                        reason: "the outside service is down".into(),
+                    }
+                }
+            },
+            stop,
+        )
+        .await;
+    });
+    let sent = std::time::Instant::now();
+    publisher.publish(&lead(11)).await.expect("publish");
+    eventually(Duration::from_secs(10), "three quick tries and the fourth", || async {
+        deliveries.lock().expect("lock").len() >= 4
+    })
+    .await;
+    // The fourth failure waits the ladder's first step (5 s) before the fifth delivery.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = deliveries.lock().expect("lock").clone();
+    shutdown.cancel();
+    assert_eq!(
+        seen.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        [1, 2, 3, 4],
+        "{seen:?}"
+    );
+    assert!(
+        seen[3].1 - sent < Duration::from_secs(5),
+        "quick tries took {:?}",
+        seen[3].1 - sent
+    );
 }
