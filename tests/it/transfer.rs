@@ -122,6 +122,7 @@ async fn a_qualified_lead_who_says_yes_talks_with_the_rep_who_heard_the_whisper_
     let (status, report) = agent.cmo_get("report/today").await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["transferred_leads"], 1, "{report}");
+    assert!(report.get("ab_test").is_none(), "no A/B test runs: {report}");
     let (_, status) = agent.cmo_get("status").await;
     assert_eq!(status["metrics"]["transferred_today"], 1, "{status}");
     // So does the `agent.status` heartbeat of a process that has the store.

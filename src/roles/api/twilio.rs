@@ -161,7 +161,9 @@ async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Re
     let machine = answered_by
         .as_deref()
         .is_some_and(|a| a.starts_with("machine") || a == "fax");
-    let variant = ctx.config.experiment().await.variant_for(lead_id);
+    // Only while an A/B test runs does a call get a variant (and its record one).
+    let experiment = ctx.config.experiment().await;
+    let variant = experiment.running().then(|| experiment.variant_for(lead_id));
     let spanish = &ctx.settings.spanish;
     let Some((state, ())) = book
         .update(lead_id, |state| {
@@ -169,7 +171,7 @@ async fn call_start(State(ctx): State<ApiContext>, request: TwilioRequest) -> Re
             let language = state.intake.as_ref().map_or(Language::En, |intake| {
                 Language::of_lead(&intake.lead, &spanish.form_fields, &spanish.page_markers)
             });
-            let chosen = state.choose_variant(variant) | state.speak(language, false);
+            let chosen = variant.is_some_and(|v| state.choose_variant(v)) | state.speak(language, false);
             (
                 (),
                 state.first_words(answered_by.as_deref(), request.param("CallSid"), now) | chosen,
