@@ -75,6 +75,8 @@ pub struct Script {
 pub struct TransferWords {
     /// Asked after the last question when the lead would be qualified and a rep is on duty.
     pub offer: String,
+    /// What speech recognition is told to expect after the offer.
+    pub offer_hints: Vec<String>,
     pub connecting: String,
     /// When the rep does not answer or declines: the lead is left with the booking link.
     pub unavailable: String,
@@ -86,6 +88,7 @@ impl Default for TransferWords {
     fn default() -> Self {
         Self {
             offer: "Would you like me to connect you to our community manager now?".into(),
+            offer_hints: ["yes", "no", "sure", "not now"].map(String::from).to_vec(),
             connecting: "Great, connecting you now. One moment.".into(),
             unavailable: "They couldn't pick up just now. I'll text you a link to pick a time. Have a great day!"
                 .into(),
@@ -257,6 +260,7 @@ impl Script {
             opt_out: "Entendido, no le volveremos a llamar. Adiós.".into(),
             transfer: TransferWords {
                 offer: "¿Quiere que le comunique ahora con nuestro community manager?".into(),
+                offer_hints: ["sí", "no", "claro", "ahora no"].map(String::from).to_vec(),
                 connecting: "Perfecto, le comunico ahora. Un momento.".into(),
                 unavailable:
                     "No pudo atender ahora. Le enviaré un enlace para elegir una hora. ¡Que tenga un buen día!".into(),
@@ -284,6 +288,7 @@ mod tests {
         assert_eq!(ids(&english), ids(&spanish));
         assert!(spanish.greeting_for(Some("Ana")).starts_with("Hola Ana, le llamamos"));
         assert!(spanish.questions.iter().all(|q| q.prompt.starts_with('¿')));
+        assert!(spanish.transfer.offer.starts_with('¿') && spanish.transfer.offer_hints.contains(&"sí".to_owned()));
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub(super) async fn after_last_question(
         vec![
             Verb::Gather {
                 action: action_url(ctx, "transfer/offer", lead_id),
-                hints: vec!["yes".into(), "no".into(), "sure".into(), "not now".into()],
+                hints: script.transfer.offer_hints.clone(),
                 prompt: vec![script.transfer.offer.clone()],
                 keypad: false,
             },
