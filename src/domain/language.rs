@@ -65,10 +65,20 @@ impl Language {
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
             .collect();
-        let has = |w: &str| words.contains(&w);
-        if has("espanol") || has("spanish") || (has("hablas") || has("habla")) && has("espanol") {
+        // A request, not a mention ("we're a Spanish company"): the language's name after "in",
+        // "en" or a "speak", or said alone with at most a "please".
+        const ASKING: &[&str] = &["in", "en", "speak", "habla", "hablas", "hablan", "hablar"];
+        const POLITE: &[&str] = &["please", "por", "favor", "si", "yes", "ok", "okay"];
+        let asks_in = |names: &[&str]| {
+            words.iter().enumerate().any(|(i, word)| {
+                names.contains(word)
+                    && (i.checked_sub(1).is_some_and(|before| ASKING.contains(&words[before]))
+                        || words.iter().all(|w| w == word || POLITE.contains(w)))
+            })
+        };
+        if asks_in(&["espanol", "spanish", "castellano"]) {
             Some(Self::Es)
-        } else if has("english") || has("ingles") {
+        } else if asks_in(&["english", "ingles"]) {
             Some(Self::En)
         } else {
             None
@@ -128,5 +138,10 @@ mod tests {
         );
         assert_eq!(Language::asked_for("in English please"), Some(Language::En));
         assert_eq!(Language::asked_for("a private office"), None);
+        assert_eq!(Language::asked_for("Español, por favor"), Some(Language::Es));
+        assert_eq!(Language::asked_for("¿Habla español?"), Some(Language::Es));
+        // A mention is not a request.
+        assert_eq!(Language::asked_for("we're a Spanish design studio"), None);
+        assert_eq!(Language::asked_for("my English is fine, a hot desk"), None);
     }
 }

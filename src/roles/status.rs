@@ -39,10 +39,14 @@ async fn metrics(figures: Option<&(Store, jiff::tz::TimeZone)>) -> Option<Status
 pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), BusError> {
     let mut state = AgentStateStore::open(&deps.bus.js).await?.watch().await?;
     let mut tick = tokio::time::interval(deps.every);
+    let mut today = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                // Refreshed on the tick only: a state change goes out at once, with the last figures.
+                today = metrics(deps.figures.as_ref()).await;
+            }
             changed = state.changed() => {
                 if changed.is_err() {
                     break;
@@ -58,7 +62,7 @@ pub async fn run(deps: Deps, shutdown: CancellationToken) -> Result<(), BusError
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_secs: deps.started.elapsed().as_secs(),
             at: OffsetDateTime::now_utc(),
-            metrics: metrics(deps.figures.as_ref()).await,
+            metrics: today.clone(),
         };
         deps.bus.record(&status).await;
     }
